@@ -1,0 +1,40 @@
+"""The ``gen0`` command. Each area of the suite registers its own subcommands from its own
+module (``register(subparsers)``), so this file stays a table of contents."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# Modules that provide ``register(subparsers: argparse._SubParsersAction) -> None``.
+COMMAND_MODULES = [
+    "gen0_policy.doctor",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gen0",
+        description="gen0-ros: train, simulate, record and run a GEN-0-style robot policy.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # headless machines render offscreen
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The policy network: tokenizers, transformer backbone, flow-matching action head, presets."""

@@ -1,0 +1,37 @@
+"""Where the suite finds its own files (config/, launch/) in a source checkout, an editable
+install, a venv prefix, or a colcon install space."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+PACKAGE = "gen0_policy"
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _share_candidates() -> list[Path]:
+    candidates = [SOURCE_ROOT]
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    prefixes.append(sys.prefix)
+    candidates += [Path(p) / "share" / PACKAGE for p in prefixes]
+    return candidates
+
+
+def share_dir(subdir: str) -> Path:
+    """Return the first existing ``<root>/<subdir>`` of the checkout or an install's share dir."""
+    for root in _share_candidates():
+        path = root / subdir
+        if path.is_dir():
+            return path
+    searched = ", ".join(str(c / subdir) for c in _share_candidates())
+    raise FileNotFoundError(f"gen0_policy's {subdir}/ folder not found; searched {searched}")
+
+
+def config_dir() -> Path:
+    return share_dir("config")
+
+
+def launch_dir() -> Path:
+    return share_dir("launch")

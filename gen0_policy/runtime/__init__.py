@@ -1,0 +1,1 @@
+"""The harmonic executor: perception stream, inference worker, action stream, safety."""

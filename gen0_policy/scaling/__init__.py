@@ -1,0 +1,1 @@
+"""Scaling-law tools: sweeps, power-law fits, predictions and plots."""

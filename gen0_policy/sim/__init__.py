@@ -1,0 +1,1 @@
+"""MuJoCo worlds: embodiments, scenes, tasks, success checks and scripted experts."""

@@ -1,0 +1,1 @@
+"""One training loop for pretraining and post-training; checkpoints; metrics."""

@@ -1,0 +1,45 @@
+"""ament_python package gen0_policy: built by colcon on a full ROS install, or installed editable
+into the project venv by ./setup.sh. Python dependencies live in requirements/ (pip) and in
+package.xml (rosdep), so colcon never tries to fetch them."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE = "gen0_policy"
+HERE = Path(__file__).parent
+
+
+def tree(folder: str) -> list[tuple[str, list[str]]]:
+    """data_files entries installing ``folder`` (recursively) under share/gen0_policy/."""
+    entries: dict[str, list[str]] = {}
+    for path in sorted((HERE / folder).rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            rel = path.relative_to(HERE)
+            entries.setdefault(f"share/{PACKAGE}/{rel.parent}", []).append(str(rel))
+    return sorted(entries.items())
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        *tree("launch"),
+        *tree("config"),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="gen0-ros maintainers",
+    maintainer_email="maintainers@gen0-ros.org",
+    description="A GEN-0-style embodied foundation policy for ROS 2.",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "gen0 = gen0_policy.cli:main",
+        ],
+    },
+)

@@ -1,0 +1,101 @@
+"""Test-wide rules: DDS stays on localhost, every test gets its own ROS_DOMAIN_ID (so parallel
+tests and the processes they start never see each other), rendering is headless."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Domain ids 1..100 are free for us on Linux. GEN0_DOMAIN_IDS=START-END narrows the range, so
+# two test runs on one machine (e.g. two developers' checkouts) can be kept apart.
+_first, _last = (int(x) for x in os.environ.get("GEN0_DOMAIN_IDS", "1-100").split("-"))
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_index = int(_worker[2:]) if _worker.startswith("gw") else 0
+_span = max(1, (_last - _first + 1) // _workers)
+_domain_ids = itertools.cycle(range(_first + _index * _span, _first + (_index + 1) * _span))
+
+
+@pytest.fixture(autouse=True)
+def ros_domain_id(monkeypatch: pytest.MonkeyPatch) -> int:
+    """A ROS_DOMAIN_ID no other concurrently running test uses; inherited by child processes."""
+    domain = next(_domain_ids)
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    return domain
+
+
+class Processes:
+    """Starts real child processes (nodes, CLIs) and makes sure none outlives its test."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(self, *args: str, name: str = "proc", env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = self.log_dir / f"{name}-{len(self.procs)}.log"
+        proc = subprocess.Popen(
+            [*args],
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=REPO,
+            start_new_session=True,
+        )
+        self.procs.append((proc, log))
+        return proc
+
+    def python(self, *args: str, name: str = "python", env: dict[str, str] | None = None) -> subprocess.Popen:
+        return self.start(sys.executable, *args, name=name, env=env)
+
+    def output(self, proc: subprocess.Popen) -> str:
+        for p, log in self.procs:
+            if p is proc:
+                return log.read_text(errors="replace")
+        raise KeyError(proc)
+
+    def stop_all(self) -> None:
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+        deadline = time.monotonic() + 10
+        for proc, _ in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

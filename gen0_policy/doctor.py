@@ -38,6 +38,8 @@ def _check_discovery_range() -> Check:
 
 
 def _check_rclpy() -> Check:
+    # The probe node needs no peers: keep it on localhost whatever the user's range is.
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     try:
         import rclpy
         from rclpy.utilities import get_rmw_implementation_identifier
@@ -127,7 +129,14 @@ CHECKS: list[Callable[[], Check]] = [
 
 
 def run_checks() -> list[Check]:
-    return [check() for check in CHECKS]
+    user_range = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
+    try:
+        return [check() for check in CHECKS]
+    finally:
+        if user_range is None:
+            os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+        else:
+            os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = user_range
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,0 +1,40 @@
+"""The `gen0` command as a user runs it: a real console script in a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+GEN0 = Path(sys.executable).parent / "gen0"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(GEN0), *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_help_lists_subcommands():
+    result = run("--help")
+    assert result.returncode == 0
+    assert "doctor" in result.stdout
+
+
+def test_doctor_reports_every_check_ok():
+    result = run("doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    assert result.returncode == 0, result.stdout
+    for name in ("rclpy", "gen0_msgs", "torch", "mujoco rendering", "discovery range"):
+        assert checks[name]["ok"], checks[name]
+
+
+def test_doctor_says_how_to_fix_a_missing_discovery_range():
+    env = {k: v for k, v in os.environ.items() if k != "ROS_AUTOMATIC_DISCOVERY_RANGE"}
+    # the doctor's own rclpy probe still stays on localhost (doctor.py forces it)
+    result = run("doctor", "--json", env=env)
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    assert result.returncode == 1
+    assert not checks["discovery range"]["ok"]
+    assert "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST" in checks["discovery range"]["fix"]
+    assert checks["rclpy"]["ok"]

@@ -14,6 +14,8 @@ step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 # 1. System packages: a compiler for gen0_msgs, EGL/OSMesa for headless MuJoCo rendering.
 APT_PACKAGES=(cmake g++ libegl1 libgl1 libgl1-mesa-dri libopengl0 libosmesa6)
+# Debian's own python3 needs python3-venv for `python -m venv` (ensurepip).
+"$PY" -c "import ensurepip, venv" 2>/dev/null || APT_PACKAGES+=(python3-venv)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,518 @@
+"""ros2_control's position controllers in plain numpy, so the MuJoCo simulator obeys the same
+commands with the same semantics as a real ros2_control robot (and the semantics are testable
+without ROS).
+
+- :class:`JointTrajectoryFollower` mirrors ``joint_trajectory_controller``: a goal names its joints
+  in any order, starts at ``start_time`` (0 = now), REPLACES the not-yet-executed part of the
+  current trajectory from its start on, and is interpolated from the desired state at that instant
+  through its points (linear with positions only, cubic with velocities, quintic with
+  accelerations); after the last point the last position is held.
+- :class:`ForwardPositionController` mirrors ``forward_command_controller`` with position
+  interfaces: one value per joint, in the controller's joint order, held until the next command.
+- :class:`ControllerSet` runs all controllers of an embodiment and merges their targets.
+
+Every command is validated before anything changes; an invalid one raises
+:class:`~gen0_policy.errors.CommandError` saying exactly what is wrong and is never executed.
+Where the real controller would jump (a goal whose start time lies in the past) we interpolate
+from the desired state instead, so a late message never causes a step in the command.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from gen0_policy.embodiment import ControllerSpec, Embodiment
+from gen0_policy.errors import CommandError
+
+# Positions this far outside a limit still count as inside (float round trips through messages).
+LIMIT_TOLERANCE = 1e-6
+# Two instants closer than this are the same instant (ns resolution of builtin_interfaces/Time).
+TIME_EPS = 1e-9
+
+
+def _fmt(values: np.ndarray | Sequence[float]) -> str:
+    return "[" + ", ".join(f"{float(v):.4g}" for v in np.ravel(values)) + "]"
+
+
+@dataclass(frozen=True)
+class TrajectoryCommand:
+    """A joint_trajectory_controller goal as arrays: what trajectory_msgs/JointTrajectory carries.
+
+    Shapes are checked here (so a ragged message fails with the point index); names, limits and
+    timing against a controller are checked by :meth:`JointTrajectoryFollower.validate`.
+    """
+
+    joint_names: tuple[str, ...]
+    times: np.ndarray  # (N,) time_from_start of each point, s
+    positions: np.ndarray  # (N, J) rad or m, columns in joint_names order
+    velocities: np.ndarray | None = None  # (N, J) per s, or None
+    accelerations: np.ndarray | None = None  # (N, J) per s², or None
+    start_time: float = 0.0  # absolute time on the controller's clock, s; 0 means "now"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "joint_names", tuple(str(n) for n in self.joint_names))
+        times = np.asarray(self.times, dtype=np.float64).reshape(-1)
+        object.__setattr__(self, "times", times)
+        n, j = len(times), len(self.joint_names)
+        for key in ("positions", "velocities", "accelerations"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            value = np.asarray(value, dtype=np.float64)
+            if value.shape != (n, j):
+                raise CommandError(
+                    f"trajectory {key} have shape {value.shape}, expected ({n} points, {j} joints): "
+                    f"one row per point, one column per joint of {list(self.joint_names)}"
+                )
+            object.__setattr__(self, key, value)
+        if self.accelerations is not None and self.velocities is None:
+            raise CommandError("trajectory gives accelerations without velocities; give both or neither")
+        if not math.isfinite(self.start_time):
+            raise CommandError(f"trajectory start time must be finite, got {self.start_time}")
+
+    @classmethod
+    def from_points(
+        cls,
+        joint_names: Sequence[str],
+        times: Sequence[float],
+        positions: Sequence[Sequence[float]],
+        velocities: Sequence[Sequence[float]] | None = None,
+        accelerations: Sequence[Sequence[float]] | None = None,
+        start_time: float = 0.0,
+    ) -> TrajectoryCommand:
+        """Build from per-point lists as a message has them; every list is either empty for all
+        points (field not given) or as long as ``joint_names`` for all points."""
+        names = tuple(joint_names)
+        n = len(times)
+        if len(positions) != n:
+            raise CommandError(f"trajectory has {n} time_from_start values but {len(positions)} position lists")
+
+        def stack(key: str, rows: Sequence[Sequence[float]] | None) -> np.ndarray | None:
+            if rows is None:
+                return None
+            lengths = [len(r) for r in rows]
+            if all(length == 0 for length in lengths):
+                return None
+            for i, length in enumerate(lengths):
+                if length != len(names):
+                    raise CommandError(
+                        f"mismatch between joint_names size ({len(names)}) and {key} size ({length}) at point #{i}; "
+                        f"{key} must be given for every joint at every point, or left empty at every point"
+                    )
+            return np.array([list(r) for r in rows], dtype=np.float64).reshape(n, len(names))
+
+        pos = stack("positions", positions)
+        if pos is None and n > 0:
+            raise CommandError("trajectory points carry no positions; position interfaces need positions")
+        return cls(
+            joint_names=names,
+            times=np.asarray(times, dtype=np.float64),
+            positions=pos if pos is not None else np.zeros((0, len(names))),
+            velocities=stack("velocities", velocities),
+            accelerations=stack("accelerations", accelerations),
+            start_time=float(start_time),
+        )
+
+
+class TrajectorySample(NamedTuple):
+    """Desired state at one instant, in the controller's joint order."""
+
+    positions: np.ndarray  # (J,)
+    velocities: np.ndarray  # (J,)
+    accelerations: np.ndarray  # (J,)
+
+
+@dataclass
+class _PiecewisePolynomial:
+    """Segments k = 0..K-2 on [knots[k], knots[k+1]]: q(t) = sum_i coeffs[k, i] * (t - knots[k])**i.
+    Before the first knot it holds the first knot's state; after the last it holds the last position."""
+
+    knots: np.ndarray  # (K,)
+    coeffs: np.ndarray  # (K-1, 6, J)
+    final: np.ndarray  # (J,) position held after the last knot
+
+    @classmethod
+    def hold(cls, positions: np.ndarray, time: float) -> _PiecewisePolynomial:
+        return cls(knots=np.array([time]), coeffs=np.zeros((0, 6, len(positions))), final=positions.copy())
+
+    @property
+    def end_time(self) -> float:
+        return float(self.knots[-1])
+
+    def sample(self, t: float) -> TrajectorySample:
+        j = self.final.shape[0]
+        if len(self.coeffs) == 0 or t >= self.knots[-1]:
+            return TrajectorySample(self.final.copy(), np.zeros(j), np.zeros(j))
+        k = int(np.clip(np.searchsorted(self.knots, t, side="right") - 1, 0, len(self.coeffs) - 1))
+        tau = max(0.0, t - self.knots[k])
+        c = self.coeffs[k]  # (6, J)
+        p = ((((c[5] * tau + c[4]) * tau + c[3]) * tau + c[2]) * tau + c[1]) * tau + c[0]
+        v = (((5 * c[5] * tau + 4 * c[4]) * tau + 3 * c[3]) * tau + 2 * c[2]) * tau + c[1]
+        a = ((20 * c[5] * tau + 12 * c[4]) * tau + 6 * c[3]) * tau + 2 * c[2]
+        return TrajectorySample(p, v, a)
+
+
+def _segment_coefficients(
+    p0: np.ndarray,
+    v0: np.ndarray,
+    a0: np.ndarray,
+    p1: np.ndarray,
+    v1: np.ndarray | None,
+    a1: np.ndarray | None,
+    duration: float,
+) -> np.ndarray:
+    """(6, J) polynomial coefficients from boundary conditions: linear when the end gives only a
+    position, cubic with a velocity, quintic with velocity and acceleration (as JTC's splines)."""
+    c = np.zeros((6, p0.shape[0]))
+    c[0] = p0
+    T = duration
+    if v1 is None:  # linear
+        c[1] = (p1 - p0) / T
+    elif a1 is None:  # cubic (Hermite)
+        c[1] = v0
+        c[2] = (3 * (p1 - p0) / T - 2 * v0 - v1) / T
+        c[3] = (2 * (p0 - p1) / T + v0 + v1) / T**2
+    else:  # quintic
+        c[1] = v0
+        c[2] = a0 / 2
+        c[3] = (20 * (p1 - p0) - (8 * v1 + 12 * v0) * T - (3 * a0 - a1) * T**2) / (2 * T**3)
+        c[4] = (30 * (p0 - p1) + (14 * v1 + 16 * v0) * T + (3 * a0 - 2 * a1) * T**2) / (2 * T**4)
+        c[5] = (12 * (p1 - p0) - 6 * (v1 + v0) * T - (a0 - a1) * T**2) / (2 * T**5)
+    return c
+
+
+@dataclass
+class JointTrajectoryFollower:
+    """joint_trajectory_controller semantics for one controller's joints (position interfaces)."""
+
+    name: str
+    joint_names: tuple[str, ...]
+    lower: np.ndarray  # (J,)
+    upper: np.ndarray  # (J,)
+    allow_partial_joints_goal: bool = False
+    allow_nonzero_velocity_at_trajectory_end: bool = False
+    _trajectory: _PiecewisePolynomial = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.joint_names = tuple(self.joint_names)
+        self.lower = np.asarray(self.lower, dtype=np.float64).reshape(-1)
+        self.upper = np.asarray(self.upper, dtype=np.float64).reshape(-1)
+        if not self.joint_names or len(set(self.joint_names)) != len(self.joint_names):
+            raise CommandError(f"controller {self.name}: joint names must be non-empty and unique: {self.joint_names}")
+        if self.lower.shape != (len(self.joint_names),) or self.upper.shape != self.lower.shape:
+            raise CommandError(f"controller {self.name}: need one lower and one upper limit per joint")
+        self._index = {n: i for i, n in enumerate(self.joint_names)}
+        self.reset(np.clip(np.zeros(len(self.joint_names)), self.lower, self.upper), 0.0)
+
+    @classmethod
+    def from_embodiment(
+        cls, embodiment: Embodiment, controller: str | ControllerSpec, **options: bool
+    ) -> JointTrajectoryFollower:
+        spec = embodiment.controller(controller) if isinstance(controller, str) else controller
+        idx = embodiment.joint_indices(spec.joints)
+        follower = cls(spec.name, spec.joints, embodiment.lower[idx], embodiment.upper[idx], **options)
+        follower.reset(embodiment.home[idx], 0.0)
+        return follower
+
+    @property
+    def dof(self) -> int:
+        return len(self.joint_names)
+
+    def reset(self, positions: np.ndarray, time: float) -> None:
+        """Drop any trajectory and hold ``positions`` from ``time`` on."""
+        positions = np.asarray(positions, dtype=np.float64).reshape(-1)
+        if positions.shape != (self.dof,) or not np.all(np.isfinite(positions)):
+            raise CommandError(f"controller {self.name}: reset needs {self.dof} finite positions, got {positions}")
+        self._trajectory = _PiecewisePolynomial.hold(np.clip(positions, self.lower, self.upper), float(time))
+
+    def sample(self, t: float) -> TrajectorySample:
+        """Desired state at time ``t`` (same clock as ``now`` in :meth:`command`), within limits."""
+        s = self._trajectory.sample(t)
+        return TrajectorySample(np.clip(s.positions, self.lower, self.upper), s.velocities, s.accelerations)
+
+    @property
+    def end_time(self) -> float:
+        """When the active trajectory reaches its last point (it holds that point after)."""
+        return self._trajectory.end_time
+
+    def validate(self, cmd: TrajectoryCommand, now: float) -> None:
+        """Raise CommandError if the real controller would reject ``cmd`` (or it breaks limits)."""
+        who = f"controller {self.name}"
+        if not cmd.joint_names:
+            raise CommandError(f"{who}: empty joint_names in the incoming trajectory")
+        seen: set[str] = set()
+        dup = [n for n in cmd.joint_names if n in seen or seen.add(n)]
+        if dup:
+            raise CommandError(f"{who}: joint names {dup} appear more than once in {list(cmd.joint_names)}")
+        unknown = [n for n in cmd.joint_names if n not in self._index]
+        if unknown:
+            raise CommandError(f"{who}: incoming joints {unknown} are not among its joints {list(self.joint_names)}")
+        missing = [n for n in self.joint_names if n not in seen]
+        if missing and not self.allow_partial_joints_goal:
+            raise CommandError(
+                f"{who}: trajectory lacks joints {missing}; it must name all of {list(self.joint_names)} "
+                "(partial goals are disabled: allow_partial_joints_goal is false)"
+            )
+        n = len(cmd.times)
+        if n == 0:
+            raise CommandError(f"{who}: empty trajectory received (no points)")
+        if not np.all(np.isfinite(cmd.times)):
+            raise CommandError(f"{who}: time_from_start must be finite, got {_fmt(cmd.times)}")
+        if cmd.times[0] < 0:
+            raise CommandError(f"{who}: time_from_start of point #0 is negative ({cmd.times[0]:.4g} s)")
+        steps = np.diff(cmd.times)
+        if np.any(steps <= 0):
+            i = int(np.argmax(steps <= 0))
+            raise CommandError(
+                f"{who}: time_from_start between points #{i} and #{i + 1} is not strictly increasing "
+                f"({cmd.times[i]:.4g} s then {cmd.times[i + 1]:.4g} s)"
+            )
+        for key in ("positions", "velocities", "accelerations"):
+            value = getattr(cmd, key)
+            if value is not None and not np.all(np.isfinite(value)):
+                point, joint = (int(x) for x in np.argwhere(~np.isfinite(value))[0])
+                raise CommandError(
+                    f"{who}: {key} at point #{point} for joint {cmd.joint_names[joint]} is {value[point, joint]}; "
+                    "all values must be finite"
+                )
+        idx = np.array([self._index[n] for n in cmd.joint_names])
+        lo, hi = self.lower[idx], self.upper[idx]
+        bad = (cmd.positions < lo - LIMIT_TOLERANCE) | (cmd.positions > hi + LIMIT_TOLERANCE)
+        if np.any(bad):
+            point, joint = (int(x) for x in np.argwhere(bad)[0])
+            raise CommandError(
+                f"{who}: position {cmd.positions[point, joint]:.6g} for joint {cmd.joint_names[joint]} at point "
+                f"#{point} is outside its limits [{lo[joint]:.6g}, {hi[joint]:.6g}]; nothing was executed"
+            )
+        if (
+            cmd.velocities is not None
+            and not self.allow_nonzero_velocity_at_trajectory_end
+            and np.any(cmd.velocities[-1] != 0.0)
+        ):
+            raise CommandError(
+                f"{who}: the last point has nonzero velocities {_fmt(cmd.velocities[-1])}; "
+                "end with zero velocity (allow_nonzero_velocity_at_trajectory_end is false)"
+            )
+        if cmd.start_time != 0.0 and cmd.start_time + cmd.times[-1] < now:
+            raise CommandError(
+                f"{who}: trajectory with start time {cmd.start_time:.9g} s ends in the past "
+                f"({cmd.start_time + cmd.times[-1]:.9g} s < now {now:.9g} s)"
+            )
+
+    def command(self, cmd: TrajectoryCommand, now: float) -> None:
+        """Validate ``cmd`` and splice it in at max(start, now), replacing what was not yet executed."""
+        self.validate(cmd, now)
+        start = now if cmd.start_time == 0.0 else cmd.start_time
+        anchor_time = max(start, now)
+        anchor = self._trajectory.sample(anchor_time)
+        times = start + cmd.times
+        # Reorder into the controller's joint order; joints the goal leaves out hold their desired
+        # position at the anchor with zero velocity (JTC's fill_partial_goal).
+        n = len(times)
+        idx = np.array([self._index[name] for name in cmd.joint_names])
+        positions = np.repeat(anchor.positions[None], n, axis=0)
+        positions[:, idx] = cmd.positions
+        velocities = accelerations = None
+        if cmd.velocities is not None:
+            velocities = np.zeros((n, self.dof))
+            velocities[:, idx] = cmd.velocities
+        if cmd.accelerations is not None:
+            accelerations = np.zeros((n, self.dof))
+            accelerations[:, idx] = cmd.accelerations
+
+        future = np.flatnonzero(times > anchor_time + TIME_EPS)
+        at_anchor = np.flatnonzero(np.abs(times - anchor_time) <= TIME_EPS)
+        p0, v0, a0 = anchor
+        if len(at_anchor):  # a point exactly at the start: the desired state jumps there, as in JTC
+            i = int(at_anchor[-1])
+            p0 = positions[i]
+            v0 = velocities[i] if velocities is not None else np.zeros(self.dof)
+            a0 = accelerations[i] if accelerations is not None else np.zeros(self.dof)
+        # Keep the old trajectory strictly before the anchor, then append the new segments.
+        old = self._trajectory
+        m = int(np.searchsorted(old.knots, anchor_time - TIME_EPS, side="left"))  # old knots before anchor
+        knots = old.knots[:m].tolist()
+        coeffs = list(old.coeffs[:m])
+        if m > len(old.coeffs):  # the old trajectory had ended: hold its final position up to the anchor
+            hold = np.zeros((6, self.dof))
+            hold[0] = old.final
+            coeffs.append(hold)
+        knots.append(anchor_time)
+        for i in future:
+            v1 = velocities[i] if velocities is not None else None
+            a1 = accelerations[i] if accelerations is not None else None
+            coeffs.append(_segment_coefficients(p0, v0, a0, positions[i], v1, a1, float(times[i] - knots[-1])))
+            knots.append(float(times[i]))
+            p0 = positions[i]
+            v0 = v1 if v1 is not None else np.zeros(self.dof)
+            a0 = a1 if a1 is not None else np.zeros(self.dof)
+        # With no future point (a late goal) this holds the last point from the anchor on.
+        knots_arr = np.asarray(knots, dtype=np.float64)
+        coeffs_arr = np.asarray(coeffs, dtype=np.float64).reshape(len(coeffs), 6, self.dof)
+        # Forget segments that ended before ``now``; keep the one containing it.
+        drop = min(max(0, int(np.searchsorted(knots_arr, now, side="right")) - 1), len(coeffs_arr))
+        self._trajectory = _PiecewisePolynomial(knots_arr[drop:], coeffs_arr[drop:], positions[-1].copy())
+
+
+@dataclass
+class ForwardPositionController:
+    """forward_command_controller with position interfaces: std_msgs/Float64MultiArray ``data``
+    holds one target per joint in the controller's joint order; the target is held until replaced."""
+
+    name: str
+    joint_names: tuple[str, ...]
+    lower: np.ndarray
+    upper: np.ndarray
+    _target: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.joint_names = tuple(self.joint_names)
+        self.lower = np.asarray(self.lower, dtype=np.float64).reshape(-1)
+        self.upper = np.asarray(self.upper, dtype=np.float64).reshape(-1)
+        if not self.joint_names or len(set(self.joint_names)) != len(self.joint_names):
+            raise CommandError(f"controller {self.name}: joint names must be non-empty and unique: {self.joint_names}")
+        if self.lower.shape != (len(self.joint_names),) or self.upper.shape != self.lower.shape:
+            raise CommandError(f"controller {self.name}: need one lower and one upper limit per joint")
+        self._target = np.clip(np.zeros(self.dof), self.lower, self.upper)
+
+    @classmethod
+    def from_embodiment(cls, embodiment: Embodiment, controller: str | ControllerSpec) -> ForwardPositionController:
+        spec = embodiment.controller(controller) if isinstance(controller, str) else controller
+        idx = embodiment.joint_indices(spec.joints)
+        ctrl = cls(spec.name, spec.joints, embodiment.lower[idx], embodiment.upper[idx])
+        ctrl.reset(embodiment.home[idx], 0.0)
+        return ctrl
+
+    @property
+    def dof(self) -> int:
+        return len(self.joint_names)
+
+    def reset(self, positions: np.ndarray, time: float = 0.0) -> None:
+        positions = np.asarray(positions, dtype=np.float64).reshape(-1)
+        if positions.shape != (self.dof,) or not np.all(np.isfinite(positions)):
+            raise CommandError(f"controller {self.name}: reset needs {self.dof} finite positions, got {positions}")
+        self._target = np.clip(positions, self.lower, self.upper)
+
+    def validate(self, data: Sequence[float] | np.ndarray) -> np.ndarray:
+        who = f"controller {self.name}"
+        values = np.asarray(data, dtype=np.float64).reshape(-1)
+        if values.shape != (self.dof,):
+            raise CommandError(
+                f"{who}: command has {values.size} values but the controller has {self.dof} joints "
+                f"{list(self.joint_names)} (one value per joint, in this order)"
+            )
+        if not np.all(np.isfinite(values)):
+            j = int(np.argmax(~np.isfinite(values)))
+            raise CommandError(f"{who}: command for joint {self.joint_names[j]} is {values[j]}; values must be finite")
+        bad = (values < self.lower - LIMIT_TOLERANCE) | (values > self.upper + LIMIT_TOLERANCE)
+        if np.any(bad):
+            j = int(np.argmax(bad))
+            raise CommandError(
+                f"{who}: command {values[j]:.6g} for joint {self.joint_names[j]} is outside its limits "
+                f"[{self.lower[j]:.6g}, {self.upper[j]:.6g}]; nothing was executed"
+            )
+        return values
+
+    def command(self, data: Sequence[float] | np.ndarray, now: float = 0.0) -> None:
+        self._target = np.clip(self.validate(data), self.lower, self.upper)
+
+    def sample(self, t: float = 0.0) -> TrajectorySample:
+        z = np.zeros(self.dof)
+        return TrajectorySample(self._target.copy(), z, z.copy())
+
+
+Controller = JointTrajectoryFollower | ForwardPositionController
+
+
+class ControllerSet:
+    """All controllers of an embodiment, merged into one (dof,) target vector in the embodiment's
+    joint order. As in ros2_control, a joint has one commanding controller at a time: the one that
+    accepted the latest command for it (controllers that share joints are alternatives). A
+    controller taking over starts from the current targets, so switching never causes a jump."""
+
+    def __init__(
+        self,
+        embodiment: Embodiment,
+        *,
+        allow_partial_joints_goal: bool = False,
+        allow_nonzero_velocity_at_trajectory_end: bool = False,
+    ) -> None:
+        self.embodiment = embodiment
+        self.controllers: dict[str, Controller] = {}
+        self._indices: dict[str, np.ndarray] = {}
+        for spec in embodiment.controllers:
+            if spec.type == "joint_trajectory_controller":
+                ctrl: Controller = JointTrajectoryFollower.from_embodiment(
+                    embodiment,
+                    spec,
+                    allow_partial_joints_goal=allow_partial_joints_goal,
+                    allow_nonzero_velocity_at_trajectory_end=allow_nonzero_velocity_at_trajectory_end,
+                )
+            else:
+                ctrl = ForwardPositionController.from_embodiment(embodiment, spec)
+            self.controllers[spec.name] = ctrl
+            self._indices[spec.name] = embodiment.joint_indices(spec.joints)
+        self._owner = np.full(embodiment.dof, "", dtype=object)  # controller name per joint ("" = none)
+        for name, idx in self._indices.items():  # first-listed controller owns a shared joint at start
+            for i in idx:
+                if not self._owner[i]:
+                    self._owner[i] = name
+        self._held = embodiment.home.copy()  # targets of joints no controller commands
+        self._time = 0.0
+
+    def controller(self, name: str) -> Controller:
+        if name not in self.controllers:
+            raise CommandError(
+                f"embodiment {self.embodiment.name} has no controller {name!r}; "
+                f"available controllers are {list(self.controllers)}"
+            )
+        return self.controllers[name]
+
+    def reset(self, positions: np.ndarray, time: float) -> None:
+        """Every controller holds ``positions`` ((dof,), embodiment order) from ``time`` on."""
+        positions = np.asarray(positions, dtype=np.float64).reshape(-1)
+        if positions.shape != (self.embodiment.dof,):
+            raise CommandError(f"reset needs {self.embodiment.dof} positions, got shape {positions.shape}")
+        self._held = np.clip(positions, self.embodiment.lower, self.embodiment.upper)
+        self._time = float(time)
+        for name, ctrl in self.controllers.items():
+            ctrl.reset(self._held[self._indices[name]], time)
+
+    def _take_over(self, name: str, now: float) -> None:
+        idx = self._indices[name]
+        if any(self._owner[i] != name for i in idx):
+            current = self.targets(now)
+            self.controllers[name].reset(current[idx], now)
+            for i in idx:
+                self._owner[i] = name
+
+    def command_trajectory(self, name: str, cmd: TrajectoryCommand, now: float) -> None:
+        ctrl = self.controller(name)
+        if not isinstance(ctrl, JointTrajectoryFollower):
+            raise CommandError(f"controller {name} is a forward position controller; send it a Float64MultiArray")
+        ctrl.validate(cmd, now)  # before taking over, so a rejected command changes nothing
+        self._take_over(name, now)
+        ctrl.command(cmd, now)
+
+    def command_positions(self, name: str, data: Sequence[float] | np.ndarray, now: float) -> None:
+        ctrl = self.controller(name)
+        if not isinstance(ctrl, ForwardPositionController):
+            raise CommandError(f"controller {name} is a joint_trajectory_controller; send it a JointTrajectory")
+        ctrl.validate(data)
+        self._take_over(name, now)
+        ctrl.command(data, now)
+
+    def targets(self, t: float) -> np.ndarray:
+        """(dof,) position targets at time ``t`` in the embodiment's joint order."""
+        out = self._held.copy()
+        for name, ctrl in self.controllers.items():
+            idx = self._indices[name]
+            mine = np.array([self._owner[i] == name for i in idx])
+            if mine.any():
+                out[idx[mine]] = ctrl.sample(t).positions[mine]
+        return out

@@ -1,0 +1,142 @@
+"""The action stream: at every tick of a fixed-rate clock it has a next command, whatever inference
+is doing. New chunks are handed over (latest wins) and take effect at the next tick, anchored at
+the commanded position and velocity; every command passes the safety filter."""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from gen0_policy.errors import CommandError
+from gen0_policy.runtime.safety import SafeState, SafetyFilter
+from gen0_policy.runtime.trajectory import Chunk, Trajectory
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command as it leaves the runtime."""
+
+    t: float  # runtime clock time the command is for, s
+    positions: np.ndarray  # (D,) absolute joint targets
+    velocities: np.ndarray  # (D,) velocity of the command stream
+    holding: bool  # True while braking to / holding the last safe position
+    chunk_seq: int  # chunk the command was sampled from (-1: none)
+    observation_stamp: float  # stamp of the observation that chunk was computed from (nan: none)
+    clamped: bool  # the safety filter changed the target
+
+
+class ActionStream:
+    """Thread-safe: ``submit`` and ``plan`` are called by the inference worker, ``tick`` by the control
+    clock. ``tick`` never waits on inference: it takes whatever chunk is newest."""
+
+    def __init__(self, safety: SafetyFilter, period: float, swap_min_gap: float = 0.5) -> None:
+        self.safety = safety
+        self.period = period
+        self.swap_min_gap = swap_min_gap
+        self._lock = threading.Lock()
+        self._pending: Chunk | None = None
+        self._state: SafeState | None = None
+        self._trajectory: Trajectory | None = None
+        self._last_t = math.nan
+        self._last_clamped = False
+        self._holding = True
+        self.swaps = 0
+
+    @property
+    def started(self) -> bool:
+        return self._state is not None
+
+    @property
+    def executing(self) -> bool:
+        """A chunk is being executed or is waiting to take over at the next tick."""
+        with self._lock:
+            has_plan = self._trajectory is not None and not self._trajectory.is_hold
+            return has_plan or self._pending is not None
+
+    @property
+    def trajectory(self) -> Trajectory | None:
+        return self._trajectory
+
+    def reset(self, t: float, position: np.ndarray) -> None:
+        """Start (or restart, after a clock jump) at rest at ``position`` at time ``t``."""
+        with self._lock:
+            start = self.safety.start(position if self._state is None else self._state.position)
+            self._state = start
+            self._trajectory = Trajectory.hold(t, start.position)
+            self._last_t = t
+            self._pending = None
+            self._holding = True
+
+    def rebase(self, t: float) -> None:
+        """Pretend the last command was sent at ``t`` at rest: after a pause in the stream (synchronous
+        inference) the controller has been holding still, so the next chunk starts from rest."""
+        with self._lock:
+            if self._state is not None:
+                self._state = SafeState(self._state.position)
+                self._trajectory = Trajectory.hold(t, self._state.position)
+                self._last_t = t
+
+    def submit(self, chunk: Chunk) -> None:
+        """Hand over a chunk; it replaces the executing one at the next tick. A chunk with NaN/inf is
+        refused with :class:`CommandError` (the executing one continues)."""
+        if not np.all(np.isfinite(chunk.actions)) or not np.isfinite(chunk.t0) or not chunk.step_dt > 0:
+            raise CommandError("chunk has non-finite actions or times; refused, the executing chunk continues")
+        if chunk.actions.ndim != 2 or chunk.actions.shape[1] != self.safety.limits.dof:
+            raise CommandError(f"chunk has shape {chunk.actions.shape}, expected (H, {self.safety.limits.dof})")
+        with self._lock:
+            self._pending = chunk
+
+    def plan(self, times: np.ndarray) -> np.ndarray | None:
+        """What the stream will command at ``times`` if no new chunk arrives: the committed actions."""
+        with self._lock:
+            if self._trajectory is None:
+                return None
+            return self._trajectory.position(np.asarray(times, dtype=np.float64))
+
+    def position(self) -> np.ndarray | None:
+        with self._lock:
+            return None if self._state is None else self._state.position.copy()
+
+    def tick(self, now: float, hold: bool = False) -> Command | None:
+        """The command for time ``now``; ``hold`` brakes to a stop at the acceleration limit."""
+        with self._lock:
+            state, trajectory = self._state, self._trajectory
+            if state is None or trajectory is None:
+                return None
+            pending, self._pending = self._pending, None
+            dt = now - self._last_t
+            if dt <= 0:  # time stood still (paused simulation): repeat the last command
+                return self._command(now, state, trajectory, clamped=self._last_clamped)
+            dt = min(dt, 2 * self.period)  # a late tick must not license a larger step
+            if hold:
+                state = self.safety.stop(state, dt)
+                trajectory = Trajectory.hold(now, state.position)
+                clamped = False
+            else:
+                if pending is not None:
+                    anchor_v = state.velocity
+                    if not self._last_clamped and not self._holding and not trajectory.is_hold:
+                        anchor_v = trajectory.velocity(self._last_t)  # the curve's own slope: exact C1
+                    trajectory = Trajectory.from_chunk(
+                        pending, self._last_t, state.position, anchor_v, self.swap_min_gap
+                    )
+                    self.swaps += 1
+                state, clamped = self.safety.step(state, trajectory.position(now), dt)
+            self._state, self._trajectory = state, trajectory
+            self._last_t, self._last_clamped, self._holding = now, clamped, hold
+            return self._command(now, state, trajectory, clamped)
+
+    def _command(self, now: float, state: SafeState, trajectory: Trajectory, clamped: bool) -> Command:
+        source = trajectory.source
+        return Command(
+            t=now,
+            positions=state.position.copy(),
+            velocities=state.velocity.copy(),
+            holding=self._holding or source is None,
+            chunk_seq=-1 if source is None else source.seq,
+            observation_stamp=math.nan if source is None else source.observation_stamp,
+            clamped=clamped,
+        )

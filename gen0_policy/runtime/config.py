@@ -1,0 +1,57 @@
+"""Runtime settings, validated once so the control path never has to."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from gen0_policy.errors import ConfigError
+
+MODES = ("harmonic", "synchronous")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    mode: str = "harmonic"  # harmonic: think while acting; synchronous: infer, then act the chunk
+    control_rate_hz: float = 100.0  # action-stream rate, Hz (1..500)
+    max_observation_age: float = 0.5  # s; older observations make the runtime hold
+    uncertainty_threshold: float = math.inf  # sample spread above which the runtime holds (inf: never)
+    num_samples: int = 1  # action samples per inference; >= 2 to measure uncertainty
+    worker_timeout: float = 2.0  # s an inference may run before the worker counts as hung
+    latency_ema: float = 0.3  # weight of the newest latency in the latency estimate
+    latency_margin: float = 0.2  # extra fraction of the latency estimate committed for safety
+    limit_scale: float = 1.0  # derates the embodiment's velocity and acceleration limits (0..1]
+    swap_min_gap: float = 0.5  # fraction of step_dt: waypoints closer than this after a swap are skipped
+    sync_execute_fraction: float = 1.0  # synchronous mode: fraction of each chunk executed before re-inferring
+    torch_threads: int = 0  # intra-op threads for a torch policy; 0: all cores but one
+    gil_switch_interval: float = 0.001  # s; short so the control thread gets the GIL back promptly
+    clock_jump_forward: float = 1.0  # s; a larger forward leap between ticks counts as a clock jump
+
+    def __post_init__(self) -> None:
+        checks = {
+            "mode": self.mode in MODES,
+            "control_rate_hz": 1.0 <= self.control_rate_hz <= 500.0,
+            "max_observation_age": self.max_observation_age > 0,
+            "uncertainty_threshold": self.uncertainty_threshold > 0,
+            "num_samples": self.num_samples >= 1,
+            "worker_timeout": self.worker_timeout > 0,
+            "latency_ema": 0 < self.latency_ema <= 1,
+            "latency_margin": self.latency_margin >= 0,
+            "limit_scale": 0 < self.limit_scale <= 1,
+            "swap_min_gap": 0 <= self.swap_min_gap < 1,
+            "sync_execute_fraction": 0 < self.sync_execute_fraction <= 1,
+            "torch_threads": self.torch_threads >= 0,
+            "gil_switch_interval": self.gil_switch_interval >= 0,
+            "clock_jump_forward": self.clock_jump_forward > 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise ConfigError(
+                f"invalid runtime settings: {values}; mode is one of {MODES}, control_rate_hz in [1, 500], "
+                "fractions in (0, 1], times and thresholds positive"
+            )
+
+    @property
+    def period(self) -> float:
+        return 1.0 / self.control_rate_hz

@@ -1,0 +1,169 @@
+"""The perception stream: one latest-wins, timestamped slot per camera and one for the joint state.
+
+Sensors arrive at their own rates on their own threads; the inference worker only ever wants the
+newest complete observation and how old it is. Bad input is rejected here, with a reason the status
+can show, and never overwrites the last good value."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gen0_policy.errors import ObservationError
+from gen0_policy.runtime.clock import Clock, MonotonicClock
+
+JOINTS = "joint_states"
+
+
+@dataclass(frozen=True)
+class Stamped:
+    """A value, the time it was measured (``stamp``) and the time the runtime received it."""
+
+    value: np.ndarray
+    stamp: float
+    received: float
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A complete snapshot: the newest joint state and the newest image of every camera."""
+
+    joint_positions: np.ndarray  # (D,)
+    images: dict[str, np.ndarray]  # cam -> (H, W, 3) uint8
+    stamps: dict[str, float]  # source -> stamp
+    seq: int  # increases with every accepted update
+
+    @property
+    def stamp(self) -> float:
+        """The oldest part's stamp: an observation is only as fresh as its stalest part."""
+        return min(self.stamps.values())
+
+    @property
+    def newest_stamp(self) -> float:
+        return max(self.stamps.values())
+
+    def age(self, now: float) -> float:
+        return now - self.stamp
+
+    def stalest(self) -> str:
+        return min(self.stamps, key=self.stamps.__getitem__)
+
+    def to_policy_input(self, embodiment: str, instruction: str) -> dict[str, Any]:
+        return {
+            "embodiment": embodiment,
+            "instruction": instruction,
+            "joint_positions": self.joint_positions.astype(np.float32),
+            "images": dict(self.images),
+        }
+
+
+@dataclass
+class PerceptionStream:
+    """Latest-wins buffers. ``cameras`` maps each camera name to its expected ``(height, width)``
+    (or ``None`` to accept any size); ``dof`` is the joint-state length."""
+
+    dof: int
+    cameras: Mapping[str, tuple[int, int] | None] = field(default_factory=dict)
+    clock: Clock = field(default_factory=MonotonicClock)
+    future_tolerance: float = 0.5  # s a stamp may lie ahead of the clock before it is a clock mismatch
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Condition()
+        self._slots: dict[str, Stamped] = {}
+        self._seq = 0
+        self.last_error: str = ""
+        self.rejected = 0
+
+    @property
+    def sources(self) -> Sequence[str]:
+        return [JOINTS, *self.cameras]
+
+    def _accept(self, source: str, value: np.ndarray, stamp: float | None) -> None:
+        now = self.clock.now()
+        stamp = now if stamp is None else float(stamp)
+        if not np.isfinite(stamp):
+            self._reject(f"{source}: stamp {stamp} is not finite")
+        if stamp > now + self.future_tolerance:
+            self._reject(
+                f"{source}: stamp {stamp:.3f} is {stamp - now:.3f} s ahead of the runtime clock; "
+                "do the sensors and the runtime use the same time (use_sim_time)?"
+            )
+        with self._lock:
+            previous = self._slots.get(source)
+            if previous is not None and stamp < previous.stamp:
+                return  # out-of-order delivery: latest wins by stamp, not by arrival
+            self._seq += 1
+            self._slots[source] = Stamped(value, stamp, now)
+            self._lock.notify_all()
+
+    def _reject(self, message: str) -> None:
+        with self._lock:
+            self.last_error = message
+            self.rejected += 1
+        raise ObservationError(message)
+
+    def put_joints(self, positions: np.ndarray, stamp: float | None = None) -> None:
+        """Accept a joint-state vector in the embodiment's joint order; NaN/inf or wrong length is rejected."""
+        value = np.asarray(positions, dtype=np.float64)
+        if value.shape != (self.dof,):
+            self._reject(f"joint state has shape {value.shape}, expected ({self.dof},); missing joints?")
+        if not np.all(np.isfinite(value)):
+            self._reject(f"joint state contains NaN/inf at indices {np.flatnonzero(~np.isfinite(value)).tolist()}")
+        self._accept(JOINTS, value.copy(), stamp)
+
+    def put_image(self, camera: str, image: np.ndarray, stamp: float | None = None) -> None:
+        """Accept an ``(H, W, 3)`` uint8 RGB image from a known camera of the expected size."""
+        if camera not in self.cameras:
+            self._reject(f"unknown camera {camera!r}; expected one of {list(self.cameras)}")
+        value = np.asarray(image)
+        if value.dtype != np.uint8 or value.ndim != 3 or value.shape[2] != 3:
+            self._reject(f"camera {camera}: image must be (H, W, 3) uint8 RGB, got {value.shape} {value.dtype}")
+        expected = self.cameras[camera]
+        if expected is not None and tuple(value.shape[:2]) != tuple(expected):
+            got, want = f"{value.shape[1]}x{value.shape[0]}", f"{expected[1]}x{expected[0]}"
+            self._reject(f"camera {camera}: image is {got}, expected {want}")
+        self._accept(camera, value, stamp)
+
+    def latest(self) -> Observation | None:
+        """The newest complete observation, or ``None`` until every source has delivered once."""
+        with self._lock:
+            if any(s not in self._slots for s in self.sources):
+                return None
+            return self._snapshot()
+
+    def _snapshot(self) -> Observation:
+        slots = self._slots
+        return Observation(
+            joint_positions=slots[JOINTS].value,
+            images={cam: slots[cam].value for cam in self.cameras},
+            stamps={s: slots[s].stamp for s in self.sources},
+            seq=self._seq,
+        )
+
+    def wait_newer(self, seq: int, timeout: float) -> Observation | None:
+        """Block until a complete observation newer than ``seq`` exists (or ``timeout`` s pass)."""
+        with self._lock:
+            ready = self._lock.wait_for(
+                lambda: self._seq > seq and all(s in self._slots for s in self.sources), timeout=timeout
+            )
+            return self._snapshot() if ready else None
+
+    def latest_joints(self) -> np.ndarray | None:
+        """The newest joint state alone (the runtime starts from it before any camera has spoken)."""
+        with self._lock:
+            slot = self._slots.get(JOINTS)
+            return None if slot is None else slot.value.copy()
+
+    def missing(self) -> list[str]:
+        with self._lock:
+            return [s for s in self.sources if s not in self._slots]
+
+    def clear(self) -> None:
+        """Forget everything (after a clock jump every stamp is meaningless)."""
+        with self._lock:
+            self._slots.clear()
+            self._seq += 1

@@ -1,0 +1,44 @@
+"""A fixed-rate loop on its own thread, scheduled on absolute monotonic deadlines so errors do not
+accumulate; a tick that is late by more than a period re-synchronises instead of bursting."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class RateLoop:
+    def __init__(self, period: float, fn: Callable[[], object], name: str = "gen0-rate") -> None:
+        self.period = period
+        self.fn = fn
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        deadline = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.fn()
+            except BaseException as exc:  # surfaced through status, never silently lost
+                self.error = exc
+                raise
+            deadline += self.period
+            now = time.monotonic()
+            if now > deadline + self.period:
+                deadline = now  # far behind: skip, do not burst
+            elif deadline > now:
+                time.sleep(deadline - now)

@@ -1,0 +1,400 @@
+"""The harmonic executor: an inference worker thinks on its own thread while a fixed-rate action
+stream acts, so the robot never freezes while the model thinks. A supervisor decides at every tick
+whether acting is safe (fresh observations, a live worker, a confident model, a sane clock) and
+otherwise holds the last safe position and says why.
+
+The synchronous mode (infer, then act the whole chunk, then infer again) runs on the same parts,
+for comparison."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+
+import numpy as np
+
+from gen0_policy.embodiment import Embodiment
+from gen0_policy.errors import CommandError
+from gen0_policy.runtime.action_stream import ActionStream, Command
+from gen0_policy.runtime.clock import Clock, JumpDetector, MonotonicClock
+from gen0_policy.runtime.config import RuntimeConfig
+from gen0_policy.runtime.perception import Observation, PerceptionStream
+from gen0_policy.runtime.policy import ChunkPolicy, validate_output
+from gen0_policy.runtime.rate import RateLoop
+from gen0_policy.runtime.safety import SafetyFilter, SafetyLimits
+from gen0_policy.runtime.status import RuntimeState, RuntimeStatus
+from gen0_policy.runtime.trajectory import Chunk
+
+log = logging.getLogger(__name__)
+
+
+def configure_threads(config: RuntimeConfig) -> None:
+    """Leave a core for the control path and make the GIL change hands often enough for it."""
+    if config.gil_switch_interval > 0:
+        sys.setswitchinterval(config.gil_switch_interval)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(config.torch_threads or max(1, (os.cpu_count() or 2) - 1))
+
+
+class Runtime:
+    """Runs a :class:`ChunkPolicy` on an :class:`Embodiment`.
+
+    Feed sensors through ``runtime.perception`` (``put_joints``, ``put_image``); receive commands through
+    ``on_command``. ``start()`` drives the action stream from its own wall-clock thread; pass
+    ``drive=False`` and call :meth:`tick` from elsewhere (a ROS timer under ``use_sim_time``)."""
+
+    def __init__(
+        self,
+        policy: ChunkPolicy,
+        embodiment: Embodiment,
+        config: RuntimeConfig | None = None,
+        clock: Clock | None = None,
+        cameras: Mapping[str, tuple[int, int] | None] | None = None,
+        on_command: Callable[[Command], None] | None = None,
+        on_chunk: Callable[[Chunk], None] | None = None,
+    ) -> None:
+        self.config = config or RuntimeConfig()
+        self.embodiment = embodiment
+        self.clock = clock or MonotonicClock()
+        if cameras is None:
+            cameras = {c.name: (c.height, c.width) for c in embodiment.cameras}
+        self.perception = PerceptionStream(embodiment.dof, cameras, self.clock)
+        self.limits = SafetyLimits.from_embodiment(embodiment, self.config.limit_scale)
+        self.stream = ActionStream(SafetyFilter(self.limits), self.config.period, self.config.swap_min_gap)
+        self.on_command = on_command
+        self.on_chunk = on_chunk
+        self.instruction = ""
+        self._policy = policy
+        self._next_policy: ChunkPolicy | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._rate: RateLoop | None = None
+        self._jumps = JumpDetector(forward_limit=self.config.clock_jump_forward)
+        self._epoch = 0  # bumped by a clock jump: chunks from an older epoch are discarded
+        self._running = False
+        self._operator_hold = ""
+        # Worker results and health, read by the supervisor.
+        self._busy_since: float | None = None  # wall time the current inference started
+        self._worker_error = ""
+        self._chunk_error = ""
+        self._uncertain = False
+        self._jump_reason = ""
+        self._swap_target: ChunkPolicy | None = None
+        self._loading = ""
+        self._load_error = ""
+        self._latency_estimate = 0.0  # runtime-clock seconds, EMA
+        self._seq = 0
+        # Status fields.
+        self._last_status_state = RuntimeState.IDLE
+        self._uncertainty = 0.0
+        self._inference_latency = 0.0
+        self._observation_age = 0.0
+        self._rate_estimate = 0.0
+        self._last_tick: float | None = None
+
+    # ----------------------------------------------------------------- control
+    @property
+    def policy(self) -> ChunkPolicy:
+        return self._policy
+
+    @property
+    def checkpoint_id(self) -> str:
+        return str(getattr(self._policy, "checkpoint_id", ""))
+
+    def set_instruction(self, instruction: str) -> None:
+        self.instruction = str(instruction)
+
+    def start(self, drive: bool = True) -> None:
+        """Start thinking (and, with ``drive``, acting at ``control_rate_hz`` on a wall-clock thread)."""
+        if self._running:
+            return
+        configure_threads(self.config)
+        self._stop.clear()
+        self._running = True
+        target = self._harmonic_worker if self.config.mode == "harmonic" else self._synchronous_loop
+        thread = threading.Thread(target=self._guard(target), name=f"gen0-{self.config.mode}", daemon=True)
+        self._threads = [thread]
+        thread.start()
+        if drive and self.config.mode == "harmonic":
+            self._rate = RateLoop(self.config.period, self.tick, name="gen0-action-stream")
+            self._rate.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._rate is not None:
+            self._rate.stop()
+            self._rate = None
+        for thread in self._threads:
+            thread.join(timeout)
+        self._running = False
+
+    def hold(self, reason: str = "held by operator") -> None:
+        """Brake and hold until :meth:`resume` (lifecycle deactivate)."""
+        self._operator_hold = reason
+
+    def resume(self) -> None:
+        self._operator_hold = ""
+
+    def swap_policy(self, policy: ChunkPolicy) -> None:
+        """Hot swap: the executing chunk continues until the new policy's first chunk is ready."""
+        with self._lock:
+            self._next_policy = self._swap_target = policy
+            self._loading = str(getattr(policy, "checkpoint_id", "new policy"))
+
+    def load_policy(self, loader: Callable[[], ChunkPolicy], name: str = "checkpoint") -> Future:
+        """Load on a background thread (acting continues), then :meth:`swap_policy`. The future gives
+        the loaded policy or the load error; a failed load leaves the old policy running."""
+        future: Future = Future()
+        self._loading, self._load_error = name, ""
+
+        def load() -> None:
+            try:
+                policy = loader()
+            except Exception as exc:
+                self._loading, self._load_error = "", f"loading {name} failed: {exc}"
+                future.set_exception(exc)
+                return
+            self.swap_policy(policy)
+            future.set_result(policy)
+
+        threading.Thread(target=load, name="gen0-loader", daemon=True).start()
+        return future
+
+    # ------------------------------------------------------------ the control path
+    def tick(self, now: float | None = None) -> Command | None:
+        """Produce the command for ``now`` (default: the runtime clock). Never blocks on inference."""
+        now = self.clock.now() if now is None else now
+        jump = self._jumps.check(now)
+        if jump is not None:
+            self._on_clock_jump(now, jump.describe())
+        if not self.stream.started:
+            joints = self.perception.latest_joints()  # start from the measured position
+            if joints is None:
+                return None
+            self.stream.reset(now, joints)
+        if self._last_tick is not None and now > self._last_tick:
+            rate = 1.0 / (now - self._last_tick)
+            self._rate_estimate = rate if self._rate_estimate == 0 else 0.9 * self._rate_estimate + 0.1 * rate
+        self._last_tick = now
+        state, _ = self._supervise(now)
+        command = self.stream.tick(now, hold=state not in (RuntimeState.RUNNING, RuntimeState.LOADING))
+        if command is not None and self.on_command is not None:
+            self.on_command(command)
+        return command
+
+    def _on_clock_jump(self, now: float, reason: str) -> None:
+        log.warning("%s: holding until fresh observations arrive", reason)
+        self._epoch += 1
+        self._jump_reason = reason
+        self.perception.clear()
+        if self.stream.started:
+            self.stream.reset(now, self.stream.position())
+        self._last_tick = None
+
+    def _supervise(self, now: float) -> tuple[RuntimeState, str]:
+        """The state the runtime is in right now and why: the first reason to not act wins."""
+        if not self._running:
+            return RuntimeState.IDLE, "not started"
+        if self._operator_hold:
+            return RuntimeState.IDLE, self._operator_hold
+        if self._worker_error:
+            return RuntimeState.FAULT, self._worker_error
+        if self._rate is not None and not self._rate.alive and self._rate.error is not None:
+            return RuntimeState.FAULT, f"action stream died: {self._rate.error!r}"
+        if self.config.mode == "harmonic":
+            worker = self._threads[0] if self._threads else None
+            if worker is not None and not worker.is_alive() and not self._stop.is_set():
+                return RuntimeState.FAULT, "inference worker died"
+            busy = self._busy_since
+            if busy is not None and time.monotonic() - busy > self.config.worker_timeout:
+                return RuntimeState.HOLDING, (
+                    f"inference worker hung: no chunk for {time.monotonic() - busy:.1f} s "
+                    f"(worker_timeout {self.config.worker_timeout} s)"
+                )
+        missing = self.perception.missing()
+        if missing:
+            why = self._jump_reason or self.perception.last_error
+            return RuntimeState.HOLDING, f"waiting for {', '.join(missing)}" + (f" ({why})" if why else "")
+        observation = self.perception.latest()
+        if observation is not None:
+            age = observation.age(now)
+            if age > self.config.max_observation_age:
+                error = f"; last rejected input: {self.perception.last_error}" if self.perception.last_error else ""
+                return RuntimeState.HOLDING, (
+                    f"stale observation: {observation.stalest()} is {age:.2f} s old "
+                    f"(max_observation_age {self.config.max_observation_age} s){error}"
+                )
+        if self._chunk_error:
+            return RuntimeState.HOLDING, self._chunk_error
+        if self._uncertain:
+            return RuntimeState.UNCERTAIN, (
+                f"uncertainty {self._uncertainty:.3f} above threshold {self.config.uncertainty_threshold:.3f}"
+            )
+        if self._jump_reason:
+            return RuntimeState.HOLDING, f"{self._jump_reason}; waiting for a chunk computed after it"
+        if not self.stream.executing and self.config.mode == "harmonic":
+            return RuntimeState.HOLDING, "waiting for a chunk computed from fresh observations"
+        if self._loading:
+            return RuntimeState.LOADING, f"loading {self._loading}; executing the previous chunk meanwhile"
+        return RuntimeState.RUNNING, self._load_error
+
+    # ------------------------------------------------------------------ inference
+    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except Exception as exc:  # a dead worker is reported as a fault, never a silent stop
+                log.exception("inference worker died")
+                self._worker_error = f"inference worker died: {type(exc).__name__}: {exc}"
+
+        return run
+
+    def _committed_steps(self, policy: ChunkPolicy) -> int:
+        """Steps of ``step_dt`` that will execute while this inference runs (latency estimate + margin)."""
+        expected = self._latency_estimate * (1 + self.config.latency_margin)
+        steps = math.ceil(expected / policy.step_dt) + 1 if expected > 0 else 0
+        return min(steps, int(policy.max_prefix), int(policy.chunk_size) - 1)
+
+    def _infer(self, observation: Observation, harmonic: bool) -> Chunk | None:
+        """One inference on ``observation``; returns the validated chunk or records why there is none."""
+        with self._lock:
+            if self._next_policy is not None:
+                self._policy, self._next_policy = self._next_policy, None
+            policy = self._policy
+        epoch = self._epoch
+        t0 = self.clock.now()
+        committed = None
+        prefix = self._committed_steps(policy) if harmonic else 0
+        if prefix > 0:
+            committed = self.stream.plan(t0 + np.arange(prefix) * policy.step_dt)
+        started = time.monotonic()
+        self._busy_since = started
+        try:
+            out = policy.infer(
+                observation.to_policy_input(self.embodiment.name, self.instruction),
+                None if committed is None else committed.astype(np.float32),
+                self.config.num_samples,
+            )
+        finally:
+            self._busy_since = None
+        wall_latency = time.monotonic() - started
+        latency = max(self.clock.now() - t0, 0.0)
+        alpha = self.config.latency_ema
+        estimate = self._latency_estimate
+        self._latency_estimate = latency if estimate == 0 else (1 - alpha) * estimate + alpha * latency
+        self._inference_latency = wall_latency
+        self._observation_age = t0 - observation.stamp
+        if epoch != self._epoch:
+            return None  # the clock jumped while thinking: this chunk's times mean nothing
+        try:
+            result = validate_output(out, self.embodiment.dof)
+        except CommandError as exc:
+            self._chunk_error = str(exc)
+            return None
+        self._seq += 1
+        chunk = Chunk(
+            actions=result.actions,
+            t0=t0,
+            step_dt=float(policy.step_dt),
+            observation_stamp=observation.stamp,
+            uncertainty=result.uncertainty,
+            inference_latency=wall_latency,
+            committed=0 if committed is None else len(committed),
+            checkpoint_id=str(getattr(policy, "checkpoint_id", "")),
+            seq=self._seq,
+        )
+        self._uncertainty = result.uncertainty
+        self._chunk_error = ""
+        self._uncertain = result.uncertainty > self.config.uncertainty_threshold
+        if self.on_chunk is not None:
+            self.on_chunk(chunk)
+        if self._uncertain:
+            return None
+        self._jump_reason = ""
+        if policy is self._swap_target:
+            self._loading, self._swap_target = "", None  # the new model's first chunk is ready
+        return chunk
+
+    def _fresh_observation(self, seq: int) -> tuple[Observation | None, int]:
+        """The next observation newer than ``seq`` if it is fresh enough to act on, and its seq."""
+        observation = self.perception.wait_newer(seq, timeout=0.05)
+        if observation is None:
+            return None, seq
+        if observation.age(self.clock.now()) > self.config.max_observation_age:
+            return None, observation.seq
+        return observation, observation.seq
+
+    def _harmonic_worker(self) -> None:
+        seq = -1
+        while not self._stop.is_set():
+            observation, seq = self._fresh_observation(seq)
+            if observation is None or not self.stream.started or self._operator_hold:
+                time.sleep(0.002)
+                continue
+            chunk = self._infer(observation, harmonic=True)
+            if chunk is not None:
+                self.stream.submit(chunk)
+
+    def _synchronous_loop(self) -> None:
+        """Infer (the command stream pauses), then act the chunk at the control rate, then repeat."""
+        period = self.config.period
+        seq = -1
+        while not self._stop.is_set():
+            if not self.stream.started or self._operator_hold:
+                self.tick()
+                time.sleep(period)
+                continue
+            observation, seq = self._fresh_observation(seq)
+            if observation is None:
+                self.tick()  # hold (stale or missing input)
+                time.sleep(period)
+                continue
+            chunk = self._infer(observation, harmonic=False)
+            if chunk is None:
+                self.tick()
+                continue
+            now = self.clock.now()
+            self.stream.rebase(now - period)  # the controller held still while we thought
+            self.stream.submit(chunk)
+            self._jumps.reset()
+            self._last_tick = None
+            end = now + (chunk.t_end - chunk.t0) * self.config.sync_execute_fraction
+            deadline = time.monotonic()
+            while not self._stop.is_set():
+                command = self.tick()
+                if command is None or command.holding or self.clock.now() >= end:
+                    break
+                deadline += period
+                delay = deadline - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+
+    # ------------------------------------------------------------------- status
+    def status(self) -> RuntimeStatus:
+        now = self.clock.now()
+        state, reason = self._supervise(now)
+        if state == RuntimeState.RUNNING and self._loading:
+            state = RuntimeState.LOADING
+        return RuntimeStatus(
+            state=state,
+            reason=reason,
+            uncertainty=self._uncertainty,
+            uncertainty_threshold=self.config.uncertainty_threshold,
+            inference_latency=self._inference_latency,
+            observation_age=self._observation_age,
+            control_rate=self._rate_estimate,
+            chunk_count=self._seq,
+            checkpoint_id=self.checkpoint_id,
+            embodiment=self.embodiment.name,
+            instruction=self.instruction,
+            stamp=now,
+        )

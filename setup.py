@@ -40,6 +40,9 @@ setup(
     entry_points={
         "console_scripts": [
             "gen0 = gen0_policy.cli:main",
+            "gen0_leader_mirror_node = gen0_policy.ros.leader_mirror_node:main",
+            "gen0_recorder_node = gen0_policy.ros.recorder_node:main",
+            "gen0_sim_node = gen0_policy.ros.sim_node:main",
         ],
     },
 )

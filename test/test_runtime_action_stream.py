@@ -1,0 +1,113 @@
+"""Chunk swaps in the action stream, measured numerically: with a committed prefix and an anchored
+spline the next chunk continues with the same position and velocity; upsampling each chunk from
+rest (what a synchronous executor does) decelerates at every boundary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from runtime_helpers import toy_embodiment
+
+from gen0_policy.runtime.action_stream import ActionStream
+from gen0_policy.runtime.goal_policy import GoalPolicy
+from gen0_policy.runtime.safety import SafetyFilter, SafetyLimits
+from gen0_policy.runtime.trajectory import Chunk
+
+PERIOD = 0.01
+SETTLED = 50  # ticks: the start from rest is a transient, not a splice
+EMB = toy_embodiment(dof=3, velocity=2.0, acceleration=50.0)  # generous: measure the splice, not the filter
+
+
+def run(policy: GoalPolicy, latency_ticks: int, ticks: int, rest_boundaries: bool = False):
+    """Tick a stream at 100 Hz; every inference starts when the previous one is delivered and takes
+    ``latency_ticks``; returns command times, positions and the tick indices of the swaps."""
+    stream = ActionStream(SafetyFilter(SafetyLimits.from_embodiment(EMB)), PERIOD)
+    stream.reset(0.0, np.zeros(3))
+    times, positions, swaps = [0.0], [stream.position()], []
+    request, in_flight = 0, None
+    for k in range(1, ticks + 1):
+        t = k * PERIOD
+        if in_flight is None and k >= request:
+            t0 = (k - 1) * PERIOD
+            prefix = 0 if rest_boundaries else latency_ticks // round(policy.step_dt / PERIOD) + 2
+            committed = stream.plan(t0 + np.arange(prefix) * policy.step_dt) if prefix else None
+            out = policy.infer({"joint_positions": positions[-1]}, committed)
+            in_flight = (k + latency_ticks, Chunk(actions=out["actions"], t0=t0, step_dt=policy.step_dt))
+        if in_flight is not None and k >= in_flight[0]:
+            if rest_boundaries:
+                stream.rebase((k - 1) * PERIOD)
+            stream.submit(in_flight[1])
+            swaps.append(k)
+            request = k + (round(in_flight[1].t_end / PERIOD) - in_flight[0] if rest_boundaries else 0)
+            in_flight = None
+        times.append(t)
+        positions.append(stream.tick(t).positions)
+    return np.array(times), np.array(positions), swaps
+
+
+def jumps(positions: np.ndarray, swaps: list[int]) -> tuple[float, float]:
+    """Largest change of step size (velocity jump, rad/s) at swap ticks vs. everywhere else."""
+    velocity = np.diff(positions, axis=0) / PERIOD  # velocity[k-1] is the step into tick k
+    dv = np.linalg.norm(np.diff(velocity, axis=0), axis=1)  # dv[k-2]: change at tick k
+    at_swaps = max(dv[k - 2] for k in swaps if k >= SETTLED)
+    return at_swaps, float(np.linalg.norm(velocity, axis=1)[SETTLED:].min())
+
+
+def test_swaps_keep_velocity_continuous_on_a_straight_path() -> None:
+    policy = GoalPolicy(goal=np.array([1.5, -1.5, 0.9]), speed=0.6, chunk_size=16, step_dt=0.05, max_prefix=8)
+    _, positions, swaps = run(policy, latency_ticks=7, ticks=200)
+    assert len(swaps) > 20
+    velocity_jump, slowest = jumps(positions[:180], [s for s in swaps if s < 170])
+    assert velocity_jump < 1e-3  # rad/s: the splice is invisible
+    assert slowest > 0.59  # never slows down at a boundary (speed 0.6 rad/s)
+    position_steps = np.linalg.norm(np.diff(positions[SETTLED:170], axis=0), axis=1)
+    assert position_steps.max() < 0.6 * PERIOD * 1.01  # no position jump either
+
+
+def test_swaps_keep_velocity_continuous_when_the_goal_moves() -> None:
+    """A new goal every chunk: the direction changes, so acceleration may jump, but velocity may not."""
+    goals = iter(np.random.default_rng(1).uniform(-1.5, 0.9, size=(100, 3)))
+    policy = GoalPolicy(goal=lambda obs: next(goals), speed=0.8, chunk_size=16, step_dt=0.05, max_prefix=8)
+    _, positions, swaps = run(policy, latency_ticks=6, ticks=300)
+    velocity = np.diff(positions, axis=0) / PERIOD
+    dv = np.linalg.norm(np.diff(velocity, axis=0), axis=1)
+    at_swaps = np.array([dv[k - 2] for k in swaps if k > 2])
+    between = np.delete(dv, [k - 2 for k in swaps if k > 2])
+    # A velocity jump would show up as a spike at the swaps; they look like any other tick.
+    assert at_swaps.max() <= between.max() * 1.5
+    assert at_swaps.max() < 0.5  # rad/s per tick (acceleration < 50 rad/s^2, the generous limit)
+
+
+def test_rest_boundaries_decelerate_at_every_chunk() -> None:
+    policy = GoalPolicy(goal=np.array([1.5, -1.5, 0.9]), speed=0.6, chunk_size=16, step_dt=0.05, max_prefix=8)
+    _, positions, swaps = run(policy, latency_ticks=7, ticks=300, rest_boundaries=True)
+    _, slowest = jumps(positions, swaps)
+    assert len(swaps) >= 3
+    assert slowest < 0.1  # comes (nearly) to a stop between chunks
+
+
+def test_plan_returns_the_committed_future_and_late_ticks_repeat() -> None:
+    stream = ActionStream(SafetyFilter(SafetyLimits.from_embodiment(EMB)), PERIOD)
+    assert stream.tick(0.0) is None  # not started: nothing to command
+    stream.reset(0.0, np.zeros(3))
+    actions = np.linspace(0, 0.5, 11)[:, None] * np.ones(3)
+    stream.submit(Chunk(actions=actions, t0=0.0, step_dt=0.05))
+    first = stream.tick(0.01)
+    np.testing.assert_allclose(stream.plan(np.array([0.25, 0.5])), actions[[5, 10]], atol=1e-9)
+    again = stream.tick(0.01)  # simulated time stood still
+    np.testing.assert_array_equal(first.positions, again.positions)
+    assert not first.holding and first.chunk_seq == 0
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_holding_brakes_to_a_standstill(hold: bool) -> None:
+    stream = ActionStream(SafetyFilter(SafetyLimits.from_embodiment(EMB)), PERIOD)
+    stream.reset(0.0, np.zeros(3))
+    stream.submit(Chunk(actions=np.linspace(0, 0.8, 17)[:, None] * np.ones(3), t0=0.0, step_dt=0.05))
+    for k in range(1, 30):
+        stream.tick(k * PERIOD)
+    for k in range(30, 60):
+        command = stream.tick(k * PERIOD, hold=hold)
+    assert command.holding == hold
+    if hold:
+        np.testing.assert_allclose(command.velocities, 0.0, atol=1e-12)

@@ -1,0 +1,86 @@
+"""Latest-wins sensor buffers: ages, ordering, and bad input rejected with a reason, losing nothing."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from runtime_helpers import image
+
+from gen0_policy.errors import ObservationError
+from gen0_policy.runtime.clock import ClockJump, JumpDetector, ManualClock
+from gen0_policy.runtime.perception import PerceptionStream
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(10.0)
+
+
+@pytest.fixture
+def stream(clock: ManualClock) -> PerceptionStream:
+    return PerceptionStream(dof=3, cameras={"front": (6, 8), "wrist": None}, clock=clock)
+
+
+def test_complete_observation_only_when_every_source_has_spoken(stream, clock) -> None:
+    stream.put_joints(np.zeros(3), stamp=9.9)
+    stream.put_image("front", image(1), stamp=9.8)
+    assert stream.latest() is None and stream.missing() == ["wrist"]
+    stream.put_image("wrist", image(2, 4, 4), stamp=9.95)
+    observation = stream.latest()
+    assert observation.stamp == 9.8 and observation.stalest() == "front"
+    assert observation.age(clock.now()) == pytest.approx(0.2)
+    policy_input = observation.to_policy_input("toy", "pick")
+    assert policy_input["joint_positions"].dtype == np.float32 and set(policy_input["images"]) == {"front", "wrist"}
+
+
+def test_latest_wins_by_stamp_not_arrival(stream) -> None:
+    stream.put_joints(np.ones(3), stamp=9.5)
+    stream.put_joints(np.full(3, 2.0), stamp=9.4)  # delivered late: older than what we have
+    np.testing.assert_array_equal(stream.latest_joints(), np.ones(3))
+    stream.put_joints(np.full(3, 3.0), stamp=9.6)
+    np.testing.assert_array_equal(stream.latest_joints(), np.full(3, 3.0))
+
+
+@pytest.mark.parametrize(
+    ("put", "match"),
+    [
+        (lambda s: s.put_joints(np.array([0.0, np.nan, 0.0])), "NaN/inf at indices \\[1\\]"),
+        (lambda s: s.put_joints(np.zeros(2)), "expected \\(3,\\); missing joints"),
+        (lambda s: s.put_image("front", image(0, 5, 8)), "image is 8x5, expected 8x6"),
+        (lambda s: s.put_image("front", np.zeros((6, 8, 3), np.float32)), "uint8 RGB"),
+        (lambda s: s.put_image("front", np.zeros((6, 8), np.uint8)), "uint8 RGB"),
+        (lambda s: s.put_image("side", image()), "unknown camera 'side'"),
+        (lambda s: s.put_joints(np.zeros(3), stamp=20.0), "ahead of the runtime clock.*use_sim_time"),
+    ],
+)
+def test_bad_input_is_rejected_with_a_reason_and_keeps_the_last_good_value(stream, put, match) -> None:
+    stream.put_joints(np.ones(3))
+    stream.put_image("front", image(7))
+    with pytest.raises(ObservationError, match=match):
+        put(stream)
+    assert stream.rejected == 1 and stream.last_error
+    np.testing.assert_array_equal(stream.latest_joints(), np.ones(3))
+    assert stream._slots["front"].value[0, 0, 0] == 7
+
+
+def test_wait_newer_wakes_on_the_next_complete_observation(clock) -> None:
+    stream = PerceptionStream(dof=1, cameras={}, clock=clock)
+    assert stream.wait_newer(-1, timeout=0.01) is None
+    timer = threading.Timer(0.05, lambda: stream.put_joints(np.ones(1)))
+    timer.start()
+    observation = stream.wait_newer(-1, timeout=5.0)
+    assert observation is not None and observation.joint_positions[0] == 1.0
+    stream.clear()
+    assert stream.latest() is None and stream.wait_newer(observation.seq, timeout=0.01) is None
+
+
+def test_jump_detector_sees_backwards_and_large_forward_jumps() -> None:
+    detector = JumpDetector(forward_limit=1.0)
+    assert detector.check(5.0) is None and detector.check(5.01) is None
+    jump = detector.check(2.0)
+    assert isinstance(jump, ClockJump) and jump.delta == pytest.approx(-3.01)
+    assert "backwards by 3.010 s" in jump.describe()
+    assert detector.check(2.5) is None
+    assert "forwards" in detector.check(10.0).describe()

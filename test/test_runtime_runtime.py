@@ -1,0 +1,202 @@
+"""The executor with threads and a real clock: it acts while it thinks, and holds (saying why) on
+stale data, bad chunks, uncertainty, a hung or dead worker and clock jumps; hot swaps keep acting."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from runtime_helpers import image, toy_embodiment
+
+from conftest import wait_until
+from gen0_policy.runtime import Command, GoalPolicy, ManualClock, Runtime, RuntimeConfig, RuntimeState
+
+EMB = toy_embodiment(dof=3, cameras=1)
+GOAL = np.array([1.0, -1.0, 0.8])
+
+
+class Feeder:
+    """A robot that tracks every command perfectly and a camera, publishing at ``rate`` Hz."""
+
+    def __init__(self, runtime: Runtime, rate: float = 100.0) -> None:
+        self.runtime, self.period = runtime, 1.0 / rate
+        self.position = np.zeros(3)
+        self.paused = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.paused.is_set():
+                self.runtime.perception.put_joints(self.position)
+                self.runtime.perception.put_image("cam0", image(3))
+            time.sleep(self.period)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class Recorder(list):
+    def __call__(self, command: Command) -> None:
+        self.append(command)
+
+
+def make(policy, **config) -> tuple[Runtime, Recorder]:
+    commands = Recorder()
+    runtime = Runtime(policy, EMB, RuntimeConfig(**config), on_command=commands)
+    return runtime, commands
+
+
+@pytest.fixture
+def started() -> Iterator[list]:
+    """Runtimes and feeders to stop after the test."""
+    things: list = []
+    yield things
+    for thing in things:
+        thing.stop()
+
+
+def start(started: list, runtime: Runtime, commands: Recorder) -> Feeder:
+    feeder = Feeder(runtime)
+    feeder.runtime.on_command = lambda c: (commands(c), setattr(feeder, "position", c.positions))
+    runtime.start()
+    started.extend([runtime, feeder])
+    return feeder
+
+
+def test_harmonic_runtime_acts_while_it_thinks_and_reaches_the_goal(started) -> None:
+    policy = GoalPolicy(goal=GOAL, speed=0.8, chunk_size=16, step_dt=0.05, max_prefix=8, delay_s=0.06)
+    runtime, commands = make(policy)
+    start(started, runtime, commands)
+    wait_until(lambda: np.allclose(commands[-1].positions, GOAL, atol=1e-3) if commands else False, 15, what="goal")
+    status = runtime.status()
+    assert status.state == RuntimeState.RUNNING and status.reason == ""
+    assert status.chunk_count >= 5 and 0.05 < status.inference_latency < 0.5
+    assert 50 < status.control_rate < 150
+    times = np.array([c.t for c in commands])
+    assert np.diff(times).max() < 0.1  # commands kept flowing while every inference took 60 ms
+    assert any(c.chunk_seq > 0 for c in commands) and all(EMB.within_limits(c.positions) for c in commands)
+
+
+def test_synchronous_runtime_pauses_the_stream_while_thinking(started) -> None:
+    policy = GoalPolicy(goal=GOAL, speed=0.8, chunk_size=8, step_dt=0.05, max_prefix=4, delay_s=0.08)
+    runtime, commands = make(policy, mode="synchronous")
+    start(started, runtime, commands)
+    wait_until(lambda: len({c.chunk_seq for c in commands}) >= 4, 15, what="four chunks")
+    gaps = np.diff([c.t for c in commands])
+    assert gaps.max() >= 0.08  # nothing is commanded during inference
+
+
+def test_stale_observations_hold_and_say_why_then_recover(started) -> None:
+    policy = GoalPolicy(goal=GOAL, speed=0.3, delay_s=0.02)
+    runtime, commands = make(policy, max_observation_age=0.2)
+    feeder = start(started, runtime, commands)
+    wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="running")
+    feeder.paused.set()
+    status = wait_until(lambda: (s := runtime.status()).state == RuntimeState.HOLDING and s, 5, what="hold")
+    assert "stale observation" in status.reason and "max_observation_age 0.2" in status.reason
+    wait_until(lambda: commands[-1].holding and np.allclose(commands[-1].velocities, 0), 5, what="standstill")
+    feeder.paused.clear()
+    wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="running again")
+
+
+def test_non_finite_chunks_are_refused_and_reported(started) -> None:
+    bad = {"on": False}
+    policy = GoalPolicy(goal=lambda obs: np.full(3, np.nan) if bad["on"] else GOAL, speed=0.5, delay_s=0.02)
+    runtime, commands = make(policy)
+    start(started, runtime, commands)
+    wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="running")
+    bad["on"] = True
+    status = wait_until(lambda: (s := runtime.status()).state == RuntimeState.HOLDING and s, 5, what="hold")
+    assert "non-finite actions" in status.reason
+    assert all(np.all(np.isfinite(c.positions)) and EMB.within_limits(c.positions) for c in commands)
+
+
+def test_uncertain_model_holds_and_reports_uncertain(started) -> None:
+    spread = {"value": 0.0}
+    policy = GoalPolicy(goal=GOAL, speed=0.5, delay_s=0.02, uncertainty=lambda obs: spread["value"])
+    runtime, commands = make(policy, num_samples=4, uncertainty_threshold=0.1)
+    start(started, runtime, commands)
+    wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="running")
+    spread["value"] = 0.3
+    status = wait_until(lambda: (s := runtime.status()).state == RuntimeState.UNCERTAIN and s, 5, what="uncertain")
+    assert status.uncertainty == pytest.approx(0.3) and "above threshold 0.100" in status.reason
+    wait_until(lambda: commands[-1].holding, 5, what="holding")
+    spread["value"] = 0.0
+    wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="confident again")
+
+
+def test_hung_and_dead_workers_hold_and_fault(started) -> None:
+    policy = GoalPolicy(goal=GOAL, speed=0.5, delay_s=0.02)
+    runtime, commands = make(policy, worker_timeout=0.3)
+    start(started, runtime, commands)
+    wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="running")
+    policy.delay_s = 1.0  # the next inference hangs
+    status = wait_until(lambda: (s := runtime.status()).state == RuntimeState.HOLDING and s, 5, what="hung")
+    assert "inference worker hung" in status.reason
+    count = len(commands)
+    time.sleep(0.2)
+    assert len(commands) > count + 5  # the stream keeps commanding (a hold) meanwhile
+
+    def explode(observation, committed=None, num_samples=1):
+        raise RuntimeError("CUDA fell off")
+
+    policy.infer = explode
+    status = wait_until(lambda: (s := runtime.status()).state == RuntimeState.FAULT and s, 5, what="fault")
+    assert "inference worker died: RuntimeError: CUDA fell off" in status.reason
+
+
+def test_clock_jump_backwards_holds_until_fresh_data(started) -> None:
+    clock = ManualClock(100.0)
+    policy = GoalPolicy(goal=GOAL, speed=0.5)
+    runtime = Runtime(policy, EMB, RuntimeConfig(), clock=clock)
+    runtime.start(drive=False)  # the caller ticks, as a ROS timer on sim time would
+    started.append(runtime)
+
+    def step(n: int = 1, feed: bool = True) -> None:
+        for _ in range(n):
+            if feed:
+                runtime.perception.put_joints(runtime.stream.position() if runtime.stream.started else np.zeros(3))
+                runtime.perception.put_image("cam0", image())
+            time.sleep(0.003)
+            clock.advance(0.01)
+            runtime.tick()
+
+    step(5)
+    wait_until(lambda: (step(), runtime.status().state == RuntimeState.RUNNING)[1], 10, what="running")
+    clock.set(50.0)  # the simulation was reset
+    runtime.tick()
+    status = runtime.status()
+    assert status.state == RuntimeState.HOLDING and "clock jumped backwards by" in status.reason
+    wait_until(lambda: (step(), runtime.status().state == RuntimeState.RUNNING)[1], 10, what="recovered")
+
+
+def test_hot_swap_keeps_acting_until_the_new_model_has_a_chunk(started) -> None:
+    old = GoalPolicy(goal=GOAL, speed=0.5, delay_s=0.03, checkpoint_id="old")
+    runtime, commands = make(old)
+    start(started, runtime, commands)
+    wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="running")
+
+    def slow_load() -> GoalPolicy:
+        time.sleep(0.3)
+        return GoalPolicy(goal=-GOAL / 2, speed=0.5, delay_s=0.03, checkpoint_id="new")
+
+    future = runtime.load_policy(slow_load, name="new")
+    status = wait_until(lambda: (s := runtime.status()).state == RuntimeState.LOADING and s, 5, what="loading")
+    assert "loading new" in status.reason
+    assert future.result(timeout=5).checkpoint_id == "new"
+    wait_until(lambda: runtime.status().checkpoint_id == "new", 5, what="swapped")
+    wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 5, what="running new")
+    times = np.array([c.t for c in commands])
+    assert np.diff(times).max() < 0.1  # the stream never paused
+    failed = runtime.load_policy(lambda: (_ for _ in ()).throw(FileNotFoundError("no such checkpoint")), "bad")
+    with pytest.raises(FileNotFoundError):
+        failed.result(timeout=5)
+    status = wait_until(lambda: (s := runtime.status()).reason and s, 5, what="load error")
+    assert status.state == RuntimeState.RUNNING and "no such checkpoint" in status.reason
+    assert runtime.checkpoint_id == "new"

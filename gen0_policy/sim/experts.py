@@ -1,0 +1,213 @@
+"""Scripted experts: stand-ins for teleoperators that produce the demonstrations a policy learns from.
+
+An expert plans a few Cartesian waypoints per hand from the task's object poses (what a person sees),
+then, every control step, interpolates the hand pose for the observation's time and solves IK from
+its previous solution. It commands only joint position targets (``act`` returns them), exactly the
+interface a learned policy has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from gen0_policy.errors import ConfigError
+from gen0_policy.sim.env import SimEnv
+from gen0_policy.sim.ik import DifferentialIK, IKConfig
+
+SPEED = 0.3  # m/s, free motion of a hand
+SLOW = 0.12  # m/s, pushing and pulling
+MIN_SEGMENT = 0.25  # s
+
+
+class Controller(Protocol):
+    """What ``gen0 sim rollout`` drives: an expert or a trained policy behind the same two calls."""
+
+    def reset(self, env: SimEnv) -> None: ...
+
+    def act(self, observation: dict[str, Any]) -> np.ndarray: ...
+
+
+@dataclass
+class Segment:
+    """Move a hand to ``position`` with the gripper at ``grip`` (0 open, 1 closed), ending at ``t_end``."""
+
+    position: np.ndarray
+    grip: float
+    t_end: float
+    start: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    t_start: float = 0.0
+
+
+class HandPlan:
+    """A timed sequence of segments for one hand; ``at(t)`` gives the pose and gripper at time t."""
+
+    def __init__(self, start: np.ndarray, grip: float = 0.0) -> None:
+        self.segments: list[Segment] = []
+        self.position = np.asarray(start, float).copy()
+        self.grip = grip
+        self.t = 0.0
+
+    def move(self, position: np.ndarray, grip: float | None = None, speed: float = SPEED) -> HandPlan:
+        position = np.asarray(position, float)
+        duration = max(MIN_SEGMENT, float(np.linalg.norm(position - self.position)) / speed)
+        return self._add(position, self.grip if grip is None else grip, duration)
+
+    def wait(self, duration: float, grip: float | None = None) -> HandPlan:
+        return self._add(self.position, self.grip if grip is None else grip, duration)
+
+    def _add(self, position: np.ndarray, grip: float, duration: float) -> HandPlan:
+        seg = Segment(position.copy(), grip, self.t + duration, start=self.position.copy(), t_start=self.t)
+        self.segments.append(seg)
+        self.position, self.grip, self.t = position.copy(), grip, self.t + duration
+        return self
+
+    @property
+    def duration(self) -> float:
+        return self.t
+
+    def at(self, t: float) -> tuple[np.ndarray, float]:
+        for seg in self.segments:
+            if t < seg.t_end:
+                s = (t - seg.t_start) / (seg.t_end - seg.t_start)
+                s = s * s * (3 - 2 * s)  # smoothstep: zero velocity at both ends
+                return seg.start + s * (seg.position - seg.start), seg.grip
+        return self.position.copy(), self.grip
+
+
+def _wrap_quarter(yaw: float) -> float:
+    """A cube looks the same every 90 deg: the grasp yaw closest to zero."""
+    return (yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4
+
+
+def _body_yaw(env: SimEnv, body: str) -> float:
+    mat = env.data.body(body).xmat.reshape(3, 3)
+    return float(np.arctan2(mat[1, 0], mat[0, 0]))
+
+
+def _rot_z(yaw: float) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+class ScriptedExpert:
+    """Waypoint expert for any embodiment and task in this package."""
+
+    def __init__(self, env: SimEnv) -> None:
+        self.env = env
+        emb = env.embodiment
+        sim = emb.sim
+        self.tip_offset = float(sim.get("tip_offset", 0.02))
+        grip = sim.get("gripper")  # none (G1): the hands keep their home pose
+        self.has_gripper = grip is not None
+        self.grip_open = float(grip["open"]) if grip else 0.0
+        self.grip_closed = float(grip["closed"]) if grip else 0.0
+        self.grip_yaw = float(grip.get("yaw_offset", 0.0)) if grip else 0.0
+        self.hands = list(env.layout.tcp_sites)
+        chains = sim.get("ik_chains", {})
+        config = IKConfig(**sim.get("ik", {}))
+        self.iks = []
+        for site in self.hands:
+            joints = chains.get(site, [n for n, g in zip(emb.joint_names, emb.gripper_mask, strict=True) if not g])
+            self.iks.append(DifferentialIK(env.model, emb, site, joints, config))
+        self.reset(env)
+
+    # --- planning ------------------------------------------------------------------------------
+    def reset(self, env: SimEnv | None = None) -> None:
+        """Plan the episode the environment was just reset into."""
+        if env is not None and env is not self.env:
+            raise ConfigError("an expert plans for the environment it was made with; call make_expert(env)")
+        env = self.env
+        self.q = env.embodiment.home.copy()
+        self.rotations = []
+        starts = []
+        for ik in self.iks:
+            pos, rot = ik.forward(self.q)
+            starts.append(pos)
+            self.rotations.append(rot)
+        self.plans = [HandPlan(p) for p in starts]
+        self.yaw = [self.grip_yaw for _ in self.hands]
+        planner = getattr(self, f"_plan_{env.task_name}", None)
+        if planner is None:
+            raise ConfigError(f"no scripted expert for task {env.task_name!r}")
+        planner(env.task.targets)
+
+    @property
+    def duration(self) -> float:
+        return max(p.duration for p in self.plans)
+
+    def _hover(self, xy: np.ndarray) -> np.ndarray:
+        return np.array([xy[0], xy[1], self.env.layout.hover])
+
+    def _plan_reach(self, t: dict[str, np.ndarray]) -> None:
+        self.plans[-1].move(t["target"]).wait(0.3)
+
+    def _plan_press_button(self, t: dict[str, np.ndarray]) -> None:
+        self._press(self.plans[-1], t["button"])
+
+    def _plan_press_buttons(self, t: dict[str, np.ndarray]) -> None:
+        for plan, key in zip(self.plans, ("left_button", "right_button"), strict=True):
+            self._press(plan, t[key])
+
+    def _press(self, plan: HandPlan, button: np.ndarray) -> None:
+        press = button + np.array([0.0, 0.0, self.tip_offset - 0.015])
+        plan.move(self._hover(button), grip=1.0).move(button + [0, 0, self.tip_offset + 0.03])
+        plan.move(press, speed=SLOW).wait(0.25).move(self._hover(button))
+
+    def _plan_push(self, t: dict[str, np.ndarray]) -> None:
+        cube, goal = t["cube"], t["goal"]
+        direction = (goal - cube)[:2] / np.linalg.norm((goal - cube)[:2])
+        half = self.env.task.half
+        z = self.tip_offset + 0.012
+        start = np.array([*(cube[:2] - direction * (half + 0.05)), z])
+        end = np.array([*(goal[:2] - direction * (half + 0.012)), z])
+        self.yaw[-1] = self.grip_yaw
+        plan = self.plans[-1]
+        plan.move(self._hover(start), grip=1.0).move(start).move(end, speed=SLOW).move(end + [0, 0, 0.08])
+
+    def _pick_and_place(self, obj: str, pick: np.ndarray, place: np.ndarray) -> None:
+        self.yaw[-1] = self.grip_yaw + _wrap_quarter(_body_yaw(self.env, obj))
+        plan = self.plans[-1]
+        plan.move(self._hover(pick), grip=0.0).move(pick, speed=0.2).wait(0.4, grip=1.0)
+        plan.move(self._hover(pick)).move(self._hover(place)).move(place, speed=0.2)
+        plan.wait(0.3, grip=0.0).move(self._hover(place))
+
+    def _plan_pick_place(self, t: dict[str, np.ndarray]) -> None:
+        half = self.env.task.half
+        self._pick_and_place("cube", t["cube"], t["goal"] + [0, 0, half + 0.005 - t["goal"][2]])
+
+    def _plan_stack(self, t: dict[str, np.ndarray]) -> None:
+        task = self.env.task
+        place = t["bottom"] + [0, 0, task.bottom_half + task.top_half + 0.008]
+        self._pick_and_place("top", t["top"], place)
+
+    def _plan_open_drawer(self, t: dict[str, np.ndarray]) -> None:
+        hook = t["front"] + [-0.025, 0.0, 0.0]  # between the handle bar and the drawer front
+        plan = self.plans[-1]
+        plan.move(hook + [0, 0, 0.12], grip=1.0).move(hook, speed=0.2)
+        plan.move(hook + [-0.15, 0, 0], speed=SLOW).move(hook + [-0.15, 0, 0.1])
+
+    # --- acting --------------------------------------------------------------------------------
+    def act(self, observation: dict[str, Any]) -> np.ndarray:
+        """Joint position targets for the observation's time (s since reset)."""
+        t = float(observation["time"]) + self.env.control_dt  # aim where the hand should be next step
+        emb = self.env.embodiment
+        q = self.q.copy()
+        for hand, (ik, plan) in enumerate(zip(self.iks, self.plans, strict=True)):
+            position, grip = plan.at(t)
+            rotation = _rot_z(self.yaw[hand]) @ self.rotations[hand]
+            q = ik.solve(q, position, rotation, posture=emb.home, iterations=4)
+            if self.has_gripper:
+                q[self._grip_index(hand)] = self.grip_open + grip * (self.grip_closed - self.grip_open)
+        self.q = np.clip(q, emb.lower, emb.upper)
+        return self.q.copy()
+
+    def _grip_index(self, hand: int) -> np.ndarray:
+        return np.flatnonzero(self.env.embodiment.gripper_mask)
+
+
+def make_expert(env: SimEnv) -> ScriptedExpert:
+    """The scripted expert for ``env``'s embodiment and task, planned for its current episode."""
+    return ScriptedExpert(env)

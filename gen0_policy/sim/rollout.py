@@ -1,0 +1,99 @@
+"""Headless episodes: a controller (scripted expert or trained policy) drives an environment until
+the task succeeds or time runs out; optionally the episode is recorded at a fixed frame rate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gen0_policy.data.episode import Episode
+from gen0_policy.errors import ConfigError
+from gen0_policy.sim.env import SimEnv
+from gen0_policy.sim.experts import Controller
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    max_duration: float | None = None  # s of sim time; None = the task's own limit
+    linger: float = 0.3  # s kept running after success, so demonstrations end at rest
+    record_fps: float | None = None  # record an Episode at this rate (None: do not record)
+    image_size: tuple[int, int] | None = None  # (W, H) of recorded images; None = the cameras' sizes
+
+    def __post_init__(self) -> None:
+        if self.max_duration is not None and self.max_duration <= 0:
+            raise ConfigError(f"max_duration must be > 0, got {self.max_duration}")
+        if self.linger < 0:
+            raise ConfigError(f"linger must be >= 0, got {self.linger}")
+        if self.record_fps is not None and self.record_fps <= 0:
+            raise ConfigError(f"record_fps must be > 0, got {self.record_fps}")
+
+
+@dataclass
+class RolloutResult:
+    seed: int
+    success: bool
+    steps: int  # control steps until success (or the time limit)
+    seconds: float  # sim time until success (or the time limit)
+    instruction: str
+    episode: Episode | None = field(default=None, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        return {"seed": self.seed, "success": self.success, "steps": self.steps, "seconds": round(self.seconds, 3)}
+
+
+def run_episode(env: SimEnv, controller: Controller, seed: int, config: RolloutConfig | None = None) -> RolloutResult:
+    """Reset ``env`` with ``seed`` and let ``controller`` act every control step."""
+    config = config or RolloutConfig()
+    env.reset(seed)
+    controller.reset(env)
+    limit = config.max_duration or env.task.max_duration
+    n_max = round(limit / env.control_dt)
+    record_every = None if config.record_fps is None else env.embodiment.control_rate_hz / config.record_fps
+    if record_every is not None and abs(record_every - round(record_every)) > 1e-6:
+        raise ConfigError(
+            f"record fps {config.record_fps} must divide the control rate {env.embodiment.control_rate_hz} Hz"
+        )
+    states, actions, images = [], [], {c.name: [] for c in env.embodiment.cameras}
+    success_step: int | None = None
+    linger_steps = round(config.linger / env.control_dt)
+    step = 0
+    while step < n_max:
+        record = record_every is not None and step % round(record_every) == 0
+        looks = record or getattr(controller, "needs_images", False)
+        obs = env.observation(config.image_size) if looks else _proprio(env)
+        targets = np.asarray(controller.act(obs), dtype=np.float64)
+        env.set_targets(targets)
+        if record:
+            states.append(obs["joint_positions"])
+            actions.append(targets)
+            for cam, frame in obs["images"].items():
+                images[cam].append(frame)
+        env.step()
+        step += 1
+        if success_step is None and env.success():
+            success_step = step
+        if success_step is not None and step >= success_step + linger_steps:
+            break
+    success = success_step is not None
+    steps = success_step if success else step
+    episode = None
+    if record_every is not None:
+        episode = Episode(
+            embodiment=env.embodiment.name,
+            instruction=env.instruction,
+            fps=float(config.record_fps),
+            states=np.stack(states),
+            actions=np.stack(actions),
+            images={cam: np.stack(frames) for cam, frames in images.items()},
+            success=success,
+            task=env.task_name,
+            metadata={"seed": seed, "source": "sim_expert"},
+        )
+    return RolloutResult(seed, success, steps, steps * env.control_dt, env.instruction, episode)
+
+
+def _proprio(env: SimEnv) -> dict[str, Any]:
+    """An observation without images, for controllers that do not look (scripted experts)."""
+    return {"time": env.time, "joint_positions": env.joint_positions(), "joint_velocities": env.joint_velocities()}

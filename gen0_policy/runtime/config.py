@@ -26,6 +26,8 @@ class RuntimeConfig:
     torch_threads: int = 0  # intra-op threads for a torch policy; 0: all cores but one
     gil_switch_interval: float = 0.001  # s; short so the control thread gets the GIL back promptly
     clock_jump_forward: float = 1.0  # s; a larger forward leap between ticks counts as a clock jump
+    realtime_priority: int = 0  # SCHED_FIFO priority (1-99) of the action-stream thread; 0: normal scheduling
+    worker_realtime_priority: int = 0  # SCHED_FIFO priority of the inference thread (keep below the stream's)
 
     def __post_init__(self) -> None:
         checks = {
@@ -43,6 +45,8 @@ class RuntimeConfig:
             "torch_threads": self.torch_threads >= 0,
             "gil_switch_interval": self.gil_switch_interval >= 0,
             "clock_jump_forward": self.clock_jump_forward > 0,
+            "realtime_priority": 0 <= self.realtime_priority <= 99,
+            "worker_realtime_priority": 0 <= self.worker_realtime_priority <= 99,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -66,4 +66,4 @@ class GoalPolicy:
         remaining = self.delay_s - (time.monotonic() - started)
         if remaining > 0:
             time.sleep(remaining)
-        return {"actions": actions, "uncertainty": spread if num_samples > 1 else 0.0, "samples": samples}
+        return {"actions": actions, "uncertainty": spread if num_samples > 1 else float("nan"), "samples": samples}

@@ -5,6 +5,7 @@ a deterministic stand-in for tests and benchmarks."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -41,7 +42,7 @@ class PolicyOutput:
     """A validated ``infer`` result."""
 
     actions: np.ndarray  # (H, D) float64
-    uncertainty: float
+    uncertainty: float  # NaN: not measured (fewer than two samples)
 
 
 def validate_output(out: Mapping[str, Any], dof: int) -> PolicyOutput:
@@ -59,9 +60,10 @@ def validate_output(out: Mapping[str, Any], dof: int) -> PolicyOutput:
     uncertainty = out.get("uncertainty")
     if uncertainty is None and out.get("samples") is not None:
         uncertainty = sample_spread(np.asarray(out["samples"], dtype=np.float64))
-    uncertainty = float(uncertainty) if uncertainty is not None else 0.0
-    if not np.isfinite(uncertainty):
-        raise CommandError("policy reported a non-finite uncertainty; chunk rejected")
+    # NaN means "not measured" (a single sample); infinity is a broken policy.
+    uncertainty = float(uncertainty) if uncertainty is not None else math.nan
+    if math.isinf(uncertainty):
+        raise CommandError("policy reported an infinite uncertainty; chunk rejected")
     return PolicyOutput(actions, uncertainty)
 
 

@@ -20,13 +20,13 @@ from concurrent.futures import Future
 import numpy as np
 
 from gen0_policy.embodiment import Embodiment
-from gen0_policy.errors import CommandError
+from gen0_policy.errors import CommandError, Gen0Error
 from gen0_policy.runtime.action_stream import ActionStream, Command
 from gen0_policy.runtime.clock import Clock, JumpDetector, MonotonicClock
 from gen0_policy.runtime.config import RuntimeConfig
 from gen0_policy.runtime.perception import Observation, PerceptionStream
 from gen0_policy.runtime.policy import ChunkPolicy, validate_output
-from gen0_policy.runtime.rate import RateLoop
+from gen0_policy.runtime.rate import RateLoop, set_realtime
 from gen0_policy.runtime.safety import SafetyFilter, SafetyLimits
 from gen0_policy.runtime.status import RuntimeState, RuntimeStatus
 from gen0_policy.runtime.trajectory import Chunk
@@ -125,7 +125,12 @@ class Runtime:
         self._threads = [thread]
         thread.start()
         if drive and self.config.mode == "harmonic":
-            self._rate = RateLoop(self.config.period, self.tick, name="gen0-action-stream")
+            self._rate = RateLoop(
+                self.config.period,
+                self.tick,
+                name="gen0-action-stream",
+                realtime_priority=self.config.realtime_priority,
+            )
             self._rate.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -284,6 +289,9 @@ class Runtime:
                 None if committed is None else committed.astype(np.float32),
                 self.config.num_samples,
             )
+        except Gen0Error as exc:  # the policy refused this input (wrong embodiment, bad image): hold, say why
+            self._chunk_error = f"policy refused the observation: {exc}"
+            return None
         finally:
             self._busy_since = None
         wall_latency = time.monotonic() - started
@@ -334,6 +342,7 @@ class Runtime:
         return observation, observation.seq
 
     def _harmonic_worker(self) -> None:
+        set_realtime(self.config.worker_realtime_priority)
         seq = -1
         while not self._stop.is_set():
             observation, seq = self._fresh_observation(seq)
@@ -347,6 +356,7 @@ class Runtime:
     def _synchronous_loop(self) -> None:
         """Infer (the command stream pauses), then act the chunk at the control rate, then repeat."""
         period = self.config.period
+        set_realtime(self.config.realtime_priority)  # this thread is the control path here
         seq = -1
         while not self._stop.is_set():
             if not self.stream.started or self._operator_hold:

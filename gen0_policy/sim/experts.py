@@ -8,6 +8,7 @@ interface a learned policy has.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +40,9 @@ class Segment:
     t_end: float
     start: np.ndarray = field(default_factory=lambda: np.zeros(3))
     t_start: float = 0.0
+    follow: Callable[[], np.ndarray] | None = None  # live target (closed loop), rate-limited to ``speed``
+    speed: float = SPEED
+    relative: np.ndarray | None = None  # move by this offset from wherever the hand was commanded
 
 
 class HandPlan:
@@ -49,6 +53,8 @@ class HandPlan:
         self.position = np.asarray(start, float).copy()
         self.grip = grip
         self.t = 0.0
+        self.commanded = self.position.copy()  # last output of ``at``
+        self._current: Segment | None = None
 
     def move(self, position: np.ndarray, grip: float | None = None, speed: float = SPEED) -> HandPlan:
         position = np.asarray(position, float)
@@ -57,6 +63,18 @@ class HandPlan:
 
     def wait(self, duration: float, grip: float | None = None) -> HandPlan:
         return self._add(self.position, self.grip if grip is None else grip, duration)
+
+    def follow(self, target: Callable[[], np.ndarray], duration: float, speed: float = SLOW) -> HandPlan:
+        """Track a target computed from the live scene (e.g. behind a pushed cube) for ``duration`` s."""
+        self._add(self.position, self.grip, duration)
+        self.segments[-1].follow, self.segments[-1].speed = target, speed
+        return self
+
+    def shift(self, offset: np.ndarray, duration: float = 0.5) -> HandPlan:
+        """Move by ``offset`` from wherever the previous (closed-loop) segment left the hand."""
+        self._add(self.position + offset, self.grip, duration)
+        self.segments[-1].relative = np.asarray(offset, float)
+        return self
 
     def _add(self, position: np.ndarray, grip: float, duration: float) -> HandPlan:
         seg = Segment(position.copy(), grip, self.t + duration, start=self.position.copy(), t_start=self.t)
@@ -68,13 +86,28 @@ class HandPlan:
     def duration(self) -> float:
         return self.t
 
-    def at(self, t: float) -> tuple[np.ndarray, float]:
-        for seg in self.segments:
-            if t < seg.t_end:
-                s = (t - seg.t_start) / (seg.t_end - seg.t_start)
-                s = s * s * (3 - 2 * s)  # smoothstep: zero velocity at both ends
-                return seg.start + s * (seg.position - seg.start), seg.grip
-        return self.position.copy(), self.grip
+    def at(self, t: float, dt: float = 0.01) -> tuple[np.ndarray, float]:
+        """Hand position and gripper command at time ``t``; call once per control step (``dt`` s)."""
+        seg = next((s for s in self.segments if t < s.t_end), None)
+        if seg is None:
+            last = self.segments[-1] if self.segments else None
+            if last is not None and (last.follow is not None or last.relative is not None):
+                return self.commanded.copy(), last.grip
+            return self.position.copy(), self.grip
+        if seg is not self._current:  # entering a segment
+            self._current = seg
+            if seg.relative is not None:
+                seg.start, seg.position = self.commanded.copy(), self.commanded + seg.relative
+        if seg.follow is not None:
+            step = seg.follow() - self.commanded
+            limit = seg.speed * dt
+            norm = float(np.linalg.norm(step))
+            self.commanded = self.commanded + (step if norm <= limit else step * limit / norm)
+            return self.commanded.copy(), seg.grip
+        s = (t - seg.t_start) / (seg.t_end - seg.t_start)
+        s = s * s * (3 - 2 * s)  # smoothstep: zero velocity at both ends
+        self.commanded = seg.start + s * (seg.position - seg.start)
+        return self.commanded.copy(), seg.grip
 
 
 def _wrap_quarter(yaw: float) -> float:
@@ -152,7 +185,7 @@ class ScriptedExpert:
             self._press(plan, t[key])
 
     def _press(self, plan: HandPlan, button: np.ndarray) -> None:
-        press = button + np.array([0.0, 0.0, self.tip_offset - 0.015])
+        press = button + np.array([0.0, 0.0, self.tip_offset - 0.02])  # past the cap's 15 mm travel
         plan.move(self._hover(button), grip=1.0).move(button + [0, 0, self.tip_offset + 0.03])
         plan.move(press, speed=SLOW).wait(0.25).move(self._hover(button))
 
@@ -160,12 +193,27 @@ class ScriptedExpert:
         cube, goal = t["cube"], t["goal"]
         direction = (goal - cube)[:2] / np.linalg.norm((goal - cube)[:2])
         half = self.env.task.half
-        z = self.tip_offset + 0.012
+        z = self.tip_offset + 0.02  # fingertips below the cube's middle, well above the table
         start = np.array([*(cube[:2] - direction * (half + 0.05)), z])
-        end = np.array([*(goal[:2] - direction * (half + 0.012)), z])
-        self.yaw[-1] = self.grip_yaw
+        data = self.env.data
+
+        def behind_cube() -> np.ndarray:
+            """Closed loop, like a person watching: stay on the cube-goal line, lean into the cube."""
+            now = data.body("cube").xpos[:2]
+            to_goal = goal[:2] - now
+            dist = float(np.linalg.norm(to_goal))
+            if dist < 0.01:  # there: back off a little and stop pushing
+                return np.array([*(now - direction * (half + 0.03)), z])
+            u = to_goal / dist
+            return np.array([*(now - u * (half + 0.015) + u * min(0.02, dist)), z])
+
+        # Turn the closed fingers' flat side square to the push, so the block is pushed face on.
+        heading = float(np.arctan2(direction[1], direction[0]))
+        self.yaw[-1] = self.grip_yaw + (heading + np.pi / 2) % np.pi - np.pi / 2
         plan = self.plans[-1]
-        plan.move(self._hover(start), grip=1.0).move(start).move(end, speed=SLOW).move(end + [0, 0, 0.08])
+        plan.move(self._hover(start), grip=1.0).move(start)
+        plan.follow(behind_cube, duration=float(np.linalg.norm(goal - cube)) / SLOW + 1.0)
+        plan.shift(np.array([0.0, 0.0, 0.08]))
 
     def _pick_and_place(self, obj: str, pick: np.ndarray, place: np.ndarray) -> None:
         self.yaw[-1] = self.grip_yaw + _wrap_quarter(_body_yaw(self.env, obj))
@@ -196,9 +244,9 @@ class ScriptedExpert:
         emb = self.env.embodiment
         q = self.q.copy()
         for hand, (ik, plan) in enumerate(zip(self.iks, self.plans, strict=True)):
-            position, grip = plan.at(t)
+            position, grip = plan.at(t, self.env.control_dt)
             rotation = _rot_z(self.yaw[hand]) @ self.rotations[hand]
-            q = ik.solve(q, position, rotation, posture=emb.home, iterations=4)
+            q = ik.solve(q, position, rotation, posture=emb.home)
             if self.has_gripper:
                 q[self._grip_index(hand)] = self.grip_open + grip * (self.grip_closed - self.grip_open)
         self.q = np.clip(q, emb.lower, emb.upper)

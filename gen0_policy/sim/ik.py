@@ -21,10 +21,11 @@ class IKConfig:
     rotation_weight: float = 0.5  # m per rad: how much an orientation error counts against a position one
     posture_gain: float = 0.05  # pull towards the posture in the Jacobian's null space, per iteration
     max_step: float = 0.2  # rad per iteration
+    iterations: int = 4  # per solve; experts warm-start from the previous step, so few are needed
 
     def __post_init__(self) -> None:
-        if self.damping <= 0 or self.rotation_weight < 0 or self.max_step <= 0:
-            raise ConfigError("IKConfig: damping and max_step must be > 0, rotation_weight >= 0")
+        if self.damping <= 0 or self.rotation_weight < 0 or self.max_step <= 0 or self.iterations < 1:
+            raise ConfigError("IKConfig: damping, max_step and iterations must be > 0, rotation_weight >= 0")
 
 
 class DifferentialIK:
@@ -62,7 +63,7 @@ class DifferentialIK:
         position: np.ndarray,
         rotation: np.ndarray | None = None,
         posture: np.ndarray | None = None,
-        iterations: int = 5,
+        iterations: int | None = None,
     ) -> np.ndarray:
         """Joint vector near ``q`` putting the site at ``position`` (and ``rotation``, a 3x3 matrix)."""
         cfg = self.config
@@ -72,7 +73,7 @@ class DifferentialIK:
         if rotation is not None:
             mujoco.mju_mat2Quat(target_quat, np.ascontiguousarray(rotation).reshape(-1))
         quat, inv, diff, rotvel = np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(3)
-        for _ in range(iterations):
+        for _ in range(iterations or cfg.iterations):
             pos, mat = self.forward(q)
             mujoco.mj_comPos(self.model, self.data)
             mujoco.mj_jacSite(self.model, self.data, self._jacp, self._jacr, self.site)

@@ -26,12 +26,14 @@ GREEN = [0.15, 0.7, 0.25, 1.0]
 YELLOW = [0.95, 0.8, 0.1, 1.0]
 
 
-def _add_cube(spec: mujoco.MjSpec, name: str, half: float, rgba: list[float], mass: float = 0.05) -> None:
+def _add_cube(
+    spec: mujoco.MjSpec, name: str, half: float, rgba: list[float], mass: float = 0.05, friction: float = 1.5
+) -> None:
     body = spec.worldbody.add_body(name=name, pos=[0.5, 0.0, half])
     body.add_freejoint(name=f"{name}_joint")
     body.add_geom(
-        name=name, type=BOX, size=[half] * 3, rgba=rgba, mass=mass, friction=[1.5, 0.01, 0.001], condim=4,
-        solref=[0.005, 1.0],
+        name=name, type=BOX, size=[half] * 3, rgba=rgba, mass=mass, friction=[friction, 0.01, 0.001], condim=4,
+        solref=[0.005, 1.0], priority=1,  # its friction wins over the default of whatever touches it
     )  # fmt: skip
 
 
@@ -51,6 +53,7 @@ def _add_button(spec: mujoco.MjSpec, name: str, rgba: list[float]) -> None:
         stiffness=40.0, damping=2.0, springref=0.0,
     )  # fmt: skip
     cap.add_geom(name=name, type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[0.03, 0.01, 0], rgba=rgba, mass=0.02)
+    spec.add_exclude(bodyname1=f"{name}_base", bodyname2=name)  # the cap sinks into its base
 
 
 def _set_free(model: mujoco.MjModel, data: mujoco.MjData, joint: str, pos: np.ndarray, yaw: float = 0.0) -> None:
@@ -136,7 +139,7 @@ class Push(Task):
     tolerance = 0.04
 
     def build(self, spec: mujoco.MjSpec) -> None:
-        _add_cube(spec, "cube", self.half, BLUE, mass=0.1)
+        _add_cube(spec, "cube", self.half, BLUE, mass=0.1, friction=0.5)  # slides rather than tumbles
         _add_marker(spec, "goal", [0.045, 0.045, 0.0005], GREEN)
 
     def reset(self, model, data, rng) -> None:
@@ -144,7 +147,9 @@ class Push(Task):
         angle = rng.uniform(0, 2 * np.pi)
         goal = cube + rng.uniform(0.1, 0.14) * np.array([np.cos(angle), np.sin(angle)])
         goal = np.clip(goal, self.layout.center - self.layout.half - 0.03, self.layout.center + self.layout.half + 0.03)
-        _set_free(model, data, "cube_joint", np.array([*cube, self.half]))
+        # A face of the block looks at the goal: pushed on that face, it slides straight.
+        heading = float(np.arctan2(*(goal - cube)[::-1]))
+        _set_free(model, data, "cube_joint", np.array([*cube, self.half]), yaw=heading)
         data.mocap_pos[model.body("goal").mocapid[0]] = [*goal, 0.0005]
         self.targets = {"cube": np.array([*cube, self.half]), "goal": np.array([*goal, self.half])}
 

@@ -1,0 +1,145 @@
+"""Self-describing policy checkpoints: weights, model config, normalization stats and embodiment
+descriptions in one folder, plain data only (safetensors + JSON), so loading never runs code.
+
+    <dir>/model.safetensors   weights used for inference (the EMA weights when EMA was on)
+    <dir>/config.json         model config, embodiment order, chunk timing, provenance
+    <dir>/normalization.json  per-embodiment state/action mean and std
+    <dir>/embodiments.json    Embodiment.to_dict() of every robot the policy was trained on
+    <dir>/manifest.json       sha256 of each file above: a flipped byte is caught, not executed
+
+A training run's folder may hold many checkpoints; its ``latest`` file names the newest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from gen0_policy.embodiment import Embodiment
+from gen0_policy.errors import CheckpointError, Gen0Error
+from gen0_policy.model.config import ModelConfig
+from gen0_policy.model.processor import JointStats
+
+FORMAT = "gen0-policy"
+VERSION = 1
+POLICY_FILES = ("model.safetensors", "config.json", "normalization.json", "embodiments.json")
+
+
+@dataclass
+class PolicyFiles:
+    """The parsed content of a checkpoint folder."""
+
+    path: Path
+    config: ModelConfig
+    state_dict: dict[str, torch.Tensor]
+    embodiments: list[Embodiment]
+    stats: dict[str, JointStats]
+    meta: dict[str, Any]
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} is missing; the checkpoint is incomplete, save it again")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checkpoint file {path} is not valid JSON ({exc}); the checkpoint is corrupt") from exc
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint folder, or a training run folder whose ``latest`` file names one."""
+    path = Path(path)
+    if (path / "latest").is_file():
+        path = path / (path / "latest").read_text().strip()
+    if not path.is_dir():
+        raise CheckpointError(f"no checkpoint at {path}; pass a folder holding model.safetensors and config.json")
+    return path
+
+
+def save_policy(
+    path: str | Path,
+    state_dict: Mapping[str, torch.Tensor],
+    config: ModelConfig,
+    embodiments: list[Embodiment],
+    stats: Mapping[str, JointStats],
+    meta: Mapping[str, Any],
+) -> str:
+    """Write a checkpoint folder; returns its checkpoint id (run name, step and weight hash)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    save_file(tensors, str(path / "model.safetensors"), metadata={"format": FORMAT})
+    weights_hash = sha256(path / "model.safetensors")
+    checkpoint_id = f"{meta.get('run', 'gen0')}-step{int(meta.get('step', 0)):07d}-{weights_hash[:8]}"
+    write_json(
+        path / "config.json",
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "checkpoint_id": checkpoint_id,
+            "model": config.to_dict(),
+            "embodiments": [e.name for e in embodiments],  # index = embodiment token id
+            **dict(meta),
+        },
+    )
+    write_json(path / "normalization.json", {name: s.to_dict() for name, s in stats.items()})
+    write_json(path / "embodiments.json", [e.to_dict() for e in embodiments])
+    write_json(path / "manifest.json", {name: sha256(path / name) for name in POLICY_FILES})
+    return checkpoint_id
+
+
+def load_policy(path: str | Path) -> PolicyFiles:
+    """Read and verify a checkpoint folder; every problem is a CheckpointError naming the file."""
+    path = resolve(path)
+    manifest = read_json(path / "manifest.json")
+    for name in POLICY_FILES:
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"checkpoint file {file} is missing; the checkpoint is incomplete, save it again")
+        if manifest.get(name) != sha256(file):
+            raise CheckpointError(
+                f"checkpoint file {file} does not match its sha256 in manifest.json: it is corrupt or was edited; "
+                "restore it from a copy or save the checkpoint again"
+            )
+    meta = read_json(path / "config.json")
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path} is not a {FORMAT} v{VERSION} checkpoint (format={meta.get('format')!r}, "
+            f"version={meta.get('version')!r})"
+        )
+    try:
+        config = ModelConfig.from_dict(meta["model"])
+        embodiments = [Embodiment.from_dict(e) for e in read_json(path / "embodiments.json")]
+        stats = {k: JointStats.from_dict(v) for k, v in read_json(path / "normalization.json").items()}
+    except (Gen0Error, KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} has an invalid description: {exc}") from exc
+    order = [e.name for e in embodiments]
+    if order != meta.get("embodiments"):
+        raise CheckpointError(f"{path}: embodiments.json lists {order} but config.json lists {meta.get('embodiments')}")
+    try:
+        state_dict = load_file(str(path / "model.safetensors"))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path / 'model.safetensors'}: {exc}") from exc
+    return PolicyFiles(path, config, state_dict, embodiments, stats, meta)

@@ -1,0 +1,58 @@
+"""``gen0 model info``: parameter and FLOP counts of a preset (or a checkpoint), never allocating."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _info(args: argparse.Namespace) -> int:
+    from gen0_policy.model.config import PRESETS, preset
+    from gen0_policy.model.counting import describe
+
+    if args.checkpoint:
+        from gen0_policy.model.checkpoint import load_policy
+
+        files = load_policy(args.checkpoint)
+        info = {
+            "checkpoint": str(files.path),
+            "checkpoint_id": files.meta.get("checkpoint_id"),
+            **describe(files.config),
+        }
+        info["embodiments"] = [e.name for e in files.embodiments]
+    else:
+        names = list(PRESETS) if args.preset == "all" else [args.preset]
+        infos = {name: describe(preset(name)) for name in names}
+        info = infos if args.preset == "all" else {"preset": args.preset, **infos[args.preset]}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    rows = info.items() if args.preset == "all" and not args.checkpoint else [(args.preset or "checkpoint", info)]
+    for name, item in rows:
+        flops = item["flops"]
+        print(
+            f"{name:<10} {item['parameters']['total'] / 1e6:>10.2f} M params   "
+            f"{flops['train_per_sample'] / 1e9:>10.2f} GFLOP/train sample   "
+            f"{flops['inference_per_chunk'] / 1e9:>9.2f} GFLOP/chunk"
+        )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("model", help="inspect policy model presets and checkpoints")
+    sub = parser.add_subparsers(dest="model_command", metavar="ACTION")
+    info = sub.add_parser("info", help="parameter and FLOP counts (meta device: nothing is allocated)")
+    info.add_argument(
+        "--preset", default="small", help="preset name (test, small, medium, act_equal, 1b, 7b, 10b) or all"
+    )
+    info.add_argument("--checkpoint", default="", help="describe this checkpoint folder instead of a preset")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(action_func=_info)
+
+    def dispatch(args: argparse.Namespace) -> int:
+        if getattr(args, "action_func", None) is None:
+            parser.print_help()
+            return 2
+        return args.action_func(args)
+
+    parser.set_defaults(func=dispatch)

@@ -1,0 +1,298 @@
+"""The policy network, readable top to bottom (nanoGPT style).
+
+    observation tokens                      action tokens (one per `action_patch` steps)
+    [cam patches | proprio | language | embodiment]    [noisy or committed actions + flow time]
+            |                                                   |
+        backbone (bidirectional transformer)          action expert (self-attn, cross-attn to
+            |                                          the backbone's tokens, MLP) x expert_layers
+            +-------------------- context ------------------->  |
+                                                          velocity of the flow (B, H, D)
+
+Flow matching convention: x_t = t * x1 + (1 - t) * x0 with x0 ~ N(0, I) noise at t=0 and the
+normalized action chunk x1 at t=1; the expert predicts v = x1 - x0 and inference integrates
+dx/dt = v from t=0 to t=1 with a few Euler steps. Committed steps (the actions that execute
+while the model thinks) are given clean with a flag and are never predicted: the harmonic
+training recipe that makes consecutive chunks join without guidance.
+
+All inputs are tensors in the padded space; the processor (processor.py) builds them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gen0_policy.model.config import CAMERA_ROLES, ModelConfig
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)  # (B, h, T, c)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class CrossAttention(nn.Module):
+    """Queries from the action tokens, keys/values from the backbone (computed once per chunk)."""
+
+    def __init__(self, width: int, context_width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(context_width, 2 * width)
+        self.proj = nn.Linear(width, width)
+
+    def context_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, S, _ = context.shape
+        C = self.proj.in_features
+        k, v = self.kv(context).view(B, S, 2, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        return k, v  # (B, h, S, c) each
+
+    def forward(
+        self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        B, T, C = x.shape
+        q = self.q(x).view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, width: int, ratio: float) -> None:
+        super().__init__()
+        hidden = int(width * ratio)
+        self.fc = nn.Linear(width, hidden)
+        self.proj = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.gelu(self.fc(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block of the backbone."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.width)
+        self.attn = SelfAttention(config.width, config.heads)
+        self.ln_2 = nn.LayerNorm(config.width)
+        self.mlp = MLP(config.width, config.mlp_ratio)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class ExpertBlock(nn.Module):
+    """Action-expert block: the action tokens talk to each other, then read the observation."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        E = config.expert_dim
+        self.ln_1 = nn.LayerNorm(E)
+        self.attn = SelfAttention(E, config.expert_num_heads)
+        self.ln_2 = nn.LayerNorm(E)
+        self.cross = CrossAttention(E, config.width, config.expert_num_heads)
+        self.ln_3 = nn.LayerNorm(E)
+        self.mlp = MLP(E, config.mlp_ratio)
+
+    def forward(
+        self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        x = x + self.cross(self.ln_2(x), kv, mask)
+        return x + self.mlp(self.ln_3(x))
+
+
+class ImageEncoder(nn.Module):
+    """A small conv net trained from scratch (nothing pretrained can be downloaded here):
+    stride-2 stages, then average-pooled to a grid x grid map of tokens of the model width."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        for out in config.image_channels:
+            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.GroupNorm(min(8, out), out), nn.GELU()]
+            channels = out
+        self.stem = nn.Sequential(*layers)
+        self.grid = config.image_grid
+        self.proj = nn.Linear(channels, config.width)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # images: (B, N, 3, S, S) uint8 -> (B, N * grid * grid, C)
+        B, N = images.shape[:2]
+        x = images.flatten(0, 1).float() / 127.5 - 1.0
+        x = F.adaptive_avg_pool2d(self.stem(x), self.grid)  # (B*N, ch, g, g)
+        x = self.proj(x.flatten(2).transpose(1, 2))  # (B*N, g*g, C)
+        return x.reshape(B, N * self.grid**2, -1)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of flow times t in [0, 1]: (B,) -> (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = 1000.0 * t.float()[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class Gen0Model(nn.Module):
+    """Observation + committed prefix -> flow velocity over a padded action chunk."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        C, E, D, p = config.width, config.expert_dim, config.max_dof, config.action_patch
+        # Observation tokenizers.
+        self.vision = ImageEncoder(config)
+        self.image_pos = nn.Parameter(torch.zeros(config.image_grid**2, C))
+        self.camera_role = nn.Embedding(len(CAMERA_ROLES), C)
+        self.camera_slot = nn.Parameter(torch.zeros(config.max_cameras, C))
+        self.proprio = nn.Linear(2 * D, C)  # positions and their validity mask
+        self.language = nn.Linear(config.language_dim, C)  # projection of the frozen sentence embedding
+        self.embodiment = nn.Embedding(config.embodiment_slots, C)
+        self.obs_type = nn.Parameter(torch.zeros(3, C))  # proprio, language, embodiment
+        self.backbone = nn.ModuleList(Block(config) for _ in range(config.backbone_layers))
+        self.ln_context = nn.LayerNorm(C)
+        # Action expert.
+        # Narrower than the backbone (as pi0's expert): it runs flow_steps times per chunk.
+        self.action_in = nn.Linear(p * (D + 1), E)  # p steps of (D values + committed flag)
+        self.time_mlp = nn.Sequential(nn.Linear(2 * E, E), nn.SiLU(), nn.Linear(E, E))
+        self.action_pos = nn.Parameter(torch.zeros(config.action_tokens, E))
+        self.expert = nn.ModuleList(ExpertBlock(config) for _ in range(config.expert_layers))
+        self.ln_out = nn.LayerNorm(E)
+        self.action_out = nn.Linear(E, p * D)
+        self.apply(self._init_weights)
+        for name in ("image_pos", "camera_slot", "obs_type", "action_pos"):
+            nn.init.normal_(getattr(self, name), std=0.02)
+        nn.init.zeros_(self.action_out.weight)  # start by predicting zero velocity
+        nn.init.zeros_(self.action_out.bias)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    # -- observation -> context -------------------------------------------------------------
+    def encode(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Observation tensors -> backbone tokens (B, S, C) and the key mask (B, 1, 1, S) or None.
+
+        obs: images (B, N, 3, S, S) uint8, camera_roles (B, N) long, camera_mask (B, N) bool (optional),
+        state (B, D) normalized, dof_mask (B, D) bool, language (B, L), embodiment (B,) long.
+        """
+        cfg = self.config
+        B, N = obs["images"].shape[:2]
+        g2 = cfg.image_grid**2
+        img = self.vision(obs["images"]).view(B, N, g2, -1)  # (B, N, g2, C)
+        img = img + self.image_pos + (self.camera_role(obs["camera_roles"]) + self.camera_slot[:N])[:, :, None]
+        dof_mask = obs["dof_mask"].float()
+        proprio = self.proprio(torch.cat([obs["state"] * dof_mask, dof_mask], dim=-1))
+        lang = self.language(obs["language"].float())
+        emb = self.embodiment(obs["embodiment"])
+        rest = torch.stack([proprio, lang, emb], dim=1) + self.obs_type  # (B, 3, C)
+        x = torch.cat([img.flatten(1, 2), rest], dim=1)  # (B, S, C)
+        camera_mask = obs.get("camera_mask")  # None: every camera present
+        mask = None
+        if camera_mask is not None and not bool(camera_mask.all()):
+            keep = torch.cat([camera_mask.repeat_interleave(g2, dim=1), camera_mask.new_ones(B, 3)], dim=1)
+            mask = keep[:, None, None, :]  # (B, 1, 1, S)
+        for block in self.backbone:
+            x = block(x, mask)
+        return self.ln_context(x), mask
+
+    # -- (context, noisy chunk, flow time) -> velocity -----------------------------------------
+    def context_kv(self, context: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [block.cross.context_kv(context) for block in self.expert]
+
+    def velocity(
+        self,
+        kv: list[tuple[torch.Tensor, torch.Tensor]],
+        mask: torch.Tensor | None,
+        x: torch.Tensor,
+        committed: torch.Tensor,
+        t: torch.Tensor,
+    ) -> torch.Tensor:
+        """x: (B, H, D) chunk (committed rows clean), committed: (B, H) bool, t: (B,) -> v (B, H, D)."""
+        cfg = self.config
+        B, H, D = x.shape
+        tokens = torch.cat([x, committed[..., None].to(x.dtype)], dim=-1)  # (B, H, D+1)
+        tokens = self.action_in(tokens.reshape(B, cfg.action_tokens, -1))  # (B, A, C)
+        temb = timestep_embedding(t, cfg.expert_dim).to(tokens.dtype)[:, None].expand_as(tokens)
+        h = self.time_mlp(torch.cat([tokens, temb], dim=-1)) + self.action_pos
+        for block, block_kv in zip(self.expert, kv, strict=True):
+            h = block(h, block_kv, mask)
+        return self.action_out(self.ln_out(h)).reshape(B, H, D)
+
+    # -- training ------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Flow-matching loss of one batch (the DDP/FSDP entry point), mean over samples.
+
+        batch adds to the observation: actions (B, H, D) normalized targets, action_mask (B, H) valid
+        steps, committed (B, H) bool, noise (B, H, D), flow_t (B,).
+        """
+        return self.per_sample_loss(batch).mean()
+
+    def per_sample_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        context, mask = self.encode(batch)
+        dof = batch["dof_mask"][:, None, :].to(batch["actions"].dtype)  # (B, 1, D)
+        x1 = batch["actions"] * dof
+        x0 = batch["noise"] * dof
+        t = batch["flow_t"]
+        committed = batch["committed"]
+        x_t = interpolate(x0, x1, t)
+        x_t = torch.where(committed[..., None], x1, x_t)  # the prefix is given, not predicted
+        v = self.velocity(self.context_kv(context), mask, x_t, committed, t)
+        weight = dof * (batch["action_mask"] & ~committed)[..., None].to(dof.dtype)  # (B, H, D)
+        err = (v.float() - (x1 - x0).float()).square() * weight
+        return err.sum(dim=(1, 2)) / weight.sum(dim=(1, 2)).clamp_min(1.0)
+
+    # -- inference -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        obs: dict[str, torch.Tensor],
+        prefix: torch.Tensor,
+        committed: torch.Tensor,
+        noise: torch.Tensor,
+        steps: int | None = None,
+    ) -> torch.Tensor:
+        """Integrate the flow from ``noise`` (B, H, D) to a normalized chunk; committed rows stay ``prefix``.
+
+        Zero noise gives the deterministic estimate used for error metrics. The observation is
+        encoded once and its keys/values reused by every Euler step.
+        """
+        steps = steps or self.config.flow_steps
+        context, mask = self.encode(obs)
+        B = noise.shape[0]
+        if context.shape[0] != B:  # one observation, several noise samples
+            context = context.expand(B, -1, -1)
+            mask = None if mask is None else mask.expand(B, -1, -1, -1)
+        kv = self.context_kv(context)
+        dof = obs["dof_mask"][:, None, :].to(noise.dtype)
+        keep = committed[..., None]
+        x = torch.where(keep, prefix, noise * dof)
+        for i in range(steps):
+            t = torch.full((B,), i / steps, device=x.device)
+            x = x + self.velocity(kv, mask, x, committed, t).to(x.dtype) / steps
+            x = torch.where(keep, prefix, x * dof)
+        return x
+
+
+def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The flow path: noise x0 at t=0, data x1 at t=1; t is (B,)."""
+    t = t.to(x1.dtype).view(-1, *([1] * (x1.dim() - 1)))
+    return t * x1 + (1 - t) * x0

@@ -1,0 +1,168 @@
+"""The public inference API (openpi style): ``Gen0Policy.load(dir).infer(dict) -> dict``.
+
+The runtime and ``gen0 sim rollout --policy`` code against this file only; the network, the
+processor and the checkpoint layout behind it may change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gen0_policy.embodiment import Embodiment
+from gen0_policy.errors import CheckpointError, ObservationError
+from gen0_policy.model.checkpoint import load_policy
+from gen0_policy.model.config import ModelConfig
+from gen0_policy.model.language import language_encoder
+from gen0_policy.model.modeling import Gen0Model
+from gen0_policy.model.processor import Processor
+
+
+def bf16_fast(device: torch.device) -> bool:
+    """bf16 pays off on CUDA and on CPUs with AMX/AVX512-BF16 (~3x the fp32 matmul rate here)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None), getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return any(f is not None and f() for f in probe)
+
+
+class Gen0Policy:
+    """A trained policy: observation dict (+ committed actions) -> action chunk dict."""
+
+    def __init__(
+        self,
+        model: Gen0Model,
+        processor: Processor,
+        meta: Mapping[str, Any],
+        device: str | torch.device = "cpu",
+        precision: str = "auto",
+    ) -> None:
+        if precision not in ("auto", "fp32", "bf16"):
+            raise CheckpointError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+        self.device = torch.device(device)
+        self.bf16 = precision == "bf16" or (precision == "auto" and bf16_fast(self.device))
+        self.model = model.to(self.device).eval()
+        if self.bf16:
+            self.model = self.model.to(torch.bfloat16)
+        self.processor = processor
+        self.meta = dict(meta)
+        self.config: ModelConfig = model.config
+        self.language = language_encoder(self.config.language_encoder, self.config.language_dim)
+        self._generator = torch.Generator(device="cpu").manual_seed(int(self.meta.get("seed", 0)))
+
+    @classmethod
+    def load(cls, checkpoint_dir: str | Path, device: str = "cpu", precision: str = "auto") -> Gen0Policy:
+        """Load a checkpoint folder (or a training run folder: its latest checkpoint). Runs no code."""
+        files = load_policy(checkpoint_dir)
+        model = Gen0Model(files.config)
+        try:
+            model.load_state_dict(files.state_dict, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"weights in {files.path} do not fit the model config: {exc}") from exc
+        processor = Processor(files.config, files.embodiments, files.stats)
+        return cls(model, processor, files.meta, device=device, precision=precision)
+
+    # -- what the runtime needs to know ---------------------------------------------------------
+    @property
+    def embodiments(self) -> list[str]:
+        return list(self.processor.embodiments)
+
+    @property
+    def chunk_size(self) -> int:
+        return self.config.chunk_size
+
+    @property
+    def step_dt(self) -> float:
+        return 1.0 / float(self.meta.get("fps", 10.0))
+
+    @property
+    def max_prefix(self) -> int:
+        return self.config.max_prefix
+
+    @property
+    def checkpoint_id(self) -> str:
+        return str(self.meta.get("checkpoint_id", "untrained"))
+
+    def embodiment(self, name: str) -> Embodiment:
+        return self.processor.embodiment(name)
+
+    def check_embodiment(self, embodiment: Embodiment) -> None:
+        """Raise CheckpointError unless ``embodiment`` has the joints (in order) this policy was trained on."""
+        trained = self.processor.embodiment(embodiment.name)
+        if trained.joint_names != embodiment.joint_names:
+            raise CheckpointError(
+                f"embodiment {embodiment.name} has joints {list(embodiment.joint_names)} but the policy was "
+                f"trained on {list(trained.joint_names)}; post-train on data of this robot"
+            )
+
+    # -- inference -------------------------------------------------------------------------------
+    def infer(
+        self, observation: Mapping[str, Any], committed: np.ndarray | None = None, num_samples: int = 1
+    ) -> dict[str, Any]:
+        """One action chunk.
+
+        observation: {"embodiment": str, "instruction": str, "joint_positions": (D,),
+                      "images": {camera: (H, W, 3) uint8}}
+        committed:   (P, D) absolute targets that execute while the model thinks (P <= max_prefix).
+        Returns {"actions": (H, D) float32 absolute targets whose first P rows are ``committed``,
+                 "uncertainty": mean std of the samples in normalized units (NaN when num_samples == 1),
+                 "samples": (K, H, D) when num_samples > 1}. ``actions`` is the deterministic estimate.
+        """
+        if num_samples < 1:
+            raise ObservationError(f"num_samples must be >= 1, got {num_samples}")
+        name = observation.get("embodiment", "")
+        embodiment = self.processor.embodiment(str(name))
+        instruction = observation.get("instruction", "")
+        if not isinstance(instruction, str):
+            raise ObservationError(f"instruction must be a string, got {type(instruction).__name__}")
+        batch = self.processor.observation(observation, self.language.encode([instruction])[0])
+        H, D = self.config.chunk_size, self.config.max_dof
+        prefix = np.zeros((H, D), dtype=np.float32)
+        mask = np.zeros(H, dtype=bool)
+        P = 0
+        if committed is not None:
+            committed = np.asarray(committed, dtype=np.float32)
+            if committed.ndim != 2 or committed.shape[1] != embodiment.dof:
+                raise ObservationError(
+                    f"committed must be (P, {embodiment.dof}) absolute joint targets, got {committed.shape}"
+                )
+            P = len(committed)
+            if self.max_prefix < P:
+                raise ObservationError(
+                    f"committed has {P} steps; this policy was trained with at most {self.max_prefix}"
+                )
+            if not np.all(np.isfinite(committed)):
+                raise ObservationError("committed actions contain NaN or inf")
+            prefix[:P] = self.processor.normalize_actions(embodiment.name, committed)
+            mask[:P] = True
+        K = num_samples
+        noise = torch.zeros(1 + (K if K > 1 else 0), H, D)
+        if K > 1:
+            noise[1:] = torch.randn(K, H, D, generator=self._generator)
+        dtype = torch.bfloat16 if self.bf16 else torch.float32
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            B = noise.shape[0]
+            x = self.model.sample(
+                batch,
+                torch.from_numpy(prefix).to(self.device, dtype)[None].expand(B, -1, -1),
+                torch.from_numpy(mask).to(self.device)[None].expand(B, -1),
+                noise.to(self.device, dtype),
+            )
+        normalized = x.float().cpu().numpy()
+        actions = self.processor.unnormalize_actions(embodiment.name, normalized)  # (B, H, dof)
+        if P:
+            actions[:, :P] = committed  # exactly what will execute, not a round trip through the scale
+        out: dict[str, Any] = {"actions": actions[0], "uncertainty": math.nan}
+        if K > 1:
+            spread = normalized[1:, P:, : embodiment.dof].std(axis=0)
+            out["uncertainty"] = float(spread.mean()) if spread.size else 0.0
+            out["samples"] = actions[1:]
+        return out

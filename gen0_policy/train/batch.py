@@ -1,0 +1,98 @@
+"""Episodes prepared once for fast batching, and the collation of windows into model tensors.
+
+Everything per step is indexing into arrays that were normalized, padded and resized up
+front, so a CPU worker never decodes or resizes inside the training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gen0_policy.data.episode import Episode
+from gen0_policy.data.windows import MixtureSource, Window, action_chunk, sample_rng
+from gen0_policy.model.config import ModelConfig
+from gen0_policy.model.language import LanguageEncoder
+from gen0_policy.model.processor import Processor, resize_images
+
+
+@dataclass
+class PreparedEpisode:
+    states: np.ndarray  # (T, Dmax) normalized, padded
+    actions: np.ndarray  # (T, Dmax) normalized, padded
+    images: np.ndarray  # (T, N, 3, S, S) uint8
+    camera_roles: np.ndarray  # (N,) int64
+    camera_mask: np.ndarray  # (N,) bool
+    dof_mask: np.ndarray  # (Dmax,) bool
+    language: np.ndarray  # (L,) float32
+    embodiment: int
+
+
+def prepare_episode(episode: Episode, processor: Processor, language: LanguageEncoder) -> PreparedEpisode:
+    config = processor.config
+    name = episode.embodiment
+    embodiment = processor.embodiment(name)
+    if episode.states.shape[1] != embodiment.dof or episode.actions.shape[1] != embodiment.dof:
+        raise ValueError(
+            f"episode of {name} has {episode.states.shape[1]}-D states and {episode.actions.shape[1]}-D actions; "
+            f"{name} has {embodiment.dof} joints"
+        )
+    N, S, T = config.max_cameras, config.image_size, len(episode)
+    layout = processor.camera_layout(name, list(episode.images))
+    images = np.zeros((T, N, 3, S, S), dtype=np.uint8)
+    roles = np.zeros(N, dtype=np.int64)
+    present = np.zeros(N, dtype=bool)
+    for slot, (cam, role) in enumerate(layout):
+        images[:, slot] = resize_images(episode.images[cam], S)
+        roles[slot], present[slot] = role, True
+    return PreparedEpisode(
+        states=processor.normalize_state(name, episode.states),
+        actions=processor.normalize_actions(name, episode.actions),
+        images=images,
+        camera_roles=roles,
+        camera_mask=present,
+        dof_mask=processor.dof_mask(name),
+        language=language.encode([episode.instruction])[0],
+        embodiment=processor.ids[name],
+    )
+
+
+class BatchBuilder:
+    """Windows -> the tensor dict ``Gen0Model.forward`` takes (actions, masks, flow noise and time)."""
+
+    def __init__(
+        self, config: ModelConfig, sources: Sequence[MixtureSource], processor: Processor, language: LanguageEncoder
+    ) -> None:
+        self.config = config
+        self.episodes = [[prepare_episode(e, processor, language) for e in s.episodes] for s in sources]
+
+    def __call__(self, windows: Sequence[Window], seed: int, step: int, indices: Sequence[int]) -> dict:
+        cfg = self.config
+        H = cfg.chunk_size
+        eps = [self.episodes[w.source][w.episode] for w in windows]
+        chunks, valid = zip(*(action_chunk(e.actions, w.t, H) for e, w in zip(eps, windows, strict=True)), strict=True)
+        committed = np.zeros((len(windows), H), dtype=bool)
+        noise = np.empty((len(windows), H, cfg.max_dof), dtype=np.float32)
+        flow_t = np.empty(len(windows), dtype=np.float32)
+        for row, (w, i) in enumerate(zip(windows, indices, strict=True)):
+            committed[row, : w.delay] = True
+            rng = sample_rng(seed, step, i, stream=1)
+            flow_t[row] = rng.random()
+            noise[row] = rng.standard_normal((H, cfg.max_dof), dtype=np.float32)
+        return {
+            "images": torch.from_numpy(np.stack([e.images[w.t] for e, w in zip(eps, windows, strict=True)])),
+            "camera_roles": torch.from_numpy(np.stack([e.camera_roles for e in eps])),
+            "camera_mask": torch.from_numpy(np.stack([e.camera_mask for e in eps])),
+            "state": torch.from_numpy(np.stack([e.states[w.t] for e, w in zip(eps, windows, strict=True)])),
+            "dof_mask": torch.from_numpy(np.stack([e.dof_mask for e in eps])),
+            "language": torch.from_numpy(np.stack([e.language for e in eps])),
+            "embodiment": torch.tensor([e.embodiment for e in eps], dtype=torch.long),
+            "actions": torch.from_numpy(np.stack(chunks)),
+            "action_mask": torch.from_numpy(np.stack(valid)),
+            "committed": torch.from_numpy(committed),
+            "noise": torch.from_numpy(noise),
+            "flow_t": torch.from_numpy(flow_t),
+        }

@@ -1,0 +1,152 @@
+"""The training configuration: one YAML file plus ``key=value`` overrides from the command line.
+
+The same config serves pretraining (``preset`` + ``datasets``) and post-training (``init_from``
+a checkpoint, optionally ``freeze`` some parts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gen0_policy.errors import ConfigError
+
+FREEZABLE = ("vision", "proprio", "language_projection", "embodiment", "backbone", "expert")
+STRATEGIES = ("auto", "single", "ddp", "fsdp")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class DatasetSpec:
+    """One source of the mixture: a LeRobot v3 folder (``gen0 sim collect`` output), filtered."""
+
+    path: str
+    weight: float = 1.0
+    name: str = ""
+    embodiment: str = ""  # keep only episodes of this robot ("" = all)
+    tasks: list[str] = field(default_factory=list)  # keep only these task ids ([] = all)
+    max_episodes: int = 0  # 0 = all
+    only_success: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("every dataset needs a path")
+        if not self.weight > 0:
+            raise ConfigError(f"dataset {self.path}: weight must be positive, got {self.weight}")
+        self.name = self.name or Path(self.path).name
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/gen0"
+    run_name: str = ""
+    # Model: a preset plus overrides, or the config of the checkpoint in init_from.
+    preset: str = "small"
+    model: dict[str, Any] = field(default_factory=dict)
+    init_from: str = ""  # post-training: start from this checkpoint's weights (and config)
+    freeze: list[str] = field(default_factory=list)  # parts kept fixed, from FREEZABLE
+    # Data.
+    datasets: list[DatasetSpec] = field(default_factory=list)
+    val_fraction: float = 0.1
+    # Optimisation.
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    ema_decay: float = 0.0  # 0 = no EMA; e.g. 0.999
+    seed: int = 0
+    precision: str = "auto"  # bf16 autocast on CUDA and on CPUs with AMX/AVX512-BF16
+    strategy: str = "auto"  # single, ddp or fsdp (auto: ddp when launched by torchrun)
+    device: str = "auto"
+    threads: int = 0  # torch CPU threads per process; 0 = torch's default
+    # Bookkeeping.
+    log_every: int = 10
+    val_every: int = 250
+    val_windows: int = 64
+    val_samples: int = 0  # >1: also log the spread of this many flow samples
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    resume: bool = True  # continue from out_dir's latest checkpoint if there is one
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.datasets = [d if isinstance(d, DatasetSpec) else DatasetSpec(**d) for d in self.datasets]
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        unknown = sorted(set(self.freeze) - set(FREEZABLE))
+        if unknown:
+            raise ConfigError(f"cannot freeze {unknown}; freezable parts are {list(FREEZABLE)}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in ("steps", "batch_size", "log_every", "val_every", "save_every", "keep_checkpoints"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"train config {name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.warmup_steps >= 0):
+            raise ConfigError("need lr > 0, 0 <= min_lr_ratio <= 1 and warmup_steps >= 0")
+        self.run_name = self.run_name or Path(self.out_dir).name
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["betas"] = list(self.betas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown train config keys {unknown}; known keys are {sorted(known)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"invalid train config: {exc}") from exc
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """``a.b.c=value`` (value parsed as YAML; list items by index: ``datasets.0.weight=2``)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} must look like key=value (e.g. steps=2000 or model.width=256)")
+    key, raw = assignment.split("=", 1)
+    value = yaml.safe_load(raw) if raw else ""
+    parts = key.strip().split(".")
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {key}: {part!r} is not an index of a list of {len(node)}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        else:
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict | list):
+                    raise ConfigError(f"override {key}: {part} is not a mapping")
+
+
+def load_train_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    data: dict[str, Any] = {}
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"train config {path} not found; see config/train/ for examples")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of train settings")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return TrainConfig.from_dict(data)

@@ -11,9 +11,7 @@ import sys
 # Modules that provide ``register(subparsers: argparse._SubParsersAction) -> None``.
 COMMAND_MODULES = [
     "gen0_policy.doctor",
-    "gen0_policy.data.cli",
     "gen0_policy.model.cli",
-    "gen0_policy.sim.cli",
     "gen0_policy.train.cli",
 ]
 

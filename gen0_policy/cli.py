@@ -11,7 +11,9 @@ import sys
 # Modules that provide ``register(subparsers: argparse._SubParsersAction) -> None``.
 COMMAND_MODULES = [
     "gen0_policy.doctor",
+    "gen0_policy.data.cli",
     "gen0_policy.model.cli",
+    "gen0_policy.sim.cli",
     "gen0_policy.train.cli",
 ]
 

@@ -101,10 +101,14 @@ class PerceptionStream:
             self._lock.notify_all()
 
     def _reject(self, message: str) -> None:
+        self.note_rejection(message)
+        raise ObservationError(message)
+
+    def note_rejection(self, message: str) -> None:
+        """Record input refused before it got here (e.g. an unsupported image encoding), for the status."""
         with self._lock:
             self.last_error = message
             self.rejected += 1
-        raise ObservationError(message)
 
     def put_joints(self, positions: np.ndarray, stamp: float | None = None) -> None:
         """Accept a joint-state vector in the embodiment's joint order; NaN/inf or wrong length is rejected."""

@@ -1,0 +1,23 @@
+"""Loading a checkpoint as a :class:`ChunkPolicy` for one robot, refusing a mismatch up front (so a
+hot swap to the wrong checkpoint never replaces a working policy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gen0_policy.embodiment import Embodiment
+from gen0_policy.errors import CheckpointError
+from gen0_policy.runtime.policy import ChunkPolicy
+
+
+def load_chunk_policy(checkpoint: str | Path, embodiment: Embodiment, device: str = "cpu") -> ChunkPolicy:
+    """``Gen0Policy.load(checkpoint)``, checked against ``embodiment`` (name and joint order)."""
+    from gen0_policy.model.policy import Gen0Policy  # torch: only when a checkpoint is really loaded
+
+    policy = Gen0Policy.load(checkpoint, device=device)
+    if embodiment.name not in policy.embodiments:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} was not trained on {embodiment.name}; it knows {policy.embodiments}"
+        )
+    policy.check_embodiment(embodiment)
+    return policy

@@ -1,0 +1,261 @@
+"""gen0_policy_node as a real process over real DDS (localhost, own domain id), with a real (tiny,
+untrained) checkpoint: it comes up through its lifecycle, turns images and joint states into
+trajectories within limits, and answers bad input (wrong encoding or size, missing joints, NaN,
+stale data, a clock jump) with a hold and a clear status, never a crash or an out-of-limit command."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
+from rclpy.action import ActionClient
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
+
+from conftest import wait_until
+from gen0_msgs.action import RunTask
+from gen0_msgs.msg import ActionChunk, PolicyStatus
+from gen0_msgs.srv import LoadCheckpoint, SetInstruction
+from gen0_policy.embodiment import load_embodiment
+from gen0_policy.ros import conversions as conv
+
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
+
+PANDA = load_embodiment("panda")
+ARM = list(PANDA.controller("joint_trajectory_controller").joints)
+GRIPPER = list(PANDA.controller("gripper_controller").joints)
+NODE = "/gen0_policy"
+
+
+def make_checkpoint(path: Path, run: str) -> Path:
+    """A real checkpoint of the tiny test-preset network for the Panda (untrained weights)."""
+    import torch
+
+    from gen0_policy.model.checkpoint import save_policy
+    from gen0_policy.model.config import preset
+    from gen0_policy.model.modeling import Gen0Model
+    from gen0_policy.model.processor import JointStats
+
+    torch.manual_seed(0)
+    config = preset("test", language_encoder="hash")
+    middle = ((PANDA.lower + PANDA.upper) / 2).astype(np.float32)
+    scale = np.full(PANDA.dof, 0.05, np.float32)
+    stats = {"panda": JointStats(middle, scale, middle, scale)}
+    save_policy(path, Gen0Model(config).state_dict(), config, [PANDA], stats, {"run": run, "fps": 10.0})
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("checkpoints")
+    return make_checkpoint(root / "a", "first"), make_checkpoint(root / "b", "second")
+
+
+class Probe:
+    """This process's rclpy node: fake robot (clock, joint states, cameras) and listener."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node("policy_node_probe", context=self.context)
+        self.statuses: list[PolicyStatus] = []
+        self.arm: list[JointTrajectory] = []
+        self.gripper: list[Float64MultiArray] = []
+        self.chunks: list[ActionChunk] = []
+        n = self.node
+        n.create_subscription(PolicyStatus, f"{NODE}/status", self.statuses.append, 50)
+        n.create_subscription(JointTrajectory, "/joint_trajectory_controller/joint_trajectory", self.arm.append, 50)
+        n.create_subscription(Float64MultiArray, "/gripper_controller/commands", self.gripper.append, 50)
+        n.create_subscription(ActionChunk, f"{NODE}/action_chunk", self.chunks.append, 10)
+        self.clock_pub = n.create_publisher(Clock, "/clock", 10)
+        self.joint_pub = n.create_publisher(JointState, "/joint_states", 10)
+        self.image_pubs = {
+            c.name: n.create_publisher(Image, f"/{c.name}/image_raw", qos_profile_sensor_data) for c in PANDA.cameras
+        }
+        self.change_state = n.create_client(ChangeState, f"{NODE}/change_state")
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(n)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+        # The fake robot, driven from its own thread: what it publishes is set by these fields.
+        self.sim_time = 100.0
+        self.position = PANDA.home.copy()
+        self.joint_names = list(PANDA.joint_names)
+        self.encoding, self.image_size, self.publishing = "rgb8", (240, 320), True
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._robot, daemon=True)
+        self._thread.start()
+
+    def _robot(self) -> None:
+        k = 0
+        while not self._stop.is_set():
+            time.sleep(0.01)
+            self.sim_time += 0.01
+            self.clock_pub.publish(Clock(clock=conv.to_time(self.sim_time)))
+            if not self.publishing:
+                continue
+            arm = [t for t in self.arm[-1:]]
+            if arm:  # track the arm command perfectly
+                self.position[: len(ARM)] = arm[0].points[-1].positions
+            positions = [self.position[PANDA.joint_names.index(j)] for j in self.joint_names]
+            self.joint_pub.publish(conv.joint_state_msg(self.joint_names, np.array(positions), stamp=self.sim_time))
+            if k % 3 == 0:
+                for pub in self.image_pubs.values():
+                    pub.publish(self._image())
+            k += 1
+
+    def _image(self) -> Image:
+        h, w = self.image_size
+        msg = conv.array_to_image(np.full((h, w, 3), 90, np.uint8), stamp=self.sim_time)
+        if self.encoding != "rgb8":
+            msg.encoding = self.encoding
+        return msg
+
+    def transition(self, transition_id: int) -> bool:
+        assert self.change_state.wait_for_service(timeout_sec=30), "no lifecycle service"
+        future = self.change_state.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
+        wait_until(future.done, 120, what=f"lifecycle transition {transition_id}")
+        return future.result().success
+
+    def call(self, srv_type, name: str, request):
+        client = self.node.create_client(srv_type, f"{NODE}/{name}")
+        assert client.wait_for_service(timeout_sec=20)
+        future = client.call_async(request)
+        wait_until(future.done, 120, what=name)
+        return future.result()
+
+    def status(self, state: int, contains: str = "", timeout: float = 20.0) -> PolicyStatus:
+        def match():
+            s = self.statuses[-1] if self.statuses else None
+            return s if s is not None and s.state == state and contains in s.reason else None
+
+        try:
+            return wait_until(match, timeout, what=f"status {state} with {contains!r}")
+        except AssertionError:
+            last = self.statuses[-1] if self.statuses else None
+            raise AssertionError(f"last status: {last and (last.state, last.reason)}") from None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def probe():
+    p = Probe()
+    yield p
+    p.close()
+
+
+def start_policy(processes, checkpoint: Path, *params: str):
+    return processes.python(
+        "-m", "gen0_policy.ros.policy_node", "--ros-args", "--params-file", "config/policy_node.yaml",
+        "-p", f"checkpoint:={checkpoint}", "-p", "use_sim_time:=true", "-p", "max_observation_age:=0.3",
+        *[arg for p in params for arg in ("-p", p)], name="policy",
+    )  # fmt: skip
+
+
+def assert_commands_within_limits(probe: Probe) -> None:
+    arm_idx = PANDA.joint_indices(ARM)
+    for msg in list(probe.arm):
+        assert list(msg.joint_names) == ARM
+        positions = np.array(msg.points[-1].positions)
+        assert np.all(np.isfinite(positions))
+        assert np.all(positions >= PANDA.lower[arm_idx] - 1e-9) and np.all(positions <= PANDA.upper[arm_idx] + 1e-9)
+    grip_idx = PANDA.joint_indices(GRIPPER)
+    for msg in list(probe.gripper):
+        values = np.array(msg.data)
+        assert values.shape == (1,) and PANDA.lower[grip_idx][0] - 1e-9 <= values[0] <= PANDA.upper[grip_idx][0] + 1e-9
+
+
+def test_lifecycle_commands_and_bad_inputs_hold_with_a_reason(processes, probe, checkpoints) -> None:
+    policy = start_policy(processes, checkpoints[0])
+    probe.status(PolicyStatus.STATE_IDLE, "not configured", timeout=60)
+    assert probe.transition(Transition.TRANSITION_CONFIGURE)
+    assert probe.transition(Transition.TRANSITION_ACTIVATE)
+    status = probe.status(PolicyStatus.STATE_RUNNING, timeout=60)
+    assert status.checkpoint_id.startswith("first-") and status.embodiment == "panda"
+    wait_until(lambda: len(probe.arm) > 50 and len(probe.gripper) > 50 and probe.chunks, 30, what="commands")
+    chunk = probe.chunks[-1]
+    assert list(chunk.joint_names) == list(PANDA.joint_names) and len(chunk.positions) == chunk.horizon * PANDA.dof
+
+    probe.encoding = "16UC1"  # an encoding the policy cannot use
+    probe.status(PolicyStatus.STATE_HOLDING, "'16UC1' is not supported")
+    probe.encoding = "rgb8"
+    probe.status(PolicyStatus.STATE_RUNNING)
+    probe.image_size = (100, 100)
+    probe.status(PolicyStatus.STATE_HOLDING, "expected 320x240")
+    probe.image_size = (240, 320)
+    probe.status(PolicyStatus.STATE_RUNNING)
+    probe.joint_names = list(PANDA.joint_names[:-1])  # the gripper joint is missing
+    probe.status(PolicyStatus.STATE_HOLDING, "lacks joints ['finger_joint1']")
+    probe.joint_names = list(PANDA.joint_names)
+    probe.status(PolicyStatus.STATE_RUNNING)
+    probe.position[-1] = np.nan  # the gripper (the fake robot overwrites the arm with its commands)
+    probe.status(PolicyStatus.STATE_HOLDING, "not finite")
+    probe.position[-1] = PANDA.home[-1]
+    probe.status(PolicyStatus.STATE_RUNNING)
+    probe.publishing = False
+    probe.status(PolicyStatus.STATE_HOLDING, "stale observation")
+    probe.publishing = True
+    probe.status(PolicyStatus.STATE_RUNNING)
+    probe.sim_time -= 30.0  # the simulation was reset: time goes backwards
+    probe.status(PolicyStatus.STATE_HOLDING, "clock jumped backwards")
+    probe.status(PolicyStatus.STATE_RUNNING)
+
+    assert probe.transition(Transition.TRANSITION_DEACTIVATE)
+    probe.status(PolicyStatus.STATE_IDLE, "deactivated")
+    assert probe.transition(Transition.TRANSITION_CLEANUP)
+    probe.status(PolicyStatus.STATE_IDLE, "not configured")
+    assert policy.poll() is None, processes.output(policy)
+    assert_commands_within_limits(probe)
+
+
+def test_services_hot_swap_and_run_task(processes, probe, checkpoints) -> None:
+    policy = start_policy(processes, checkpoints[0], "autostart:=true", "instruction:=reach the cube")
+    status = probe.status(PolicyStatus.STATE_RUNNING, timeout=90)
+    assert status.instruction == "reach the cube"
+    reply = probe.call(SetInstruction, "set_instruction", SetInstruction.Request(instruction="open the gripper"))
+    assert reply.success
+    wait_until(lambda: probe.statuses[-1].instruction == "open the gripper", 10, what="instruction")
+
+    reply = probe.call(LoadCheckpoint, "load_checkpoint", LoadCheckpoint.Request(path="/no/such/checkpoint"))
+    assert not reply.success and "no checkpoint" in reply.message and reply.checkpoint_id.startswith("first-")
+    count = len(probe.arm)
+    reply = probe.call(LoadCheckpoint, "load_checkpoint", LoadCheckpoint.Request(path=str(checkpoints[1])))
+    assert reply.success and reply.checkpoint_id.startswith("second-") and reply.load_time > 0
+    wait_until(lambda: probe.statuses[-1].checkpoint_id.startswith("second-"), 20, what="swap")
+    assert len(probe.arm) > count  # commands kept flowing through the load
+
+    client = ActionClient(probe.node, RunTask, f"{NODE}/run_task")
+    assert client.wait_for_server(timeout_sec=20)
+    feedback: list = []
+    goal = client.send_goal_async(RunTask.Goal(instruction="reach the cube", timeout=1.0), feedback.append)
+    wait_until(goal.done, 20, what="goal accepted")
+    result = goal.result().get_result_async()
+    wait_until(result.done, 30, what="task result")
+    outcome = result.result().result
+    assert outcome.outcome == RunTask.Goal.OUTCOME_TIMED_OUT and outcome.duration >= 1.0
+    assert feedback and feedback[-1].feedback.policy_state == PolicyStatus.STATE_RUNNING
+    assert policy.poll() is None, processes.output(policy)
+    assert_commands_within_limits(probe)
+
+
+def test_configure_fails_clearly_without_a_checkpoint(processes, probe) -> None:
+    processes.python("-m", "gen0_policy.ros.policy_node", "--ros-args", "-p", "embodiment:=panda", name="policy")
+    probe.status(PolicyStatus.STATE_IDLE, "not configured", timeout=60)
+    assert not probe.transition(Transition.TRANSITION_CONFIGURE)
+    probe.status(PolicyStatus.STATE_FAULT, "parameter 'checkpoint' is empty")

@@ -22,21 +22,23 @@ def make_embodiment(name: str) -> Embodiment:
 
 
 def make_episode(name: str, seed: int, steps: int = 24, image: int = 32, fps: float = 10.0) -> Episode:
-    """A smooth reach towards a random goal; the goal is drawn in the image and named in the text."""
+    """A smooth reach from a random start to one of two goals; the goal's side is drawn in the
+    image and named in the instruction, so the whole chunk is predictable from the observation."""
     rng = np.random.default_rng(seed)
     embodiment = make_embodiment(name)
     D = embodiment.dof
-    goal = rng.uniform(-1, 1, D).astype(np.float32)
-    start = rng.uniform(-0.2, 0.2, D).astype(np.float32)
+    side = int(rng.integers(2))
+    base = np.random.default_rng(D).uniform(-0.5, 0.5, D).astype(np.float32)
+    goal = base + (0.6 if side else -0.6)
+    start = rng.uniform(-0.3, 0.3, D).astype(np.float32)
     s = np.linspace(0, 1, steps, dtype=np.float32)[:, None]
     actions = start + (goal - start) * (3 * s**2 - 2 * s**3)
     states = np.concatenate([start[None], actions[:-1]])
     frames = np.zeros((steps, image, image, 3), dtype=np.uint8)
-    px = int((goal[0] + 1) / 2 * (image - 8))
+    px = image - 12 if side else 4
     frames[:, 4:12, px : px + 8, 0] = 255
     images = {cam.name: frames.copy() for cam in embodiment.cameras}
-    side = "left" if goal[0] < 0 else "right"
-    return Episode(name, f"reach to the {side}", fps, states, actions, images, task="reach")
+    return Episode(name, f"reach to the {'right' if side else 'left'}", fps, states, actions, images, task="reach")
 
 
 def make_episodes(name: str, count: int, seed: int = 0, **kwargs) -> list[Episode]:

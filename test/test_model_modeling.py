@@ -1,0 +1,174 @@
+"""The network: shapes and masks for all three robots, the flow path, the committed prefix,
+learning on a tiny batch, and the size presets (counted on the meta device)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from model_fixtures import ROBOTS, make_embodiment, make_episode
+
+from gen0_policy.errors import ConfigError
+from gen0_policy.model.config import ModelConfig, preset
+from gen0_policy.model.counting import describe, dummy_batch
+from gen0_policy.model.language import HashEncoder
+from gen0_policy.model.modeling import Gen0Model, interpolate
+from gen0_policy.model.processor import JointStats, Processor
+from gen0_policy.train.batch import prepare_episode
+
+torch.set_num_threads(1)
+CONFIG = preset("test", language_encoder="hash")
+
+
+def processor() -> Processor:
+    robots = [make_embodiment(n) for n in ROBOTS]
+    stats = {}
+    for e in robots:
+        ep = make_episode(e.name, 0)
+        stats[e.name] = JointStats.from_arrays(ep.states, ep.actions)
+    return Processor(CONFIG, robots, stats)
+
+
+def random_model() -> Gen0Model:
+    """A model whose output layer is not zero (as at init), so every input can show in the output."""
+    torch.manual_seed(0)
+    model = Gen0Model(CONFIG).eval()
+    torch.nn.init.normal_(model.action_out.weight, std=0.1)
+    return model
+
+
+def batch_for(name: str, t: int = 5, delay: int = 2) -> dict[str, torch.Tensor]:
+    proc = processor()
+    ep = make_episode(name, 1)
+    prep = prepare_episode(ep, proc, HashEncoder())
+    H, D = CONFIG.chunk_size, CONFIG.max_dof
+    committed = torch.zeros(1, H, dtype=torch.bool)
+    committed[0, :delay] = True
+    return {
+        "images": torch.from_numpy(prep.images[t])[None],
+        "camera_roles": torch.from_numpy(prep.camera_roles)[None],
+        "camera_mask": torch.from_numpy(prep.camera_mask)[None],
+        "state": torch.from_numpy(prep.states[t])[None],
+        "dof_mask": torch.from_numpy(prep.dof_mask)[None],
+        "language": torch.from_numpy(prep.language)[None],
+        "embodiment": torch.tensor([prep.embodiment]),
+        "actions": torch.from_numpy(prep.actions[t : t + H])[None],
+        "action_mask": torch.ones(1, H, dtype=torch.bool),
+        "committed": committed,
+        "noise": torch.randn(1, H, D, generator=torch.Generator().manual_seed(0)),
+        "flow_t": torch.tensor([0.3]),
+    }
+
+
+@pytest.mark.parametrize("name", list(ROBOTS))
+def test_shapes_and_masks_for_each_robot(name: str) -> None:
+    model = random_model()
+    dof = sum(ROBOTS[name])
+    batch = batch_for(name)
+    assert batch["dof_mask"].sum() == dof  # 6+1, 7+1 and 31 real joints in a padded space of 32
+    assert batch["camera_mask"].sum() == (1 if name == "g1" else 2)  # the G1 has no wrist camera
+    context, mask = model.encode(batch)
+    assert context.shape == (1, CONFIG.observation_tokens, CONFIG.width)
+    if name == "g1":
+        assert mask is not None and mask.shape == (1, 1, 1, CONFIG.observation_tokens)
+    x = model.sample(batch, batch["actions"], batch["committed"], batch["noise"])
+    assert x.shape == (1, CONFIG.chunk_size, CONFIG.max_dof)
+    assert torch.all(x[0, :, dof:] == 0), "padded joints must stay exactly zero"
+    loss = model.per_sample_loss(batch)
+    assert loss.shape == (1,) and torch.isfinite(loss).all()
+
+
+def test_missing_camera_and_padding_do_not_leak() -> None:
+    """What sits in a masked camera slot or a padded joint cannot change the chunk."""
+    model = random_model()
+    batch = batch_for("g1")
+    base = model.sample(batch, batch["actions"], batch["committed"], batch["noise"])
+    poked = dict(batch)
+    poked["images"] = batch["images"].clone()
+    poked["images"][0, 1] = 200  # the absent wrist slot
+    poked["state"] = batch["state"].clone()
+    poked["state"][0, 31:] = 5.0  # the padded joint
+    poked["noise"] = batch["noise"].clone()
+    poked["noise"][0, :, 31:] = 9.0
+    assert torch.allclose(base, model.sample(poked, poked["actions"], poked["committed"], poked["noise"]), atol=1e-6)
+    # ...while a present camera does matter (the mask is not hiding everything).
+    poked["images"][0, 0] = 200
+    assert not torch.allclose(base, model.sample(poked, poked["actions"], poked["committed"], poked["noise"]))
+
+
+def test_flow_interpolation_endpoints() -> None:
+    x0, x1 = torch.randn(3, 4, 5), torch.randn(3, 4, 5)
+    assert torch.equal(interpolate(x0, x1, torch.zeros(3)), x0)  # t=0: noise
+    assert torch.equal(interpolate(x0, x1, torch.ones(3)), x1)  # t=1: the action chunk
+    mid = interpolate(x0, x1, torch.full((3,), 0.25))
+    assert torch.allclose(mid, 0.75 * x0 + 0.25 * x1)
+    # Velocity target x1 - x0 is the derivative of the path.
+    h = 1e-3
+    t = torch.full((3,), 0.4)
+    deriv = (interpolate(x0, x1, t + h) - interpolate(x0, x1, t - h)) / (2 * h)
+    assert torch.allclose(deriv, x1 - x0, atol=1e-3)
+
+
+def test_committed_prefix_is_kept_and_not_trained() -> None:
+    model = random_model()
+    batch = batch_for("panda", delay=3)
+    prefix = batch["actions"].clone()
+    for seed in range(2):
+        noise = torch.randn(1, CONFIG.chunk_size, CONFIG.max_dof, generator=torch.Generator().manual_seed(seed))
+        x = model.sample(batch, prefix, batch["committed"], noise)
+        assert torch.equal(x[0, :3], prefix[0, :3] * batch["dof_mask"][0])
+    # The loss ignores the committed rows entirely: changing their target changes nothing.
+    changed = dict(batch)
+    changed["noise"] = batch["noise"].clone()
+    changed["noise"][0, :3] += 3.0
+    assert torch.allclose(model.per_sample_loss(batch), model.per_sample_loss(changed))
+
+
+def test_loss_falls_on_a_tiny_batch() -> None:
+    torch.manual_seed(0)
+    model = Gen0Model(CONFIG)
+    batch = {k: torch.cat([v, v]) for k, v in batch_for("ur5e").items()}
+    batch["flow_t"] = torch.tensor([0.2, 0.7])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(40):
+        loss = model(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0], losses[::8]
+
+
+def test_presets_are_counted_on_the_meta_device() -> None:
+    tiny = describe(preset("test"))
+    assert 0.5e6 < tiny["parameters"]["total"] < 2e6
+    small = describe(preset("small"))["parameters"]["total"]
+    assert 5e6 < small < 30e6
+    act = describe(preset("act_equal"))["parameters"]["total"]
+    assert abs(act - 51.6e6) / 51.6e6 < 0.02
+    big = describe(preset("10b"))
+    assert big["parameters"]["total"] > 10e9
+    assert big["flops"]["inference_per_chunk"] > big["flops"]["train_forward_per_sample"] > 0
+    # FLOPs scale with the model, and training counts forward + backward.
+    assert big["flops"]["train_per_sample"] == 3 * big["flops"]["train_forward_per_sample"]
+    model = Gen0Model(CONFIG)
+    assert sum(p.numel() for p in model.parameters()) == describe(CONFIG)["parameters"]["total"]
+
+
+def test_config_validation_says_what_to_change() -> None:
+    with pytest.raises(ConfigError, match="multiple of action_patch"):
+        ModelConfig(chunk_size=10, action_patch=3)
+    with pytest.raises(ConfigError, match="max_prefix"):
+        ModelConfig(chunk_size=8, action_patch=2, max_prefix=8)
+    with pytest.raises(ConfigError, match="unknown model config keys"):
+        ModelConfig.from_dict({"widht": 3})
+    with pytest.raises(ConfigError, match="presets are"):
+        preset("huge")
+
+
+def test_dummy_batch_runs_a_real_forward() -> None:
+    model = Gen0Model(CONFIG)
+    batch = dummy_batch(CONFIG, 2, "cpu")
+    assert model(batch).ndim == 0
+    assert np.isfinite(model(batch).item())

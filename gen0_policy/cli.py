@@ -10,6 +10,7 @@ import sys
 
 # Modules that provide ``register(subparsers: argparse._SubParsersAction) -> None``.
 COMMAND_MODULES = [
+    "gen0_policy.bringup",
     "gen0_policy.doctor",
     "gen0_policy.data.cli",
     "gen0_policy.model.cli",

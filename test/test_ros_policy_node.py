@@ -65,7 +65,7 @@ def checkpoints(tmp_path_factory) -> tuple[Path, Path]:
 class Probe:
     """This process's rclpy node: fake robot (clock, joint states, cameras) and listener."""
 
-    def __init__(self) -> None:
+    def __init__(self, fake_robot: bool = True) -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = Node("policy_node_probe", context=self.context)
@@ -93,8 +93,12 @@ class Probe:
         self.joint_names = list(PANDA.joint_names)
         self.encoding, self.image_size, self.publishing = "rgb8", (240, 320), True
         self._stop = threading.Event()
+        self.joint_states: list[JointState] = []
         self._thread = threading.Thread(target=self._robot, daemon=True)
-        self._thread.start()
+        if fake_robot:
+            self._thread.start()
+        else:
+            n.create_subscription(JointState, "/joint_states", self.joint_states.append, 10)
 
     def _robot(self) -> None:
         k = 0
@@ -147,7 +151,8 @@ class Probe:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
@@ -156,6 +161,13 @@ class Probe:
 @pytest.fixture
 def probe():
     p = Probe()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def listener():
+    p = Probe(fake_robot=False)
     yield p
     p.close()
 
@@ -259,3 +271,22 @@ def test_configure_fails_clearly_without_a_checkpoint(processes, probe) -> None:
     probe.status(PolicyStatus.STATE_IDLE, "not configured", timeout=60)
     assert not probe.transition(Transition.TRANSITION_CONFIGURE)
     probe.status(PolicyStatus.STATE_FAULT, "parameter 'checkpoint' is empty")
+
+
+def test_bringup_sim_closes_the_loop_through_ros(processes, listener, checkpoints) -> None:
+    """`gen0 bringup sim`: the MuJoCo sim node and the policy node as separate processes, on sim time."""
+    bringup = processes.python(
+        "-m", "gen0_policy.cli", "bringup", "sim", "--embodiment", "panda", "--task", "reach",
+        "--checkpoint", str(checkpoints[0]), name="bringup",
+    )  # fmt: skip
+    status = listener.status(PolicyStatus.STATE_RUNNING, timeout=120)
+    assert status.instruction  # taken from the sim's task status
+    wait_until(lambda: len(listener.arm) > 100 and len(listener.joint_states) > 100, 60, what="closed loop")
+    first = conv.joint_state_positions(listener.joint_states[0], PANDA.joint_names)
+    wait_until(
+        lambda: np.abs(conv.joint_state_positions(listener.joint_states[-1], PANDA.joint_names) - first).max() > 1e-3,
+        30,
+        what="the simulated arm to move under the policy's commands",
+    )
+    assert_commands_within_limits(listener)
+    assert bringup.poll() is None, processes.output(bringup)

@@ -53,6 +53,7 @@ PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml)
     "check_image_size": True,
     "status_rate": 10.0,
     "realtime_priority": 0,
+    "worker_realtime_priority": 0,
     "uncertain_timeout": 2.0,
     "autostart": False,
 }
@@ -114,6 +115,7 @@ class PolicyNode(LifecycleNode):
                 worker_timeout=p["worker_timeout"],
                 limit_scale=p["limit_scale"],
                 realtime_priority=p["realtime_priority"],
+                worker_realtime_priority=p["worker_realtime_priority"],
             )
         except Gen0Error as exc:
             return self._fail(f"configure failed: {exc}")

@@ -1,0 +1,118 @@
+"""``gen0 bringup``: start the suite's nodes as separate processes with the same parameter files the
+launch files use, for machines without ROS launch (``launch``/``launch_ros`` are not on PyPI).
+
+    gen0 bringup sim --embodiment panda --task reach --checkpoint runs/panda/latest
+    gen0 bringup policy --embodiment panda --checkpoint runs/panda/latest   # an existing robot stack
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gen0_policy.paths import config_dir
+
+
+def node_command(module: str, params_file: Path, params: dict[str, object]) -> list[str]:
+    """``python -m <module> --ros-args --params-file F -p k:=v ...`` (this interpreter: no PATH games)."""
+    command = [sys.executable, "-m", module, "--ros-args", "--params-file", str(params_file)]
+    for key, value in params.items():
+        if value == "":
+            continue  # the default from the parameter file ("-p key:=" does not parse)
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        command += ["-p", f"{key}:={text}"]
+    return command
+
+
+def policy_params(args: argparse.Namespace, sim_time: bool) -> dict[str, object]:
+    params: dict[str, object] = {
+        "embodiment": args.embodiment,
+        "checkpoint": str(Path(args.checkpoint).resolve()),
+        "use_sim_time": sim_time,
+        "autostart": True,
+        "mode": args.mode,
+    }
+    if args.instruction:
+        params["instruction"] = args.instruction
+    for item in args.param:
+        key, _, value = item.partition(":=")
+        params[key] = value
+    return params
+
+
+def commands(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    config = config_dir()
+    policy_yaml = Path(args.policy_params or config / "policy_node.yaml")
+    out = []
+    if args.target == "sim":
+        sim_yaml = Path(args.sim_params or config / "sim_node.yaml")
+        sim = {"embodiment": args.embodiment, "task": args.task, "seed": args.seed}
+        out.append(("sim", node_command("gen0_policy.ros.sim_node", sim_yaml, sim)))
+    policy = node_command("gen0_policy.ros.policy_node", policy_yaml, policy_params(args, args.target == "sim"))
+    out.append(("policy", policy))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    if not Path(args.checkpoint).exists():
+        print(f"error: checkpoint {args.checkpoint} does not exist; train one with `gen0 train` first", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # never multicast off the machine by accident
+    fastdds = config_dir() / "fastdds.xml"
+    if fastdds.is_file():
+        env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(fastdds))  # big shared-memory segments for images
+    procs: list[tuple[str, subprocess.Popen]] = []
+    for name, command in commands(args):
+        if args.print_only:
+            print(" ".join(command))
+            continue
+        procs.append((name, subprocess.Popen(command, env=env, start_new_session=True)))
+    if args.print_only:
+        return 0
+    deadline = time.monotonic() + args.duration if args.duration > 0 else float("inf")
+    code = 0
+    try:
+        while time.monotonic() < deadline:
+            dead = [(n, p) for n, p in procs if p.poll() is not None]
+            if dead:
+                name, proc = dead[0]
+                print(f"error: {name} node exited with code {proc.returncode}; stopping the others", file=sys.stderr)
+                code = 1
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for _, proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+        for _, proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    return code
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bringup", help="start the sim and policy nodes as separate processes")
+    parser.add_argument("target", choices=("sim", "policy"), help="sim: MuJoCo sim + policy; policy: policy alone")
+    parser.add_argument("--embodiment", default="panda", help="config/embodiments/<name>.yaml")
+    parser.add_argument("--task", default="", help="sim task (gen0 sim info lists them); '' = the first")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint folder or training run folder")
+    parser.add_argument("--mode", choices=("harmonic", "synchronous"), default="harmonic")
+    parser.add_argument("--instruction", default="", help="override the task's instruction")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sim's first episode")
+    parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    parser.add_argument("--param", action="append", default=[], help="extra policy parameter NAME:=VALUE")
+    parser.add_argument("--policy-params", default="", help="policy parameter file (default config/policy_node.yaml)")
+    parser.add_argument("--sim-params", default="", help="sim parameter file (default config/sim_node.yaml)")
+    parser.add_argument("--print-only", action="store_true", help="print the node commands, start nothing")
+    parser.set_defaults(func=run)

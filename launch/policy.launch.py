@@ -1,0 +1,54 @@
+"""The gen0 policy alone, as a lifecycle node, for an existing robot stack (sim or hardware).
+
+    ros2 launch gen0_policy policy.launch.py embodiment:=panda checkpoint:=/path/to/checkpoint
+
+Subscribes /<camera>/image_raw and /joint_states; publishes to the embodiment's controllers
+(/<controller>/joint_trajectory or /<controller>/commands), /gen0_policy/status and
+/gen0_policy/action_chunk; services /gen0_policy/load_checkpoint and /gen0_policy/set_instruction;
+action /gen0_policy/run_task. With autostart:=false, drive the lifecycle yourself
+(ros2 lifecycle set /gen0_policy configure, then activate).
+"""
+
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import LifecycleNode
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = FindPackageShare("gen0_policy")
+    arguments = [
+        DeclareLaunchArgument("embodiment", default_value="panda", description="Robot: ur5e, panda or g1"),
+        DeclareLaunchArgument("checkpoint", description="Checkpoint folder (or training run folder) to load"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="Follow /clock (simulators)"),
+        DeclareLaunchArgument("mode", default_value="harmonic", description="harmonic or synchronous execution"),
+        DeclareLaunchArgument("autostart", default_value="true", description="Configure and activate on start"),
+        DeclareLaunchArgument("instruction", default_value="", description="Instruction; empty: from /task_status"),
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=PathJoinSubstitution([share, "config", "policy_node.yaml"]),
+            description="gen0_policy_node parameters (rates, limits, thresholds, output mode)",
+        ),
+    ]
+    node = LifecycleNode(
+        package="gen0_policy",
+        executable="gen0_policy_node",
+        name="gen0_policy",
+        namespace="",
+        output="screen",
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {
+                "embodiment": LaunchConfiguration("embodiment"),
+                "checkpoint": LaunchConfiguration("checkpoint"),
+                "mode": LaunchConfiguration("mode"),
+                "instruction": ParameterValue(LaunchConfiguration("instruction"), value_type=str),
+                "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
+                "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool),
+            },
+        ],
+    )
+    return LaunchDescription([*arguments, node])

@@ -144,7 +144,7 @@ def test_bad_data_is_a_clear_error(tmp_path: Path, assets) -> None:
     corrupt = make_dataset(tmp_path / "corrupt", episodes=2)
     parquet = next((corrupt / "data").rglob("*.parquet"))
     parquet.write_bytes(parquet.read_bytes()[:200])
-    with pytest.raises(DatasetError, match="cannot read .*file-000.parquet"):
+    with pytest.raises(DatasetError, match=r"cannot read .*file-000\.parquet"):
         post_train(job(tmp_path, assets, data=[str(corrupt)], out_dir=str(tmp_path / "b")), print)
     (tmp_path / "neither").mkdir()
     with pytest.raises(DatasetError, match="neither a rosbag2 folder"):

@@ -7,6 +7,8 @@ what a joint_state_broadcaster would publish, ``render`` what a camera driver wo
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any
 
 import mujoco
@@ -29,9 +31,7 @@ class SimEnv:
         self.task_name = task
         self.layout = Layout.from_embodiment(embodiment)
         self.task: Task = task_class(task, embodiment.name)(self.layout)
-        spec = build_spec(embodiment)
-        self.task.build(spec)
-        self.model = spec.compile()
+        self.model = _compiled(embodiment, self.task)
         self.data = mujoco.MjData(self.model)
         self.control_dt = 1.0 / embodiment.control_rate_hz
         self.camera_size = camera_size
@@ -165,6 +165,19 @@ class SimEnv:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_MODELS: dict[tuple[str, str, str], mujoco.MjModel] = {}  # compiled worlds; loading meshes is the slow part
+
+
+def _compiled(embodiment: Embodiment, task: Task) -> mujoco.MjModel:
+    """A private copy of the compiled world (tasks move bodies in their model on reset)."""
+    key = (embodiment.name, task.name, json.dumps(embodiment.sim, sort_keys=True, default=str))
+    if key not in _MODELS:
+        spec = build_spec(embodiment)
+        task.build(spec)
+        _MODELS[key] = spec.compile()
+    return copy.copy(_MODELS[key])
 
 
 def make_env(

@@ -186,7 +186,7 @@ class ScriptedExpert:
 
     def _press(self, plan: HandPlan, button: np.ndarray) -> None:
         press = button + np.array([0.0, 0.0, self.tip_offset - 0.02])  # past the cap's 15 mm travel
-        plan.move(self._hover(button), grip=1.0).move(button + [0, 0, self.tip_offset + 0.03])
+        plan.move(self._hover(button), grip=1.0).move(button + np.array([0.0, 0.0, self.tip_offset + 0.03]))
         plan.move(press, speed=SLOW).wait(0.25).move(self._hover(button))
 
     def _plan_push(self, t: dict[str, np.ndarray]) -> None:
@@ -224,18 +224,19 @@ class ScriptedExpert:
 
     def _plan_pick_place(self, t: dict[str, np.ndarray]) -> None:
         half = self.env.task.half
-        self._pick_and_place("cube", t["cube"], t["goal"] + [0, 0, half + 0.005 - t["goal"][2]])
+        self._pick_and_place("cube", t["cube"], t["goal"] + np.array([0.0, 0.0, half + 0.005 - t["goal"][2]]))
 
     def _plan_stack(self, t: dict[str, np.ndarray]) -> None:
         task = self.env.task
-        place = t["bottom"] + [0, 0, task.bottom_half + task.top_half + 0.008]
+        place = t["bottom"] + np.array([0.0, 0.0, task.bottom_half + task.top_half + 0.008])
         self._pick_and_place("top", t["top"], place)
 
     def _plan_open_drawer(self, t: dict[str, np.ndarray]) -> None:
-        hook = t["front"] + [-0.025, 0.0, 0.0]  # between the handle bar and the drawer front
+        hook = t["front"] + np.array([-0.025, 0.0, 0.0])  # between the handle bar and the drawer front
+        pulled = hook + np.array([-0.15, 0.0, 0.0])
         plan = self.plans[-1]
-        plan.move(hook + [0, 0, 0.12], grip=1.0).move(hook, speed=0.2)
-        plan.move(hook + [-0.15, 0, 0], speed=SLOW).move(hook + [-0.15, 0, 0.1])
+        plan.move(hook + np.array([0.0, 0.0, 0.12]), grip=1.0).move(hook, speed=0.2)
+        plan.move(pulled, speed=SLOW).move(pulled + np.array([0.0, 0.0, 0.1]))
 
     # --- acting --------------------------------------------------------------------------------
     def act(self, observation: dict[str, Any]) -> np.ndarray:

@@ -1,0 +1,200 @@
+"""``gen0 sim``: describe the simulated robots and tasks, run headless episodes, collect demonstrations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gen0_policy.errors import ConfigError, Gen0Error
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"image size must be WIDTHxHEIGHT like 96x96, got {text!r}") from exc
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"image size must be positive, got {text!r}")
+    return w, h
+
+
+def info() -> dict[str, Any]:
+    """Embodiments and tasks as plain data (no MuJoCo needed)."""
+    from gen0_policy.embodiment import available_embodiments, load_embodiment
+    from gen0_policy.sim.tasks import TASKS
+
+    embodiments = []
+    for name in available_embodiments():
+        emb = load_embodiment(name)
+        embodiments.append(
+            {
+                "name": emb.name,
+                "description": emb.description,
+                "dof": emb.dof,
+                "control_rate_hz": emb.control_rate_hz,
+                "joints": [
+                    {"name": j.name, "lower": j.lower, "upper": j.upper, "home": j.home, "gripper": j.gripper}
+                    for j in emb.joints
+                ],
+                "cameras": [
+                    {"name": c.name, "role": c.role, "width": c.width, "height": c.height} for c in emb.cameras
+                ],
+                "controllers": [{"name": c.name, "type": c.type, "joints": list(c.joints)} for c in emb.controllers],
+                "tasks": [t.name for t in TASKS.values() if emb.name in t.embodiments],
+            }
+        )
+    tasks = [
+        {
+            "name": t.name,
+            "embodiments": list(t.embodiments),
+            "instructions": list(t.instructions),
+            "max_duration_s": t.max_duration,
+        }
+        for t in TASKS.values()
+    ]
+    return {"embodiments": embodiments, "tasks": tasks}
+
+
+def _info(args: argparse.Namespace) -> int:
+    data = info()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for emb in data["embodiments"]:
+        cams = ", ".join(f"{c['name']} ({c['role']})" for c in emb["cameras"])
+        print(f"{emb['name']}: {emb['dof']} DoF, cameras {cams}; tasks {', '.join(emb['tasks'])}")
+    for task in data["tasks"]:
+        print(f'task {task["name"]}: "{task["instructions"][0]}" on {", ".join(task["embodiments"])}')
+    return 0
+
+
+def rollout(
+    embodiment: str,
+    task: str,
+    policy: str = "expert",
+    episodes: int = 1,
+    seed: int = 0,
+    image_size: tuple[int, int] | None = None,
+    execute: int | None = None,
+) -> dict[str, Any]:
+    """Run headless episodes; success rate and episode lengths."""
+    from gen0_policy.sim.env import make_env
+    from gen0_policy.sim.policies import make_controller
+    from gen0_policy.sim.rollout import RolloutConfig, run_episode
+
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {episodes}")
+    controller = make_controller(policy, execute=execute)
+    config = RolloutConfig(linger=0.0, image_size=image_size)
+    start = time.perf_counter()
+    with make_env(embodiment, task, seed=seed) as env:
+        results = [run_episode(env, controller, seed + i, config) for i in range(episodes)]
+    wall = time.perf_counter() - start
+    successes = sum(r.success for r in results)
+    return {
+        "embodiment": embodiment,
+        "task": task,
+        "policy": policy,
+        "episodes": episodes,
+        "successes": successes,
+        "success_rate": successes / episodes,
+        "episode_steps": [r.steps for r in results],
+        "episode_seconds": [round(r.seconds, 3) for r in results],
+        "control_rate_hz": 1.0 / env.control_dt,
+        "wall_seconds": round(wall, 2),
+        "per_episode": [r.summary() | {"instruction": r.instruction} for r in results],
+    }
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    result = rollout(args.embodiment, args.task, args.policy, args.episodes, args.seed, args.image_size, args.execute)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{result['embodiment']} {result['task']} ({result['policy']}): {result['successes']}/{result['episodes']} "
+            f"succeeded, mean length {sum(result['episode_seconds']) / result['episodes']:.2f} s"
+        )
+    return 0
+
+
+def _register_rollout(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("rollout", help="run headless episodes and report success rate and lengths")
+    p.add_argument("--embodiment", required=True, help="embodiment name (see gen0 sim info)")
+    p.add_argument("--task", required=True, help="task name (see gen0 sim info)")
+    p.add_argument("--policy", default="expert", help="'expert' or a checkpoint folder")
+    p.add_argument("--episodes", type=int, default=10, help="number of episodes (seeds SEED, SEED+1, ...)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
+    p.add_argument("--image-size", type=_size, default=None, help="WxH of the images a policy sees (default: YAML)")
+    p.add_argument("--execute", type=int, default=None, help="chunk steps played between inferences (checkpoint)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_rollout)
+
+
+def _register_collect(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("collect", help="generate expert demonstrations into a LeRobot v3 dataset")
+    p.add_argument("--embodiment", required=True, help="embodiment name (see gen0 sim info)")
+    p.add_argument("--task", required=True, help="task name, or several separated by commas")
+    p.add_argument("--episodes", type=int, default=10, help="episodes per task")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode i uses SEED+i)")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    p.add_argument("--fps", type=float, default=20.0, help="recorded frames per second (divides 100 Hz control)")
+    p.add_argument("--image-size", type=_size, default=(96, 96), help="WxH of recorded images")
+    p.add_argument("--keep-failed", action="store_true", help="also write episodes whose task did not succeed")
+    p.add_argument("--out", required=True, type=Path, help="new dataset folder")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_collect)
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from gen0_policy.sim.collect import CollectConfig, collect
+
+    config = CollectConfig(
+        embodiment=args.embodiment,
+        tasks=tuple(t.strip() for t in args.task.split(",") if t.strip()),
+        episodes=args.episodes,
+        seed=args.seed,
+        workers=args.workers,
+        fps=args.fps,
+        image_size=args.image_size,
+        keep_failed=args.keep_failed,
+    )
+    summary = collect(config, args.out, progress=not args.json)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"wrote {summary['written']} episodes ({summary['frames']} frames) to {summary['out']}; "
+            f"{summary['failed']} failed episodes {'kept' if args.keep_failed else 'dropped'}"
+        )
+    return 0
+
+
+def _guard(func):
+    """Errors of ours become one clear line and exit code 2 instead of a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except Gen0Error as exc:
+            print(f"gen0 sim: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    sim = subparsers.add_parser("sim", help="MuJoCo simulation: robots, tasks, expert rollouts, data collection")
+    sub = sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
+    p = sub.add_parser("info", help="list embodiments (joints, cameras) and tasks (instructions)")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=_info)
+    _register_rollout(sub)
+    _register_collect(sub)
+    for parser in (sub.choices["info"], sub.choices["rollout"], sub.choices["collect"]):
+        parser.set_defaults(func=_guard(parser.get_default("func")))
+    sim.set_defaults(func=lambda args: sim.print_help() or 2)

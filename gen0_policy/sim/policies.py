@@ -1,0 +1,83 @@
+"""Controllers for ``gen0 sim rollout``: the scripted expert, or a trained checkpoint behind the same
+``reset(env)`` / ``act(observation)`` calls (see experts.Controller)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gen0_policy.errors import CheckpointError, ConfigError
+from gen0_policy.sim.env import SimEnv
+from gen0_policy.sim.experts import Controller, make_expert
+
+
+class ExpertController:
+    """The scripted expert, re-made when the environment changes."""
+
+    def __init__(self) -> None:
+        self._expert = None
+
+    def reset(self, env: SimEnv) -> None:
+        if self._expert is None or self._expert.env is not env:
+            self._expert = make_expert(env)
+        else:
+            self._expert.reset(env)
+
+    def act(self, observation: dict[str, Any]) -> np.ndarray:
+        return self._expert.act(observation)
+
+
+class CheckpointController:
+    """Runs a trained Gen0Policy synchronously: infer a chunk, play ``execute`` of its steps (linearly
+    interpolated from the policy's step to the control rate), infer again. Targets are clipped to the
+    joint limits, as a robot's controller would."""
+
+    needs_images = True
+
+    def __init__(self, path: str, execute: int | None = None) -> None:
+        try:
+            from gen0_policy.model.policy import Gen0Policy
+        except ImportError as exc:
+            raise CheckpointError(f"checkpoint rollout needs gen0_policy.model ({exc})") from exc
+        self.policy = Gen0Policy.load(path)
+        self.execute = execute or max(1, self.policy.chunk_size // 2)
+        if self.execute > self.policy.chunk_size:
+            raise ConfigError(f"execute {self.execute} exceeds the policy's chunk size {self.policy.chunk_size}")
+        self.env: SimEnv | None = None
+
+    def reset(self, env: SimEnv) -> None:
+        self.policy.check_embodiment(env.embodiment)
+        self.env = env
+        self._chunk: np.ndarray | None = None
+        self._chunk_start = 0.0
+
+    def act(self, observation: dict[str, Any]) -> np.ndarray:
+        env = self.env
+        now = float(observation["time"])
+        step_dt = self.policy.step_dt
+        if self._chunk is None or now - self._chunk_start >= self.execute * step_dt - 1e-9:
+            out = self.policy.infer(
+                {
+                    "embodiment": env.embodiment.name,
+                    "instruction": env.instruction,
+                    "joint_positions": observation["joint_positions"],
+                    "images": observation["images"],
+                }
+            )
+            # Row k is the target for k policy steps from now (the recorded data's convention).
+            self._chunk = np.asarray(out["actions"], np.float64)
+            self._chunk_start = now
+        s = (now - self._chunk_start) / step_dt
+        i = min(int(s), len(self._chunk) - 2) if len(self._chunk) > 1 else 0
+        frac = min(1.0, s - i)
+        nxt = self._chunk[min(i + 1, len(self._chunk) - 1)]
+        target = (1 - frac) * self._chunk[i] + frac * nxt
+        return np.clip(target, env.embodiment.lower, env.embodiment.upper)
+
+
+def make_controller(policy: str, execute: int | None = None) -> Controller:
+    """``expert`` or a checkpoint folder (``execute``: chunk steps played between inferences)."""
+    if policy == "expert":
+        return ExpertController()
+    return CheckpointController(policy, execute=execute)

@@ -1,0 +1,67 @@
+"""``gen0 sim`` as a user runs it: real subprocesses printing JSON, and a collected dataset that an
+independent reader (pyarrow) can open."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPO
+
+GEN0 = [sys.executable, "-m", "gen0_policy.cli"]
+
+
+def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*GEN0, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_info_json_lists_robots_and_tasks():
+    proc = run("sim", "info", "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    robots = {e["name"]: e for e in info["embodiments"]}
+    assert {"ur5e", "panda", "g1"} <= set(robots)
+    assert (robots["ur5e"]["dof"], robots["panda"]["dof"]) == (7, 8) and robots["g1"]["dof"] >= 16
+    assert [c["role"] for c in robots["g1"]["cameras"]] == ["scene", "head"]
+    assert len(robots["panda"]["joints"]) == 8 and robots["panda"]["joints"][-1]["gripper"]
+    tasks = {t["name"]: t for t in info["tasks"]}
+    assert len(tasks) >= 6 and all(len(t["instructions"]) >= 3 for t in tasks.values())
+    assert "g1" in tasks["press_buttons"]["embodiments"]
+
+
+def test_rollout_json_reports_success_and_lengths():
+    proc = run("sim", "rollout", "--embodiment", "ur5e", "--task", "reach", "--episodes", "1", "--seed", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["episodes"] == 1 and result["success_rate"] == 1.0
+    assert result["episode_steps"][0] > 10
+    assert result["episode_seconds"][0] == pytest.approx(result["episode_steps"][0] / result["control_rate_hz"])
+
+
+def test_bad_requests_fail_with_a_clear_message(tmp_path):
+    proc = run("sim", "rollout", "--embodiment", "g1", "--task", "stack", "--episodes", "1")
+    assert proc.returncode == 2 and "g1 can do" in proc.stderr
+    proc = run("sim", "rollout", "--embodiment", "ur5e", "--task", "reach", "--policy", str(tmp_path / "nothing"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_collect_writes_a_lerobot_dataset_with_workers(tmp_path):
+    out = tmp_path / "ds"
+    proc = run(
+        "sim", "collect", "--embodiment", "panda", "--task", "reach,press_button", "--episodes", "1", "--workers", "2",
+        "--fps", "20", "--image-size", "32x24", "--out", str(out), "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["written"] + summary["failed"] == 2 and summary["written"] >= 1
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["total_episodes"] == summary["written"] and info["fps"] == 20
+    table = pq.read_table(sorted((out / "data").rglob("*.parquet"))[0])
+    assert len(set(table.column("episode_index").to_pylist())) == summary["written"]
+    assert len(table.column("observation.state")[0]) == 8
+    videos = sorted((out / "videos").rglob("*.mp4"))
+    assert {p.parts[-3] for p in videos} == {"observation.images.scene", "observation.images.wrist"}

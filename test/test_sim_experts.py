@@ -1,0 +1,74 @@
+"""Tasks and scripted experts: each success check is false at reset and true after the expert,
+the expert acts only through joint targets, and recorded episodes are consistent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gen0_policy.sim import available_tasks, make_env
+from gen0_policy.sim.experts import make_expert
+from gen0_policy.sim.ik import DifferentialIK
+from gen0_policy.sim.rollout import RolloutConfig, run_episode
+from gen0_policy.sim.tasks import TASKS
+
+PAIRS = [(emb, task) for emb in ("ur5e", "panda", "g1") for task in available_tasks(emb)]
+
+
+@pytest.mark.parametrize(("embodiment", "task"), PAIRS)
+def test_expert_solves_the_task(embodiment, task):
+    env = make_env(embodiment, task, seed=0)
+    expert = make_expert(env)
+    for seed in (11, 12):
+        env.reset(seed)
+        assert not env.success(), "a task must not be solved at reset"
+        assert env.instruction in TASKS[task].instructions
+        result = run_episode(env, expert, seed, RolloutConfig(linger=0.0))
+        assert result.success, f"{embodiment}/{task} seed {seed} failed after {result.seconds:.2f} s"
+        assert result.seconds <= TASKS[task].max_duration
+        assert env.success()
+    env.close()
+
+
+def test_expert_acts_only_through_targets():
+    env = make_env("panda", "stack", seed=2)
+    expert = make_expert(env)
+    before = (env.data.qpos.copy(), env.data.qvel.copy(), env.data.ctrl.copy(), env.time)
+    for _ in range(5):
+        targets = expert.act({"time": env.time, "joint_positions": env.joint_positions()})
+        assert targets.shape == (env.embodiment.dof,) and env.embodiment.within_limits(targets)
+    after = (env.data.qpos, env.data.qvel, env.data.ctrl, env.time)
+    for b, a in zip(before, after, strict=True):
+        np.testing.assert_array_equal(b, a)
+
+
+def test_ik_reaches_a_reachable_pose():
+    env = make_env("ur5e", "reach", seed=0)
+    emb = env.embodiment
+    arm = [j.name for j in emb.joints if not j.gripper]
+    ik = DifferentialIK(env.model, emb, "tcp", arm)
+    rng = np.random.default_rng(0)
+    goal_q = emb.home + np.where(emb.gripper_mask, 0.0, rng.uniform(-0.3, 0.3, emb.dof))
+    position, rotation = ik.forward(goal_q)
+    q = ik.solve(emb.home, position, rotation, iterations=100)
+    got_position, got_rotation = ik.forward(q)
+    np.testing.assert_allclose(got_position, position, atol=1e-3)
+    np.testing.assert_allclose(got_rotation, rotation, atol=1e-2)
+
+
+def test_recorded_episode_is_consistent():
+    env = make_env("ur5e", "press_button", seed=0, camera_size=(64, 48))
+    expert = make_expert(env)
+    result = run_episode(env, expert, 5, RolloutConfig(record_fps=20, image_size=(64, 48)))
+    episode = result.episode
+    assert result.success and episode.success and episode.task == "press_button"
+    assert episode.fps == 20 and episode.embodiment == "ur5e"
+    total_steps = result.steps + round(0.3 / env.control_dt)  # linger after success
+    assert len(episode) == -(-total_steps // 5)  # one frame every 5 control steps
+    assert episode.states.shape == episode.actions.shape == (len(episode), 7)
+    assert set(episode.images) == {"scene", "wrist"}
+    assert episode.images["wrist"].shape == (len(episode), 48, 64, 3)
+    # The actions lead the states: the commanded gripper closes before the measured one does.
+    closed_action = np.argmax(episode.actions[:, -1] > 0.4)
+    closed_state = np.argmax(episode.states[:, -1] > 0.4)
+    assert 0 < closed_action <= closed_state

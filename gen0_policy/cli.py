@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "gen0_policy.doctor",
     "gen0_policy.data.cli",
     "gen0_policy.model.cli",
+    "gen0_policy.sim.cli",
     "gen0_policy.train.cli",
     "gen0_policy.train.posttrain_cli",
 ]

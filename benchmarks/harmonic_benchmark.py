@@ -29,7 +29,7 @@ import numpy as np
 
 from gen0_policy.embodiment import Embodiment, load_embodiment
 from gen0_policy.runtime import Command, GoalPolicy, Runtime, RuntimeConfig
-from gen0_policy.runtime.rate import set_realtime
+from gen0_policy.runtime.rate import set_nice, set_realtime
 from gen0_policy.runtime.trajectory import Chunk
 
 
@@ -62,10 +62,17 @@ class Robot:
     """Perfect position tracking plus sensors: joint states at ``joint_hz``, images at ``camera_hz``."""
 
     def __init__(
-        self, runtime: Runtime, embodiment: Embodiment, joint_hz: float, camera_hz: float, seed: int, priority: int
+        self,
+        runtime: Runtime,
+        embodiment: Embodiment,
+        joint_hz: float,
+        camera_hz: float,
+        seed: int,
+        priority: int,
+        nice: int,
     ):
         self.runtime = runtime
-        self.priority = priority
+        self.priority, self.nice = priority, nice
         self.position = (embodiment.lower + embodiment.upper) / 2
         rng = np.random.default_rng(seed)
         self.frames = {
@@ -94,6 +101,7 @@ class Robot:
         # The simulated drivers share the runtime's GIL (real ones live in other processes): a driver
         # thread preempted while holding the GIL would stall the control thread, so it gets the
         # worker's priority too.
+        set_nice(self.nice)
         set_realtime(self.priority)
         deadline = time.monotonic()
         while not self._stop.is_set():
@@ -135,9 +143,11 @@ def run_mode(mode: str, policy, embodiment: Embodiment, args: argparse.Namespace
         sync_execute_fraction=args.sync_fraction,
         realtime_priority=args.realtime,
         worker_realtime_priority=args.worker_realtime,
+        worker_nice=args.worker_nice,
+        worker_duty_cycle=args.worker_duty_cycle,
     )
     runtime = Runtime(policy, embodiment, config, on_chunk=chunks.append)
-    robot = Robot(runtime, embodiment, 100.0, args.camera_hz, args.seed, priority=args.worker_realtime)
+    robot = Robot(runtime, embodiment, 100.0, args.camera_hz, args.seed, args.worker_realtime, args.worker_nice)
 
     def on_command(command: Command) -> None:
         commands.append(command)
@@ -204,6 +214,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--realtime", type=int, default=50, help="SCHED_FIFO priority of the control thread (0: off)")
     parser.add_argument(
         "--worker-realtime", type=int, default=10, help="SCHED_FIFO priority of the inference and sensor threads"
+    )
+    parser.add_argument("--worker-nice", type=int, default=0, help="nice value of the inference and sensor threads")
+    parser.add_argument(
+        "--worker-duty-cycle", type=float, default=0.85, help="fraction of time the worker computes (RT throttling)"
     )
     parser.add_argument("--sync-fraction", type=float, default=1.0, help="synchronous: part of each chunk acted")
     parser.add_argument("--camera-hz", type=float, default=30.0)

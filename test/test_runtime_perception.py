@@ -84,3 +84,14 @@ def test_jump_detector_sees_backwards_and_large_forward_jumps() -> None:
     assert "backwards by 3.010 s" in jump.describe()
     assert detector.check(2.5) is None
     assert "forwards" in detector.check(10.0).describe()
+
+
+def test_rejections_are_remembered_per_source_until_good_data_arrives(stream) -> None:
+    with pytest.raises(ObservationError):
+        stream.put_joints(np.array([np.nan, 0.0, 0.0]))
+    with pytest.raises(ObservationError):
+        stream.put_image("front", image(0, 5, 8))
+    assert "NaN" in stream.why(["joint_states"]) and "8x5" in stream.why(["front"])
+    assert stream.why(["wrist"]) == ""
+    stream.put_joints(np.zeros(3))
+    assert stream.why(["joint_states"]) == "" and "8x5" in stream.why(["joint_states", "front"])

@@ -193,7 +193,7 @@ class PolicyNode(LifecycleNode):
             stamp = conv.to_seconds(msg.header.stamp) or None
             self.runtime.perception.put_image(camera, conv.image_to_array(msg), stamp)
         except Gen0Error as exc:
-            self.runtime.perception.note_rejection(f"{camera}: {exc}")
+            self.runtime.perception.note_rejection(f"{camera}: {exc}", camera)
             self.get_logger().warn(f"rejected image from {camera}: {exc}", throttle_duration_sec=2.0)
 
     def _on_joints(self, msg: JointState) -> None:
@@ -201,7 +201,7 @@ class PolicyNode(LifecycleNode):
             positions = conv.joint_state_positions(msg, self.embodiment.joint_names)
             self.runtime.perception.put_joints(positions, conv.to_seconds(msg.header.stamp) or None)
         except Gen0Error as exc:
-            self.runtime.perception.note_rejection(f"joint_states: {exc}")
+            self.runtime.perception.note_rejection(f"joint_states: {exc}", "joint_states")
             self.get_logger().warn(f"rejected joint state: {exc}", throttle_duration_sec=2.0)
 
     def _on_task(self, msg: TaskStatus) -> None:

@@ -28,6 +28,10 @@ class RuntimeConfig:
     clock_jump_forward: float = 1.0  # s; a larger forward leap between ticks counts as a clock jump
     realtime_priority: int = 0  # SCHED_FIFO priority (1-99) of the action-stream thread; 0: normal scheduling
     worker_realtime_priority: int = 0  # SCHED_FIFO priority of the inference thread (keep below the stream's)
+    worker_nice: int = 0  # nice value (-20..19) of the inference thread; < 0 keeps a GIL holder from being starved
+    # Fraction of the time the worker may compute. With a real-time worker, < 0.95 keeps the kernel's RT
+    # throttling (950 ms per s per CPU) from freezing every real-time thread on its CPU, the stream's too.
+    worker_duty_cycle: float = 1.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -47,6 +51,8 @@ class RuntimeConfig:
             "clock_jump_forward": self.clock_jump_forward > 0,
             "realtime_priority": 0 <= self.realtime_priority <= 99,
             "worker_realtime_priority": 0 <= self.worker_realtime_priority <= 99,
+            "worker_nice": -20 <= self.worker_nice <= 19,
+            "worker_duty_cycle": 0 < self.worker_duty_cycle <= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -76,6 +76,7 @@ class PerceptionStream:
         self._slots: dict[str, Stamped] = {}
         self._seq = 0
         self.last_error: str = ""
+        self.errors: dict[str, str] = {}  # source -> why its last input was refused (cleared on the next good one)
         self.rejected = 0
 
     @property
@@ -86,11 +87,12 @@ class PerceptionStream:
         now = self.clock.now()
         stamp = now if stamp is None else float(stamp)
         if not np.isfinite(stamp):
-            self._reject(f"{source}: stamp {stamp} is not finite")
+            self._reject(f"{source}: stamp {stamp} is not finite", source)
         if stamp > now + self.future_tolerance:
             self._reject(
                 f"{source}: stamp {stamp:.3f} is {stamp - now:.3f} s ahead of the runtime clock; "
-                "do the sensors and the runtime use the same time (use_sim_time)?"
+                "do the sensors and the runtime use the same time (use_sim_time)?",
+                source,
             )
         with self._lock:
             previous = self._slots.get(source)
@@ -98,25 +100,34 @@ class PerceptionStream:
                 return  # out-of-order delivery: latest wins by stamp, not by arrival
             self._seq += 1
             self._slots[source] = Stamped(value, stamp, now)
+            self.errors.pop(source, None)
             self._lock.notify_all()
 
-    def _reject(self, message: str) -> None:
-        self.note_rejection(message)
+    def _reject(self, message: str, source: str = "") -> None:
+        self.note_rejection(message, source)
         raise ObservationError(message)
 
-    def note_rejection(self, message: str) -> None:
+    def note_rejection(self, message: str, source: str = "") -> None:
         """Record input refused before it got here (e.g. an unsupported image encoding), for the status."""
         with self._lock:
             self.last_error = message
             self.rejected += 1
+            if source:
+                self.errors[source] = message
+
+    def why(self, sources: Sequence[str]) -> str:
+        """Why these sources have no fresh data, as far as rejected input tells ("" if nothing was refused)."""
+        with self._lock:
+            return "; ".join(self.errors[s] for s in sources if s in self.errors)
 
     def put_joints(self, positions: np.ndarray, stamp: float | None = None) -> None:
         """Accept a joint-state vector in the embodiment's joint order; NaN/inf or wrong length is rejected."""
         value = np.asarray(positions, dtype=np.float64)
         if value.shape != (self.dof,):
-            self._reject(f"joint state has shape {value.shape}, expected ({self.dof},); missing joints?")
+            self._reject(f"joint state has shape {value.shape}, expected ({self.dof},); missing joints?", JOINTS)
         if not np.all(np.isfinite(value)):
-            self._reject(f"joint state contains NaN/inf at indices {np.flatnonzero(~np.isfinite(value)).tolist()}")
+            bad = np.flatnonzero(~np.isfinite(value)).tolist()
+            self._reject(f"joint state contains NaN/inf at indices {bad}", JOINTS)
         self._accept(JOINTS, value.copy(), stamp)
 
     def put_image(self, camera: str, image: np.ndarray, stamp: float | None = None) -> None:
@@ -125,11 +136,11 @@ class PerceptionStream:
             self._reject(f"unknown camera {camera!r}; expected one of {list(self.cameras)}")
         value = np.asarray(image)
         if value.dtype != np.uint8 or value.ndim != 3 or value.shape[2] != 3:
-            self._reject(f"camera {camera}: image must be (H, W, 3) uint8 RGB, got {value.shape} {value.dtype}")
+            self._reject(f"camera {camera}: image must be (H, W, 3) uint8 RGB, got {value.shape} {value.dtype}", camera)
         expected = self.cameras[camera]
         if expected is not None and tuple(value.shape[:2]) != tuple(expected):
             got, want = f"{value.shape[1]}x{value.shape[0]}", f"{expected[1]}x{expected[0]}"
-            self._reject(f"camera {camera}: image is {got}, expected {want}")
+            self._reject(f"camera {camera}: image is {got}, expected {want}", camera)
         self._accept(camera, value, stamp)
 
     def latest(self) -> Observation | None:

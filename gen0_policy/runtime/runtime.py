@@ -26,7 +26,7 @@ from gen0_policy.runtime.clock import Clock, JumpDetector, MonotonicClock
 from gen0_policy.runtime.config import RuntimeConfig
 from gen0_policy.runtime.perception import Observation, PerceptionStream
 from gen0_policy.runtime.policy import ChunkPolicy, validate_output
-from gen0_policy.runtime.rate import RateLoop, set_realtime
+from gen0_policy.runtime.rate import RateLoop, set_nice, set_realtime
 from gen0_policy.runtime.safety import SafetyFilter, SafetyLimits
 from gen0_policy.runtime.status import RuntimeState, RuntimeStatus
 from gen0_policy.runtime.trajectory import Chunk
@@ -98,7 +98,7 @@ class Runtime:
         self._uncertainty = 0.0
         self._inference_latency = 0.0
         self._observation_age = 0.0
-        self._rate_estimate = 0.0
+        self._period_estimate = 0.0
         self._last_tick: float | None = None
 
     # ----------------------------------------------------------------- control
@@ -186,9 +186,9 @@ class Runtime:
             if joints is None:
                 return None
             self.stream.reset(now, joints)
-        if self._last_tick is not None and now > self._last_tick:
-            rate = 1.0 / (now - self._last_tick)
-            self._rate_estimate = rate if self._rate_estimate == 0 else 0.9 * self._rate_estimate + 0.1 * rate
+        if self._last_tick is not None and now > self._last_tick:  # average periods, not rates: a late
+            period = now - self._last_tick  # tick followed by a quick catch-up must not read as a fast clock
+            self._period_estimate = period if self._period_estimate == 0 else 0.9 * self._period_estimate + 0.1 * period
         self._last_tick = now
         state, _ = self._supervise(now)
         command = self.stream.tick(now, hold=state not in (RuntimeState.RUNNING, RuntimeState.LOADING))
@@ -227,13 +227,15 @@ class Runtime:
                 )
         missing = self.perception.missing()
         if missing:
-            why = self._jump_reason or self.perception.last_error
+            why = self._jump_reason or self.perception.why(missing)
             return RuntimeState.HOLDING, f"waiting for {', '.join(missing)}" + (f" ({why})" if why else "")
         observation = self.perception.latest()
         if observation is not None:
             age = observation.age(now)
             if age > self.config.max_observation_age:
-                error = f"; last rejected input: {self.perception.last_error}" if self.perception.last_error else ""
+                stale = [s for s, t in observation.stamps.items() if now - t > self.config.max_observation_age]
+                why = self.perception.why(stale)
+                error = f"; rejected input: {why}" if why else ""
                 return RuntimeState.HOLDING, (
                     f"stale observation: {observation.stalest()} is {age:.2f} s old "
                     f"(max_observation_age {self.config.max_observation_age} s){error}"
@@ -342,6 +344,7 @@ class Runtime:
         return observation, observation.seq
 
     def _harmonic_worker(self) -> None:
+        set_nice(self.config.worker_nice)
         set_realtime(self.config.worker_realtime_priority)
         seq = -1
         while not self._stop.is_set():
@@ -349,9 +352,12 @@ class Runtime:
             if observation is None or not self.stream.started or self._operator_hold:
                 time.sleep(0.002)
                 continue
+            started = time.monotonic()
             chunk = self._infer(observation, harmonic=True)
             if chunk is not None:
                 self.stream.submit(chunk)
+            if self.config.worker_duty_cycle < 1:
+                time.sleep((time.monotonic() - started) * (1 / self.config.worker_duty_cycle - 1))
 
     def _synchronous_loop(self) -> None:
         """Infer (the command stream pauses), then act the chunk at the control rate, then repeat."""
@@ -401,7 +407,7 @@ class Runtime:
             uncertainty_threshold=self.config.uncertainty_threshold,
             inference_latency=self._inference_latency,
             observation_age=self._observation_age,
-            control_rate=self._rate_estimate,
+            control_rate=1.0 / self._period_estimate if self._period_estimate > 0 else 0.0,
             chunk_count=self._seq,
             checkpoint_id=self.checkpoint_id,
             embodiment=self.embodiment.name,

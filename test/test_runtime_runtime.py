@@ -201,3 +201,20 @@ def test_hot_swap_keeps_acting_until_the_new_model_has_a_chunk(started) -> None:
     status = wait_until(lambda: (s := runtime.status()).reason and s, 5, what="load error")
     assert status.state == RuntimeState.RUNNING and "no such checkpoint" in status.reason
     assert runtime.checkpoint_id == "new"
+
+
+def test_a_robot_moved_elsewhere_restarts_the_stream_from_where_it_is(started) -> None:
+    policy = GoalPolicy(goal=GOAL, speed=0.3, delay_s=0.03)
+    runtime, commands = make(policy)
+    feeder = start(started, runtime, commands)
+    wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="running")
+    elsewhere = np.array([-1.0, 1.0, -0.4])
+    runtime.on_command = commands  # the robot stops following: it was reset somewhere else
+    feeder.position = elsewhere
+    status = wait_until(lambda: (s := runtime.status()).reason.startswith("re-anchored") and s, 5, what="resync")
+    assert status.state == RuntimeState.HOLDING and "j0 was" in status.reason
+    index = next(i for i, c in enumerate(commands) if np.abs(c.positions - elsewhere).max() < 1e-6)
+    steps = np.abs(np.diff([c.positions for c in commands[index : index + 30]], axis=0)).max()
+    assert steps <= EMB.velocity_limits.max() * 0.02 + 1e-9  # from there on, no jump back to the old plan
+    feeder.runtime.on_command = lambda c: (commands(c), setattr(feeder, "position", c.positions))
+    wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="running again")

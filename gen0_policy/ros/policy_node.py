@@ -50,6 +50,7 @@ PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml)
     "num_samples": 1,
     "worker_timeout": 2.0,
     "limit_scale": 1.0,
+    "resync_tolerance": 0.3,
     "check_image_size": True,
     "status_rate": 10.0,
     "realtime_priority": 0,
@@ -114,6 +115,7 @@ class PolicyNode(LifecycleNode):
                 num_samples=p["num_samples"],
                 worker_timeout=p["worker_timeout"],
                 limit_scale=p["limit_scale"],
+                resync_tolerance=p["resync_tolerance"],
                 realtime_priority=p["realtime_priority"],
                 worker_realtime_priority=p["worker_realtime_priority"],
             )

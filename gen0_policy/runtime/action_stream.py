@@ -70,6 +70,13 @@ class ActionStream:
             self._pending = None
             self._holding = True
 
+    def restart(self, t: float, position: np.ndarray) -> None:
+        """Start over at rest at a new measured ``position`` (the robot was reset or moved externally)."""
+        with self._lock:
+            self._state = self.safety.start(position)
+            self._trajectory = Trajectory.hold(t, self._state.position)
+            self._last_t, self._pending, self._holding = t, None, True
+
     def rebase(self, t: float) -> None:
         """Pretend the last command was sent at ``t`` at rest: after a pause in the stream (synchronous
         inference) the controller has been holding still, so the next chunk starts from rest."""

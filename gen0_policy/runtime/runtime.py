@@ -79,6 +79,7 @@ class Runtime:
         self._threads: list[threading.Thread] = []
         self._rate: RateLoop | None = None
         self._jumps = JumpDetector(forward_limit=self.config.clock_jump_forward)
+        self._arm = ~embodiment.gripper_mask
         self._epoch = 0  # bumped by a clock jump: chunks from an older epoch are discarded
         self._running = False
         self._operator_hold = ""
@@ -87,7 +88,7 @@ class Runtime:
         self._worker_error = ""
         self._chunk_error = ""
         self._uncertain = False
-        self._jump_reason = ""
+        self._restart_reason = ""
         self._swap_target: ChunkPolicy | None = None
         self._loading = ""
         self._load_error = ""
@@ -181,11 +182,13 @@ class Runtime:
         jump = self._jumps.check(now)
         if jump is not None:
             self._on_clock_jump(now, jump.describe())
+        joints = self.perception.latest_joints()
         if not self.stream.started:
-            joints = self.perception.latest_joints()  # start from the measured position
             if joints is None:
                 return None
-            self.stream.reset(now, joints)
+            self.stream.reset(now, joints)  # start from the measured position
+        elif joints is not None and self.config.resync_tolerance > 0:
+            self._check_tracking(now, joints)
         if self._last_tick is not None and now > self._last_tick:  # average periods, not rates: a late
             period = now - self._last_tick  # tick followed by a quick catch-up must not read as a fast clock
             self._period_estimate = period if self._period_estimate == 0 else 0.9 * self._period_estimate + 0.1 * period
@@ -196,10 +199,24 @@ class Runtime:
             self.on_command(command)
         return command
 
+    def _check_tracking(self, now: float, measured: np.ndarray) -> None:
+        """Restart from the measured position if the robot is far from where it was commanded."""
+        commanded = self.stream.position()
+        error = np.where(self._arm, np.abs(measured - commanded), 0.0)
+        worst = int(np.argmax(error))
+        if error[worst] > self.config.resync_tolerance:
+            self._epoch += 1  # chunks in flight were planned from where the robot no longer is
+            self._restart_reason = (
+                f"re-anchored at the measured position: {self.embodiment.joint_names[worst]} was {error[worst]:.3f} "
+                f"from its command (> resync_tolerance {self.config.resync_tolerance}); robot reset or moved?"
+            )
+            log.warning(self._restart_reason)
+            self.stream.restart(now, measured)
+
     def _on_clock_jump(self, now: float, reason: str) -> None:
         log.warning("%s: holding until fresh observations arrive", reason)
         self._epoch += 1
-        self._jump_reason = reason
+        self._restart_reason = reason
         self.perception.clear()
         if self.stream.started:
             self.stream.reset(now, self.stream.position())
@@ -227,7 +244,7 @@ class Runtime:
                 )
         missing = self.perception.missing()
         if missing:
-            why = self._jump_reason or self.perception.why(missing)
+            why = self._restart_reason or self.perception.why(missing)
             return RuntimeState.HOLDING, f"waiting for {', '.join(missing)}" + (f" ({why})" if why else "")
         observation = self.perception.latest()
         if observation is not None:
@@ -246,8 +263,8 @@ class Runtime:
             return RuntimeState.UNCERTAIN, (
                 f"uncertainty {self._uncertainty:.3f} above threshold {self.config.uncertainty_threshold:.3f}"
             )
-        if self._jump_reason:
-            return RuntimeState.HOLDING, f"{self._jump_reason}; waiting for a chunk computed after it"
+        if self._restart_reason:
+            return RuntimeState.HOLDING, f"{self._restart_reason}; waiting for a chunk computed after it"
         if not self.stream.executing and self.config.mode == "harmonic":
             return RuntimeState.HOLDING, "waiting for a chunk computed from fresh observations"
         if self._loading:
@@ -329,7 +346,7 @@ class Runtime:
             self.on_chunk(chunk)
         if self._uncertain:
             return None
-        self._jump_reason = ""
+        self._restart_reason = ""
         if policy is self._swap_target:
             self._loading, self._swap_target = "", None  # the new model's first chunk is ready
         return chunk

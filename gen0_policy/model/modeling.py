@@ -238,12 +238,16 @@ class Gen0Model(nn.Module):
         return self.action_out(self.ln_out(h)).reshape(B, H, D)
 
     # -- training ------------------------------------------------------------------------------
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Flow-matching loss of one batch (the DDP/FSDP entry point), mean over samples.
+    def forward(self, batch: dict[str, torch.Tensor], task: str = "loss") -> torch.Tensor:
+        """The DDP/FSDP entry point (wrappers only see calls that go through forward).
 
-        batch adds to the observation: actions (B, H, D) normalized targets, action_mask (B, H) valid
-        steps, committed (B, H) bool, noise (B, H, D), flow_t (B,).
+        task="loss": flow-matching loss, mean over samples. batch adds to the observation: actions
+        (B, H, D) normalized targets, action_mask (B, H) valid steps, committed (B, H) bool,
+        noise (B, H, D), flow_t (B,).
+        task="sample": the chunk integrated from batch["noise"], prefix batch["actions"] where committed.
         """
+        if task == "sample":
+            return self.sample(batch, batch["actions"], batch["committed"], batch["noise"])
         return self.per_sample_loss(batch).mean()
 
     def per_sample_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

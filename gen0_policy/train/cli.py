@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -18,7 +19,8 @@ def _train(args: argparse.Namespace) -> int:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
     metrics = train(config)
-    print(json.dumps({"out_dir": config.out_dir, **metrics}))
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps({"out_dir": config.out_dir, **metrics}))
     return 0
 
 

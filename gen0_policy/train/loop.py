@@ -40,7 +40,7 @@ from gen0_policy.model.checkpoint import load_policy, resolve, save_policy
 from gen0_policy.model.config import ModelConfig, preset
 from gen0_policy.model.counting import component_of
 from gen0_policy.model.language import language_encoder
-from gen0_policy.model.modeling import Block, ExpertBlock, Gen0Model
+from gen0_policy.model.modeling import Gen0Model
 from gen0_policy.model.policy import bf16_fast
 from gen0_policy.model.processor import JointStats, Processor
 from gen0_policy.train.batch import BatchBuilder
@@ -216,9 +216,10 @@ class Trainer:
         elif self.strategy == "fsdp":
             from torch.distributed.fsdp import fully_shard
 
-            for block in model.modules():
-                if isinstance(block, Block | ExpertBlock):
-                    fully_shard(block)
+            # Backbone blocks are their own units; the expert (its cross-attention keys/values are
+            # computed outside its blocks' forward, once per chunk) stays in the root unit.
+            for block in model.backbone:
+                fully_shard(block)
             fully_shard(model)
             self.model = model
         else:
@@ -297,17 +298,16 @@ class Trainer:
             indices = list(range(start, start + len(windows)))
             batch = {k: v.to(self.device) for k, v in self.val_builder(windows, 999, 0, indices).items()}
             weight = batch["dof_mask"][:, None, :] & (batch["action_mask"] & ~batch["committed"])[..., None]
-            module = net.module if hasattr(net, "module") else net
             with self._autocast():
-                pred = module.sample(batch, batch["actions"], batch["committed"], torch.zeros_like(batch["noise"]))
+                pred = net({**batch, "noise": torch.zeros_like(batch["noise"])}, task="sample")
                 err = ((pred.float() - batch["actions"]) ** 2 * weight).sum((1, 2)) / weight.sum((1, 2)).clamp_min(1)
                 errors.append(err.cpu())
                 if self.config.val_samples > 1:
                     K = self.config.val_samples
                     rep = {k: v.repeat_interleave(K, 0) for k, v in batch.items()}
                     gen = torch.Generator().manual_seed(start)
-                    noise = torch.randn(rep["noise"].shape, generator=gen).to(self.device)
-                    x = module.sample(rep, rep["actions"], rep["committed"], noise).float()
+                    rep["noise"] = torch.randn(rep["noise"].shape, generator=gen).to(self.device)
+                    x = net(rep, task="sample").float()
                     x = x.view(len(windows), K, *x.shape[1:]).std(1)
                     spreads.append(((x * weight).sum((1, 2)) / weight.sum((1, 2)).clamp_min(1)).cpu())
         net.train()

@@ -1,0 +1,186 @@
+"""The training loop: exact resume, DDP/FSDP over two real gloo processes equal to one process,
+post-training with frozen parts and a new robot, the LR schedule and config overrides."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from model_fixtures import ROBOTS, make_embodiment, make_episode, make_episodes
+from safetensors.torch import load_file
+
+from gen0_policy.data.windows import MixtureSource
+from gen0_policy.errors import ConfigError
+from gen0_policy.model.checkpoint import load_policy
+from gen0_policy.model.counting import component_of
+from gen0_policy.train.config import TrainConfig, load_train_config
+from gen0_policy.train.loop import Trainer, lr_at, train
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tiny_config(out: Path, **overrides) -> TrainConfig:
+    base = dict(
+        out_dir=str(out),
+        preset="test",
+        model={"language_encoder": "hash"},
+        steps=6,
+        batch_size=4,
+        warmup_steps=2,
+        precision="fp32",
+        threads=1,
+        progress=False,
+        val_every=3,
+        val_windows=8,
+        save_every=100,
+        log_every=1,
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+def sources(names=("ur5e", "panda")) -> list[MixtureSource]:
+    return [MixtureSource(n, make_episodes(n, 3, seed=i), weight=1.0 + i) for i, n in enumerate(names)]
+
+
+def robots() -> list:
+    return [make_embodiment(n) for n in ROBOTS]
+
+
+def test_resume_continues_the_same_curve(tmp_path: Path) -> None:
+    """6 steps straight == 3 steps, save, a new process-like Trainer resumes, 3 more (bit-exact)."""
+    straight = Trainer(tiny_config(tmp_path / "a", ema_decay=0.9), sources(), robots())
+    losses_a = [straight.train_step()["loss"] for _ in range(6)]
+    straight.save()
+
+    first = Trainer(tiny_config(tmp_path / "b", ema_decay=0.9), sources(), robots())
+    losses_b = [first.train_step()["loss"] for _ in range(3)]
+    first.save()
+    second = Trainer(tiny_config(tmp_path / "b", ema_decay=0.9), sources(), robots())
+    assert second.step == 3
+    second.run()
+    assert second.step == 6
+    a = load_file(str(tmp_path / "a" / "ckpt-0000006" / "train_state" / "weights.safetensors"))
+    b = load_file(str(tmp_path / "b" / "ckpt-0000006" / "train_state" / "weights.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    ema_a = load_file(str(tmp_path / "a" / "ckpt-0000006" / "model.safetensors"))  # EMA weights for inference
+    ema_b = load_file(str(tmp_path / "b" / "ckpt-0000006" / "model.safetensors"))
+    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+    assert not all(torch.equal(ema_a[k], a[k]) for k in a)  # EMA really differs from the raw weights
+    assert losses_a[:3] == losses_b
+    # A run that is already finished does nothing more when started again.
+    assert Trainer(tiny_config(tmp_path / "b", ema_decay=0.9), sources(), robots()).step == 6
+
+
+def test_loss_falls_and_validation_is_logged(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "run", steps=40, batch_size=8, lr=2e-3, val_every=40, save_every=40)
+    config.val_samples = 3
+    trainer = Trainer(config, sources(), robots())
+    before = trainer.validate()
+    metrics = trainer.run()
+    assert metrics["val/next_action_mse"] < before["val/next_action_mse"]
+    assert metrics["val/sample_spread"] > 0
+    assert (tmp_path / "run" / "tb").is_dir() and list((tmp_path / "run" / "tb").glob("events.*"))
+    assert (tmp_path / "run" / "latest").read_text() == "ckpt-0000040"
+
+
+def test_post_training_freezes_parts_and_adds_a_robot(tmp_path: Path) -> None:
+    train(tiny_config(tmp_path / "pre", steps=2, save_every=2), sources(("ur5e", "panda")), robots())
+    pre = load_policy(tmp_path / "pre")
+    config = tiny_config(
+        tmp_path / "post", steps=3, save_every=3, init_from=str(tmp_path / "pre"), freeze=["vision", "backbone"]
+    )
+    train(config, [MixtureSource("g1", make_episodes("g1", 3))], robots())
+    post = load_policy(tmp_path / "post")
+    assert [e.name for e in post.embodiments] == ["panda", "ur5e", "g1"]  # old token ids kept
+    np.testing.assert_array_equal(post.stats["panda"].action_mean, pre.stats["panda"].action_mean)
+    changed = {component_of(k) for k in pre.state_dict if not torch.equal(pre.state_dict[k], post.state_dict[k])}
+    assert "vision" not in changed and "backbone" not in changed
+    assert "expert" in changed and "embodiment" in changed
+
+
+def run_cli(args: list[str], nproc: int, port: int, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    if nproc > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={port}"]
+        cmd += ["-m", "gen0_policy.cli", *args]
+    else:
+        cmd = [sys.executable, "-m", "gen0_policy.cli", *args]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    """A real LeRobot v3 folder (the format `gen0 sim collect` writes) of four panda episodes."""
+    from gen0_policy.data.lerobot import LeRobotWriter
+    from gen0_policy.embodiment import load_embodiment
+
+    root = tmp_path / "panda_reach"
+    with LeRobotWriter(root, load_embodiment("panda"), 10.0) as writer:
+        for i in range(4):
+            writer.add_episode(make_episode("panda", i))
+    return root
+
+
+def distributed_equals_single(strategy: str, dataset: Path, tmp_path: Path, port: int) -> None:
+    common = ["train", "preset=test", "model.language_encoder=hash", f"datasets=[{{path: {dataset}}}]", "steps=2"]
+    common += ["batch_size=4", "warmup_steps=1", "precision=fp32", "threads=1", "progress=false", "val_fraction=0.25"]
+    run_cli([*common, f"out_dir={tmp_path / 'one'}", "strategy=single"], 1, port, tmp_path)
+    run_cli([*common, f"out_dir={tmp_path / 'two'}", f"strategy={strategy}"], 2, port, tmp_path)
+    one = load_file(str(tmp_path / "one" / "ckpt-0000002" / "model.safetensors"))
+    two = load_file(str(tmp_path / "two" / "ckpt-0000002" / "model.safetensors"))
+    init = Trainer(
+        tiny_config(
+            tmp_path / "init", datasets=[{"path": str(dataset)}], val_fraction=0.25, model={"language_encoder": "hash"}
+        )
+    ).module.state_dict()
+    assert one.keys() == two.keys()
+    moved = 0
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=5e-6)  # updates are ~3e-4
+        moved += not torch.equal(one[key], init[key])
+    assert moved > len(one) // 2  # the step really changed the weights
+
+
+def test_ddp_two_processes_equal_one(dataset: Path, tmp_path: Path) -> None:
+    distributed_equals_single("ddp", dataset, tmp_path, 29631 + int(os.environ.get("ROS_DOMAIN_ID", "0")))
+
+
+@pytest.mark.slow
+def test_fsdp_two_processes_equal_one(dataset: Path, tmp_path: Path) -> None:
+    distributed_equals_single("fsdp", dataset, tmp_path, 29731 + int(os.environ.get("ROS_DOMAIN_ID", "0")))
+
+
+def test_lr_schedule() -> None:
+    config = TrainConfig(steps=100, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
+    assert lr_at(0, config) == pytest.approx(1e-4)
+    assert lr_at(9, config) == pytest.approx(1e-3)
+    assert lr_at(10, config) == pytest.approx(1e-3)
+    assert lr_at(55, config) == pytest.approx(0.55e-3)
+    assert lr_at(100, config) == pytest.approx(1e-4)
+    assert all(lr_at(s, config) >= lr_at(s + 1, config) for s in range(10, 100))
+
+
+def test_config_file_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: small\nsteps: 10\ndatasets:\n  - {path: a, weight: 2}\n  - {path: b}\n")
+    config = load_train_config(path, ["steps=20", "model.width=64", "datasets.1.weight=3", "freeze=[vision]"])
+    assert config.steps == 20 and config.model == {"width": 64} and config.freeze == ["vision"]
+    assert [d.weight for d in config.datasets] == [2, 3] and config.datasets[0].name == "a"
+    with pytest.raises(ConfigError, match="known keys"):
+        load_train_config(path, ["stpes=3"])
+    with pytest.raises(ConfigError, match="freezable parts"):
+        load_train_config(path, ["freeze=[eyes]"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_train_config(path, ["steps"])
+    shipped = load_train_config(REPO / "config" / "train" / "multitask_small.yaml")
+    assert {d.embodiment for d in shipped.datasets} >= {"ur5e", "panda", "g1"}

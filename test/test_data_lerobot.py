@@ -286,3 +286,17 @@ def test_corrupt_files(tmp_path: Path, episodes: list[Episode]) -> None:
     (root / "meta/info.json").write_text(json.dumps({**info, "codebase_version": "v2.1"}))
     with pytest.raises(DatasetError, match=r"only .v3\.0. is supported"):
         LeRobotDataset(root)
+
+
+def test_lerobot_reads_it_with_pandas(tmp_path: Path, episodes: list[Episode]) -> None:
+    """LeRobot loads meta/tasks.parquet with pandas and looks tasks up by their text (tasks.loc[task])."""
+    import pandas as pd
+
+    root = write(tmp_path / "ds", episodes)
+    tasks = pd.read_parquet(root / "meta" / "tasks.parquet")
+    assert tasks.index.tolist() == ["pick the cube", "push the block"]
+    assert int(tasks.loc["push the block"].task_index) == 1
+    episodes_meta = pd.read_parquet(root / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
+    assert episodes_meta["length"].tolist() == [15, 12, 18]
+    data = pd.read_parquet(root / "data" / "chunk-000" / "file-000.parquet")
+    np.testing.assert_array_equal(np.stack(data["action"].to_numpy())[:15], episodes[0].actions)

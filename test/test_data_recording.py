@@ -12,6 +12,7 @@ from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 from rosbags.highlevel import AnyReader
 
+from gen0_policy.data.episode_recorder import EpisodeRecorder
 from gen0_policy.data.recording import EpisodeBag, RecordingError, offered_qos, typestore_for
 
 
@@ -86,3 +87,39 @@ def test_write_error_is_latched_not_fatal(tmp_path: Path) -> None:
     assert errors == "1" and "file size limit reached" in error
     assert 0 < int(written) <= int(accepted) < 100
     assert not (tmp_path / "ep" / "metadata.yaml").exists()  # left as after a crash: `gen0 data repair` applies
+
+
+def test_episode_recorder_rules(tmp_path: Path) -> None:
+    clock = iter(range(1_000_000_000, 10**12, 10_000_000))  # 10 ms per reading
+    recorder = EpisodeRecorder(tmp_path / "bags", embodiment="panda", flush_period_s=0.05, clock_ns=lambda: next(clock))
+    store = recorder.typestore
+    string = store.types["std_msgs/msg/String"]
+    recorder.add_topic("/note", "std_msgs/msg/String", offered_qos(True))
+    recorder.write("/note", store.serialize_cdr(string(data="before"), "std_msgs/msg/String"))  # no episode: dropped
+
+    answer = recorder.stop(True)
+    assert not answer.success and "no episode is recording" in answer.message
+    started = recorder.start("stack the cups", "stack", "ada", ["demo"])
+    assert started.success and recorder.recording
+    again = recorder.start("other")
+    assert (
+        not again.success and "already recording" in again.message and again.meta.episode_id == started.meta.episode_id
+    )
+    for i in range(5):
+        recorder.write("/note", store.serialize_cdr(string(data=f"n{i}"), "std_msgs/msg/String"))
+    stopped = recorder.stop(True, "fine")
+    assert stopped.success and stopped.meta.message_count == 7  # 5 notes + EpisodeInfo at start and at stop
+
+    with AnyReader([Path(stopped.meta.bag_path)]) as reader:  # strict rosbags decoding of everything
+        messages = [(c.topic, reader.deserialize(raw, c.msgtype)) for c, _, raw in reader.messages()]
+    assert [m.data for t, m in messages if t == "/note"] == [f"n{i}" for i in range(5)]
+    infos = [m for t, m in messages if t == "/episode_info"]
+    assert infos[0].recording and infos[0].instruction == "stack the cups" and list(infos[0].tags) == ["demo"]
+    assert not infos[1].recording and infos[1].success and infos[1].notes == "fine" and infos[1].embodiment == "panda"
+    assert infos[1].stop_time.sec * 10**9 + infos[1].stop_time.nanosec > infos[0].start_time.sec * 10**9
+
+    discarded = Path(recorder.start("throw away").meta.bag_path)
+    assert discarded.is_dir() and recorder.stop(False, discard=True).success and not discarded.exists()
+    recorder.start("interrupted")
+    recorder.shutdown()  # the node is stopping: the episode is closed, not lost
+    assert not recorder.recording

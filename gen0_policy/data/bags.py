@@ -178,9 +178,7 @@ def _command_from(msg: Any, msgtype: str, topic: str, t: float, embodiment: Embo
     return _Command(t, joints, offsets, positions)
 
 
-def _read_low_dim(
-    reader, path: Path, config: BuildConfig, embodiment_hint: str | None
-) -> tuple[_BagContents, Embodiment]:
+def _read_low_dim(reader, path: Path, config: BuildConfig) -> tuple[_BagContents, Embodiment]:
     contents = _BagContents()
     by_topic = {c.topic: c for c in reader.connections}
     if config.joint_states_topic not in by_topic:
@@ -201,7 +199,7 @@ def _read_low_dim(
     # Embodiment first (from the EpisodeInfo unless given), so Float64MultiArray topics can be resolved.
     for conn, _, raw in reader.messages(connections=[c for c in low_dim if c.msgtype == EPISODE_INFO_TYPE]):
         contents.episode_info = _deserialize(reader, raw, conn.msgtype)
-    name = config.embodiment or embodiment_hint or getattr(contents.episode_info, "embodiment", "")
+    name = config.embodiment or getattr(contents.episode_info, "embodiment", "")
     if not name:
         raise DatasetError(f"bag {path} does not name its embodiment (no EpisodeInfo); pass --embodiment NAME")
     embodiment = load_embodiment(name)
@@ -256,7 +254,7 @@ def read_bag(path: Path, config: BuildConfig | None = None) -> tuple[Episode, Ep
     path = Path(path)
     reader = _open(path)
     try:
-        contents, embodiment = _read_low_dim(reader, path, config, None)
+        contents, embodiment = _read_low_dim(reader, path, config)
         return _assemble(reader, path, config, contents, embodiment)
     finally:
         reader.close()

@@ -2,31 +2,27 @@
 
 Subscriptions are raw (serialized CDR bytes go into the bag untouched) and are created as soon as
 a configured topic's type appears in the graph, then kept across episodes so an episode's first
-messages are never lost to discovery. The bag itself (writer thread, chunk flushing, disk errors)
-is :class:`gen0_policy.data.recording.EpisodeBag`.
+messages are never lost to discovery. Episode rules and bags live in
+:class:`gen0_policy.data.episode_recorder.EpisodeRecorder`; this node converts messages.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import signal
-import time
-import uuid
 from pathlib import Path
 
 import rclpy
+from builtin_interfaces.msg import Time
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.serialization import serialize_message
 
 from gen0_msgs.msg import EpisodeInfo
 from gen0_msgs.srv import StartEpisode, StopEpisode
-from gen0_policy.data.recording import EpisodeBag, RecordingError, offered_qos, typestore_for
-
-EPISODE_INFO_TYPE = "gen0_msgs/msg/EpisodeInfo"
+from gen0_policy.data.episode_recorder import EpisodeMeta, EpisodeRecorder, missing_topics
+from gen0_policy.data.recording import offered_qos
 
 
 def _message_class(msgtype: str) -> type:
@@ -34,42 +30,54 @@ def _message_class(msgtype: str) -> type:
     return getattr(importlib.import_module(f"{package}.{kind}"), name)
 
 
+def _time(ns: int) -> Time:
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
 class RecorderNode(Node):
     def __init__(self) -> None:
         super().__init__("recorder")
-        self.output_dir = Path(self.declare_parameter("output_dir", "~/gen0_bags").value).expanduser()
-        self.topics: list[str] = list(self.declare_parameter("topics", ["/joint_states"]).value)
-        self.embodiment = self.declare_parameter("embodiment", "").value
-        self.info_topic = self.declare_parameter("episode_info_topic", "/episode_info").value
-        self.flush_period = float(self.declare_parameter("flush_period", 0.5).value)
-        self.fsync = bool(self.declare_parameter("fsync", False).value)
-        self.qos_depth = int(self.declare_parameter("qos_depth", 1000).value)
-        discovery_period = float(self.declare_parameter("discovery_period", 0.2).value)
-
-        self.typestore = typestore_for([EPISODE_INFO_TYPE])
-        self.known: dict[str, tuple[str, object]] = {}  # topic -> (msgtype, rosbags Qos offered)
-        self.subs: list = []
-        self.bag: EpisodeBag | None = None
-        self.info: EpisodeInfo | None = None
-        self.failed: tuple[EpisodeInfo, str] | None = None  # an episode the recorder had to stop itself
-
+        p = {
+            name: self.declare_parameter(name, default).value
+            for name, default in [
+                ("output_dir", "~/gen0_bags"),
+                ("topics", ["/joint_states"]),
+                ("embodiment", ""),
+                ("episode_info_topic", "/episode_info"),
+                ("flush_period", 0.5),  # s
+                ("fsync", False),
+                ("qos_depth", 1000),
+                ("discovery_period", 0.2),  # s
+            ]
+        }
+        self.topics, self.qos_depth = list(p["topics"]), int(p["qos_depth"])
+        self.recorder = EpisodeRecorder(
+            Path(p["output_dir"]),
+            embodiment=p["embodiment"],
+            info_topic=p["episode_info_topic"],
+            flush_period_s=float(p["flush_period"]),
+            fsync=bool(p["fsync"]),
+            clock_ns=lambda: self.get_clock().now().nanoseconds,
+        )
+        self.subs: dict[str, object] = {}
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.info_pub = self.create_publisher(EpisodeInfo, self.info_topic, latched)
+        self.info_pub = self.create_publisher(EpisodeInfo, p["episode_info_topic"], latched)
         self.create_service(StartEpisode, "~/start_episode", self.start)
         self.create_service(StopEpisode, "~/stop_episode", self.stop)
-        self.create_timer(discovery_period, self.discover)
-        self.create_timer(1.0, self.publish_progress)
+        self.create_timer(float(p["discovery_period"]), self.discover)
+        self.create_timer(1.0, lambda: self.publish(self.recorder.progress()))
         self.discover()
-        self.get_logger().info(f"recording {self.topics} into {self.output_dir}")
+        self.get_logger().info(f"recording {self.topics} into {self.recorder.output_dir}")
 
-    # -- topics ---------------------------------------------------------------------------------
     def discover(self) -> None:
-        """Subscribe to configured topics whose type is now known; add them to a running episode."""
-        if self.bag is not None and self.bag.error:
-            self.finish_failed()
+        """Subscribe to configured topics whose type is now known; stop an episode whose bag failed."""
+        failed = self.recorder.poll()
+        if failed is not None:
+            self.get_logger().error(f"episode {failed.episode_id} stopped: {failed.notes}")
+            self.publish(failed)
         types = dict(self.get_topic_names_and_types())
         for topic in self.topics:
-            if topic in self.known or topic not in types:
+            if topic in self.subs or topic not in types:
                 continue
             msgtype = types[topic][0]
             pubs = self.get_publishers_info_by_topic(topic)
@@ -84,157 +92,45 @@ class RecorderNode(Node):
                 cls = _message_class(msgtype)
             except (ImportError, AttributeError) as exc:
                 self.get_logger().error(f"cannot record {topic}: message type {msgtype} not importable ({exc})")
-                self.known[topic] = (msgtype, None)
+                self.subs[topic] = None
                 continue
-            self.subs.append(self.create_subscription(cls, topic, self._callback(topic), qos, raw=True))
-            self.known[topic] = (msgtype, offered_qos(reliable, latched, self.qos_depth))
-            if self.bag is not None:
-                self._add_to_bag(topic)
+            self.recorder.add_topic(topic, msgtype, offered_qos(reliable, latched, self.qos_depth))
+            callback = lambda data, t=topic: self.recorder.write(t, data)  # noqa: E731 - binds the topic
+            self.subs[topic] = self.create_subscription(cls, topic, callback, qos, raw=True)
             self.get_logger().info(f"subscribed to {topic} [{msgtype}]")
 
-    def _callback(self, topic: str):
-        def on_message(data: bytes) -> None:
-            bag = self.bag
-            if bag is not None:
-                bag.write(topic, data, self.get_clock().now().nanoseconds)
-
-        return on_message
-
-    def _add_to_bag(self, topic: str) -> None:
-        msgtype, qos = self.known[topic]
-        if qos is not None and self.bag is not None:
-            self.bag.add_topic(topic, msgtype, [qos])
-
-    # -- services -------------------------------------------------------------------------------
     def start(self, request: StartEpisode.Request, response: StartEpisode.Response) -> StartEpisode.Response:
-        if self.bag is not None:
-            response.success = False
-            response.message = (
-                f"episode {self.info.episode_id} is already recording into {self.info.bag_path}; stop it first"
-            )
-            response.episode_id, response.bag_path = self.info.episode_id, self.info.bag_path
-            return response
-        now = self.get_clock().now()
-        episode_id = time.strftime("%Y%m%d_%H%M%S", time.gmtime()) + "_" + uuid.uuid4().hex[:6]
-        path = self.output_dir / episode_id
-        info = EpisodeInfo(
-            episode_id=episode_id,
-            instruction=request.instruction,
-            task=request.task,
-            embodiment=self.embodiment,
-            operator_name=request.operator_name,
-            tags=list(request.tags),
-            start_time=now.to_msg(),
-            recording=True,
-            bag_path=str(path),
-        )
-        info.header.stamp = now.to_msg()
-        try:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            bag = EpisodeBag(path, self.typestore, flush_period_s=self.flush_period, fsync=self.fsync)
-            bag.add_topic(self.info_topic, EPISODE_INFO_TYPE, [offered_qos(True, True, 1)])
-            self.bag, self.info, self.failed = bag, info, None
-            for topic in self.known:
-                self._add_to_bag(topic)
-            self._write_info()
-        except (RecordingError, OSError) as exc:
-            self.bag = None
-            response.success, response.message = False, f"cannot start episode: {exc}"
-            return response
-        missing = [t for t in self.topics if t not in self.known]
-        response.success, response.episode_id, response.bag_path = True, episode_id, str(path)
-        response.message = f"recording {len(self.known)} topics into {path}" + (
-            f"; not seen yet (recorded once they appear): {missing}" if missing else ""
-        )
+        answer = self.recorder.start(request.instruction, request.task, request.operator_name, list(request.tags))
+        missing = missing_topics(self.topics, self.recorder)
+        response.success, response.message = answer.success, answer.message
+        if answer.success and missing:
+            response.message += f"; not seen yet (recorded once they appear): {missing}"
+        if answer.meta is not None:
+            response.episode_id, response.bag_path = answer.meta.episode_id, answer.meta.bag_path
+            self.publish(answer.meta)
         self.get_logger().info(response.message)
         return response
 
     def stop(self, request: StopEpisode.Request, response: StopEpisode.Response) -> StopEpisode.Response:
-        if self.bag is not None and self.bag.error:
-            self.finish_failed()
-        if self.bag is None:
-            response.success = False
-            if self.failed is not None:
-                info, error = self.failed
-                self.failed = None
-                response.bag_path, response.message_count = info.bag_path, info.message_count
-                response.message = (
-                    f"episode {info.episode_id} had already stopped: {error}; its bag keeps "
-                    f"{info.message_count} messages up to the last flush"
-                )
-            else:
-                response.message = "no episode is recording; call start_episode first"
-            return response
-        bag, info = self.bag, self.info
-        self.bag = None
-        info.recording, info.success, info.notes = False, request.episode_success, request.notes
-        info.stop_time = self.get_clock().now().to_msg()
-        if request.discard:
-            bag.discard()
-            info.bag_path = ""
-            response.success, response.message = True, f"episode {info.episode_id} discarded"
-        else:
-            self._write_info(bag)
-            stats = bag.close({"gen0.episode": self._info_json(info)})
-            info.message_count = stats.message_count
-            response.success = not stats.error
-            response.bag_path, response.message_count, response.duration = (
-                str(bag.path),
-                stats.message_count,
-                stats.duration_s,
-            )
-            response.message = stats.error or f"episode {info.episode_id}: {stats.message_count} messages in {bag.path}"
-        self.info_pub.publish(info)
+        answer = self.recorder.stop(request.episode_success, request.notes, request.discard)
+        response.success, response.message, response.duration = answer.success, answer.message, answer.duration_s
+        if answer.meta is not None:
+            response.bag_path, response.message_count = answer.meta.bag_path, answer.meta.message_count
+            self.publish(answer.meta)
         self.get_logger().info(response.message)
         return response
 
-    # -- episode info ---------------------------------------------------------------------------
-    def _write_info(self, bag: EpisodeBag | None = None) -> None:
-        bag = bag or self.bag
-        self.info.header.stamp = self.get_clock().now().to_msg()
-        self.info.message_count = bag.message_count
-        bag.write(self.info_topic, serialize_message(self.info), self.get_clock().now().nanoseconds)
-        self.info_pub.publish(self.info)
-
-    @staticmethod
-    def _info_json(info: EpisodeInfo) -> str:
-        return json.dumps(
-            {
-                "episode_id": info.episode_id,
-                "instruction": info.instruction,
-                "task": info.task,
-                "embodiment": info.embodiment,
-                "operator_name": info.operator_name,
-                "tags": list(info.tags),
-                "success": info.success,
-                "notes": info.notes,
-            }
-        )
-
-    def publish_progress(self) -> None:
-        if self.bag is not None and not self.bag.error:
-            self.info.message_count = self.bag.message_count
-            self.info.header.stamp = self.get_clock().now().to_msg()
-            self.info_pub.publish(self.info)
-
-    def finish_failed(self) -> None:
-        """The bag failed (disk full, ...): stop the episode now, keep what was flushed, say why."""
-        bag, info = self.bag, self.info
-        self.bag = None
-        stats = bag.close()
-        info.recording, info.success = False, False
-        info.notes = f"recording error: {stats.error}"
-        info.stop_time, info.message_count = self.get_clock().now().to_msg(), stats.message_count
-        self.failed = (info, stats.error)
+    def publish(self, meta: EpisodeMeta | None) -> None:
+        if meta is None:
+            return
+        info = EpisodeInfo(
+            episode_id=meta.episode_id, instruction=meta.instruction, task=meta.task, embodiment=meta.embodiment,
+            operator_name=meta.operator_name, tags=meta.tags, start_time=_time(meta.start_ns),
+            stop_time=_time(meta.stop_ns), recording=meta.recording, success=meta.success, notes=meta.notes,
+            bag_path=meta.bag_path, message_count=meta.message_count,
+        )  # fmt: skip
+        info.header.stamp = self.get_clock().now().to_msg()
         self.info_pub.publish(info)
-        self.get_logger().error(f"episode {info.episode_id} stopped: {stats.error}")
-
-    def shutdown(self) -> None:
-        if self.bag is not None:
-            self.info.recording, self.info.notes = False, "recorder shut down during the episode"
-            self._write_info()
-            self.bag.close({"gen0.episode": self._info_json(self.info)})
-            self.bag = None
 
 
 def main(args: list[str] | None = None) -> None:
@@ -242,8 +138,8 @@ def main(args: list[str] | None = None) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     rclpy.init(args=args)
     node = RecorderNode()
-    # The events executor (C++) takes a message to its callback several times faster than the
-    # default one: at 500 Hz joint states plus cameras that is the difference between keeping up or not.
+    # The events executor (C++) takes a message to its callback with much less CPU than the default
+    # one: at 500 Hz joint states plus cameras that is the difference between keeping up or not.
     kind = node.declare_parameter("executor", "events").value
     executor = EventsExecutor() if kind == "events" else SingleThreadedExecutor()
     executor.add_node(node)
@@ -253,7 +149,7 @@ def main(args: list[str] | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.shutdown()
+        node.recorder.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
 

@@ -1,0 +1,185 @@
+"""Closed loop through ROS, harmonic versus synchronous: the MuJoCo sim node and the policy node run
+as separate processes (as `gen0 bringup sim` starts them); for every task and seed this script resets
+the sim (gen0_msgs/ResetTask) and sends the policy a RunTask goal with the episode's instruction.
+Prints JSON: success rate and time to success per task and mode.
+
+    .venv/bin/python benchmarks/closed_loop_benchmark.py --checkpoint runs/panda/latest --episodes 10
+    .venv/bin/python benchmarks/closed_loop_benchmark.py --checkpoint CKPT --tasks reach --episodes 2 --timeout 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.action import ActionClient
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+
+from gen0_msgs.action import RunTask
+from gen0_msgs.msg import PolicyStatus
+from gen0_msgs.srv import ResetTask
+from gen0_policy.bringup import node_command
+from gen0_policy.paths import config_dir
+
+OUTCOMES = {
+    getattr(RunTask.Goal, name): name.removeprefix("OUTCOME_").lower()
+    for name in dir(RunTask.Goal)
+    if name.startswith("OUTCOME_")
+}
+
+
+class Client:
+    def __init__(self) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node("closed_loop_benchmark", context=self.context)
+        self.status: PolicyStatus | None = None
+        self.node.create_subscription(PolicyStatus, "/gen0_policy/status", self._on_status, 10)
+        self.reset = self.node.create_client(ResetTask, "/gen0_sim/reset")
+        self.run_task = ActionClient(self.node, RunTask, "/gen0_policy/run_task")
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+
+    def _on_status(self, msg: PolicyStatus) -> None:
+        self.status = msg
+
+    def wait(self, predicate, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+    def episode(self, task: str, seed: int, timeout: float) -> dict[str, Any]:
+        future = self.reset.call_async(ResetTask.Request(task=task, seed=seed))
+        reply = self.wait(lambda: future.done() and future.result(), 60, "sim reset")
+        if not reply.success:
+            raise RuntimeError(f"sim reset failed: {reply.message}")
+        time.sleep(0.5)  # let task status and cameras of the new episode arrive
+        goal = self.run_task.send_goal_async(RunTask.Goal(instruction=reply.instruction, timeout=timeout))
+        handle = self.wait(lambda: goal.done() and goal.result(), 30, "goal acceptance")
+        result_future = handle.get_result_async()
+        result = self.wait(lambda: result_future.done() and result_future.result(), timeout + 60, "task result").result
+        return {"task": task, "seed": seed, "outcome": OUTCOMES[result.outcome], "duration": round(result.duration, 3)}
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def start_nodes(args: argparse.Namespace, mode: str, log_dir: Path) -> list[subprocess.Popen]:
+    config = config_dir()
+    sim = node_command(
+        "gen0_policy.ros.sim_node",
+        config / "sim_node.yaml",
+        {"embodiment": args.embodiment, "task": args.tasks.split(",")[0]},
+    )
+    policy = node_command(
+        "gen0_policy.ros.policy_node",
+        config / "policy_node.yaml",
+        {
+            "embodiment": args.embodiment,
+            "checkpoint": str(Path(args.checkpoint).resolve()),
+            "use_sim_time": True,
+            "autostart": True,
+            "mode": mode,
+            "realtime_priority": args.realtime,
+        },
+    )
+    procs = []
+    for name, command in (("sim", sim), ("policy", policy)):
+        log = (log_dir / f"{mode}-{name}.log").open("w")
+        procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    return procs
+
+
+def stop_nodes(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    successes = [e["duration"] for e in episodes if e["outcome"] == "succeeded"]
+    outcomes: dict[str, int] = {}
+    for e in episodes:
+        outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
+    return {
+        "episodes": len(episodes),
+        "success_rate": round(len(successes) / len(episodes), 3) if episodes else 0.0,
+        "time_to_success_mean_s": round(float(np.mean(successes)), 3) if successes else None,
+        "time_to_success_median_s": round(float(np.median(successes)), 3) if successes else None,
+        "outcomes": outcomes,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="trained checkpoint folder")
+    parser.add_argument("--embodiment", default="panda")
+    parser.add_argument("--tasks", default="reach,push,pick_place,stack,open_drawer,press_button")
+    parser.add_argument("--episodes", type=int, default=5, help="seeds per task and mode")
+    parser.add_argument("--timeout", type=float, default=30.0, help="RunTask timeout per episode, s (sim time)")
+    parser.add_argument("--modes", default="harmonic,synchronous")
+    parser.add_argument("--realtime", type=int, default=0, help="SCHED_FIFO priority of the policy's control thread")
+    parser.add_argument("--log-dir", default="", help="where the nodes' logs go (default: a temp folder)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    log_dir = Path(args.log_dir or f"/tmp/gen0_closed_loop_{os.getpid()}")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"benchmark": "closed_loop_benchmark", "settings": vars(args), "log_dir": str(log_dir)}
+    client = Client()
+    try:
+        for mode in args.modes.split(","):
+            procs = start_nodes(args, mode, log_dir)
+            try:
+                client.status = None
+                status = client.wait(
+                    lambda: (
+                        client.status
+                        if client.status is not None
+                        and client.status.state in (PolicyStatus.STATE_RUNNING, PolicyStatus.STATE_FAULT)
+                        else None
+                    ),
+                    180,
+                    f"the {mode} policy to run (logs in {log_dir})",
+                )
+                if status.state == PolicyStatus.STATE_FAULT:
+                    raise RuntimeError(f"the {mode} policy cannot run: {status.reason}")
+                assert client.reset.wait_for_service(timeout_sec=30) and client.run_task.wait_for_server(30)
+                episodes = [
+                    client.episode(task, seed, args.timeout)
+                    for task in args.tasks.split(",")
+                    for seed in range(args.episodes)
+                ]
+            finally:
+                stop_nodes(procs)
+            per_task = {t: summarize([e for e in episodes if e["task"] == t]) for t in args.tasks.split(",")}
+            results[mode] = {"overall": summarize(episodes), "tasks": per_task, "episodes": episodes}
+    finally:
+        client.close()
+    print(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()

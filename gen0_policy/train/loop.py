@@ -234,7 +234,9 @@ class Trainer:
             {"params": decay, "weight_decay": self.config.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        self.optimizer = torch.optim.AdamW(groups, lr=self.config.lr, betas=self.config.betas)
+        # Fused AdamW: one kernel over all parameters (CPU and CUDA); FSDP's sharded DTensors use foreach.
+        fused = self.strategy != "fsdp"
+        self.optimizer = torch.optim.AdamW(groups, lr=self.config.lr, betas=self.config.betas, fused=fused)
         self.params = decay + no_decay
 
     def _resume(self, ckpt: Path) -> None:

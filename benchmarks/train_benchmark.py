@@ -1,0 +1,157 @@
+"""Training throughput and chunk inference latency on this machine, beside LeRobot ACT.
+
+ACT reference (measured on this project's 2-core machine with LeRobot's defaults: 51.6 M
+parameters, one 96x96 camera, batch 8, 100-action chunks): 0.87 training steps/s (7.0 samples/s)
+and 39 ms per 100-action chunk. Our aim at equal parameter count (preset act_equal, 51.9 M):
+>= 2x the training throughput and <= half the chunk latency.
+
+Training: a full optimizer step (forward, backward, clipping, AdamW) on a batch of 8, at the
+precision the trainer picks here (bf16 autocast on CPUs with AMX/AVX512-BF16) and in fp32.
+Latency: ``Gen0Policy.infer`` end to end (resize, normalize, encode once, flow_steps Euler steps
+of the expert, unnormalize) with a half-full committed prefix. The machine is shared, so every
+figure is a median over repeats, with the best repeat beside it.
+
+    .venv/bin/python benchmarks/train_benchmark.py [--quick] [--presets test,small,act_equal]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+from gen0_policy.embodiment import CameraSpec, Embodiment, JointSpec
+from gen0_policy.model.config import preset
+from gen0_policy.model.counting import dummy_batch, parameter_counts
+from gen0_policy.model.modeling import Gen0Model
+from gen0_policy.model.policy import Gen0Policy, bf16_fast
+from gen0_policy.model.processor import JointStats, Processor
+
+ACT = {"parameters": 51.6e6, "train_steps_per_s": 0.87, "batch": 8, "chunk_latency_ms": 39.0, "chunk": 100}
+
+
+def robot(dof: int = 7) -> Embodiment:
+    joints = tuple(JointSpec(f"j{i}", -3.0, 3.0, 2.0, 50.0, 0.0) for i in range(dof))
+    return Embodiment("bench", "benchmark arm", joints, (CameraSpec("scene", "scene", 96, 96),), ())
+
+
+def train_speed(name: str, bf16: bool, batch: int, warmup: int, repeats: int) -> dict:
+    config = preset(name, language_encoder="hash")
+    torch.manual_seed(0)
+    model = Gen0Model(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    data = dummy_batch(config, batch, "cpu")
+    data["noise"] = torch.randn_like(data["noise"])
+    data["flow_t"] = torch.rand(batch)
+    data["images"] = torch.randint(0, 255, data["images"].shape, dtype=torch.uint8)
+    times = []
+    for i in range(warmup + repeats):
+        start = time.perf_counter()
+        with torch.autocast("cpu", torch.bfloat16) if bf16 else nullcontext():
+            loss = model(data)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {
+        "precision": "bf16" if bf16 else "fp32",
+        "batch": batch,
+        "steps_per_s": round(1 / median, 3),
+        "samples_per_s": round(batch / median, 2),
+        "best_samples_per_s": round(batch / min(times), 2),
+    }
+
+
+def latency(name: str, precision: str, warmup: int, repeats: int) -> dict:
+    config = preset(name, language_encoder="hash")
+    torch.manual_seed(0)
+    model = Gen0Model(config)
+    torch.nn.init.normal_(model.action_out.weight, std=0.02)  # a non-trivial output layer
+    arm = robot()
+    stats = {"bench": JointStats(*(np.zeros(arm.dof), np.ones(arm.dof)) * 2)}
+    policy = Gen0Policy(model, Processor(config, [arm], stats), {"fps": 20.0}, precision=precision)
+    rng = np.random.default_rng(0)
+    obs = {
+        "embodiment": "bench",
+        "instruction": "pick up the cube",
+        "joint_positions": rng.uniform(-1, 1, arm.dof),
+        "images": {"scene": rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)},
+    }
+    committed = rng.uniform(-1, 1, (config.max_prefix // 2, arm.dof))
+    times = []
+    for i in range(warmup + repeats):
+        start = time.perf_counter()
+        out = policy.infer(obs, committed=committed)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    assert out["actions"].shape == (config.chunk_size, arm.dof)
+    return {
+        "precision": "bf16" if policy.bf16 else "fp32",
+        "chunk": config.chunk_size,
+        "latency_ms": round(1e3 * statistics.median(times), 2),
+        "best_latency_ms": round(1e3 * min(times), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", default="test,small,medium,act_equal")
+    parser.add_argument("--quick", action="store_true", help="few repeats (a rough figure in ~1-2 min)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warmup, repeats = (2, 5) if args.quick else (3, 20)
+    bf16 = bf16_fast(torch.device("cpu"))
+    result: dict = {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "bf16_fast": bf16,
+            "load_average_at_start": os.getloadavg(),
+            "torch": torch.__version__,
+        },
+        "act_reference": {**ACT, "train_samples_per_s": round(ACT["train_steps_per_s"] * ACT["batch"], 2)},
+        "presets": {},
+    }
+    for name in args.presets.split(","):
+        config = preset(name)
+        entry = {
+            "parameters": parameter_counts(Gen0Model(config))["total"],
+            "image_size": config.image_size,
+            "cameras": config.max_cameras,
+            "chunk": config.chunk_size,
+            "flow_steps": config.flow_steps,
+            "train": [train_speed(name, bf16, 8, warmup, repeats)],
+            "inference": [latency(name, "auto", warmup, repeats)],
+        }
+        if name == "act_equal" and bf16:  # the same model without bf16, for an fp32-to-fp32 view
+            entry["train"].append(train_speed(name, False, 8, warmup, max(3, repeats // 2)))
+            entry["inference"].append(latency(name, "fp32", warmup, repeats))
+        result["presets"][name] = entry
+    if "act_equal" in result["presets"]:
+        ours = result["presets"]["act_equal"]
+        samples = ours["train"][0]["samples_per_s"]
+        ms = ours["inference"][0]["latency_ms"]
+        result["vs_act_at_equal_parameters"] = {
+            "parameters_ratio": round(ours["parameters"] / ACT["parameters"], 3),
+            "train_throughput_ratio": round(samples / result["act_reference"]["train_samples_per_s"], 2),
+            "chunk_latency_ratio": round(ms / ACT["chunk_latency_ms"], 2),
+            "aim_throughput_2x_met": samples >= 2 * result["act_reference"]["train_samples_per_s"],
+            "aim_latency_half_met": ms <= ACT["chunk_latency_ms"] / 2,
+        }
+    result["machine"]["load_average_at_end"] = os.getloadavg()
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

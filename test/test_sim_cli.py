@@ -49,6 +49,7 @@ def test_bad_requests_fail_with_a_clear_message(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_collect_writes_a_lerobot_dataset_with_workers(tmp_path):
     out = tmp_path / "ds"
     proc = run(
@@ -65,3 +66,39 @@ def test_collect_writes_a_lerobot_dataset_with_workers(tmp_path):
     assert len(table.column("observation.state")[0]) == 8
     videos = sorted((out / "videos").rglob("*.mp4"))
     assert {p.parts[-3] for p in videos} == {"observation.images.scene", "observation.images.wrist"}
+
+
+@pytest.mark.slow
+def test_rollout_runs_a_trained_checkpoint(tmp_path):
+    """Collect two sim demonstrations, train the tiny preset a few steps on them, and evaluate the
+    checkpoint with ``--policy PATH``: the whole sim -> data -> train -> sim loop runs."""
+    import torch
+
+    from gen0_policy.data.windows import MixtureSource
+    from gen0_policy.embodiment import load_embodiment
+    from gen0_policy.sim import make_env
+    from gen0_policy.sim.experts import make_expert
+    from gen0_policy.sim.rollout import RolloutConfig, run_episode
+    from gen0_policy.train.config import TrainConfig
+    from gen0_policy.train.loop import train
+
+    torch.set_num_threads(1)
+    env = make_env("ur5e", "reach", camera_size=(32, 32))
+    expert = make_expert(env)
+    episodes = [run_episode(env, expert, s, RolloutConfig(record_fps=10, image_size=(32, 32))).episode for s in (0, 1)]
+    env.close()
+    out = tmp_path / "run"
+    config = TrainConfig(
+        out_dir=str(out), preset="test", model={"language_encoder": "hash"}, steps=4, batch_size=4,
+        warmup_steps=1, val_every=4, save_every=4, log_every=4, precision="fp32", threads=1, progress=False,
+        val_fraction=0.5,
+    )  # fmt: skip
+    train(config, [MixtureSource("ur5e", episodes)], [load_embodiment("ur5e")])
+    proc = run(
+        "sim", "rollout", "--embodiment", "ur5e", "--task", "reach", "--policy", str(out), "--episodes", "1",
+        "--image-size", "32x32", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["policy"] == str(out) and result["episodes"] == 1
+    assert 0.0 <= result["success_rate"] <= 1.0 and result["episode_steps"][0] > 0

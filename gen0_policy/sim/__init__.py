@@ -5,6 +5,7 @@ for it; ``available_tasks()`` lists the tasks. Nothing here imports ROS.
 """
 
 from gen0_policy.sim.env import SimEnv, make_env
+from gen0_policy.sim.experts import make_expert
 from gen0_policy.sim.tasks import available_tasks
 
-__all__ = ["SimEnv", "available_tasks", "make_env"]
+__all__ = ["SimEnv", "available_tasks", "make_env", "make_expert"]

@@ -52,11 +52,15 @@ class CheckpointController:
         self._chunk: np.ndarray | None = None
         self._chunk_start = 0.0
 
+    def wants_images(self, now: float) -> bool:
+        """Images are rendered only for the steps that run inference."""
+        return self._chunk is None or now - self._chunk_start >= self.execute * self.policy.step_dt - 1e-9
+
     def act(self, observation: dict[str, Any]) -> np.ndarray:
         env = self.env
         now = float(observation["time"])
         step_dt = self.policy.step_dt
-        if self._chunk is None or now - self._chunk_start >= self.execute * step_dt - 1e-9:
+        if self.wants_images(now):
             out = self.policy.infer(
                 {
                     "embodiment": env.embodiment.name,

@@ -61,7 +61,8 @@ def run_episode(env: SimEnv, controller: Controller, seed: int, config: RolloutC
     step = 0
     while step < n_max:
         record = record_every is not None and step % round(record_every) == 0
-        looks = record or getattr(controller, "needs_images", False)
+        wants = getattr(controller, "wants_images", None)  # (time) -> bool: render only when it will look
+        looks = record or (wants(env.time) if callable(wants) else getattr(controller, "needs_images", False))
         obs = env.observation(config.image_size) if looks else _proprio(env)
         targets = np.asarray(controller.act(obs), dtype=np.float64)
         env.set_targets(targets)

@@ -161,7 +161,8 @@ def test_episode_round_trip_and_service_answers(processes, tmp_path: Path, clien
     client.spin(1.5)
     stopped = client.stop(episode_success=True, notes="clean grasp")
     assert stopped.success, stopped.message
-    assert stopped.bag_path == started.bag_path and stopped.message_count > 300 and 1.0 < stopped.duration < 3.0
+    # at least what a starved publisher manages in 1.5 s; that nothing published was dropped is checked below
+    assert stopped.bag_path == started.bag_path and stopped.message_count > 100 and 1.0 < stopped.duration < 3.0
 
     bag = Path(stopped.bag_path)
     meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]

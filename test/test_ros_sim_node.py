@@ -98,29 +98,38 @@ def test_trajectory_moves_joints_and_bad_commands_are_rejected(processes, probe)
     grip_pub.publish(conv.float64_multi_array_msg([0.0]))
     wait_until(lambda: probe.joints()[7] < 0.005, timeout=30, what="gripper closed")
 
-    # Bad commands: outside limits, unknown joint, wrong length. None moves anything.
+    # Bad commands: outside limits, unknown joint, wrong length, a start time long past, a wall-clock
+    # stamp from a node without use_sim_time. None moves anything.
+    probe.listen(Clock, "/clock")
+    wait_until(lambda: "/clock" in probe.latest, what="/clock")
     bad_limits = goal.copy()
     bad_limits[3] = 0.5  # joint4 must stay below -0.0698
     traj_pub.publish(conv.joint_trajectory_msg(ARM, [0.5], bad_limits[None]))
     traj_pub.publish(conv.joint_trajectory_msg([*ARM[:6], "elbow"], [0.5], goal[None]))
     grip_pub.publish(conv.float64_multi_array_msg([0.0, 0.0]))
     grip_pub.publish(conv.float64_multi_array_msg([0.3]))
+    sim_now = conv.to_seconds(probe.latest["/clock"].clock)
+    traj_pub.publish(conv.joint_trajectory_msg(ARM, [1e-3], PANDA.home[None, :7], start_time=sim_now / 2))
+    traj_pub.publish(conv.joint_trajectory_msg(ARM, [0.1], PANDA.home[None, :7], start_time=time.time()))
 
-    def logged():
-        out = processes.output(sim)
-        return (
-            "rejected command on /joint_trajectory_controller/joint_trajectory" in out
-            and "for joint joint4 at point #0 is outside its limits [-3.0718, -0.0698]" in out
-            and "incoming joints ['elbow'] are not among its joints" in out
-            and "command has 2 values but the controller has 1 joints ['finger_joint1']" in out
-            and "command 0.3 for joint finger_joint1 is outside its limits [0, 0.04]" in out
-        )
-
-    wait_until(logged, timeout=10, what="four rejections logged")
+    expected_lines = [
+        "rejected command on /joint_trajectory_controller/joint_trajectory",
+        "for joint joint4 at point #0 is outside its limits [-3.0718, -0.0698]",
+        "incoming joints ['elbow'] are not among its joints",
+        "rejected command on /gripper_controller/commands",
+        "command has 2 values but the controller has 1 joints ['finger_joint1']",
+        "command 0.3 for joint finger_joint1 is outside its limits [0, 0.04]",
+        "ends in the past",
+        "stamp with sim time (use_sim_time:=true) or send a zero stamp",
+    ]
+    wait_until(
+        lambda: all(line in processes.output(sim) for line in expected_lines),
+        timeout=15,
+        what=f"all rejections logged; log: {processes.output(sim)[-2000:]}",
+    )
     count = probe.counts["/joint_states"]
-    time.sleep(1.0)
+    wait_until(lambda: probe.counts["/joint_states"] > count + 50, timeout=15, what="joint states still flowing")
     assert sim.poll() is None, processes.output(sim)
-    assert probe.counts["/joint_states"] > count + 50  # still publishing (>= 100 Hz nominal)
     np.testing.assert_allclose(probe.joints()[:7], goal, atol=0.02)  # did not move
     assert probe.joints()[7] < 0.005
 

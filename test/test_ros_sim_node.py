@@ -172,9 +172,19 @@ def test_cameras_clock_status_and_reset(processes, probe):
     assert status.seed == 11 and status.elapsed < 1.0
     assert conv.to_seconds(probe.latest["/clock"].clock) >= t1  # the clock never runs backwards
 
+    # A new task builds a new world: the clock continues, images keep coming from the new model.
+    future = reset.call_async(ResetTask.Request(task="push", seed=2))
+    response = wait_until(lambda: future.result(), timeout=60, what="reset response")
+    assert response.success and response.seed == 2, response.message
+    wait_until(lambda: probe.latest["/task_status"].task == "push", what="status of the push task")
+    assert probe.latest["/task_status"].episode == 3
+    images = probe.counts["/scene/image_raw"]
+    wait_until(lambda: probe.counts["/scene/image_raw"] > images + 2, timeout=30, what="images after the rebuild")
+    assert conv.to_seconds(probe.latest["/clock"].clock) >= t1
+
     future = reset.call_async(ResetTask.Request(task="no_such_task", seed=1))
     response = wait_until(lambda: future.result(), timeout=20, what="reset response")
-    assert not response.success and "unknown task 'no_such_task'; available tasks are" in response.message
+    assert not response.success and "unknown task 'no_such_task' for panda; available tasks are" in response.message
 
 
 def test_real_time_factor_zero_runs_faster_than_real_time(processes, probe):

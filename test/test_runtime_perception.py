@@ -95,3 +95,13 @@ def test_rejections_are_remembered_per_source_until_good_data_arrives(stream) ->
     assert stream.why(["wrist"]) == ""
     stream.put_joints(np.zeros(3))
     assert stream.why(["joint_states"]) == "" and "8x5" in stream.why(["joint_states", "front"])
+
+
+def test_joint_states_faster_than_any_joint_can_move_count_as_a_jump(clock) -> None:
+    stream = PerceptionStream(dof=2, clock=clock, joint_speed_limits=np.array([1.0, np.inf]))
+    stream.put_joints(np.zeros(2), stamp=9.0)
+    stream.put_joints(np.array([0.015, 5.0]), stamp=9.0)  # within the slack; the second joint is exempt
+    stream.put_joints(np.array([0.2, 5.0]), stamp=9.1)  # 0.185 in 0.1 s at 1 rad/s: possible
+    assert stream.joint_jumps == 0
+    stream.put_joints(np.array([1.5, 5.0]), stamp=9.2)  # 1.3 in 0.1 s: a teleport
+    assert stream.joint_jumps == 1 and "joint 0 jumped 1.300 in 0.100 s" in stream.joint_jump_reason

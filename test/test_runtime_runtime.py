@@ -212,7 +212,7 @@ def test_a_robot_moved_elsewhere_restarts_the_stream_from_where_it_is(started) -
     runtime.on_command = commands  # the robot stops following: it was reset somewhere else
     feeder.position = elsewhere
     status = wait_until(lambda: (s := runtime.status()).reason.startswith("re-anchored") and s, 5, what="resync")
-    assert status.state == RuntimeState.HOLDING and "j0 was" in status.reason
+    assert status.state == RuntimeState.HOLDING and "joint 0 jumped" in status.reason
     index = next(i for i, c in enumerate(commands) if np.abs(c.positions - elsewhere).max() < 1e-6)
     steps = np.abs(np.diff([c.positions for c in commands[index : index + 30]], axis=0)).max()
     assert steps <= EMB.velocity_limits.max() * 0.02 + 1e-9  # from there on, no jump back to the old plan

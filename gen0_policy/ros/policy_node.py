@@ -21,6 +21,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
@@ -50,7 +51,7 @@ PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml)
     "num_samples": 1,
     "worker_timeout": 2.0,
     "limit_scale": 1.0,
-    "resync_tolerance": 0.3,
+    "resync_tolerance": 1.0,
     "check_image_size": True,
     "status_rate": 10.0,
     "realtime_priority": 0,
@@ -213,6 +214,8 @@ class PolicyNode(LifecycleNode):
 
     # ------------------------------------------------------------------ outputs
     def _on_command(self, command: Command) -> None:
+        if not self.context.ok():
+            return  # shutting down: the runtime's threads may outlive the context by a tick
         period = self.runtime.config.period
         for pub, index, names, forward in self._outputs:
             positions = command.positions[index]
@@ -222,6 +225,8 @@ class PolicyNode(LifecycleNode):
                 pub.publish(conv.joint_trajectory_msg(names, [period], positions[None], start_time=0.0))
 
     def _on_chunk(self, chunk: Chunk) -> None:
+        if not self.context.ok():
+            return
         msg = ActionChunk(
             joint_names=list(self.embodiment.joint_names),
             step_dt=chunk.step_dt,
@@ -332,7 +337,9 @@ class PolicyNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+    # Ctrl-C raises KeyboardInterrupt here instead of shutting the context down under the runtime's
+    # threads, so the runtime stops before its publishers go away.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = PolicyNode()
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
@@ -342,7 +349,7 @@ def main(args: list[str] | None = None) -> None:
         pass
     finally:
         if node.runtime is not None:
-            node.runtime.stop()
+            node.runtime.stop()  # before the context goes: its threads publish
         node.destroy_node()
         rclpy.try_shutdown()
 

@@ -25,10 +25,10 @@ class RuntimeConfig:
     sync_execute_fraction: float = 1.0  # synchronous mode: fraction of each chunk executed before re-inferring
     torch_threads: int = 0  # intra-op threads for a torch policy; 0: all cores but one
     gil_switch_interval: float = 0.001  # s; short so the control thread gets the GIL back promptly
-    # rad or m: a measured arm joint this far from its command means the robot was reset or moved by
-    # someone else; the stream then restarts from the measured position (0 disables; grippers exempt,
-    # as a gripper closed on an object never reaches its command).
-    resync_tolerance: float = 0.3
+    # rad or m: a measured arm joint this far from its command means the robot was moved by someone
+    # else; the stream then restarts from the measured position (0 disables; grippers exempt, as a
+    # gripper closed on an object never reaches its command). Teleports are caught without it.
+    resync_tolerance: float = 1.0
     clock_jump_forward: float = 1.0  # s; a larger forward leap between ticks counts as a clock jump
     realtime_priority: int = 0  # SCHED_FIFO priority (1-99) of the action-stream thread; 0: normal scheduling
     worker_realtime_priority: int = 0  # SCHED_FIFO priority of the inference thread (keep below the stream's)

@@ -70,6 +70,9 @@ class PerceptionStream:
     cameras: Mapping[str, tuple[int, int] | None] = field(default_factory=dict)
     clock: Clock = field(default_factory=MonotonicClock)
     future_tolerance: float = 0.5  # s a stamp may lie ahead of the clock before it is a clock mismatch
+    # Per-joint speeds (units/s) no real motion exceeds; a faster change between two joint states is
+    # a teleport (simulator reset, estimator reinitialised) and is counted in ``joint_jumps``.
+    joint_speed_limits: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Condition()
@@ -78,6 +81,8 @@ class PerceptionStream:
         self.last_error: str = ""
         self.errors: dict[str, str] = {}  # source -> why its last input was refused (cleared on the next good one)
         self.rejected = 0
+        self.joint_jumps = 0
+        self.joint_jump_reason = ""
 
     @property
     def sources(self) -> Sequence[str]:
@@ -128,7 +133,23 @@ class PerceptionStream:
         if not np.all(np.isfinite(value)):
             bad = np.flatnonzero(~np.isfinite(value)).tolist()
             self._reject(f"joint state contains NaN/inf at indices {bad}", JOINTS)
+        self._check_jump(value, stamp)
         self._accept(JOINTS, value.copy(), stamp)
+
+    def _check_jump(self, value: np.ndarray, stamp: float | None) -> None:
+        previous = self._slots.get(JOINTS)
+        if self.joint_speed_limits is None or previous is None:
+            return
+        dt = max((self.clock.now() if stamp is None else stamp) - previous.stamp, 0.0)
+        allowed = 2.0 * self.joint_speed_limits * dt + 0.02
+        excess = np.abs(value - previous.value) - allowed
+        worst = int(np.argmax(excess))
+        if excess[worst] > 0:
+            with self._lock:
+                self.joint_jumps += 1
+                self.joint_jump_reason = (
+                    f"joint {worst} jumped {abs(value[worst] - previous.value[worst]):.3f} in {dt:.3f} s"
+                )
 
     def put_image(self, camera: str, image: np.ndarray, stamp: float | None = None) -> None:
         """Accept an ``(H, W, 3)`` uint8 RGB image from a known camera of the expected size."""

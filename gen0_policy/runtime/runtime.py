@@ -66,7 +66,9 @@ class Runtime:
         self.clock = clock or MonotonicClock()
         if cameras is None:
             cameras = {c.name: (c.height, c.width) for c in embodiment.cameras}
-        self.perception = PerceptionStream(embodiment.dof, cameras, self.clock)
+        speeds = np.where(embodiment.gripper_mask, np.inf, embodiment.velocity_limits)
+        self.perception = PerceptionStream(embodiment.dof, cameras, self.clock, joint_speed_limits=speeds)
+        self._joint_jumps = 0
         self.limits = SafetyLimits.from_embodiment(embodiment, self.config.limit_scale)
         self.stream = ActionStream(SafetyFilter(self.limits), self.config.period, self.config.swap_min_gap)
         self.on_command = on_command
@@ -187,7 +189,7 @@ class Runtime:
             if joints is None:
                 return None
             self.stream.reset(now, joints)  # start from the measured position
-        elif joints is not None and self.config.resync_tolerance > 0:
+        elif joints is not None:
             self._check_tracking(now, joints)
         if self._last_tick is not None and now > self._last_tick:  # average periods, not rates: a late
             period = now - self._last_tick  # tick followed by a quick catch-up must not read as a fast clock
@@ -200,16 +202,23 @@ class Runtime:
         return command
 
     def _check_tracking(self, now: float, measured: np.ndarray) -> None:
-        """Restart from the measured position if the robot is far from where it was commanded."""
-        commanded = self.stream.position()
-        error = np.where(self._arm, np.abs(measured - commanded), 0.0)
-        worst = int(np.argmax(error))
-        if error[worst] > self.config.resync_tolerance:
+        """Restart from the measured position if the robot teleported (a joint state jumped faster than
+        any joint can move) or is far from where it was commanded (moved by hand, a long stall)."""
+        why = ""
+        if self.perception.joint_jumps != self._joint_jumps:
+            self._joint_jumps = self.perception.joint_jumps
+            why = f"the measured {self.perception.joint_jump_reason} (robot reset?)"
+        elif self.config.resync_tolerance > 0:
+            error = np.where(self._arm, np.abs(measured - self.stream.position()), 0.0)
+            worst = int(np.argmax(error))
+            if error[worst] > self.config.resync_tolerance:
+                why = (
+                    f"{self.embodiment.joint_names[worst]} was {error[worst]:.3f} from its command "
+                    f"(> resync_tolerance {self.config.resync_tolerance}; moved by hand?)"
+                )
+        if why:
             self._epoch += 1  # chunks in flight were planned from where the robot no longer is
-            self._restart_reason = (
-                f"re-anchored at the measured position: {self.embodiment.joint_names[worst]} was {error[worst]:.3f} "
-                f"from its command (> resync_tolerance {self.config.resync_tolerance}); robot reset or moved?"
-            )
+            self._restart_reason = f"re-anchored at the measured position: {why}"
             log.warning(self._restart_reason)
             self.stream.restart(now, measured)
 

@@ -188,6 +188,8 @@ def _read_low_dim(reader, path: Path, config: BuildConfig) -> tuple[_BagContents
     if missing:
         raise DatasetError(f"bag {path} lacks camera topics {missing}; it has {sorted(by_topic)}")
     contents.camera_topics = {camera_name(t): t for t in sorted(cams)}
+    if len(contents.camera_topics) != len(set(cams)):
+        raise DatasetError(f"bag {path}: camera topics {sorted(cams)} give clashing camera names; pass --camera-topic")
     commands = config.command_topics or tuple(
         t for t, c in by_topic.items() if c.msgtype in (TRAJECTORY_TYPE, ARRAY_TYPE)
     )

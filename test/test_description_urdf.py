@@ -19,7 +19,7 @@ import yourdfpy
 
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.paths import config_dir, launch_dir
-from gen0_policy.sim.robots import build_robot
+from gen0_policy.sim.scene import build_spec
 
 EMBODIMENTS = ["ur5e", "panda", "g1"]
 CONTROLLER_TYPES = {
@@ -35,7 +35,7 @@ def expand(name: str, **args: str) -> str:
 
 @cache
 def mujoco_robot(name: str) -> mujoco.MjModel:
-    return build_robot(load_embodiment(name)).compile()
+    return build_spec(load_embodiment(name)).compile()  # the robot in its world, with the scene cameras
 
 
 def load(xml: str) -> yourdfpy.URDF:
@@ -104,6 +104,9 @@ def test_forward_kinematics_matches_mujoco(name):
     bodies = [b for b in range(m.nbody) if b != root and m.body(b).name in urdf.link_map and chain_exact(b)]
     assert len(bodies) >= len(emb.controller(emb.controllers[0].name).joints)
     rng = np.random.default_rng(0)
+    np.testing.assert_allclose(  # the robot stands where the simulator puts it
+        urdf.get_transform(m.body(root).name, "world")[:3, 3], m.body_pos[root], atol=1e-9
+    )
     for _ in range(5):
         q = rng.uniform(emb.lower, emb.upper)
         cfg = dict(zip(emb.joint_names, q, strict=True))
@@ -123,11 +126,11 @@ def test_forward_kinematics_matches_mujoco(name):
         for site in emb.sim.get("tcp_sites", []):
             expected = pose(m, d, d.site(site).xpos, d.site(site).xmat, root)
             np.testing.assert_allclose(urdf.get_transform(site, base), expected, atol=1e-5)
-        for c in range(m.ncam):  # optical frame = MuJoCo camera turned 180 deg about x
-            expected = pose(m, d, d.cam_xpos[c], d.cam_xmat[c], root) @ np.diag([1.0, -1.0, -1.0, 1.0])
-            np.testing.assert_allclose(
-                urdf.get_transform(f"{m.camera(c).name}_optical_frame", base), expected, atol=1e-5
-            )
+        for cam in emb.cameras:  # optical frame = MuJoCo camera turned 180 deg about x
+            c = m.camera(cam.name).id
+            expected = pose(m, d, d.cam_xpos[c], d.cam_xmat[c], 0) @ np.diag([1.0, -1.0, -1.0, 1.0])
+            actual = urdf.get_transform(f"{cam.name}_optical_frame", "world")
+            np.testing.assert_allclose(actual, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", EMBODIMENTS)

@@ -24,7 +24,7 @@ from scipy.spatial.transform import Rotation
 
 from gen0_policy.embodiment import Embodiment, load_embodiment
 from gen0_policy.paths import config_dir
-from gen0_policy.sim.robots import build_robot
+from gen0_policy.sim.scene import build_spec
 
 # Joints coupled to an action joint by a closed linkage (MuJoCo `connect` constraints), which URDF
 # cannot express: approximated as mimic joints, (mimicked joint, multiplier), as robotiq_description does.
@@ -53,6 +53,19 @@ def rpy(quat_wxyz) -> str:
 
 def origin(pos, quat) -> str:
     return f'<origin xyz="{fmt(pos)}" rpy="{rpy(quat)}"/>'
+
+
+def camera_frame(m: mujoco.MjModel, c: int) -> list[str]:
+    """Link + fixed joint of a camera's optical frame (z forward, x right, y down): the MuJoCo camera
+    (looking along -z, y up) turned 180 deg about x."""
+    cam, quat = m.camera(c).name, np.zeros(4)
+    mujoco.mju_mulQuat(quat, m.cam_quat[c], np.array([0.0, 1.0, 0.0, 0.0]))
+    parent = "world" if m.cam_bodyid[c] == 0 else f"${{prefix}}{m.body(m.cam_bodyid[c]).name}"
+    return [
+        f'  <link name="${{prefix}}{cam}_optical_frame"/>',
+        f'  <joint name="${{prefix}}{cam}_optical_joint" type="fixed"><parent link="{parent}"/>'
+        f'<child link="${{prefix}}{cam}_optical_frame"/>{origin(m.cam_pos[c], quat)}</joint>',
+    ]
 
 
 def mimic_table(m: mujoco.MjModel, emb: Embodiment) -> dict[str, tuple[str, float, float]]:
@@ -106,10 +119,11 @@ def mesh_box(m: mujoco.MjModel, geoms: list[int]) -> tuple[str, np.ndarray, np.n
 
 def generate(name: str) -> str:
     emb = load_embodiment(name)
-    m = build_robot(emb).compile()
+    m = build_spec(emb).compile()  # the robot in its world (base pose, scene cameras)
     root = m.body(emb.sim["base_body"]).id
     mimic = mimic_table(m, emb)
     spec_of = {j.name: j for j in emb.joints}
+    cameras = [m.camera(cam.name).id for cam in emb.cameras]  # not the model's own extra cameras
     out = [
         '<?xml version="1.0"?>',
         f"<!-- {emb.description}.",
@@ -130,7 +144,8 @@ def generate(name: str) -> str:
         '  <xacro:if value="$(arg fixed_to_world)">',
         '    <link name="world"/>',
         f'    <joint name="${{prefix}}world_joint" type="fixed"><parent link="world"/>'
-        f'<child link="${{prefix}}{m.body(root).name}"/></joint>',
+        f'<child link="${{prefix}}{m.body(root).name}"/>{origin(m.body_pos[root], m.body_quat[root])}</joint>',
+        *[f"  {line}" for c in cameras if m.cam_bodyid[c] == 0 for line in camera_frame(m, c)],
         "  </xacro:if>",
     ]
     colors: dict[str, str] = {}
@@ -211,17 +226,9 @@ def generate(name: str) -> str:
                 f'  <joint name="${{prefix}}{m.site(s).name}_joint" type="fixed"><parent link="${{prefix}}{parent}"/>'
                 f'<child link="${{prefix}}{m.site(s).name}"/>{origin(m.site_pos[s], m.site_quat[s])}</joint>'
             )
-    flip = np.array([0.0, 1.0, 0.0, 0.0])  # 180 deg about x: MuJoCo camera (-z forward, y up) -> optical
-    for c in range(m.ncam):
-        cam = m.camera(c).name
-        quat = np.zeros(4)
-        mujoco.mju_mulQuat(quat, m.cam_quat[c], flip)
-        parent = m.body(m.cam_bodyid[c]).name
-        out.append(f'  <link name="${{prefix}}{cam}_optical_frame"/>')
-        out.append(
-            f'  <joint name="${{prefix}}{cam}_optical_joint" type="fixed"><parent link="${{prefix}}{parent}"/>'
-            f'<child link="${{prefix}}{cam}_optical_frame"/>{origin(m.cam_pos[c], quat)}</joint>'
-        )
+    for c in cameras:
+        if m.cam_bodyid[c] != 0:  # world cameras are above, with the world link
+            out += camera_frame(m, c)
 
     # ros2_control: position commands for the action joints; mimic joints report state only.
     out += [

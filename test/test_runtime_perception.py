@@ -103,5 +103,7 @@ def test_joint_states_faster_than_any_joint_can_move_count_as_a_jump(clock) -> N
     stream.put_joints(np.array([0.015, 5.0]), stamp=9.0)  # within the slack; the second joint is exempt
     stream.put_joints(np.array([0.2, 5.0]), stamp=9.1)  # 0.185 in 0.1 s at 1 rad/s: possible
     assert stream.joint_jumps == 0
-    stream.put_joints(np.array([1.5, 5.0]), stamp=9.2)  # 1.3 in 0.1 s: a teleport
+    stream.put_joints(np.array([1.5, 9.0]), stamp=9.2)  # 1.3 in 0.1 s: a teleport
     assert stream.joint_jumps == 1 and "joint 0 jumped 1.300 in 0.100 s" in stream.joint_jump_reason
+    stream.put_joints(np.array([0.0, 1.0]), stamp=9.2)
+    assert stream.joint_jumps == 2 and "joint 0 jumped 1.500 in 0.000 s" in stream.joint_jump_reason

@@ -141,8 +141,9 @@ class PerceptionStream:
         if self.joint_speed_limits is None or previous is None:
             return
         dt = max((self.clock.now() if stamp is None else stamp) - previous.stamp, 0.0)
-        allowed = 2.0 * self.joint_speed_limits * dt + 0.02
-        excess = np.abs(value - previous.value) - allowed
+        limited = np.isfinite(self.joint_speed_limits)  # inf: exempt (grippers)
+        allowed = 2.0 * np.where(limited, self.joint_speed_limits, 0.0) * dt + 0.02
+        excess = np.where(limited, np.abs(value - previous.value) - allowed, -np.inf)
         worst = int(np.argmax(excess))
         if excess[worst] > 0:
             with self._lock:

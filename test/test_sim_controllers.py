@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gen0_policy.embodiment import Embodiment
 from gen0_policy.errors import CommandError
@@ -261,3 +263,44 @@ def test_reset_holds_given_positions():
     cs.command_trajectory("arm_controller", cmd([1.0], [[1.0, 1.0]], names=("a1", "a2")), now=0.0)
     cs.reset(np.array([0.1, 0.2, 0.01]), time=0.5)
     np.testing.assert_allclose(cs.targets(3.0), [0.1, 0.2, 0.01])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    kind=st.sampled_from(["linear", "cubic", "quintic"]),
+    n_points=st.integers(1, 5),
+    replace_at=st.floats(0.0, 3.0),
+)
+def test_random_trajectories_keep_invariants(seed, kind, n_points, replace_at):
+    """Random valid goals, replaced at a random instant: points are hit, positions stay continuous
+    at the replacement (velocities too for cubic/quintic), targets never leave the limits."""
+    rng = np.random.default_rng(seed)
+
+    def random_cmd() -> TrajectoryCommand:
+        times = np.cumsum(rng.uniform(0.05, 1.0, n_points))
+        positions = rng.uniform(LOWER, UPPER, (n_points, 3))
+        velocities = accelerations = None
+        if kind != "linear":
+            velocities = rng.uniform(-1, 1, (n_points, 3))
+            velocities[-1] = 0.0
+        if kind == "quintic":
+            accelerations = rng.uniform(-1, 1, (n_points, 3))
+        return cmd(times, positions, velocities=velocities, accelerations=accelerations)
+
+    f = follower()
+    first = random_cmd()
+    f.command(first, now=0.0)
+    for t, p in zip(first.times, first.positions, strict=True):
+        np.testing.assert_allclose(f.sample(float(t)).positions, p, atol=1e-9)
+    before = f._trajectory.sample(replace_at)
+    second = random_cmd()
+    f.command(second, now=replace_at)
+    after = f._trajectory.sample(replace_at)
+    np.testing.assert_allclose(after.positions, before.positions, atol=1e-9)
+    if kind != "linear":
+        np.testing.assert_allclose(after.velocities, before.velocities, atol=1e-9)
+    np.testing.assert_allclose(f.sample(replace_at + second.times[-1]).positions, second.positions[-1], atol=1e-9)
+    for t in np.linspace(0.0, replace_at + second.times[-1] + 1.0, 50):
+        p = f.sample(t).positions
+        assert np.all(p >= LOWER) and np.all(p <= UPPER) and np.all(np.isfinite(p))

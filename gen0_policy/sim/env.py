@@ -7,8 +7,10 @@ what a joint_state_broadcaster would publish, ``render`` what a camera driver wo
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
+import weakref
 from typing import Any
 
 import mujoco
@@ -41,7 +43,7 @@ class SimEnv:
         self._vadr = np.array([j.dofadr[0] for j in joints])
         self._act = np.array([self.model.actuator(f"{n}_servo").id for n in embodiment.joint_names])
         self._scale = servo_scales(embodiment)
-        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._renderers: _Renderers = _Renderers()
         self._targets = embodiment.home.copy()
         self.seed = seed
         self.instruction = ""
@@ -142,6 +144,10 @@ class SimEnv:
         renderer = self._renderers.get((w, h))
         if renderer is None:
             renderer = self._renderers[(w, h)] = mujoco.Renderer(self.model, height=h, width=w)
+            if len(self._renderers) == 1:
+                # mujoco's EGL backend terminates its display at exit; close our contexts before it
+                # (atexit runs in reverse order) instead of in a late __del__ that raises EGL errors.
+                atexit.register(_close_at_exit, weakref.ref(self._renderers))
         renderer.update_scene(self.data, camera=camera)
         return renderer.render().copy()
 
@@ -156,15 +162,29 @@ class SimEnv:
         }
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
+        _close_renderers(self._renderers)
 
     def __enter__(self) -> SimEnv:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Renderers(dict):
+    """One mujoco.Renderer per (width, height); a dict subclass so atexit can hold it weakly."""
+
+
+def _close_renderers(renderers: dict[tuple[int, int], mujoco.Renderer]) -> None:
+    for renderer in renderers.values():
+        renderer.close()
+    renderers.clear()
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    renderers = ref()
+    if renderers is not None:
+        _close_renderers(renderers)
 
 
 _MODELS: dict[tuple[str, str, str], mujoco.MjModel] = {}  # compiled worlds; loading meshes is the slow part

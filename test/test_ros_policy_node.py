@@ -290,3 +290,22 @@ def test_bringup_sim_closes_the_loop_through_ros(processes, listener, checkpoint
     )
     assert_commands_within_limits(listener)
     assert bringup.poll() is None, processes.output(bringup)
+
+
+def test_bringup_uses_the_launch_files_parameter_files_and_refuses_a_missing_checkpoint(tmp_path) -> None:
+    from gen0_policy.cli import main as gen0
+
+    with pytest.raises(SystemExit):
+        gen0(["bringup", "sim", "--help"])
+    assert gen0(["bringup", "sim", "--checkpoint", str(tmp_path / "none")]) == 2
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = gen0(["bringup", "sim", "--checkpoint", str(tmp_path), "--embodiment", "ur5e", "--print-only"])
+    sim, policy = out.getvalue().strip().splitlines()
+    assert code == 0 and "gen0_policy.ros.sim_node" in sim and "config/sim_node.yaml" in sim
+    assert "-p embodiment:=ur5e" in sim and "task:=" not in sim  # empty task: the file's default
+    assert "config/policy_node.yaml" in policy and "-p use_sim_time:=true -p autostart:=true" in policy
+    assert f"checkpoint:={tmp_path}" in policy

@@ -5,6 +5,8 @@ stale data, a clock jump) with a hold and a clear status, never a crash or an ou
 
 from __future__ import annotations
 
+import contextlib
+import io
 import threading
 import time
 from pathlib import Path
@@ -298,9 +300,6 @@ def test_bringup_uses_the_launch_files_parameter_files_and_refuses_a_missing_che
     with pytest.raises(SystemExit):
         gen0(["bringup", "sim", "--help"])
     assert gen0(["bringup", "sim", "--checkpoint", str(tmp_path / "none")]) == 2
-    import contextlib
-    import io
-
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = gen0(["bringup", "sim", "--checkpoint", str(tmp_path), "--embodiment", "ur5e", "--print-only"])

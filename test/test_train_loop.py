@@ -80,14 +80,16 @@ def test_resume_continues_the_same_curve(tmp_path: Path) -> None:
 
 
 def test_loss_falls_and_validation_is_logged(tmp_path: Path) -> None:
-    config = tiny_config(tmp_path / "run", steps=40, batch_size=8, lr=2e-3, val_every=40, save_every=40)
+    config = tiny_config(tmp_path / "run", steps=40, batch_size=8, lr=2e-3, val_every=20, save_every=40)
     config.val_samples = 3
     trainer = Trainer(config, sources(), robots())
-    before = trainer.validate()
-    metrics = trainer.run()
-    assert metrics["val/next_action_mse"] < before["val/next_action_mse"]
-    assert metrics["val/sample_spread"] > 0
-    assert (tmp_path / "run" / "tb").is_dir() and list((tmp_path / "run" / "tb").glob("events.*"))
+    losses = [trainer.train_step()["loss"] for _ in range(40)]
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10]), losses
+    metrics = trainer.validate()
+    assert np.isfinite(metrics["val/next_action_mse"]) and metrics["val/sample_spread"] > 0
+    trainer.run()  # already at the last step: logs, validates and saves only
+    events = list((tmp_path / "run" / "tb").glob("events.*"))
+    assert events and events[0].stat().st_size > 0
     assert (tmp_path / "run" / "latest").read_text() == "ckpt-0000040"
 
 

@@ -140,6 +140,7 @@ class Trainer:
         )
         self._build_model(model_config, init)
         self.step = 0
+        self.saved_step = -1
         if config.resume and (self.out_dir / "latest").is_file():
             self._resume(resolve(self.out_dir))
 
@@ -247,7 +248,7 @@ class Trainer:
             if state["ema"] is None:
                 raise CheckpointError(f"{ckpt} has no EMA weights but ema_decay > 0; resume with ema_decay=0")
             self.ema.load_state_dict(state["ema"])
-        self.step = int(state["trainer"]["step"])
+        self.step = self.saved_step = int(state["trainer"]["step"])
 
     # -- one step -----------------------------------------------------------------------------------
     def _autocast(self) -> Any:
@@ -323,6 +324,7 @@ class Trainer:
         """Write ckpt-<step>/ (all ranks gather, rank 0 writes) and point ``latest`` at it."""
         weights = get_model_state_dict(self.model, options=FULL)
         optim = get_optimizer_state_dict(self.model, self.optimizer, options=FULL)
+        self.saved_step = self.step
         if self.rank != 0:
             return None
         ckpt = self.out_dir / f"ckpt-{self.step:07d}"
@@ -380,6 +382,9 @@ class Trainer:
                         writer.add_scalar(key, value, self.step)
             if self.step % config.save_every == 0 or self.step == config.steps:
                 self.save(metrics)
+        if self.saved_step != self.step:  # steps taken outside run(), e.g. by a caller's own loop
+            metrics.update(self.validate())
+            self.save(metrics)
         bar.close()
         if writer:
             writer.close()

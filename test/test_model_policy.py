@@ -184,3 +184,19 @@ def test_minilm_sentence_encoder_offline() -> None:
     assert a.shape == (384,)
     assert float(a @ b) > float(a @ c)  # paraphrases are closer than different tasks
     assert encoder.encode(["pick up the red cube"])[0] is not None and len(encoder._cache) == 3
+
+
+def test_bf16_inference_matches_fp32(trained) -> None:
+    """bf16 weights (the default on CPUs with AMX/AVX512-BF16 and on GPUs) give the same chunk to
+    within bf16 precision, and the committed rows stay exact."""
+    out, sources = trained
+    fp32 = Gen0Policy.load(out, precision="fp32")
+    bf16 = Gen0Policy.load(out, precision="bf16")
+    assert bf16.bf16 and next(bf16.model.backbone.parameters()).dtype == torch.bfloat16
+    ep = sources["g1"][2]
+    committed = ep.actions[5:7]
+    a = fp32.infer(observation(ep, 5), committed=committed)["actions"]
+    b = bf16.infer(observation(ep, 5), committed=committed)["actions"]
+    np.testing.assert_array_equal(b[:2], committed)
+    scale = fp32.processor.action_scale("g1")
+    assert np.abs((a - b) / scale).max() < 0.1

@@ -49,8 +49,9 @@ class Gen0Policy:
         self.device = torch.device(device)
         self.bf16 = precision == "bf16" or (precision == "auto" and bf16_fast(self.device))
         self.model = model.to(self.device).eval()
-        if self.bf16:
+        if self.bf16:  # weights in bf16 (half the bytes to read per chunk); the small conv net stays fp32
             self.model = self.model.to(torch.bfloat16)
+            self.model.vision.float()
         self.processor = processor
         self.meta = dict(meta)
         self.config: ModelConfig = model.config
@@ -147,7 +148,7 @@ class Gen0Policy:
         if K > 1:
             noise[1:] = torch.randn(K, H, D, generator=self._generator)
         dtype = torch.bfloat16 if self.bf16 else torch.float32
-        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+        with torch.inference_mode():
             batch = {k: v.to(self.device) for k, v in batch.items()}
             B = noise.shape[0]
             x = self.model.sample(

@@ -9,13 +9,12 @@ action /gen0_policy/run_task. With autostart:=false, drive the lifecycle yoursel
 (ros2 lifecycle set /gen0_policy configure, then activate).
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -8,14 +8,13 @@ Episodes start and stop with /recorder/start_episode and /recorder/stop_episode 
 /episode_info says what is being recorded. Then: gen0 data build ~/demos --out DATASET.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:

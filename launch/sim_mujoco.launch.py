@@ -8,14 +8,13 @@ Topics: /joint_states, /clock, /<camera>/image_raw + camera_info, /task_status,
 should run with use_sim_time:=true. sim_gazebo.launch.py offers the same controllers in Gazebo.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import Command, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -4,13 +4,12 @@ ros2 launch gen0_policy sim_policy.launch.py embodiment:=panda task:=reach check
 ros2 launch gen0_policy sim_policy.launch.py simulator:=gazebo ...   # same policy, Gazebo instead of MuJoCo
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.conditions import LaunchConfigurationEquals
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -178,6 +178,9 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
     config = load_train_config(path, ["steps=20", "model.width=64", "datasets.1.weight=3", "freeze=[vision]"])
     assert config.steps == 20 and config.model == {"width": 64} and config.freeze == ["vision"]
     assert [d.weight for d in config.datasets] == [2, 3] and config.datasets[0].name == "a"
+    assert load_train_config(path, ["lr=1e-3"]).lr == 1e-3  # YAML alone would read a string
+    with pytest.raises(ConfigError, match="steps must be an integer"):
+        load_train_config(path, ["steps=2.5"])
     with pytest.raises(ConfigError, match="known keys"):
         load_train_config(path, ["stpes=3"])
     with pytest.raises(ConfigError, match="freezable parts"):

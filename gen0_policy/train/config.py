@@ -19,6 +19,22 @@ STRATEGIES = ("auto", "single", "ddp", "fsdp")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def coerce_numbers(config: Any) -> None:
+    """YAML reads ``1e-3`` as a string (it wants ``1.0e-3``); accept it, and say clearly what is wrong."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if isinstance(f.default, bool) or not isinstance(f.default, int | float) or isinstance(value, bool):
+            continue
+        kind = type(f.default)
+        try:
+            number = float(value)
+            if kind is int and not number.is_integer():
+                raise ValueError
+            setattr(config, f.name, kind(number))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{f.name} must be a{'n integer' if kind is int else ' number'}, got {value!r}") from None
+
+
 @dataclass
 class DatasetSpec:
     """One source of the mixture: a LeRobot v3 folder (``gen0 sim collect`` output), filtered."""
@@ -32,6 +48,7 @@ class DatasetSpec:
     only_success: bool = True
 
     def __post_init__(self) -> None:
+        coerce_numbers(self)
         if not self.path:
             raise ConfigError("every dataset needs a path")
         if not self.weight > 0:
@@ -77,6 +94,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        coerce_numbers(self)
         self.datasets = [d if isinstance(d, DatasetSpec) else DatasetSpec(**d) for d in self.datasets]
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
         unknown = sorted(set(self.freeze) - set(FREEZABLE))

@@ -138,6 +138,11 @@ def distributed_equals_single(strategy: str, dataset: Path, tmp_path: Path, port
     common += ["batch_size=4", "warmup_steps=1", "precision=fp32", "threads=1", "progress=false", "val_fraction=0.25"]
     run_cli([*common, f"out_dir={tmp_path / 'one'}", "strategy=single"], 1, port, tmp_path)
     run_cli([*common, f"out_dir={tmp_path / 'two'}", f"strategy={strategy}"], 2, port, tmp_path)
+    from gen0_policy.model.policy import Gen0Policy
+
+    assert Gen0Policy.load(tmp_path / "one", precision="fp32").camera_sizes == {
+        "panda": {"scene": [32, 32], "wrist": [32, 32]}
+    }
     one = load_file(str(tmp_path / "one" / "ckpt-0000002" / "model.safetensors"))
     two = load_file(str(tmp_path / "two" / "ckpt-0000002" / "model.safetensors"))
     init = Trainer(

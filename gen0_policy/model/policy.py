@@ -88,6 +88,11 @@ class Gen0Policy:
         return self.config.max_prefix
 
     @property
+    def camera_sizes(self) -> dict[str, dict[str, list[int]]]:
+        """{robot: {camera: [width, height]}} of the training data (empty if unknown): render these."""
+        return dict(self.meta.get("camera_sizes", {}))
+
+    @property
     def checkpoint_id(self) -> str:
         return str(self.meta.get("checkpoint_id", "untrained"))
 

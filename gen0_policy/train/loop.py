@@ -87,6 +87,22 @@ def load_sources(specs: Sequence[DatasetSpec], image_size: int) -> list[MixtureS
     return sources
 
 
+def camera_sizes(specs: Sequence[DatasetSpec]) -> dict[str, dict[str, list[int]]]:
+    """{robot: {camera: [width, height]}} the datasets were recorded at, from meta/info.json, so a
+    rollout can render what the policy was trained on (a 4:3 render squashed to a square is not)."""
+    import json
+
+    sizes: dict[str, dict[str, list[int]]] = {}
+    for spec in specs:
+        info = json.loads((Path(spec.path) / "meta" / "info.json").read_text())
+        robot = spec.embodiment or str(info.get("robot_type", ""))
+        for key, feature in info.get("features", {}).items():
+            if key.startswith("observation.images.") and len(feature.get("shape", [])) == 3:
+                height, width = feature["shape"][:2]
+                sizes.setdefault(robot, {})[key.removeprefix("observation.images.")] = [int(width), int(height)]
+    return sizes
+
+
 def joint_stats(episodes: Sequence[Episode]) -> dict[str, JointStats]:
     by_robot: dict[str, list[Episode]] = {}
     for e in episodes:
@@ -113,8 +129,10 @@ class Trainer:
         self.out_dir = Path(config.out_dir)
         init = load_policy(config.init_from) if config.init_from else None
         model_config = self._model_config(init)
+        self.camera_sizes: dict[str, dict[str, list[int]]] = {}
         if sources is None:
             sources = load_sources(config.datasets, model_config.image_size)
+            self.camera_sizes = camera_sizes(config.datasets)
         # Held-out episodes per source, so every source is validated.
         self.train_sources, self.val_sources = [], []
         for i, s in enumerate(sources):
@@ -333,6 +351,7 @@ class Trainer:
             "run": self.config.run_name,
             "step": self.step,
             "fps": self.fps,
+            "camera_sizes": self.camera_sizes,
             "seed": self.config.seed,
             "metrics": metrics or {},
             "datasets": [s.name for s in self.train_sources],

@@ -186,17 +186,19 @@ def test_minilm_sentence_encoder_offline() -> None:
     assert encoder.encode(["pick up the red cube"])[0] is not None and len(encoder._cache) == 3
 
 
-def test_bf16_inference_matches_fp32(trained) -> None:
-    """bf16 weights (the default on CPUs with AMX/AVX512-BF16 and on GPUs) give the same chunk to
-    within bf16 precision, and the committed rows stay exact."""
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_low_precision_inference_matches_fp32(trained, precision: str) -> None:
+    """bf16 weights (the default on CPUs with AMX/AVX512-BF16 and on GPUs) and int8 weights (opt-in,
+    CPU) give the same chunk to within their precision, and the committed rows stay exact."""
     out, sources = trained
     fp32 = Gen0Policy.load(out, precision="fp32")
-    bf16 = Gen0Policy.load(out, precision="bf16")
-    assert bf16.bf16 and next(bf16.model.backbone.parameters()).dtype == torch.bfloat16
+    low = Gen0Policy.load(out, precision=precision)
+    if precision == "bf16":
+        assert low.bf16 and next(low.model.backbone.parameters()).dtype == torch.bfloat16
     ep = sources["g1"][2]
     committed = ep.actions[5:7]
     a = fp32.infer(observation(ep, 5), committed=committed)["actions"]
-    b = bf16.infer(observation(ep, 5), committed=committed)["actions"]
+    b = low.infer(observation(ep, 5), committed=committed)["actions"]
     np.testing.assert_array_equal(b[:2], committed)
     scale = fp32.processor.action_scale("g1")
-    assert np.abs((a - b) / scale).max() < 0.1
+    assert 0 < np.abs((a - b) / scale).max() < 0.15

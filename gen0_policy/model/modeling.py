@@ -134,7 +134,7 @@ class ImageEncoder(nn.Module):
         B, N = images.shape[:2]
         # Small convolutions are faster in fp32 than in bf16 on CPUs (measured: 3.7 vs 6.8 ms).
         with torch.autocast("cpu", enabled=False):
-            x = images.flatten(0, 1).to(self.proj.weight.dtype) / 127.5 - 1.0
+            x = images.flatten(0, 1).to(self.stem[0].weight.dtype) / 127.5 - 1.0
             x = F.adaptive_avg_pool2d(self.stem(x), self.grid)  # (B*N, ch, g, g)
             x = self.proj(x.flatten(2).transpose(1, 2))  # (B*N, g*g, C)
         return x.reshape(B, N * self.grid**2, -1)

@@ -22,6 +22,19 @@ from gen0_policy.model.language import language_encoder
 from gen0_policy.model.modeling import Gen0Model
 from gen0_policy.model.processor import Processor
 
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
+
+def quantize_linear_int8(model: Gen0Model) -> Gen0Model:
+    """int8 weights for every Linear, activations quantized on the fly (CPU only): a quarter of the
+    fp32 bytes to read per chunk, ~1/3 less latency than bf16 here, errors ~2x bf16's. Uses torch's
+    dynamic quantization, which torch has deprecated in favour of torchao; its warning is silenced."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
 
 def bf16_fast(device: torch.device) -> bool:
     """bf16 pays off on CUDA and on CPUs with AMX/AVX512-BF16 (~3x the fp32 matmul rate here)."""
@@ -44,14 +57,19 @@ class Gen0Policy:
         device: str | torch.device = "cpu",
         precision: str = "auto",
     ) -> None:
-        if precision not in ("auto", "fp32", "bf16"):
-            raise CheckpointError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+        if precision not in PRECISIONS:
+            raise CheckpointError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.device = torch.device(device)
+        if precision == "int8" and self.device.type != "cpu":
+            raise CheckpointError("precision int8 is for CPU inference; use bf16 on GPUs")
+        self.precision = precision
         self.bf16 = precision == "bf16" or (precision == "auto" and bf16_fast(self.device))
         self.model = model.to(self.device).eval()
         if self.bf16:  # weights in bf16 (half the bytes to read per chunk); the small conv net stays fp32
             self.model = self.model.to(torch.bfloat16)
             self.model.vision.float()
+        elif precision == "int8":
+            self.model = quantize_linear_int8(self.model)
         self.processor = processor
         self.meta = dict(meta)
         self.config: ModelConfig = model.config

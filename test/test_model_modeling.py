@@ -174,3 +174,20 @@ def test_dummy_batch_runs_a_real_forward() -> None:
     batch = dummy_batch(CONFIG, 2, "cpu")
     assert model(batch).ndim == 0
     assert np.isfinite(model(batch).item())
+
+
+def test_model_info_cli_prints_counts() -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "gen0_policy.cli", "model", "info", "--preset", "10b", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    info = json.loads(out.stdout)
+    assert info["preset"] == "10b" and info["parameters"]["total"] > 10e9
+    assert info["flops"]["train_per_sample"] > 0 and info["config"]["width"] == 5120

@@ -202,3 +202,23 @@ def test_low_precision_inference_matches_fp32(trained, precision: str) -> None:
     np.testing.assert_array_equal(b[:2], committed)
     scale = fp32.processor.action_scale("g1")
     assert 0 < np.abs((a - b) / scale).max() < 0.15
+
+
+def test_export_keeps_only_inference_files(trained, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out, sources = trained
+    dst = tmp_path / "exported"
+    subprocess.run(
+        [sys.executable, "-m", "gen0_policy.cli", "model", "export", "--checkpoint", str(out), "--out", str(dst)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert sorted(p.name for p in dst.iterdir()) == sorted(
+        ["config.json", "embodiments.json", "manifest.json", "model.safetensors", "normalization.json"]
+    )
+    obs = observation(sources["ur5e"][0], 1)
+    a = Gen0Policy.load(out, precision="fp32").infer(obs)["actions"]
+    np.testing.assert_array_equal(Gen0Policy.load(dst, precision="fp32").infer(obs)["actions"], a)

@@ -38,6 +38,27 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """Copy only what inference needs (no optimizer/EMA state): the folder to commit or ship."""
+    import shutil
+    from pathlib import Path
+
+    from gen0_policy.model.checkpoint import POLICY_FILES, load_policy
+
+    files = load_policy(args.checkpoint)  # verifies hashes before anything is copied
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        print(f"{out} exists and is not empty; choose a new folder")
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (*POLICY_FILES, "manifest.json"):
+        shutil.copy2(files.path / name, out / name)
+    load_policy(out)
+    size = sum(p.stat().st_size for p in out.iterdir()) / 1e6
+    print(json.dumps({"checkpoint_id": files.meta.get("checkpoint_id"), "out": str(out), "size_mb": round(size, 2)}))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("model", help="inspect policy model presets and checkpoints")
     sub = parser.add_subparsers(dest="model_command", metavar="ACTION")
@@ -48,6 +69,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--checkpoint", default="", help="describe this checkpoint folder instead of a preset")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(action_func=_info)
+    export = sub.add_parser("export", help="copy a checkpoint's inference files (no training state) to a folder")
+    export.add_argument("--checkpoint", required=True, help="checkpoint folder or training run folder (its latest)")
+    export.add_argument("--out", required=True, help="new folder for the exported checkpoint")
+    export.set_defaults(action_func=_export)
 
     def dispatch(args: argparse.Namespace) -> int:
         if getattr(args, "action_func", None) is None:

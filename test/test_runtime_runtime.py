@@ -79,8 +79,10 @@ def test_harmonic_runtime_acts_while_it_thinks_and_reaches_the_goal(started) -> 
     assert status.chunk_count >= 5 and 0.05 < status.inference_latency < 0.5
     assert 50 < status.control_rate < 150
     periods = np.diff([c.t for c in commands])
-    # Commands kept flowing while every inference took 60 ms (a loaded CI machine may delay a few ticks).
-    assert np.median(periods) == pytest.approx(0.01, abs=0.002) and np.mean(periods > 0.05) < 0.02
+    # Commands kept flowing while every inference took 60 ms. The worker infers back to back, so a
+    # stream that paused to think would leave a > 50 ms gap every 6-10 commands (10-16 % of periods);
+    # exact timing is the benchmark's job, and a loaded CI machine stretches ticks (median < 20 ms).
+    assert np.median(periods) < 0.02 and np.mean(periods > 0.05) < 0.05
     assert any(c.chunk_seq > 0 for c in commands) and all(EMB.within_limits(c.positions) for c in commands)
 
 
@@ -194,7 +196,7 @@ def test_hot_swap_keeps_acting_until_the_new_model_has_a_chunk(started) -> None:
     wait_until(lambda: runtime.status().checkpoint_id == "new", 5, what="swapped")
     wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 5, what="running new")
     periods = np.diff([c.t for c in commands])
-    assert np.median(periods) == pytest.approx(0.01, abs=0.002) and np.mean(periods > 0.05) < 0.02  # never paused
+    assert np.median(periods) < 0.02 and np.mean(periods > 0.05) < 0.05  # never paused (see the first test)
     failed = runtime.load_policy(lambda: (_ for _ in ()).throw(FileNotFoundError("no such checkpoint")), "bad")
     with pytest.raises(FileNotFoundError):
         failed.result(timeout=5)
@@ -203,16 +205,21 @@ def test_hot_swap_keeps_acting_until_the_new_model_has_a_chunk(started) -> None:
     assert runtime.checkpoint_id == "new"
 
 
-def test_a_robot_moved_elsewhere_restarts_the_stream_from_where_it_is(started) -> None:
+def test_a_robot_moved_elsewhere_restarts_the_stream_from_where_it_is(started, caplog) -> None:
     policy = GoalPolicy(goal=GOAL, speed=0.3, delay_s=0.03)
     runtime, commands = make(policy)
     feeder = start(started, runtime, commands)
     wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="running")
     elsewhere = np.array([-1.0, 1.0, -0.4])
+    caplog.set_level("WARNING", logger="gen0_policy.runtime")
     runtime.on_command = commands  # the robot stops following: it was reset somewhere else
     feeder.position = elsewhere
-    status = wait_until(lambda: (s := runtime.status()).reason.startswith("re-anchored") and s, 5, what="resync")
-    assert status.state == RuntimeState.HOLDING and "joint 0 jumped" in status.reason
+    # The hold lasts only until the next chunk (tens of ms), too short to catch by polling status on a
+    # loaded machine; the runtime logs every re-anchoring, so wait for that.
+    messages = wait_until(
+        lambda: [r.getMessage() for r in caplog.records if r.getMessage().startswith("re-anchored")], 5, what="resync"
+    )
+    assert "joint 0 jumped" in messages[0]
     index = next(i for i, c in enumerate(commands) if np.abs(c.positions - elsewhere).max() < 1e-6)
     steps = np.abs(np.diff([c.positions for c in commands[index : index + 30]], axis=0)).max()
     assert steps <= EMB.velocity_limits.max() * 0.02 + 1e-9  # from there on, no jump back to the old plan

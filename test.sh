@@ -13,5 +13,5 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export PYTHONDONTWRITEBYTECODE=1
 export FASTRTPS_DEFAULT_PROFILES_FILE=${FASTRTPS_DEFAULT_PROFILES_FILE:-$PWD/config/fastdds.xml}
 
-"$VENV/bin/python" -m ruff check gen0_policy test benchmarks tools
+"$VENV/bin/python" -m ruff check gen0_policy test benchmarks tools launch
 exec "$VENV/bin/python" -m pytest -n "${GEN0_TEST_WORKERS:-2}" "$@"

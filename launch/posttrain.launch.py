@@ -8,12 +8,11 @@ policy node (default /gen0_policy) to hot-swap to the new checkpoint. Send a goa
       "{base_checkpoint: ckpt/multitask, datasets: [~/gen0_bags], steps: 500, load_into_policy: true}"
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:

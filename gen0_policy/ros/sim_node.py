@@ -3,14 +3,17 @@
 Publishes /joint_states, /clock, /<camera>/image_raw + camera_info and /task_status; obeys
 /<controller>/joint_trajectory (joint_trajectory_controller) and /<controller>/commands
 (forward position controllers) with the semantics of gen0_policy.sim.controllers; resets via
-~/reset. Physics runs in its own thread paced by ``real_time_factor``; the executor thread only
-receives commands and services, so neither waits for the other longer than one physics tick.
+~/reset. With ``expert_teleop`` the task's scripted expert stands in for a person: its targets are
+published on those same command topics (as a teleop would send them) and executed from there.
+Physics runs in its own thread paced by ``real_time_factor``; the executor thread only receives
+commands and services, so neither waits for the other longer than one physics tick.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -25,6 +28,9 @@ from gen0_msgs.msg import TaskStatus
 from gen0_msgs.srv import ResetTask
 from gen0_policy.errors import CommandError, Gen0Error
 from gen0_policy.ros import conversions as conv
+
+if TYPE_CHECKING:
+    from gen0_policy.sim.teleop import ControllerCommand, ExpertTeleop
 
 # A start time this far ahead of the sim clock is almost surely a wall-clock stamp from a node
 # that does not run with use_sim_time; executing it would mean waiting for decades.
@@ -51,6 +57,7 @@ class SimNode(Node):
                 ("real_time_factor", 1.0),  # sim seconds per wall second; 0 = as fast as possible
                 ("allow_partial_joints_goal", False),
                 ("allow_nonzero_velocity_at_trajectory_end", False),
+                ("expert_teleop", False),  # the scripted expert publishes commands on the controller topics
             ]
         }
         if p["update_rate"] <= 0 or p["real_time_factor"] < 0 or p["camera_rate"] < 0 or p["status_rate"] <= 0:
@@ -61,6 +68,7 @@ class SimNode(Node):
         self._stop = threading.Event()
         self._episode = 0
         self._offset = 0.0  # sim clock = offset + env.time, kept monotonic across resets
+        self.teleop: ExpertTeleop | None = None  # the scripted expert when expert_teleop is set
         self._build(p["task"] or available_tasks(p["embodiment"])[0], int(p["seed"]))
 
         self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
@@ -73,12 +81,15 @@ class SimNode(Node):
             )
             for cam in self.env.embodiment.cameras
         }
+        self.teleop_pubs = {}  # controller -> publisher of the expert's commands
         for spec in self.env.embodiment.controllers:
             if spec.type == "joint_trajectory_controller":
                 topic, msg_type = f"{spec.name}/joint_trajectory", JointTrajectory
             else:
                 topic, msg_type = f"{spec.name}/commands", Float64MultiArray
             self.create_subscription(msg_type, topic, lambda msg, n=spec.name, t=topic: self._on_command(n, t, msg), 10)
+            if p["expert_teleop"]:
+                self.teleop_pubs[spec.name] = self.create_publisher(msg_type, topic, 10)
         self.create_service(ResetTask, "~/reset", self._on_reset)
         self._threads = [threading.Thread(target=self._run, name="physics", daemon=True)]
         if p["camera_rate"] > 0 and self.env.embodiment.cameras:
@@ -88,6 +99,7 @@ class SimNode(Node):
         self.get_logger().info(
             f"simulating {self.env.embodiment.name} ({self.env.embodiment.dof} joints) on task {self.env.task_name}, "
             f"controllers {[c.name for c in self.env.embodiment.controllers]}, real_time_factor {p['real_time_factor']}"
+            + (", the scripted expert publishing teleop commands" if p["expert_teleop"] else "")
         )
 
     # ------------------------------------------------------------ state (call with the lock held)
@@ -103,6 +115,10 @@ class SimNode(Node):
             allow_partial_joints_goal=bool(self.params["allow_partial_joints_goal"]),
             allow_nonzero_velocity_at_trajectory_end=bool(self.params["allow_nonzero_velocity_at_trajectory_end"]),
         )
+        if self.params["expert_teleop"]:
+            from gen0_policy.sim.teleop import ExpertTeleop
+
+            self.teleop = ExpertTeleop(self.env)
         self._reset(seed, now)
 
     def _reset(self, seed: int, now: float | None = None) -> None:
@@ -112,6 +128,8 @@ class SimNode(Node):
         self._seed, self._episode_start = seed, now
         self._episode += 1
         self.controllers.reset(self.env.joint_positions(), now)
+        if self.teleop is not None:
+            self.teleop.reset()
 
     def now(self) -> float:
         """Sim clock, s (what /clock says)."""
@@ -170,10 +188,12 @@ class SimNode(Node):
         try:
             while not self._stop.is_set() and self.context.ok():
                 with self._lock:
+                    commands = self.teleop.step() if self.teleop is not None else []
                     self.env.set_targets(self.controllers.targets(self.now()))
                     self.env.step(duration=dt)
                     now = self.now()
                     self._publish_state(now)
+                self._publish_teleop(commands)
                 if now >= next_status:
                     next_status = max(next_status + status_period, now)
                     self._publish_status()
@@ -200,6 +220,15 @@ class SimNode(Node):
                 names, self.env.joint_positions(), self.env.joint_velocities(), self.env.joint_efforts(), stamp
             )
         )
+
+    def _publish_teleop(self, commands: list[ControllerCommand]) -> None:
+        """The expert's commands as a teleop sends them; our own subscriptions execute them."""
+        for c in commands:
+            if c.trajectory:  # one point, one control period ahead, stamp zero = on arrival
+                msg = conv.joint_trajectory_msg(c.joints, [c.horizon], c.positions[None, :])
+            else:
+                msg = conv.float64_multi_array_msg(c.positions)
+            self.teleop_pubs[c.controller].publish(msg)
 
     # ------------------------------------------------------------ camera thread
 

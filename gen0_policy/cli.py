@@ -8,6 +8,8 @@ import importlib
 import os
 import sys
 
+from gen0_policy.errors import Gen0Error
+
 # Modules that provide ``register(subparsers: argparse._SubParsersAction) -> None``.
 COMMAND_MODULES = [
     "gen0_policy.bringup",
@@ -39,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except Gen0Error as exc:  # our errors say what to do: one line, no traceback
+        print(f"gen0 {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

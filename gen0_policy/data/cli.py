@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-
-from gen0_policy.errors import Gen0Error
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -97,17 +94,6 @@ def _repair(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(func):
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except Gen0Error as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-
-    return run
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="build, inspect and repair datasets and bags")
     sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
@@ -126,20 +112,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         help="command topic (repeat; default: every JointTrajectory/Float64MultiArray topic)",
     )
-    build.set_defaults(func=_guarded(_build))
+    build.set_defaults(func=_build)
 
     imp = sub.add_parser("import", help="read a LeRobot v3 dataset back (decodes every episode) and summarize it")
     imp.add_argument("dir", type=Path, help="dataset folder (with meta/info.json)")
     imp.add_argument("--json", action="store_true", help="print JSON")
-    imp.set_defaults(func=_guarded(_import))
+    imp.set_defaults(func=_import)
 
     info = sub.add_parser("info", help="summarize a LeRobot v3 dataset from its metadata")
     info.add_argument("dir", type=Path, help="dataset folder (with meta/info.json)")
     info.add_argument("--json", action="store_true", help="print JSON")
-    info.set_defaults(func=_guarded(_info))
+    info.set_defaults(func=_info)
 
     repair = sub.add_parser("repair", help="rebuild bags whose recorder was killed, from their flushed chunks")
     repair.add_argument("bags", nargs="+", type=Path, help="bag folders (each gets a <bag>_repaired copy)")
-    repair.set_defaults(func=_guarded(_repair))
+    repair.set_defaults(func=_repair)
 
     data.set_defaults(func=lambda args: data.print_help() or 0)

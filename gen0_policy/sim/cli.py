@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from gen0_policy.errors import ConfigError, Gen0Error
+from gen0_policy.errors import ConfigError
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -174,19 +173,6 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guard(func):
-    """Errors of ours become one clear line and exit code 2 instead of a traceback."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except Gen0Error as exc:
-            print(f"gen0 sim: {exc}", file=sys.stderr)
-            return 2
-
-    return run
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     sim = subparsers.add_parser("sim", help="MuJoCo simulation: robots, tasks, expert rollouts, data collection")
     sub = sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
@@ -195,6 +181,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_info)
     _register_rollout(sub)
     _register_collect(sub)
-    for parser in (sub.choices["info"], sub.choices["rollout"], sub.choices["collect"]):
-        parser.set_defaults(func=_guard(parser.get_default("func")))
     sim.set_defaults(func=lambda args: sim.print_help() or 2)

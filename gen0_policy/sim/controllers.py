@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from gen0_policy.embodiment import ControllerSpec, Embodiment
 from gen0_policy.errors import CommandError
@@ -186,6 +187,20 @@ def _segment_coefficients(
     return c
 
 
+def _checked_joints(
+    controller: str, joint_names: Sequence[str], lower: ArrayLike, upper: ArrayLike
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """A controller's joints and limits as validated arrays (both controller types configure alike)."""
+    names = tuple(joint_names)
+    low = np.asarray(lower, dtype=np.float64).reshape(-1)
+    high = np.asarray(upper, dtype=np.float64).reshape(-1)
+    if not names or len(set(names)) != len(names):
+        raise CommandError(f"controller {controller}: joint names must be non-empty and unique: {names}")
+    if low.shape != (len(names),) or high.shape != low.shape:
+        raise CommandError(f"controller {controller}: need one lower and one upper limit per joint")
+    return names, low, high
+
+
 @dataclass
 class JointTrajectoryFollower:
     """joint_trajectory_controller semantics for one controller's joints (position interfaces)."""
@@ -199,13 +214,7 @@ class JointTrajectoryFollower:
     _trajectory: _PiecewisePolynomial = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.joint_names = tuple(self.joint_names)
-        self.lower = np.asarray(self.lower, dtype=np.float64).reshape(-1)
-        self.upper = np.asarray(self.upper, dtype=np.float64).reshape(-1)
-        if not self.joint_names or len(set(self.joint_names)) != len(self.joint_names):
-            raise CommandError(f"controller {self.name}: joint names must be non-empty and unique: {self.joint_names}")
-        if self.lower.shape != (len(self.joint_names),) or self.upper.shape != self.lower.shape:
-            raise CommandError(f"controller {self.name}: need one lower and one upper limit per joint")
+        self.joint_names, self.lower, self.upper = _checked_joints(self.name, self.joint_names, self.lower, self.upper)
         self._index = {n: i for i, n in enumerate(self.joint_names)}
         self.reset(np.clip(np.zeros(len(self.joint_names)), self.lower, self.upper), 0.0)
 
@@ -371,13 +380,7 @@ class ForwardPositionController:
     _target: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.joint_names = tuple(self.joint_names)
-        self.lower = np.asarray(self.lower, dtype=np.float64).reshape(-1)
-        self.upper = np.asarray(self.upper, dtype=np.float64).reshape(-1)
-        if not self.joint_names or len(set(self.joint_names)) != len(self.joint_names):
-            raise CommandError(f"controller {self.name}: joint names must be non-empty and unique: {self.joint_names}")
-        if self.lower.shape != (len(self.joint_names),) or self.upper.shape != self.lower.shape:
-            raise CommandError(f"controller {self.name}: need one lower and one upper limit per joint")
+        self.joint_names, self.lower, self.upper = _checked_joints(self.name, self.joint_names, self.lower, self.upper)
         self._target = np.clip(np.zeros(self.dof), self.lower, self.upper)
 
     @classmethod

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import rclpy
-from rclpy.action import ActionClient
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
@@ -30,6 +29,7 @@ from gen0_msgs.msg import PolicyStatus
 from gen0_msgs.srv import ResetTask
 from gen0_policy.bringup import node_command
 from gen0_policy.paths import config_dir
+from gen0_policy.ros.action_client import ThreadSafeActionClient
 
 OUTCOMES = {
     getattr(RunTask.Goal, name): name.removeprefix("OUTCOME_").lower()
@@ -46,7 +46,7 @@ class Client:
         self.status: PolicyStatus | None = None
         self.node.create_subscription(PolicyStatus, "/gen0_policy/status", self._on_status, 10)
         self.reset = self.node.create_client(ResetTask, "/gen0_sim/reset")
-        self.run_task = ActionClient(self.node, RunTask, "/gen0_policy/run_task")
+        self.run_task = ThreadSafeActionClient(self.node, RunTask, "/gen0_policy/run_task")
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node)
         threading.Thread(target=self.executor.spin, daemon=True).start()

@@ -6,13 +6,13 @@ import threading
 
 import pytest
 import rclpy
-from rclpy.action import ActionClient
 from rclpy.executors import SingleThreadedExecutor
 
 from conftest import REPO, wait_until
 from gen0_msgs.action import PostTrain
 from gen0_msgs.msg import PolicyStatus
 from gen0_msgs.srv import LoadCheckpoint
+from gen0_policy.ros.action_client import ThreadSafeActionClient
 
 pytestmark = pytest.mark.ros
 
@@ -60,7 +60,7 @@ def test_topic_service_and_action_cross_processes(node, processes):
     bad = client.call(LoadCheckpoint.Request(path="/nowhere"), timeout_sec=20)
     assert not bad.success and "/nowhere" in bad.message
 
-    action = ActionClient(node, PostTrain, "/peer/post_train")
+    action = ThreadSafeActionClient(node, PostTrain, "/peer/post_train")
     assert action.wait_for_server(timeout_sec=20)
     feedback: list[PostTrain.Feedback] = []
     goal = PostTrain.Goal(base_checkpoint="base", steps=4, output_dir="/tmp/out", datasets=["bag_0"])

@@ -16,7 +16,6 @@ import pytest
 import rclpy
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
-from rclpy.action import ActionClient
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -31,6 +30,7 @@ from gen0_msgs.msg import ActionChunk, PolicyStatus
 from gen0_msgs.srv import LoadCheckpoint, SetInstruction
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.ros import conversions as conv
+from gen0_policy.ros.action_client import ThreadSafeActionClient
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
 
@@ -254,7 +254,7 @@ def test_services_hot_swap_and_run_task(processes, probe, checkpoints) -> None:
     wait_until(lambda: probe.statuses[-1].checkpoint_id.startswith("second-"), 20, what="swap")
     assert len(probe.arm) > count  # commands kept flowing through the load
 
-    client = ActionClient(probe.node, RunTask, f"{NODE}/run_task")
+    client = ThreadSafeActionClient(probe.node, RunTask, f"{NODE}/run_task")
     assert client.wait_for_server(timeout_sec=20)
     feedback: list = []
     goal = client.send_goal_async(RunTask.Goal(instruction="reach the cube", timeout=1.0), feedback.append)

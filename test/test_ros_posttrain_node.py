@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import rclpy
 from action_msgs.msg import GoalStatus
-from rclpy.action import ActionClient
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from test_train_posttrain import make_base, make_dataset
@@ -20,6 +19,7 @@ from conftest import wait_until
 from gen0_msgs.action import PostTrain
 from gen0_msgs.msg import PolicyStatus
 from gen0_policy.model.checkpoint import load_policy
+from gen0_policy.ros.action_client import ThreadSafeActionClient
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
 
@@ -42,7 +42,7 @@ class Client:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = Node("posttrain_client", context=self.context)
-        self.action = ActionClient(self.node, PostTrain, ACTION)
+        self.action = ThreadSafeActionClient(self.node, PostTrain, ACTION)
         self.statuses: list[PolicyStatus] = []
         self.node.create_subscription(PolicyStatus, "/gen0_policy/status", self.statuses.append, 10)
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)

@@ -80,6 +80,32 @@ def test_shapes_and_masks_for_each_robot(name: str) -> None:
     assert loss.shape == (1,) and torch.isfinite(loss).all()
 
 
+def test_keypoint_tokens_locate_a_small_bright_spot() -> None:
+    """Average pooling blurs a 2-pixel target; the spatial-softmax keypoints report where it is."""
+    config = CONFIG.with_overrides(image_keypoints=4)
+    model = Gen0Model(config).eval()
+    assert config.camera_tokens == config.image_grid**2 + 1
+    vision = model.vision
+    features = torch.zeros(1, config.image_channels[-1], 8, 8)
+    features[0, 0, 6, 1] = 1.0  # row 6 (y), column 1 (x)
+    with torch.no_grad():
+        vision.keypoint_maps.weight.zero_()
+        vision.keypoint_maps.bias.zero_()
+        vision.keypoint_maps.weight[:, 0] = 50.0  # every keypoint map follows channel 0
+        xy = vision.spatial_softmax(features)
+    grid = torch.linspace(-1, 1, 8)
+    assert torch.allclose(xy[0, :4], grid[1].expand(4), atol=1e-3)
+    assert torch.allclose(xy[0, 4:], grid[6].expand(4), atol=1e-3)
+    batch = batch_for("g1")  # one camera slot masked: its keypoint token must be masked too
+    context, mask = model.encode(batch)
+    assert context.shape == (1, config.observation_tokens, config.width)
+    assert mask is not None and mask.shape[-1] == config.observation_tokens
+    assert (
+        mask[0, 0, 0, : config.camera_tokens].all()
+        and not mask[0, 0, 0, config.camera_tokens : 2 * config.camera_tokens].any()
+    )
+
+
 def test_missing_camera_and_padding_do_not_leak() -> None:
     """What sits in a masked camera slot or a padded joint cannot change the chunk."""
     model = random_model()

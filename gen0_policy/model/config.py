@@ -32,6 +32,9 @@ class ModelConfig:
     image_size: int = 64
     image_channels: tuple[int, ...] = (16, 32, 64)
     image_grid: int = 4
+    # Spatial-softmax keypoints per camera (their expected image x, y), one extra token per camera:
+    # average pooling blurs where a small object is; keypoints keep it (0: none).
+    image_keypoints: int = 0
     max_cameras: int = 2
     # Actions: a chunk of chunk_size steps in a padded space of max_dof joints; action_patch
     # consecutive steps share one token (a 100-step chunk is 10 tokens, not 100).
@@ -69,6 +72,8 @@ class ModelConfig:
             raise ConfigError(f"max_prefix must be in [0, chunk_size); got {self.max_prefix} for {self.chunk_size}")
         if self.language_encoder not in LANGUAGE_ENCODERS:
             raise ConfigError(f"language_encoder must be one of {LANGUAGE_ENCODERS}, got {self.language_encoder!r}")
+        if self.image_keypoints < 0:
+            raise ConfigError(f"model config image_keypoints must be >= 0, got {self.image_keypoints}")
         if not self.image_channels:
             raise ConfigError("image_channels needs at least one conv stage")
         if self.image_size // (2 ** len(self.image_channels)) < self.image_grid:
@@ -91,8 +96,13 @@ class ModelConfig:
         return self.chunk_size // self.action_patch
 
     @property
+    def camera_tokens(self) -> int:
+        """Tokens per camera: the pooled grid, plus one keypoint token if keypoints are on."""
+        return self.image_grid**2 + (1 if self.image_keypoints else 0)
+
+    @property
     def observation_tokens(self) -> int:
-        return self.max_cameras * self.image_grid**2 + 3  # images, proprio, language, embodiment
+        return self.max_cameras * self.camera_tokens + 3  # images, proprio, language, embodiment
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -136,6 +146,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         expert_heads=4,
         image_size=64,
         image_channels=(32, 64, 128),
+        image_keypoints=32,
         chunk_size=16,
         action_patch=2,
         max_prefix=4,
@@ -148,6 +159,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         expert_width=384,
         image_size=96,
         image_channels=(32, 64, 128, 256),
+        image_keypoints=32,
         chunk_size=32,
         action_patch=4,
         max_prefix=8,

@@ -116,7 +116,8 @@ class ExpertBlock(nn.Module):
 
 class ImageEncoder(nn.Module):
     """A small conv net trained from scratch (nothing pretrained can be downloaded here):
-    stride-2 stages, then average-pooled to a grid x grid map of tokens of the model width."""
+    stride-2 stages, then average-pooled to a grid x grid map of tokens of the model width, plus
+    (optionally) one token of spatial-softmax keypoints, which say precisely where features are."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -128,16 +129,35 @@ class ImageEncoder(nn.Module):
         self.stem = nn.Sequential(*layers)
         self.grid = config.image_grid
         self.proj = nn.Linear(channels, config.width)
+        self.keypoints = config.image_keypoints
+        if self.keypoints:
+            self.keypoint_maps = nn.Conv2d(channels, self.keypoints, 1)
+            self.keypoint_log_temperature = nn.Parameter(torch.zeros(()))
+            self.keypoint_proj = nn.Linear(2 * self.keypoints, config.width)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        # images: (B, N, 3, S, S) uint8 -> (B, N * grid * grid, C)
+        # images: (B, N, 3, S, S) uint8 -> (B, N * tokens per camera, C)
         B, N = images.shape[:2]
         # Small convolutions are faster in fp32 than in bf16 on CPUs (measured: 3.7 vs 6.8 ms).
         with torch.autocast("cpu", enabled=False):
             x = images.flatten(0, 1).to(self.stem[0].weight.dtype) / 127.5 - 1.0
-            x = F.adaptive_avg_pool2d(self.stem(x), self.grid)  # (B*N, ch, g, g)
-            x = self.proj(x.flatten(2).transpose(1, 2))  # (B*N, g*g, C)
-        return x.reshape(B, N * self.grid**2, -1)
+            features = self.stem(x)  # (B*N, ch, h, w)
+            pooled = F.adaptive_avg_pool2d(features, self.grid)  # (B*N, ch, g, g)
+            tokens = self.proj(pooled.flatten(2).transpose(1, 2))  # (B*N, g*g, C)
+            if self.keypoints:
+                tokens = torch.cat([tokens, self.keypoint_proj(self.spatial_softmax(features))[:, None]], dim=1)
+        return tokens.reshape(B, N * tokens.shape[1], -1)
+
+    def spatial_softmax(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, ch, h, w) -> (B, 2K): each keypoint map's softmax-weighted mean x and y in [-1, 1]."""
+        maps = self.keypoint_maps(features)
+        h, w = maps.shape[-2:]
+        weights = torch.softmax(maps.flatten(2) / self.keypoint_log_temperature.exp(), dim=-1).view_as(maps)
+        ys = torch.linspace(-1.0, 1.0, h, device=maps.device, dtype=maps.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, device=maps.device, dtype=maps.dtype)
+        expected_x = (weights.sum(dim=2) * xs).sum(dim=-1)  # (B, K)
+        expected_y = (weights.sum(dim=3) * ys).sum(dim=-1)
+        return torch.cat([expected_x, expected_y], dim=-1)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -157,7 +177,7 @@ class Gen0Model(nn.Module):
         C, E, D, p = config.width, config.expert_dim, config.max_dof, config.action_patch
         # Observation tokenizers.
         self.vision = ImageEncoder(config)
-        self.image_pos = nn.Parameter(torch.zeros(config.image_grid**2, C))
+        self.image_pos = nn.Parameter(torch.zeros(config.camera_tokens, C))
         self.camera_role = nn.Embedding(len(CAMERA_ROLES), C)
         self.camera_slot = nn.Parameter(torch.zeros(config.max_cameras, C))
         self.proprio = nn.Linear(2 * D, C)  # positions and their validity mask
@@ -198,9 +218,9 @@ class Gen0Model(nn.Module):
         """
         cfg = self.config
         B, N = obs["images"].shape[:2]
-        g2 = cfg.image_grid**2
+        per_camera = cfg.camera_tokens
         dtype = self.image_pos.dtype  # bf16 when the policy runs in bf16, else fp32
-        img = self.vision(obs["images"]).to(dtype).view(B, N, g2, -1)  # (B, N, g2, C)
+        img = self.vision(obs["images"]).to(dtype).view(B, N, per_camera, -1)  # (B, N, per_camera, C)
         img = img + self.image_pos + (self.camera_role(obs["camera_roles"]) + self.camera_slot[:N])[:, :, None]
         dof_mask = obs["dof_mask"].to(dtype)
         proprio = self.proprio(torch.cat([obs["state"].to(dtype) * dof_mask, dof_mask], dim=-1))
@@ -211,7 +231,7 @@ class Gen0Model(nn.Module):
         camera_mask = obs.get("camera_mask")  # None: every camera present
         mask = None
         if camera_mask is not None and not bool(camera_mask.all()):
-            keep = torch.cat([camera_mask.repeat_interleave(g2, dim=1), camera_mask.new_ones(B, 3)], dim=1)
+            keep = torch.cat([camera_mask.repeat_interleave(per_camera, dim=1), camera_mask.new_ones(B, 3)], dim=1)
             mask = keep[:, None, None, :]  # (B, 1, 1, S)
         for block in self.backbone:
             x = block(x, mask)

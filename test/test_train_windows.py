@@ -77,3 +77,21 @@ def test_batch_holds_the_harmonic_window() -> None:
     # Flow noise and time are per sample and reproducible.
     again = builder([window], seed=0, step=0, indices=[0])
     assert torch.equal(batch["noise"], again["noise"]) and torch.equal(batch["flow_t"], again["flow_t"])
+
+
+def test_state_dropout_hides_the_joint_state_of_a_reproducible_fraction() -> None:
+    config = preset("test", language_encoder="hash")
+    robot = make_embodiment("panda")
+    episode = make_episode("panda", 3)
+    processor = Processor(config, [robot], {"panda": JointStats.from_arrays(episode.states, episode.actions)})
+    source = [MixtureSource("p", [episode])]
+    windows = [Window(0, 0, t=t % 20, delay=0) for t in range(200)]
+    kept = BatchBuilder(config, source, processor, HashEncoder())(windows, seed=0, step=0, indices=range(200))
+    builder = BatchBuilder(config, source, processor, HashEncoder(), state_dropout=0.5)
+    batch = builder(windows, seed=0, step=0, indices=range(200))
+    hidden = (batch["state"] == 0).all(dim=1)
+    assert 70 < int(hidden.sum()) < 130  # about half
+    assert torch.equal(batch["state"][~hidden], kept["state"][~hidden])
+    assert torch.equal(batch["noise"], kept["noise"]) and torch.equal(batch["actions"], kept["actions"])
+    again = builder(windows, seed=0, step=0, indices=range(200))
+    assert torch.equal(batch["state"], again["state"])

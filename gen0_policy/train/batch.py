@@ -64,9 +64,15 @@ class BatchBuilder:
     """Windows -> the tensor dict ``Gen0Model.forward`` takes (actions, masks, flow noise and time)."""
 
     def __init__(
-        self, config: ModelConfig, sources: Sequence[MixtureSource], processor: Processor, language: LanguageEncoder
+        self,
+        config: ModelConfig,
+        sources: Sequence[MixtureSource],
+        processor: Processor,
+        language: LanguageEncoder,
+        state_dropout: float = 0.0,
     ) -> None:
         self.config = config
+        self.state_dropout = state_dropout  # fraction of samples whose joint state is hidden (see TrainConfig)
         self.episodes = [[prepare_episode(e, processor, language) for e in s.episodes] for s in sources]
 
     def __call__(self, windows: Sequence[Window], seed: int, step: int, indices: Sequence[int]) -> dict:
@@ -77,16 +83,19 @@ class BatchBuilder:
         committed = np.zeros((len(windows), H), dtype=bool)
         noise = np.empty((len(windows), H, cfg.max_dof), dtype=np.float32)
         flow_t = np.empty(len(windows), dtype=np.float32)
+        states = np.stack([e.states[w.t] for e, w in zip(eps, windows, strict=True)])
         for row, (w, i) in enumerate(zip(windows, indices, strict=True)):
             committed[row, : w.delay] = True
             rng = sample_rng(seed, step, i, stream=1)
             flow_t[row] = rng.random()
             noise[row] = rng.standard_normal((H, cfg.max_dof), dtype=np.float32)
+            if self.state_dropout and rng.random() < self.state_dropout:
+                states[row] = 0.0  # normalized: the mean pose, which says nothing about this episode
         return {
             "images": torch.from_numpy(np.stack([e.images[w.t] for e, w in zip(eps, windows, strict=True)])),
             "camera_roles": torch.from_numpy(np.stack([e.camera_roles for e in eps])),
             "camera_mask": torch.from_numpy(np.stack([e.camera_mask for e in eps])),
-            "state": torch.from_numpy(np.stack([e.states[w.t] for e, w in zip(eps, windows, strict=True)])),
+            "state": torch.from_numpy(states),
             "dof_mask": torch.from_numpy(np.stack([e.dof_mask for e in eps])),
             "language": torch.from_numpy(np.stack([e.language for e in eps])),
             "embodiment": torch.tensor([e.embodiment for e in eps], dtype=torch.long),

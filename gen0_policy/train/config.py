@@ -68,6 +68,9 @@ class TrainConfig:
     # Data.
     datasets: list[DatasetSpec] = field(default_factory=list)
     val_fraction: float = 0.1
+    # Fraction of training samples whose joint-state input is hidden (zeroed, i.e. the mean pose), so
+    # the policy cannot just continue its own motion instead of looking where the target is.
+    state_dropout: float = 0.0
     # Optimisation.
     steps: int = 1000
     batch_size: int = 32
@@ -107,6 +110,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "log_every", "val_every", "save_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train config {name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.state_dropout < 1:
+            raise ConfigError(f"state_dropout must be in [0, 1), got {self.state_dropout}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.warmup_steps >= 0):

@@ -149,7 +149,9 @@ class Trainer:
         self.processor = Processor(model_config, self.embodiments, stats)
         self.language = language_encoder(model_config.language_encoder, model_config.language_dim)
         self.sampler = WindowSampler(self.train_sources, model_config.max_prefix, seed=config.seed)
-        self.builder = BatchBuilder(model_config, self.train_sources, self.processor, self.language)
+        self.builder = BatchBuilder(
+            model_config, self.train_sources, self.processor, self.language, state_dropout=config.state_dropout
+        )
         self.val_builder = BatchBuilder(model_config, self.val_sources, self.processor, self.language)
         self.val_windows: list[Window] = (
             WindowSampler(self.val_sources, model_config.max_prefix, seed=config.seed).fixed(config.val_windows)

@@ -81,13 +81,23 @@ class Client:
         rclpy.shutdown(context=self.context)
 
 
+def training_camera_size(checkpoint: str, embodiment: str) -> tuple[int, int] | None:
+    """(width, height) the checkpoint's training images of ``embodiment`` were rendered at, if recorded.
+
+    The sim renders at that size, as the data was: a 640x480 render shrunk to 64x64 by the policy is
+    smoother than a 64x64 render, and small targets look different to a policy trained on the latter."""
+    meta = json.loads((Path(checkpoint) / "config.json").read_text())
+    sizes = list(meta.get("camera_sizes", {}).get(embodiment, {}).values())
+    return (int(sizes[0][0]), int(sizes[0][1])) if sizes else None
+
+
 def start_nodes(args: argparse.Namespace, mode: str, log_dir: Path) -> list[subprocess.Popen]:
     config = config_dir()
-    sim = node_command(
-        "gen0_policy.ros.sim_node",
-        config / "sim_node.yaml",
-        {"embodiment": args.embodiment, "task": args.tasks.split(",")[0]},
-    )
+    sim_params: dict[str, object] = {"embodiment": args.embodiment, "task": args.tasks.split(",")[0]}
+    camera_size = training_camera_size(args.checkpoint, args.embodiment) if args.training_camera_size else None
+    if camera_size is not None:
+        sim_params["camera_width"], sim_params["camera_height"] = camera_size
+    sim = node_command("gen0_policy.ros.sim_node", config / "sim_node.yaml", sim_params)
     policy = node_command(
         "gen0_policy.ros.policy_node",
         config / "policy_node.yaml",
@@ -98,6 +108,8 @@ def start_nodes(args: argparse.Namespace, mode: str, log_dir: Path) -> list[subp
             "autostart": True,
             "mode": mode,
             "realtime_priority": args.realtime,
+            # The embodiment's cameras are larger than the training-size renders the sim sends here.
+            "check_image_size": camera_size is None,
         },
     )
     procs = []
@@ -141,6 +153,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--timeout", type=float, default=30.0, help="RunTask timeout per episode, s (sim time)")
     parser.add_argument("--modes", default="harmonic,synchronous")
     parser.add_argument("--realtime", type=int, default=0, help="SCHED_FIFO priority of the policy's control thread")
+    parser.add_argument(
+        "--native-camera-size",
+        dest="training_camera_size",
+        action="store_false",
+        help="render at the embodiment's camera size instead of the checkpoint's training image size",
+    )
     parser.add_argument("--log-dir", default="", help="where the nodes' logs go (default: a temp folder)")
     args = parser.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

@@ -82,6 +82,7 @@ def graph():
 
     yield make, release
     release.set()
+    time.sleep(0.2)  # let a held goal finish before its server goes away
     executor.shutdown()
     rclpy.shutdown(context=context)
 

@@ -115,7 +115,9 @@ def test_mirror_node_commands_follower_and_stops_when_leader_goes_stale(processe
         )
         processes.python("-c", JOINT_PUBLISHER, "/joint_states", "60", "50", "follower", name="follower")
         spin_until(lambda: "waiting" in states, 20, "mirror node up")
-        leader = processes.python("-c", JOINT_PUBLISHER, "/leader/joint_states", "4", "100", "leader", name="leader")
+        # 8 s: joint1 needs ~1.3 s at its velocity limit to reach its upper limit, and a loaded machine can
+        # starve the leader into stale spells that restart the approach from the follower's pose.
+        leader = processes.python("-c", JOINT_PUBLISHER, "/leader/joint_states", "8", "100", "leader", name="leader")
         spin_until(lambda: len(arm) > 5, 20, "follower commands")
         spin_until(lambda: leader.poll() is not None, 30, "the leader to finish")  # keep receiving meanwhile
         leader_gone = time.monotonic()

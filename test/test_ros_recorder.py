@@ -209,7 +209,7 @@ def test_sigkill_leaves_flushed_chunks_readable(processes, tmp_path: Path, clien
     wait_until(lambda: "subscribed to /cmd" in processes.output(recorder), what="recorder subscribed")
     started = client.start()
     assert started.success
-    client.spin(2.0)
+    client.spin(3.0)
     os.killpg(recorder.pid, signal.SIGKILL)
     recorder.wait(timeout=10)
 
@@ -217,7 +217,7 @@ def test_sigkill_leaves_flushed_chunks_readable(processes, tmp_path: Path, clien
     assert not (bag / "metadata.yaml").exists()  # killed: no summary, no metadata
     messages = read_mcap(next(bag.glob("*.mcap")))
     seq = joint_sequence(messages)
-    # 2 s at 200 Hz minus at most one flush period (0.2 s) and start-up slack
+    # 3 s at 200 Hz (600) minus at most one flush period (0.2 s) and start-up slack on a loaded machine
     assert len(seq) > 200, f"only {len(seq)} joint states survived"
     assert seq == list(range(seq[0], seq[0] + len(seq)))
     assert messages[0][0] == "/episode_info" and messages[0][2].recording

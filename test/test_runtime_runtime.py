@@ -70,19 +70,19 @@ def start(started: list, runtime: Runtime, commands: Recorder) -> Feeder:
 
 
 def test_harmonic_runtime_acts_while_it_thinks_and_reaches_the_goal(started) -> None:
-    policy = GoalPolicy(goal=GOAL, speed=0.8, chunk_size=16, step_dt=0.05, max_prefix=8, delay_s=0.06)
+    policy = GoalPolicy(goal=GOAL, speed=0.8, chunk_size=16, step_dt=0.05, max_prefix=8, delay_s=0.12)
     runtime, commands = make(policy)
     start(started, runtime, commands)
     wait_until(lambda: np.allclose(commands[-1].positions, GOAL, atol=1e-3) if commands else False, 15, what="goal")
     status = runtime.status()
     assert status.state == RuntimeState.RUNNING and status.reason == ""
-    assert status.chunk_count >= 5 and 0.05 < status.inference_latency < 0.5
-    assert 50 < status.control_rate < 150
+    assert status.chunk_count >= 5 and 0.1 < status.inference_latency < 1.0
+    assert status.control_rate > 20  # 100 Hz nominal; a loaded 2-core CI machine was seen at 40 Hz
     periods = np.diff([c.t for c in commands])
-    # Commands kept flowing while every inference took 60 ms. The worker infers back to back, so a
-    # stream that paused to think would leave a > 50 ms gap every 6-10 commands (10-16 % of periods);
-    # exact timing is the benchmark's job, and a loaded CI machine stretches ticks (median < 20 ms).
-    assert np.median(periods) < 0.02 and np.mean(periods > 0.05) < 0.05
+    # Commands kept flowing while every inference took 120 ms. The worker infers back to back, so a
+    # stream that paused to think would leave a > 100 ms gap after every few commands; exact timing is
+    # the benchmark's job, and a loaded CI machine stretches ticks, hence the loose bounds.
+    assert np.median(periods) < 0.03 and np.mean(periods > 0.1) < 0.05
     assert any(c.chunk_seq > 0 for c in commands) and all(EMB.within_limits(c.positions) for c in commands)
 
 

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 from std_msgs.msg import Float64MultiArray
-from test_ros_recorder import Client
+from test_ros_recorder import Client, start_recorder
 from test_ros_sim_node import ARM, PANDA, Probe
 from trajectory_msgs.msg import JointTrajectory
 
@@ -35,10 +34,7 @@ def test_expert_teleop_publishes_commands_that_solve_the_task_and_get_recorded(p
         str(BIN / "gen0_sim_node"), "--ros-args", "-p", "embodiment:=panda", "-p", "task:=reach", "-p", "seed:=3",
         "-p", "camera_rate:=0.0", "-p", "expert_teleop:=true", name="sim",
     )  # fmt: skip
-    config = tmp_path / "recorder.yaml"
-    values = {"output_dir": str(tmp_path / "bags"), "topics": TOPICS, "embodiment": "panda", "flush_period": 0.2}
-    config.write_text(yaml.safe_dump({"recorder": {"ros__parameters": values}}))
-    recorder = processes.start(str(BIN / "gen0_recorder_node"), "--ros-args", "--params-file", str(config), name="rec")
+    recorder = start_recorder(processes, tmp_path, tmp_path / "bags", topics=TOPICS, embodiment="panda")
 
     probe = Probe()
     client = Client()

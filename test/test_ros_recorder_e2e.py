@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
-from test_ros_recorder import Client
+from test_ros_recorder import Client, start_recorder
 
 from conftest import wait_until
 from gen0_policy.data.bags import BuildConfig, build_dataset
@@ -60,10 +59,7 @@ def test_record_sim_teleop_build_and_train(processes, tmp_path: Path) -> None:
         str(BIN / "gen0_leader_mirror_node"), "--ros-args", "--params-file", str(REPO / "config/leader_mirror.yaml"),
         "-p", "max_velocity_scale:=1.0", "-p", "deadman_timeout:=0.5", name="mirror",
     )  # fmt: skip
-    config = tmp_path / "recorder.yaml"
-    values = {"output_dir": str(tmp_path / "bags"), "topics": TOPICS, "embodiment": "panda", "flush_period": 0.2}
-    config.write_text(yaml.safe_dump({"recorder": {"ros__parameters": values}}))
-    recorder = processes.start(str(BIN / "gen0_recorder_node"), "--ros-args", "--params-file", str(config), name="rec")
+    recorder = start_recorder(processes, tmp_path, tmp_path / "bags", topics=TOPICS, embodiment="panda")
     processes.python("-c", LEADER, name="leader")
     wait_until(
         lambda: all(f"subscribed to {t} " in processes.output(recorder) for t in TOPICS),

@@ -141,9 +141,14 @@ class Probe:
         return future.result()
 
     def status(self, state: int, contains: str = "", timeout: float = 20.0) -> PolicyStatus:
+        first = max(0, len(self.statuses) - 1)  # the current status and any published after it
+
         def match():
-            s = self.statuses[-1] if self.statuses else None
-            return s if s is not None and s.state == state and contains in s.reason else None
+            # Short states (a hold until fresh data) can come and go between two polls: look at all of them.
+            for s in self.statuses[first:]:
+                if s.state == state and contains in s.reason:
+                    return s
+            return None
 
         try:
             return wait_until(match, timeout, what=f"status {state} with {contains!r}")

@@ -80,6 +80,12 @@ class Processes:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
+    def print_logs(self, lines: int = 40) -> None:
+        """Each child's exit code and last log lines; pytest shows them only for a failed test."""
+        for proc, log in self.procs:
+            tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+            print(f"----- {log.name} (exit code {proc.returncode})", *tail, sep="\n")
+
 
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[Processes]:
@@ -88,6 +94,7 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         yield procs
     finally:
         procs.stop_all()
+        procs.print_logs()
 
 
 def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):

@@ -12,6 +12,7 @@ All the behaviour lives in gen0_policy.runtime; this file converts messages.
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import numpy as np
@@ -72,6 +73,9 @@ class PolicyNode(LifecycleNode):
         self._fault = ""
         self._last_state: RuntimeState | None = None
         self._last_status = 0.0
+        # Held while publishing commands and while cleanup destroys the publishers: the action
+        # stream's tick runs on another executor thread and must never publish on a destroyed one.
+        self._output_lock = threading.Lock()
         self.status_pub = self.create_publisher(PolicyStatus, "~/status", 10)
         self._group = ReentrantCallbackGroup()
         self._control_group = MutuallyExclusiveCallbackGroup()
@@ -172,14 +176,18 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self.runtime is not None:
-            self.runtime.stop()
-        for entity in self._entities:
-            destroy = {"Timer": self.destroy_timer, "Publisher": self.destroy_publisher}.get(
-                type(entity).__name__, self.destroy_subscription
-            )
-            destroy(entity)
-        self._entities, self.runtime = [], None
+        # Callbacks on other executor threads read self.runtime once; clear it before stopping it.
+        with self._output_lock:
+            runtime, self.runtime = self.runtime, None
+        if runtime is not None:
+            runtime.stop()
+        with self._output_lock:
+            for entity in self._entities:
+                destroy = {"Timer": self.destroy_timer, "Publisher": self.destroy_publisher}.get(
+                    type(entity).__name__, self.destroy_subscription
+                )
+                destroy(entity)
+            self._entities = []
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -192,41 +200,48 @@ class PolicyNode(LifecycleNode):
 
     # ------------------------------------------------------------------ inputs
     def _on_image(self, camera: str, msg: Image) -> None:
+        runtime = self.runtime
+        if runtime is None:
+            return  # cleaned up while this message was in flight
         try:
             stamp = conv.to_seconds(msg.header.stamp) or None
-            self.runtime.perception.put_image(camera, conv.image_to_array(msg), stamp)
+            runtime.perception.put_image(camera, conv.image_to_array(msg), stamp)
         except Gen0Error as exc:
-            self.runtime.perception.note_rejection(f"{camera}: {exc}", camera)
+            runtime.perception.note_rejection(f"{camera}: {exc}", camera)
             self.get_logger().warn(f"rejected image from {camera}: {exc}", throttle_duration_sec=2.0)
 
     def _on_joints(self, msg: JointState) -> None:
+        runtime = self.runtime
+        if runtime is None:
+            return
         try:
             positions = conv.joint_state_positions(msg, self.embodiment.joint_names)
-            self.runtime.perception.put_joints(positions, conv.to_seconds(msg.header.stamp) or None)
+            runtime.perception.put_joints(positions, conv.to_seconds(msg.header.stamp) or None)
         except Gen0Error as exc:
-            self.runtime.perception.note_rejection(f"joint_states: {exc}", "joint_states")
+            runtime.perception.note_rejection(f"joint_states: {exc}", "joint_states")
             self.get_logger().warn(f"rejected joint state: {exc}", throttle_duration_sec=2.0)
 
     def _on_task(self, msg: TaskStatus) -> None:
         self._task = msg
-        if self.runtime is not None and not self.runtime.instruction and msg.instruction:
-            self.runtime.set_instruction(msg.instruction)  # the task's own instruction unless told otherwise
+        runtime = self.runtime
+        if runtime is not None and not runtime.instruction and msg.instruction:
+            runtime.set_instruction(msg.instruction)  # the task's own instruction unless told otherwise
 
     # ------------------------------------------------------------------ outputs
     def _on_command(self, command: Command) -> None:
-        if not self.context.ok():
-            return  # shutting down: the runtime's threads may outlive the context by a tick
-        period = self.runtime.config.period
-        for pub, index, names, forward in self._outputs:
-            positions = command.positions[index]
-            if forward:
-                pub.publish(conv.float64_multi_array_msg(positions))
-            else:  # one point, reached one control period from now: the controller interpolates
-                pub.publish(conv.joint_trajectory_msg(names, [period], positions[None], start_time=0.0))
+        with self._output_lock:
+            runtime = self.runtime
+            if runtime is None or not self.context.ok():
+                return  # cleaned up or shutting down: the runtime's threads may outlive both by a tick
+            period = runtime.config.period
+            for pub, index, names, forward in self._outputs:
+                positions = command.positions[index]
+                if forward:
+                    pub.publish(conv.float64_multi_array_msg(positions))
+                else:  # one point, reached one control period from now: the controller interpolates
+                    pub.publish(conv.joint_trajectory_msg(names, [period], positions[None], start_time=0.0))
 
     def _on_chunk(self, chunk: Chunk) -> None:
-        if not self.context.ok():
-            return
         msg = ActionChunk(
             joint_names=list(self.embodiment.joint_names),
             step_dt=chunk.step_dt,
@@ -239,16 +254,19 @@ class PolicyNode(LifecycleNode):
         )
         msg.header.stamp = conv.to_time(chunk.t0)
         msg.observation_stamp = conv.to_time(chunk.observation_stamp)
-        self.chunk_pub.publish(msg)
+        with self._output_lock:  # the worker may finish a chunk while cleanup destroys the publisher
+            if self.runtime is not None and self.context.ok():
+                self.chunk_pub.publish(msg)
 
     def _status(self) -> PolicyStatus:
         msg = PolicyStatus(embodiment=self.p["embodiment"])
         msg.header.stamp = self.get_clock().now().to_msg()
-        if self.runtime is None:
+        runtime = self.runtime  # read once: cleanup may clear it on another executor thread
+        if runtime is None:
             msg.state = PolicyStatus.STATE_FAULT if self._fault else PolicyStatus.STATE_IDLE
             msg.reason = self._fault or "not configured"
             return msg
-        s = self.runtime.status()
+        s = runtime.status()
         msg.state, msg.reason, msg.uncertainty = int(s.state), s.reason, s.uncertainty
         msg.uncertainty_threshold = min(s.uncertainty_threshold, 3.0e38)
         msg.inference_latency, msg.observation_age, msg.control_rate = (
@@ -285,10 +303,11 @@ class PolicyNode(LifecycleNode):
         return response
 
     def _on_instruction(self, request, response):
-        if self.runtime is None:
+        runtime = self.runtime
+        if runtime is None:
             response.success, response.message = False, "not configured"
         else:
-            self.runtime.set_instruction(request.instruction)
+            runtime.set_instruction(request.instruction)
             response.success, response.message = True, f"instruction set to {request.instruction!r}"
         return response
 
@@ -298,8 +317,9 @@ class PolicyNode(LifecycleNode):
         goal, result = goal_handle.request, RunTask.Result()
         start, wall_start = self._now(), time.monotonic()
         uncertain_since = None
-        if self.runtime is not None:
-            self.runtime.set_instruction(goal.instruction)
+        runtime = self.runtime
+        if runtime is not None:
+            runtime.set_instruction(goal.instruction)
         while rclpy.ok():
             elapsed = self._now() - start
             status = self._status()

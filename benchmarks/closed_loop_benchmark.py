@@ -44,6 +44,7 @@ class Client:
         rclpy.init(context=self.context)
         self.node = Node("closed_loop_benchmark", context=self.context)
         self.status: PolicyStatus | None = None
+        self.episode_statuses: list[PolicyStatus] = []  # every status during the running episode
         self.node.create_subscription(PolicyStatus, "/gen0_policy/status", self._on_status, 10)
         self.reset = self.node.create_client(ResetTask, "/gen0_sim/reset")
         self.run_task = ThreadSafeActionClient(self.node, RunTask, "/gen0_policy/run_task")
@@ -53,6 +54,7 @@ class Client:
 
     def _on_status(self, msg: PolicyStatus) -> None:
         self.status = msg
+        self.episode_statuses.append(msg)
 
     def wait(self, predicate, timeout: float, what: str):
         deadline = time.monotonic() + timeout
@@ -69,11 +71,14 @@ class Client:
         if not reply.success:
             raise RuntimeError(f"sim reset failed: {reply.message}")
         time.sleep(0.5)  # let task status and cameras of the new episode arrive
+        self.episode_statuses = []
         goal = self.run_task.send_goal_async(RunTask.Goal(instruction=reply.instruction, timeout=timeout))
         handle = self.wait(lambda: goal.done() and goal.result(), 30, "goal acceptance")
         result_future = handle.get_result_async()
         result = self.wait(lambda: result_future.done() and result_future.result(), timeout + 60, "task result").result
-        return {"task": task, "seed": seed, "outcome": OUTCOMES[result.outcome], "duration": round(result.duration, 3)}
+        outcome, duration = OUTCOMES[result.outcome], round(result.duration, 3)
+        episode = {"task": task, "seed": seed, "outcome": outcome, "duration": duration}
+        return episode | runtime_stats(self.episode_statuses, result.duration)
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -128,6 +133,24 @@ def stop_nodes(procs: list[subprocess.Popen]) -> None:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def runtime_stats(statuses: list[PolicyStatus], duration: float) -> dict[str, Any]:
+    """What the policy node reported during one episode: how long it thought, how old its inputs were,
+    how often a new chunk arrived, and how much of the time it held instead of acting."""
+    if not statuses:
+        return {}
+    latency = np.array([s.inference_latency for s in statuses])
+    age = np.array([s.observation_age for s in statuses])
+    chunks = int(statuses[-1].chunk_count) - int(statuses[0].chunk_count)
+    return {
+        "inference_latency_mean_s": round(float(latency.mean()), 4),
+        "observation_age_mean_s": round(float(age.mean()), 4),
+        "observation_age_p95_s": round(float(np.percentile(age, 95)), 4),
+        "control_rate_mean_hz": round(float(np.mean([s.control_rate for s in statuses])), 1),
+        "chunks_per_s": round(chunks / duration, 2) if duration > 0 else None,
+        "holding_fraction": round(float(np.mean([s.state != PolicyStatus.STATE_RUNNING for s in statuses])), 3),
+    }
 
 
 def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:

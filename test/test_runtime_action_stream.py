@@ -99,6 +99,27 @@ def test_plan_returns_the_committed_future_and_late_ticks_repeat() -> None:
     assert not first.holding and first.chunk_seq == 0
 
 
+def test_plan_of_past_times_returns_what_was_commanded() -> None:
+    """A chunk computed from an observation taken before now is conditioned on the commands sent since
+    then, including those of a chunk that has been replaced: the stream remembers them."""
+    stream = ActionStream(SafetyFilter(SafetyLimits.from_embodiment(EMB)), PERIOD)
+    stream.reset(0.0, np.zeros(3))
+    stream.submit(Chunk(actions=np.linspace(0, 0.4, 9)[:, None] * np.ones(3), t0=0.0, step_dt=0.05))
+    sent = {0: np.zeros(3)}
+    for k in range(1, 31):
+        sent[k] = stream.tick(k * PERIOD).positions
+        if k == 20:  # a new chunk heading the other way takes over
+            stream.submit(Chunk(actions=-np.linspace(0, 0.4, 9)[:, None] * np.ones(3), t0=0.2, step_dt=0.05))
+    past = np.array([0.05, 0.15, 0.25, 0.3])
+    np.testing.assert_allclose(stream.plan(past), [sent[5], sent[15], sent[25], sent[30]], atol=1e-12)
+    between = stream.plan(np.array([0.155]))[0]
+    np.testing.assert_allclose(between, (sent[15] + sent[16]) / 2, atol=1e-12)
+    future = stream.plan(np.array([0.35]))[0]
+    np.testing.assert_allclose(future, stream.trajectory.position(0.35), atol=1e-12)
+    stream.restart(1.0, np.ones(3))  # after a restart the old commands mean nothing
+    np.testing.assert_allclose(stream.plan(np.array([0.05])), np.ones((1, 3)))
+
+
 @pytest.mark.parametrize("hold", [True, False])
 def test_holding_brakes_to_a_standstill(hold: bool) -> None:
     stream = ActionStream(SafetyFilter(SafetyLimits.from_embodiment(EMB)), PERIOD)

@@ -21,8 +21,8 @@ GOAL = np.array([1.0, -1.0, 0.8])
 class Feeder:
     """A robot that tracks every command perfectly and a camera, publishing at ``rate`` Hz."""
 
-    def __init__(self, runtime: Runtime, rate: float = 100.0) -> None:
-        self.runtime, self.period = runtime, 1.0 / rate
+    def __init__(self, runtime: Runtime, rate: float = 100.0, lag: float = 0.0) -> None:
+        self.runtime, self.period, self.lag = runtime, 1.0 / rate, lag  # lag: how old a measurement is on arrival
         self.position = np.zeros(3)
         self.paused = threading.Event()
         self._stop = threading.Event()
@@ -32,8 +32,9 @@ class Feeder:
     def _run(self) -> None:
         while not self._stop.is_set():
             if not self.paused.is_set():
-                self.runtime.perception.put_joints(self.position)
-                self.runtime.perception.put_image("cam0", image(3))
+                stamp = self.runtime.clock.now() - self.lag
+                self.runtime.perception.put_joints(self.position, stamp)
+                self.runtime.perception.put_image("cam0", image(3), stamp)
             time.sleep(self.period)
 
     def stop(self) -> None:
@@ -61,8 +62,8 @@ def started() -> Iterator[list]:
         thing.stop()
 
 
-def start(started: list, runtime: Runtime, commands: Recorder) -> Feeder:
-    feeder = Feeder(runtime)
+def start(started: list, runtime: Runtime, commands: Recorder, lag: float = 0.0) -> Feeder:
+    feeder = Feeder(runtime, lag=lag)
     feeder.runtime.on_command = lambda c: (commands(c), setattr(feeder, "position", c.positions))
     runtime.start()
     started.extend([runtime, feeder])
@@ -84,6 +85,24 @@ def test_harmonic_runtime_acts_while_it_thinks_and_reaches_the_goal(started) -> 
     # the benchmark's job, and a loaded CI machine stretches ticks, hence the loose bounds.
     assert np.median(periods) < 0.03 and np.mean(periods > 0.1) < 0.05
     assert any(c.chunk_seq > 0 for c in commands) and all(EMB.within_limits(c.positions) for c in commands)
+
+
+@pytest.mark.parametrize("mode", ["harmonic", "synchronous"])
+def test_chunks_start_at_the_observation_in_harmonic_mode_and_at_inference_in_synchronous(started, mode) -> None:
+    """Row 0 of a chunk is the action at the observation's time (as in training). Harmonic: the robot
+    kept moving since that observation, so the chunk is placed there and conditioned on the commands
+    sent since. Synchronous: the robot held still, so the chunk starts when inference starts."""
+    policy = GoalPolicy(goal=GOAL, speed=0.8, chunk_size=16, step_dt=0.05, max_prefix=8, delay_s=0.05)
+    runtime, commands = make(policy, mode=mode)
+    chunks: list = []
+    runtime.on_chunk = chunks.append
+    start(started, runtime, commands, lag=0.06)  # every measurement is 60 ms old when it arrives
+    wait_until(lambda: len(chunks) >= 4, 15, what="four chunks")
+    for chunk in chunks[1:4]:
+        offset = chunk.t0 - chunk.observation_stamp
+        assert offset == 0.0 if mode == "harmonic" else offset >= 0.06
+        if mode == "harmonic":  # the prefix covers the observation's age and the inference
+            assert chunk.committed * policy.step_dt >= 0.06 + 0.05
 
 
 def test_synchronous_runtime_pauses_the_stream_while_thinking(started) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,11 +33,16 @@ class ActionStream:
     """Thread-safe: ``submit`` and ``plan`` are called by the inference worker, ``tick`` by the control
     clock. ``tick`` never waits on inference: it takes whatever chunk is newest."""
 
-    def __init__(self, safety: SafetyFilter, period: float, swap_min_gap: float = 0.5) -> None:
+    def __init__(
+        self, safety: SafetyFilter, period: float, swap_min_gap: float = 0.5, history_seconds: float = 2.0
+    ) -> None:
         self.safety = safety
         self.period = period
         self.swap_min_gap = swap_min_gap
         self._lock = threading.Lock()
+        # The commands sent in the last ``history_seconds``: a chunk computed from an observation
+        # taken before now is conditioned on what was commanded since that observation.
+        self._history: deque[tuple[float, np.ndarray]] = deque(maxlen=max(2, math.ceil(history_seconds / period)))
         self._pending: Chunk | None = None
         self._state: SafeState | None = None
         self._trajectory: Trajectory | None = None
@@ -69,6 +75,7 @@ class ActionStream:
             self._last_t = t
             self._pending = None
             self._holding = True
+            self._history.clear()
 
     def restart(self, t: float, position: np.ndarray) -> None:
         """Start over at rest at a new measured ``position`` (the robot was reset or moved externally)."""
@@ -76,6 +83,7 @@ class ActionStream:
             self._state = self.safety.start(position)
             self._trajectory = Trajectory.hold(t, self._state.position)
             self._last_t, self._pending, self._holding = t, None, True
+            self._history.clear()
 
     def rebase(self, t: float) -> None:
         """Pretend the last command was sent at ``t`` at rest: after a pause in the stream (synchronous
@@ -97,11 +105,20 @@ class ActionStream:
             self._pending = chunk
 
     def plan(self, times: np.ndarray) -> np.ndarray | None:
-        """What the stream will command at ``times`` if no new chunk arrives: the committed actions."""
+        """What the stream commands at ``times``: what it sent, for times up to its last tick (from its
+        recent history), and what it will send if no new chunk arrives, after that."""
+        times = np.asarray(times, dtype=np.float64)
         with self._lock:
             if self._trajectory is None:
                 return None
-            return self._trajectory.position(np.asarray(times, dtype=np.float64))
+            out = self._trajectory.position(times)
+            past = times <= self._last_t
+            if np.any(past) and self._history:
+                sent_t = np.array([t for t, _ in self._history])
+                sent = np.stack([p for _, p in self._history])
+                for j in range(sent.shape[1]):
+                    out[past, j] = np.interp(times[past], sent_t, sent[:, j])
+            return out
 
     def position(self) -> np.ndarray | None:
         with self._lock:
@@ -134,6 +151,7 @@ class ActionStream:
                 state, clamped = self.safety.step(state, trajectory.position(now), dt)
             self._state, self._trajectory = state, trajectory
             self._last_t, self._last_clamped, self._holding = now, clamped, hold
+            self._history.append((now, state.position.copy()))
             return self._command(now, state, trajectory, clamped)
 
     def _command(self, now: float, state: SafeState, trajectory: Trajectory, clamped: bool) -> Command:

@@ -24,7 +24,7 @@ from gen0_policy.errors import CommandError, Gen0Error
 from gen0_policy.runtime.action_stream import ActionStream, Command
 from gen0_policy.runtime.clock import Clock, JumpDetector, MonotonicClock
 from gen0_policy.runtime.config import RuntimeConfig
-from gen0_policy.runtime.perception import Observation, PerceptionStream
+from gen0_policy.runtime.perception import JOINTS, Observation, PerceptionStream
 from gen0_policy.runtime.policy import ChunkPolicy, validate_output
 from gen0_policy.runtime.rate import RateLoop, set_nice, set_realtime
 from gen0_policy.runtime.safety import SafetyFilter, SafetyLimits
@@ -292,7 +292,8 @@ class Runtime:
         return run
 
     def _committed_steps(self, policy: ChunkPolicy) -> int:
-        """Steps of ``step_dt`` that will execute while this inference runs (latency estimate + margin)."""
+        """Steps of ``step_dt`` that execute between a chunk's row 0 and its takeover (the estimate of
+        that delay: the observation's age plus the inference, in harmonic mode; plus a margin)."""
         expected = self._latency_estimate * (1 + self.config.latency_margin)
         steps = math.ceil(expected / policy.step_dt) + 1 if expected > 0 else 0
         return min(steps, int(policy.max_prefix), int(policy.chunk_size) - 1)
@@ -304,7 +305,12 @@ class Runtime:
                 self._policy, self._next_policy = self._next_policy, None
             policy = self._policy
         epoch = self._epoch
-        t0 = self.clock.now()
+        started_at = self.clock.now()
+        # Row 0 of a chunk is the action at the observation's time, as in training. Harmonic: the stream
+        # kept moving since then, so the chunk is placed at the joint state's stamp and conditioned on
+        # what was (and will be) commanded from then on; rows already past are skipped when it takes
+        # over. Synchronous: the robot held still since the observation, so the chunk starts now.
+        t0 = min(observation.stamps.get(JOINTS, observation.stamp), started_at) if harmonic else started_at
         committed = None
         prefix = self._committed_steps(policy) if harmonic else 0
         if prefix > 0:
@@ -328,7 +334,7 @@ class Runtime:
         estimate = self._latency_estimate
         self._latency_estimate = latency if estimate == 0 else (1 - alpha) * estimate + alpha * latency
         self._inference_latency = wall_latency
-        self._observation_age = t0 - observation.stamp
+        self._observation_age = started_at - observation.stamp
         if epoch != self._epoch:
             return None  # the clock jumped while thinking: this chunk's times mean nothing
         try:

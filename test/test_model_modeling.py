@@ -168,6 +168,28 @@ def test_loss_falls_on_a_tiny_batch() -> None:
     assert losses[-1] < 0.4 * losses[0], losses[::8]
 
 
+def test_goal_head_adds_a_weighted_loss_that_trains_the_encoder() -> None:
+    """The auxiliary goal-state loss: absent by default (old checkpoints load unchanged), added with its
+    weight when on, and its gradient reaches the image encoder (the point: look at the target)."""
+    from dataclasses import replace
+
+    assert Gen0Model(CONFIG).goal_head is None
+    torch.manual_seed(0)
+    model = Gen0Model(replace(CONFIG, goal_loss_weight=0.5))
+    batch = batch_for("panda")
+    batch["goal_state"] = torch.randn(1, CONFIG.max_dof)
+    flow, goal = model.losses(batch)
+    assert goal is not None and goal.shape == (1,)
+    torch.testing.assert_close(model(batch), flow.mean() + 0.5 * goal.mean())
+    goal.sum().backward()
+    assert model.vision.stem[0].weight.grad.abs().sum() > 0
+    assert model.action_out.weight.grad is None or model.action_out.weight.grad.abs().sum() == 0
+    del batch["goal_state"]  # a batch without goal states trains the flow alone
+    torch.testing.assert_close(model(batch), model.per_sample_loss(batch).mean())
+    with pytest.raises(ConfigError, match="goal_loss_weight"):
+        replace(CONFIG, goal_loss_weight=-1.0)
+
+
 def test_presets_are_counted_on_the_meta_device() -> None:
     tiny = describe(preset("test"))
     assert 0.5e6 < tiny["parameters"]["total"] < 2e6

@@ -48,6 +48,10 @@ class ModelConfig:
     embodiment_slots: int = 8
     # Flow matching: Euler steps at inference.
     flow_steps: int = 4
+    # Training only: weight of an auxiliary loss that predicts, from the observation, the joint state
+    # the episode ends in. The end of a reach is where the ball is: the chunk's first steps barely
+    # depend on it, so without this the encoder can ignore small targets (0: no such head).
+    goal_loss_weight: float = 0.0
     # The frozen text encoder is not part of this network; counted separately in `gen0 model info`.
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -72,6 +76,8 @@ class ModelConfig:
             raise ConfigError(f"max_prefix must be in [0, chunk_size); got {self.max_prefix} for {self.chunk_size}")
         if self.language_encoder not in LANGUAGE_ENCODERS:
             raise ConfigError(f"language_encoder must be one of {LANGUAGE_ENCODERS}, got {self.language_encoder!r}")
+        if self.goal_loss_weight < 0:
+            raise ConfigError(f"model config goal_loss_weight must be >= 0, got {self.goal_loss_weight}")
         if self.image_keypoints < 0:
             raise ConfigError(f"model config image_keypoints must be >= 0, got {self.image_keypoints}")
         if not self.image_channels:

@@ -194,6 +194,8 @@ class Gen0Model(nn.Module):
         self.expert = nn.ModuleList(ExpertBlock(config) for _ in range(config.expert_layers))
         self.ln_out = nn.LayerNorm(E)
         self.action_out = nn.Linear(E, p * D)
+        # Auxiliary (training only): the episode's final joint state, from the pooled context.
+        self.goal_head = nn.Linear(C, D) if config.goal_loss_weight > 0 else None
         self.apply(self._init_weights)
         for name in ("image_pos", "camera_slot", "obs_type", "action_pos"):
             nn.init.normal_(getattr(self, name), std=0.02)
@@ -271,10 +273,23 @@ class Gen0Model(nn.Module):
         """
         if task == "sample":
             return self.sample(batch, batch["actions"], batch["committed"], batch["noise"])
-        return self.per_sample_loss(batch).mean()
+        flow, goal = self.losses(batch)
+        return flow.mean() if goal is None else flow.mean() + self.config.goal_loss_weight * goal.mean()
 
     def per_sample_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The flow-matching loss per sample (the auxiliary goal loss is not part of it)."""
+        return self.losses(batch)[0]
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-sample flow-matching loss, and per-sample goal-state loss when the model has the head
+        and the batch has ``goal_state`` (B, D) normalized."""
         context, mask = self.encode(batch)
+        goal_loss = None
+        if self.goal_head is not None and "goal_state" in batch:
+            dof_mask = batch["dof_mask"].float()
+            predicted = self.goal_head(context.mean(dim=1)).float()
+            goal_err = (predicted - batch["goal_state"].float()).square() * dof_mask
+            goal_loss = goal_err.sum(dim=1) / dof_mask.sum(dim=1).clamp_min(1.0)
         dof = batch["dof_mask"][:, None, :].to(batch["actions"].dtype)  # (B, 1, D)
         x1 = batch["actions"] * dof
         x0 = batch["noise"] * dof
@@ -285,7 +300,7 @@ class Gen0Model(nn.Module):
         v = self.velocity(self.context_kv(context), mask, x_t, committed, t)
         weight = dof * (batch["action_mask"] & ~committed)[..., None].to(dof.dtype)  # (B, H, D)
         err = (v.float() - (x1 - x0).float()).square() * weight
-        return err.sum(dim=(1, 2)) / weight.sum(dim=(1, 2)).clamp_min(1.0)
+        return err.sum(dim=(1, 2)) / weight.sum(dim=(1, 2)).clamp_min(1.0), goal_loss
 
     # -- inference -----------------------------------------------------------------------------
     @torch.no_grad()

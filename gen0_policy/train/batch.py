@@ -96,6 +96,7 @@ class BatchBuilder:
             "camera_roles": torch.from_numpy(np.stack([e.camera_roles for e in eps])),
             "camera_mask": torch.from_numpy(np.stack([e.camera_mask for e in eps])),
             "state": torch.from_numpy(states),
+            "goal_state": torch.from_numpy(np.stack([e.states[-1] for e in eps])),  # where the episode ends
             "dof_mask": torch.from_numpy(np.stack([e.dof_mask for e in eps])),
             "language": torch.from_numpy(np.stack([e.language for e in eps])),
             "embodiment": torch.tensor([e.embodiment for e in eps], dtype=torch.long),

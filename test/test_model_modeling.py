@@ -10,7 +10,7 @@ from model_fixtures import ROBOTS, make_embodiment, make_episode
 
 from gen0_policy.errors import ConfigError
 from gen0_policy.model.config import ModelConfig, preset
-from gen0_policy.model.counting import describe, dummy_batch
+from gen0_policy.model.counting import describe, dummy_batch, parameter_counts
 from gen0_policy.model.language import HashEncoder
 from gen0_policy.model.modeling import Gen0Model, interpolate
 from gen0_policy.model.processor import JointStats, Processor
@@ -180,6 +180,7 @@ def test_goal_head_adds_a_weighted_loss_that_trains_the_encoder() -> None:
     batch["goal_state"] = torch.randn(1, CONFIG.max_dof)
     flow, goal = model.losses(batch)
     assert goal is not None and goal.shape == (1,)
+    assert parameter_counts(model)["goal_head"] == (CONFIG.width + 1) * CONFIG.max_dof  # counted, freezable
     torch.testing.assert_close(model(batch), flow.mean() + 0.5 * goal.mean())
     goal.sum().backward()
     assert model.vision.stem[0].weight.grad.abs().sum() > 0

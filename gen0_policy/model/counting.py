@@ -18,6 +18,7 @@ COMPONENTS = {
     "embodiment": ("embodiment.", "obs_type"),
     "backbone": ("backbone.", "ln_context."),
     "expert": ("action_in.", "time_mlp.", "action_pos", "expert.", "ln_out.", "action_out."),
+    "goal_head": ("goal_head.",),  # auxiliary, training only
 }
 # The frozen sentence encoder (all-MiniLM-L6-v2) lives outside the network; its size, for reference.
 MINILM_PARAMS = 22_713_216

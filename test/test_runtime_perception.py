@@ -107,3 +107,28 @@ def test_joint_states_faster_than_any_joint_can_move_count_as_a_jump(clock) -> N
     assert stream.joint_jumps == 1 and "joint 0 jumped 1.300 in 0.100 s" in stream.joint_jump_reason
     stream.put_joints(np.array([0.0, 1.0]), stamp=9.2)
     assert stream.joint_jumps == 2 and "joint 0 jumped 1.500 in 0.000 s" in stream.joint_jump_reason
+
+
+def test_synchronized_observation_pairs_images_with_the_joint_state_of_their_time(clock) -> None:
+    """Cameras lag joint states; the policy was trained on simultaneous ones. The observation takes the
+    joint state measured when its oldest image was (interpolated), and is stamped then."""
+    stream = PerceptionStream(dof=2, cameras={"front": None, "wrist": None}, clock=clock, synchronize_joints=True)
+    for k in range(11):  # a joint moving at 1 rad/s, measured at 100 Hz from t = 9.0
+        stream.put_joints(np.array([9.0 + 0.01 * k, 5.0]), stamp=9.0 + 0.01 * k)
+    stream.put_image("front", image(1), stamp=9.045)  # the older image
+    stream.put_image("wrist", image(2), stamp=9.08)
+    observation = stream.latest()
+    np.testing.assert_allclose(observation.joint_positions, [9.045, 5.0])
+    assert observation.stamps["joint_states"] == pytest.approx(9.045) and observation.stamp == pytest.approx(9.045)
+    stream.put_image("front", image(1), stamp=8.0)  # out of order: ignored, nothing changes
+    np.testing.assert_allclose(stream.latest().joint_positions, [9.045, 5.0])
+    stream.put_image("front", image(1), stamp=9.2)  # newer than every joint state: the newest one
+    stream.put_image("wrist", image(2), stamp=9.2)
+    np.testing.assert_allclose(stream.latest().joint_positions, [9.1, 5.0])
+    assert stream.latest().stamps["joint_states"] == pytest.approx(9.1)
+
+    plain = PerceptionStream(dof=2, cameras={"front": None}, clock=clock)  # off: the newest joint state
+    plain.put_joints(np.zeros(2), stamp=9.0)
+    plain.put_joints(np.ones(2), stamp=9.1)
+    plain.put_image("front", image(1), stamp=9.0)
+    np.testing.assert_allclose(plain.latest().joint_positions, [1.0, 1.0])

@@ -53,6 +53,7 @@ PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml)
     "worker_timeout": 2.0,
     "limit_scale": 1.0,
     "resync_tolerance": 1.0,
+    "synchronize_joints": True,
     "check_image_size": True,
     "status_rate": 10.0,
     "realtime_priority": 0,
@@ -121,6 +122,7 @@ class PolicyNode(LifecycleNode):
                 worker_timeout=p["worker_timeout"],
                 limit_scale=p["limit_scale"],
                 resync_tolerance=p["resync_tolerance"],
+                synchronize_joints=p["synchronize_joints"],
                 realtime_priority=p["realtime_priority"],
                 worker_realtime_priority=p["worker_realtime_priority"],
             )

@@ -29,6 +29,9 @@ class RuntimeConfig:
     # else; the stream then restarts from the measured position (0 disables; grippers exempt, as a
     # gripper closed on an object never reaches its command). Teleports are caught without it.
     resync_tolerance: float = 1.0
+    # Pair the images with the joint state measured when they were (cameras lag joint states, the policy
+    # was trained on simultaneous ones); the chunk then starts at that instant (see perception).
+    synchronize_joints: bool = True
     clock_jump_forward: float = 1.0  # s; a larger forward leap between ticks counts as a clock jump
     realtime_priority: int = 0  # SCHED_FIFO priority (1-99) of the action-stream thread; 0: normal scheduling
     worker_realtime_priority: int = 0  # SCHED_FIFO priority of the inference thread (keep below the stream's)

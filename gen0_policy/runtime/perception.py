@@ -2,11 +2,18 @@
 
 Sensors arrive at their own rates on their own threads; the inference worker only ever wants the
 newest complete observation and how old it is. Bad input is rejected here, with a reason the status
-can show, and never overwrites the last good value."""
+can show, and never overwrites the last good value.
+
+Cameras lag joint states (rendering, encoding, transport: 100 ms and more is common), but a policy is
+trained on images and joint states taken at the same instant. With ``synchronize_joints`` an
+observation pairs the images with the joint state measured when its oldest image was (interpolated
+from a short history), and is stamped at that instant; the runtime then conditions the policy on what
+was commanded since."""
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,10 +80,13 @@ class PerceptionStream:
     # Per-joint speeds (units/s) no real motion exceeds; a faster change between two joint states is
     # a teleport (simulator reset, estimator reinitialised) and is counted in ``joint_jumps``.
     joint_speed_limits: np.ndarray | None = None
+    synchronize_joints: bool = False  # pair images with the joint state of their time (module docstring)
+    joint_history_seconds: float = 1.0  # how far back that joint state can be found
 
     def __post_init__(self) -> None:
         self._lock = threading.Condition()
         self._slots: dict[str, Stamped] = {}
+        self._joint_history: deque[tuple[float, np.ndarray]] = deque()
         self._seq = 0
         self.last_error: str = ""
         self.errors: dict[str, str] = {}  # source -> why its last input was refused (cleared on the next good one)
@@ -105,6 +115,11 @@ class PerceptionStream:
                 return  # out-of-order delivery: latest wins by stamp, not by arrival
             self._seq += 1
             self._slots[source] = Stamped(value, stamp, now)
+            if source == JOINTS and self.synchronize_joints:
+                history = self._joint_history
+                history.append((stamp, value))
+                while history and history[0][0] < stamp - self.joint_history_seconds:
+                    history.popleft()
             self.errors.pop(source, None)
             self._lock.notify_all()
 
@@ -174,12 +189,25 @@ class PerceptionStream:
 
     def _snapshot(self) -> Observation:
         slots = self._slots
+        stamps = {s: slots[s].stamp for s in self.sources}
+        joints = slots[JOINTS].value
+        if self.synchronize_joints and self.cameras and len(self._joint_history) > 1:
+            image_time = min(stamps[cam] for cam in self.cameras)
+            if image_time < stamps[JOINTS]:
+                joints = self._joints_at(image_time)
+                stamps[JOINTS] = max(image_time, self._joint_history[0][0])
         return Observation(
-            joint_positions=slots[JOINTS].value,
+            joint_positions=joints,
             images={cam: slots[cam].value for cam in self.cameras},
-            stamps={s: slots[s].stamp for s in self.sources},
+            stamps=stamps,
             seq=self._seq,
         )
+
+    def _joints_at(self, t: float) -> np.ndarray:
+        """The joint state at ``t``, linearly interpolated from the history (its oldest entry if older)."""
+        times = np.array([stamp for stamp, _ in self._joint_history])
+        values = np.stack([value for _, value in self._joint_history])
+        return np.array([np.interp(t, times, values[:, j]) for j in range(values.shape[1])])
 
     def wait_newer(self, seq: int, timeout: float) -> Observation | None:
         """Block until a complete observation newer than ``seq`` exists (or ``timeout`` s pass)."""
@@ -203,4 +231,5 @@ class PerceptionStream:
         """Forget everything (after a clock jump every stamp is meaningless)."""
         with self._lock:
             self._slots.clear()
+            self._joint_history.clear()
             self._seq += 1

@@ -67,7 +67,13 @@ class Runtime:
         if cameras is None:
             cameras = {c.name: (c.height, c.width) for c in embodiment.cameras}
         speeds = np.where(embodiment.gripper_mask, np.inf, embodiment.velocity_limits)
-        self.perception = PerceptionStream(embodiment.dof, cameras, self.clock, joint_speed_limits=speeds)
+        self.perception = PerceptionStream(
+            embodiment.dof,
+            cameras,
+            self.clock,
+            joint_speed_limits=speeds,
+            synchronize_joints=self.config.synchronize_joints,
+        )
         self._joint_jumps = 0
         self.limits = SafetyLimits.from_embodiment(embodiment, self.config.limit_scale)
         self.stream = ActionStream(SafetyFilter(self.limits), self.config.period, self.config.swap_min_gap)

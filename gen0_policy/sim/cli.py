@@ -129,7 +129,7 @@ def _register_rollout(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=10, help="number of episodes (seeds SEED, SEED+1, ...)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     p.add_argument("--image-size", type=_size, default=None, help="WxH of the images a policy sees (default: YAML)")
-    p.add_argument("--execute", type=int, default=None, help="chunk steps played between inferences (checkpoint)")
+    p.add_argument("--execute", type=int, default=None, help="chunk steps run between inferences (default 3/4 chunk)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_rollout)
 

@@ -112,6 +112,7 @@ def start_nodes(args: argparse.Namespace, mode: str, log_dir: Path) -> list[subp
             "use_sim_time": True,
             "autostart": True,
             "mode": mode,
+            "replan_period": args.replan_period,
             "realtime_priority": args.realtime,
             # The embodiment's cameras are larger than the training-size renders the sim sends here.
             "check_image_size": camera_size is None,
@@ -175,6 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--episodes", type=int, default=5, help="seeds per task and mode")
     parser.add_argument("--timeout", type=float, default=30.0, help="RunTask timeout per episode, s (sim time)")
     parser.add_argument("--modes", default="harmonic,synchronous")
+    parser.add_argument("--replan-period", type=float, default=0.0, help="harmonic: s between inference starts")
     parser.add_argument("--realtime", type=int, default=0, help="SCHED_FIFO priority of the policy's control thread")
     parser.add_argument(
         "--native-camera-size",

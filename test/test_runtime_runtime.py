@@ -105,6 +105,19 @@ def test_chunks_start_at_the_observation_in_harmonic_mode_and_at_inference_in_sy
             assert chunk.committed * policy.step_dt >= 0.06 + 0.05
 
 
+def test_replan_period_spaces_inferences_while_the_stream_keeps_going(started) -> None:
+    policy = GoalPolicy(goal=GOAL, speed=0.3, chunk_size=16, step_dt=0.05, max_prefix=8, delay_s=0.02)
+    runtime, commands = make(policy, replan_period=0.3)
+    chunks: list = []
+    runtime.on_chunk = chunks.append
+    start(started, runtime, commands)
+    wait_until(lambda: len(chunks) >= 4, 15, what="four chunks")
+    starts = np.diff([c.t0 for c in chunks])
+    assert np.all(starts > 0.25)  # back to back they would come every ~20 ms
+    periods = np.diff([c.t for c in commands if chunks[0].t0 < c.t < chunks[3].t0])
+    assert np.median(periods) < 0.03  # the stream never waited for the worker
+
+
 def test_synchronous_runtime_pauses_the_stream_while_thinking(started) -> None:
     policy = GoalPolicy(goal=GOAL, speed=0.8, chunk_size=8, step_dt=0.05, max_prefix=4, delay_s=0.08)
     runtime, commands = make(policy, mode="synchronous")

@@ -54,6 +54,7 @@ PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml)
     "limit_scale": 1.0,
     "resync_tolerance": 1.0,
     "synchronize_joints": True,
+    "replan_period": 0.0,
     "check_image_size": True,
     "status_rate": 10.0,
     "realtime_priority": 0,
@@ -123,6 +124,7 @@ class PolicyNode(LifecycleNode):
                 limit_scale=p["limit_scale"],
                 resync_tolerance=p["resync_tolerance"],
                 synchronize_joints=p["synchronize_joints"],
+                replan_period=p["replan_period"],
                 realtime_priority=p["realtime_priority"],
                 worker_realtime_priority=p["worker_realtime_priority"],
             )

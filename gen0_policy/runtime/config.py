@@ -39,6 +39,10 @@ class RuntimeConfig:
     # Fraction of the time the worker may compute. With a real-time worker, < 0.95 keeps the kernel's RT
     # throttling (950 ms per s per CPU) from freezing every real-time thread on its CPU, the stream's too.
     worker_duty_cycle: float = 1.0
+    # Harmonic mode: s (runtime clock) from one inference's start to the next; 0 = back to back. Like
+    # a synchronous executor's chunk execution, but the stream never pauses: each chunk runs this long
+    # before the next takes over, so the policy re-plans less often from its own motion.
+    replan_period: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -61,6 +65,7 @@ class RuntimeConfig:
             "worker_realtime_priority": 0 <= self.worker_realtime_priority <= 99,
             "worker_nice": -20 <= self.worker_nice <= 19,
             "worker_duty_cycle": 0 < self.worker_duty_cycle <= 1,
+            "replan_period": self.replan_period >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

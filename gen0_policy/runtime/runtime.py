@@ -390,12 +390,23 @@ class Runtime:
             if observation is None or not self.stream.started or self._operator_hold:
                 time.sleep(0.002)
                 continue
-            started = time.monotonic()
+            started, started_at = time.monotonic(), self.clock.now()
             chunk = self._infer(observation, harmonic=True)
             if chunk is not None:
                 self.stream.submit(chunk)
             if self.config.worker_duty_cycle < 1:
                 time.sleep((time.monotonic() - started) * (1 / self.config.worker_duty_cycle - 1))
+            if chunk is not None and self.config.replan_period > 0:
+                self._wait_until(started_at + self.config.replan_period)
+
+    def _wait_until(self, t: float) -> None:
+        """Sleep until the runtime clock reads ``t`` (sim time may run slower or faster than the wall),
+        a stop, or a clock jump backwards."""
+        while not self._stop.is_set() and not self._operator_hold:
+            now = self.clock.now()
+            if now >= t or t - now > 2 * self.config.replan_period + 1.0:
+                return
+            time.sleep(min(0.005, t - now))
 
     def _synchronous_loop(self) -> None:
         """Infer (the command stream pauses), then act the chunk at the control rate, then repeat."""

@@ -313,9 +313,10 @@ class Runtime:
         epoch = self._epoch
         started_at = self.clock.now()
         # Row 0 of a chunk is the action at the observation's time, as in training. Harmonic: the stream
-        # kept moving since then, so the chunk is placed at the joint state's stamp and conditioned on
-        # what was (and will be) commanded from then on; rows already past are skipped when it takes
-        # over. Synchronous: the robot held still since the observation, so the chunk starts now.
+        # kept moving since then, so the chunk is placed at the joint state's stamp (with synchronize_joints,
+        # when its images were taken) and conditioned on what was (and will be) commanded from then on;
+        # rows already past are skipped when it takes over. Synchronous: the robot held still since the
+        # observation, so the chunk starts now.
         t0 = min(observation.stamps.get(JOINTS, observation.stamp), started_at) if harmonic else started_at
         committed = None
         prefix = self._committed_steps(policy) if harmonic else 0

@@ -117,18 +117,19 @@ def test_synchronized_observation_pairs_images_with_the_joint_state_of_their_tim
         stream.put_joints(np.array([9.0 + 0.01 * k, 5.0]), stamp=9.0 + 0.01 * k)
     stream.put_image("front", image(1), stamp=9.045)  # the older image
     stream.put_image("wrist", image(2), stamp=9.08)
-    observation = stream.latest()
+    observation = stream.wait_newer(-1, 0.0)  # the observation to act on
     np.testing.assert_allclose(observation.joint_positions, [9.045, 5.0])
+    assert stream.latest().stamps["joint_states"] == pytest.approx(9.1)  # supervision sees the raw stamps
     assert observation.stamps["joint_states"] == pytest.approx(9.045) and observation.stamp == pytest.approx(9.045)
     stream.put_image("front", image(1), stamp=8.0)  # out of order: ignored, nothing changes
-    np.testing.assert_allclose(stream.latest().joint_positions, [9.045, 5.0])
+    np.testing.assert_allclose(stream.wait_newer(-1, 0.0).joint_positions, [9.045, 5.0])
     stream.put_image("front", image(1), stamp=9.2)  # newer than every joint state: the newest one
     stream.put_image("wrist", image(2), stamp=9.2)
-    np.testing.assert_allclose(stream.latest().joint_positions, [9.1, 5.0])
-    assert stream.latest().stamps["joint_states"] == pytest.approx(9.1)
+    np.testing.assert_allclose(stream.wait_newer(-1, 0.0).joint_positions, [9.1, 5.0])
+    assert stream.wait_newer(-1, 0.0).stamps["joint_states"] == pytest.approx(9.1)
 
     plain = PerceptionStream(dof=2, cameras={"front": None}, clock=clock)  # off: the newest joint state
     plain.put_joints(np.zeros(2), stamp=9.0)
     plain.put_joints(np.ones(2), stamp=9.1)
     plain.put_image("front", image(1), stamp=9.0)
-    np.testing.assert_allclose(plain.latest().joint_positions, [1.0, 1.0])
+    np.testing.assert_allclose(plain.wait_newer(-1, 0.0).joint_positions, [1.0, 1.0])

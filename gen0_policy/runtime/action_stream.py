@@ -108,17 +108,19 @@ class ActionStream:
         """What the stream commands at ``times``: what it sent, for times up to its last tick (from its
         recent history), and what it will send if no new chunk arrives, after that."""
         times = np.asarray(times, dtype=np.float64)
-        with self._lock:
+        with self._lock:  # copy what is needed; interpolate outside, the control clock ticks on this lock
             if self._trajectory is None:
                 return None
-            out = self._trajectory.position(times)
-            past = times <= self._last_t
-            if np.any(past) and self._history:
-                sent_t = np.array([t for t, _ in self._history])
-                sent = np.stack([p for _, p in self._history])
-                for j in range(sent.shape[1]):
-                    out[past, j] = np.interp(times[past], sent_t, sent[:, j])
-            return out
+            trajectory, last_t = self._trajectory, self._last_t
+            history = list(self._history) if np.any(times <= last_t) else []
+        out = trajectory.position(times)
+        if history:
+            past = times <= last_t
+            sent_t = np.array([t for t, _ in history])
+            sent = np.stack([p for _, p in history])
+            for j in range(sent.shape[1]):
+                out[past, j] = np.interp(times[past], sent_t, sent[:, j])
+        return out
 
     def position(self) -> np.ndarray | None:
         with self._lock:

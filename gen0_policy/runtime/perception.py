@@ -181,17 +181,18 @@ class PerceptionStream:
         self._accept(camera, value, stamp)
 
     def latest(self) -> Observation | None:
-        """The newest complete observation, or ``None`` until every source has delivered once."""
+        """The newest value of every source as it is (what supervision checks for staleness), or ``None``
+        until every source has delivered once."""
         with self._lock:
             if any(s not in self._slots for s in self.sources):
                 return None
             return self._snapshot()
 
-    def _snapshot(self) -> Observation:
+    def _snapshot(self, synchronize: bool = False) -> Observation:
         slots = self._slots
         stamps = {s: slots[s].stamp for s in self.sources}
         joints = slots[JOINTS].value
-        if self.synchronize_joints and self.cameras and len(self._joint_history) > 1:
+        if synchronize and self.synchronize_joints and self.cameras and len(self._joint_history) > 1:
             image_time = min(stamps[cam] for cam in self.cameras)
             if image_time < stamps[JOINTS]:
                 joints = self._joints_at(image_time)
@@ -210,12 +211,13 @@ class PerceptionStream:
         return np.array([np.interp(t, times, values[:, j]) for j in range(values.shape[1])])
 
     def wait_newer(self, seq: int, timeout: float) -> Observation | None:
-        """Block until a complete observation newer than ``seq`` exists (or ``timeout`` s pass)."""
+        """Block until a complete observation newer than ``seq`` exists (or ``timeout`` s pass); the
+        observation to act on, so its joints are synchronized to its images if so configured."""
         with self._lock:
             ready = self._lock.wait_for(
                 lambda: self._seq > seq and all(s in self._slots for s in self.sources), timeout=timeout
             )
-            return self._snapshot() if ready else None
+            return self._snapshot(synchronize=True) if ready else None
 
     def latest_joints(self) -> np.ndarray | None:
         """The newest joint state alone (the runtime starts from it before any camera has spoken)."""

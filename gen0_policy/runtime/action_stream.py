@@ -13,7 +13,7 @@ import numpy as np
 
 from gen0_policy.errors import CommandError
 from gen0_policy.runtime.safety import SafeState, SafetyFilter
-from gen0_policy.runtime.trajectory import Chunk, Trajectory
+from gen0_policy.runtime.trajectory import Chunk, Trajectory, sample_history
 
 
 @dataclass(frozen=True)
@@ -116,10 +116,7 @@ class ActionStream:
         out = trajectory.position(times)
         if history:
             past = times <= last_t
-            sent_t = np.array([t for t, _ in history])
-            sent = np.stack([p for _, p in history])
-            for j in range(sent.shape[1]):
-                out[past, j] = np.interp(times[past], sent_t, sent[:, j])
+            out[past] = sample_history(history, times[past])
         return out
 
     def position(self) -> np.ndarray | None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from gen0_policy.errors import ObservationError
 from gen0_policy.runtime.clock import Clock, MonotonicClock
+from gen0_policy.runtime.trajectory import sample_history
 
 JOINTS = "joint_states"
 
@@ -195,7 +196,7 @@ class PerceptionStream:
         if synchronize and self.synchronize_joints and self.cameras and len(self._joint_history) > 1:
             image_time = min(stamps[cam] for cam in self.cameras)
             if image_time < stamps[JOINTS]:
-                joints = self._joints_at(image_time)
+                joints = sample_history(self._joint_history, np.array([image_time]))[0]
                 stamps[JOINTS] = max(image_time, self._joint_history[0][0])
         return Observation(
             joint_positions=joints,
@@ -203,12 +204,6 @@ class PerceptionStream:
             stamps=stamps,
             seq=self._seq,
         )
-
-    def _joints_at(self, t: float) -> np.ndarray:
-        """The joint state at ``t``, linearly interpolated from the history (its oldest entry if older)."""
-        times = np.array([stamp for stamp, _ in self._joint_history])
-        values = np.stack([value for _, value in self._joint_history])
-        return np.array([np.interp(t, times, values[:, j]) for j in range(values.shape[1])])
 
     def wait_newer(self, seq: int, timeout: float) -> Observation | None:
         """Block until a complete observation newer than ``seq`` exists (or ``timeout`` s pass); the

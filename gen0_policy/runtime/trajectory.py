@@ -9,10 +9,19 @@ Past the last waypoint the curve holds it, arriving with zero velocity."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.interpolate import CubicSpline
+
+
+def sample_history(history: Sequence[tuple[float, np.ndarray]], times: np.ndarray) -> np.ndarray:
+    """Stamped vectors ``[(t, (D,)), ...]`` (time-ordered) linearly interpolated at ``times`` (N,) ->
+    (N, D); times outside the history take its first or last vector."""
+    stamps = np.array([t for t, _ in history])
+    values = np.stack([v for _, v in history])
+    return np.stack([np.interp(times, stamps, values[:, j]) for j in range(values.shape[1])], axis=-1)
 
 
 @dataclass(frozen=True)

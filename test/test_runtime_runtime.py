@@ -112,8 +112,10 @@ def test_replan_period_spaces_inferences_while_the_stream_keeps_going(started) -
     runtime.on_chunk = chunks.append
     start(started, runtime, commands)
     wait_until(lambda: len(chunks) >= 4, 15, what="four chunks")
-    starts = np.diff([c.t0 for c in chunks])
-    assert np.all(starts > 0.25)  # back to back they would come every ~20 ms
+    # Chunks start at their observation's stamp, which jitters by the feeder's period and scheduling
+    # (0.23 s was seen between two): the mean over three gaps cancels it. Back to back: ~0.02 s.
+    starts = np.diff([c.t0 for c in chunks[:4]])
+    assert starts.mean() > 0.28 and starts.min() > 0.15
     periods = np.diff([c.t for c in commands if chunks[0].t0 < c.t < chunks[3].t0])
     assert np.median(periods) < 0.03  # the stream never waited for the worker
 

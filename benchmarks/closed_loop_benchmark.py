@@ -86,22 +86,11 @@ class Client:
         rclpy.shutdown(context=self.context)
 
 
-def training_camera_size(checkpoint: str, embodiment: str) -> tuple[int, int] | None:
-    """(width, height) the checkpoint's training images of ``embodiment`` were rendered at, if recorded.
-
-    The sim renders at that size, as the data was: a 640x480 render shrunk to 64x64 by the policy is
-    smoother than a 64x64 render, and small targets look different to a policy trained on the latter."""
-    meta = json.loads((Path(checkpoint) / "config.json").read_text())
-    sizes = list(meta.get("camera_sizes", {}).get(embodiment, {}).values())
-    return (int(sizes[0][0]), int(sizes[0][1])) if sizes else None
-
-
 def start_nodes(args: argparse.Namespace, mode: str, log_dir: Path) -> list[subprocess.Popen]:
     config = config_dir()
     sim_params: dict[str, object] = {"embodiment": args.embodiment, "task": args.tasks.split(",")[0]}
-    camera_size = training_camera_size(args.checkpoint, args.embodiment) if args.training_camera_size else None
-    if camera_size is not None:
-        sim_params["camera_width"], sim_params["camera_height"] = camera_size
+    if args.camera_size:  # another camera than the embodiment's own (the policy node accepts any size then)
+        sim_params["camera_width"], sim_params["camera_height"] = (int(v) for v in args.camera_size.split("x"))
     sim = node_command("gen0_policy.ros.sim_node", config / "sim_node.yaml", sim_params)
     policy = node_command(
         "gen0_policy.ros.policy_node",
@@ -114,8 +103,7 @@ def start_nodes(args: argparse.Namespace, mode: str, log_dir: Path) -> list[subp
             "mode": mode,
             "replan_period": args.replan_period,
             "realtime_priority": args.realtime,
-            # The embodiment's cameras are larger than the training-size renders the sim sends here.
-            "check_image_size": camera_size is None,
+            "check_image_size": not args.camera_size,
         },
     )
     procs = []
@@ -173,17 +161,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--checkpoint", required=True, help="trained checkpoint folder")
     parser.add_argument("--embodiment", default="panda")
     parser.add_argument("--tasks", default="reach,push,pick_place,stack,open_drawer,press_button")
-    parser.add_argument("--episodes", type=int, default=5, help="seeds per task and mode")
+    parser.add_argument("--episodes", type=int, default=20, help="seeds per task and mode")
     parser.add_argument("--timeout", type=float, default=30.0, help="RunTask timeout per episode, s (sim time)")
     parser.add_argument("--modes", default="harmonic,synchronous")
     parser.add_argument("--replan-period", type=float, default=0.0, help="harmonic: s between inference starts")
     parser.add_argument("--realtime", type=int, default=0, help="SCHED_FIFO priority of the policy's control thread")
-    parser.add_argument(
-        "--native-camera-size",
-        dest="training_camera_size",
-        action="store_false",
-        help="render at the embodiment's camera size instead of the checkpoint's training image size",
-    )
+    parser.add_argument("--seed", type=int, default=100, help="first seed (100+: held out from training data)")
+    parser.add_argument("--camera-size", default="", help="WxH of the simulated cameras (default: the robot's own)")
     parser.add_argument("--log-dir", default="", help="where the nodes' logs go (default: a temp folder)")
     args = parser.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -212,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 episodes = [
                     client.episode(task, seed, args.timeout)
                     for task in args.tasks.split(",")
-                    for seed in range(args.episodes)
+                    for seed in range(args.seed, args.seed + args.episodes)
                 ]
             finally:
                 stop_nodes(procs)

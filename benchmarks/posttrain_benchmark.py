@@ -60,7 +60,7 @@ def collect(embodiment: str, tasks: list[str], episodes: int, seed: int, args: a
         seed=seed,
         workers=args.workers,
         fps=args.fps,
-        image_size=tuple(args.image_size),
+        image_size=tuple(args.image_size) if args.image_size else None,
     )
     summary = collect(config, out)
     if summary["written"] < episodes * len(tasks):
@@ -183,7 +183,7 @@ def next_action_error(checkpoint: str, episodes: list, windows: int, std: np.nda
 def closed_loop(checkpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     from gen0_policy.sim.cli import rollout
 
-    result = rollout(args.embodiment, args.task, checkpoint, args.eval_episodes, args.eval_seed, tuple(args.image_size))
+    result = rollout(args.embodiment, args.task, checkpoint, args.eval_episodes, args.eval_seed)
     done = [s for s, r in zip(result["episode_seconds"], result["per_episode"], strict=True) if r["success"]]
     return {
         "success_rate": result["success_rate"],
@@ -346,7 +346,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--preset", default="small", help="model preset when pretraining here")
     p.add_argument("--language", default="", help="language encoder when pretraining here (minilm or hash)")
     p.add_argument("--fps", type=float, default=20.0, help="demonstration rate, Hz (the base's rate if given)")
-    p.add_argument("--image-size", type=int, nargs=2, default=[96, 96], metavar=("W", "H"))
+    p.add_argument(
+        "--image-size", type=int, nargs=2, default=None, metavar=("W", "H"), help="downscale stored demo frames"
+    )
     p.add_argument("--workers", type=int, default=1, help="collection worker processes")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)

@@ -96,7 +96,7 @@ def test_rollout_runs_a_trained_checkpoint(tmp_path):
     train(config, [MixtureSource("ur5e", episodes)], [load_embodiment("ur5e")])
     proc = run(
         "sim", "rollout", "--embodiment", "ur5e", "--task", "reach", "--policy", str(out), "--episodes", "1",
-        "--image-size", "32x32", "--json",
+        "--json",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)

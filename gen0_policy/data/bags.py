@@ -29,6 +29,7 @@ from gen0_policy.data.episode import Episode
 from gen0_policy.data.quality import EpisodeQuality, StreamQuality
 from gen0_policy.embodiment import Embodiment, load_embodiment
 from gen0_policy.errors import DatasetError, EmbodimentError
+from gen0_policy.images import fit_image
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
@@ -237,12 +238,7 @@ def _decode_image(msg: Any, topic: str, size: tuple[int, int] | None) -> np.ndar
     else:
         raise DatasetError(f"{topic}: image encoding {encoding!r} unsupported; use one of {[*ENCODINGS, 'mono8']}")
     rgb = np.ascontiguousarray(rgb)
-    if size is not None and size != (w, h):
-        import av
-
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        rgb = frame.reformat(width=size[0], height=size[1]).to_ndarray(format="rgb24")
-    return rgb
+    return rgb if size is None else fit_image(rgb, *size)
 
 
 def _latest_index(times: np.ndarray, steps: np.ndarray) -> np.ndarray:

@@ -40,6 +40,7 @@ from gen0_policy.data.stats import (
 )
 from gen0_policy.embodiment import Embodiment
 from gen0_policy.errors import DatasetError
+from gen0_policy.images import fit_image
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000  # files per chunk folder
@@ -645,7 +646,6 @@ def _decode_spans(
     """Decode frames [from_timestamp, from_timestamp + length / fps) of each span, in one pass over the file."""
     import av
 
-    width, height = image_size if image_size else (None, None)
     firsts = [round(start * fps) for start, _ in spans]
     out: list[np.ndarray | None] = [None] * len(spans)
     filled = [0] * len(spans)
@@ -666,7 +666,9 @@ def _decode_spans(
                 i = order[k]
                 if index < firsts[i]:
                     continue
-                rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+                rgb = frame.to_ndarray(format="rgb24")
+                if image_size is not None:  # the one image path: centre crop to the aspect, antialiased resize
+                    rgb = fit_image(rgb, *image_size)
                 if out[i] is None:
                     out[i] = np.empty((spans[i][1], *rgb.shape), dtype=np.uint8)
                 out[i][index - firsts[i]] = rgb
@@ -683,5 +685,5 @@ def _decode_spans(
 
 
 def load_episodes(root: Path, image_size: tuple[int, int] | None = None) -> list[Episode]:
-    """All episodes of a LeRobot v3 dataset, images decoded (and resized to (width, height) if given)."""
+    """All episodes of a LeRobot v3 dataset, images decoded (and fitted to (width, height) if given, see images.py)."""
     return LeRobotDataset(root).episodes(image_size=image_size)

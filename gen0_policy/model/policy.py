@@ -6,6 +6,7 @@ processor and the checkpoint layout behind it may change.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 
 from gen0_policy.embodiment import Embodiment
 from gen0_policy.errors import CheckpointError, ObservationError
+from gen0_policy.images import aspect_mismatch
 from gen0_policy.model.checkpoint import load_policy
 from gen0_policy.model.config import ModelConfig
 from gen0_policy.model.language import language_encoder
@@ -75,6 +77,7 @@ class Gen0Policy:
         self.config: ModelConfig = model.config
         self.language = language_encoder(self.config.language_encoder, self.config.language_dim)
         self._generator = torch.Generator(device="cpu").manual_seed(int(self.meta.get("seed", 0)))
+        self.warnings: dict[str, str] = {}  # camera -> why its frames differ from the training data's
 
     @classmethod
     def load(cls, checkpoint_dir: str | Path, device: str = "cpu", precision: str = "auto") -> Gen0Policy:
@@ -107,8 +110,24 @@ class Gen0Policy:
 
     @property
     def camera_sizes(self) -> dict[str, dict[str, list[int]]]:
-        """{robot: {camera: [width, height]}} of the training data (empty if unknown): render these."""
+        """{robot: {camera: [width, height]}} of the training data's frames (empty if unknown)."""
         return dict(self.meta.get("camera_sizes", {}))
+
+    def check_cameras(self, embodiment: str, frames: Mapping[str, Any]) -> None:
+        """Note (once per camera, in ``warnings`` and the log) a camera whose aspect ratio differs from
+        the training data's: the image path crops any frame to the model's input, but a different
+        aspect means a different field of view than the policy learned from."""
+        trained = self.camera_sizes.get(embodiment, {})
+        for cam, frame in frames.items():
+            shape = getattr(frame, "shape", ())
+            if cam not in trained or len(shape) != 3:
+                continue
+            message = aspect_mismatch(cam, (int(shape[1]), int(shape[0])), tuple(trained[cam]))
+            if message is None:
+                self.warnings.pop(cam, None)
+            elif self.warnings.get(cam) != message:
+                self.warnings[cam] = message
+                logging.getLogger(__name__).warning(message)
 
     @property
     def checkpoint_id(self) -> str:
@@ -147,6 +166,7 @@ class Gen0Policy:
         if not isinstance(instruction, str):
             raise ObservationError(f"instruction must be a string, got {type(instruction).__name__}")
         batch = self.processor.observation(observation, self.language.encode([instruction])[0])
+        self.check_cameras(embodiment.name, observation.get("images") or {})
         H, D = self.config.chunk_size, self.config.max_dof
         prefix = np.zeros((H, D), dtype=np.float32)
         mask = np.zeros(H, dtype=bool)

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from gen0_policy.embodiment import Embodiment
 from gen0_policy.errors import CheckpointError, DatasetError, ObservationError
+from gen0_policy.images import model_image
 from gen0_policy.model.config import CAMERA_ROLES, ModelConfig
 
 MIN_STD = 1e-2  # a joint that (almost) never moved passes through centred, not blown up
@@ -66,17 +66,6 @@ class JointStats:
             return cls(*(np.asarray(data[k], dtype=np.float32) for k in cls._keys()))
         except KeyError as exc:
             raise CheckpointError(f"normalization stats lack {exc}; they need {list(cls._keys())}") from exc
-
-
-def resize_images(frames: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (..., H, W, 3) -> uint8 (..., 3, size, size), antialiased: any camera size goes in."""
-    frames = np.asarray(frames)
-    lead = frames.shape[:-3]
-    x = torch.from_numpy(np.ascontiguousarray(frames.reshape(-1, *frames.shape[-3:]))).permute(0, 3, 1, 2)
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        x = x.round().clamp(0, 255).to(torch.uint8)
-    return x.reshape(*lead, 3, size, size).numpy()
 
 
 class Processor:
@@ -173,7 +162,7 @@ class Processor:
                 raise ObservationError(
                     f"camera {cam}: need a uint8 (H, W, 3) RGB image, got {frame.dtype} {frame.shape}"
                 )
-            pixels[slot] = resize_images(frame, S)
+            pixels[slot] = model_image(frame, S)
             roles[slot], present[slot] = role, True
         batch = {
             "images": torch.from_numpy(pixels)[None],

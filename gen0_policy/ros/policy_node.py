@@ -279,6 +279,7 @@ class PolicyNode(LifecycleNode):
             s.control_rate,
         )
         msg.chunk_count, msg.checkpoint_id, msg.instruction = s.chunk_count, s.checkpoint_id, s.instruction
+        msg.warnings = list(s.warnings)
         return msg
 
     def _publish_status(self) -> None:

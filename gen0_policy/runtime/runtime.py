@@ -463,4 +463,5 @@ class Runtime:
             embodiment=self.embodiment.name,
             instruction=self.instruction,
             stamp=now,
+            warnings=tuple(getattr(self.policy, "warnings", {}).values()),
         )

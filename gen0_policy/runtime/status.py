@@ -38,6 +38,7 @@ class RuntimeStatus:
     embodiment: str
     instruction: str
     stamp: float  # runtime clock time of this snapshot, s
+    warnings: tuple[str, ...] = ()  # conditions that degrade but do not stop the policy (camera mismatch, ...)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

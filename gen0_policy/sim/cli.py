@@ -77,7 +77,7 @@ def rollout(
     policy: str = "expert",
     episodes: int = 1,
     seed: int = 0,
-    image_size: tuple[int, int] | None = None,
+    camera_size: tuple[int, int] | None = None,
     execute: int | None = None,
 ) -> dict[str, Any]:
     """Run headless episodes; success rate and episode lengths."""
@@ -88,9 +88,9 @@ def rollout(
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
     controller = make_controller(policy, execute=execute)
-    config = RolloutConfig(linger=0.0, image_size=image_size)
+    config = RolloutConfig(linger=0.0)
     start = time.perf_counter()
-    with make_env(embodiment, task, seed=seed) as env:
+    with make_env(embodiment, task, seed=seed, camera_size=camera_size) as env:
         results = [run_episode(env, controller, seed + i, config) for i in range(episodes)]
     wall = time.perf_counter() - start
     successes = sum(r.success for r in results)
@@ -110,7 +110,7 @@ def rollout(
 
 
 def _rollout(args: argparse.Namespace) -> int:
-    result = rollout(args.embodiment, args.task, args.policy, args.episodes, args.seed, args.image_size, args.execute)
+    result = rollout(args.embodiment, args.task, args.policy, args.episodes, args.seed, args.camera_size, args.execute)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -128,7 +128,13 @@ def _register_rollout(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", default="expert", help="'expert' or a checkpoint folder")
     p.add_argument("--episodes", type=int, default=10, help="number of episodes (seeds SEED, SEED+1, ...)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
-    p.add_argument("--image-size", type=_size, default=None, help="WxH of the images a policy sees (default: YAML)")
+    p.add_argument(
+        "--camera-size",
+        type=_size,
+        default=None,
+        help="WxH of the simulated cameras (default: the embodiment's own); a policy gets any size through the "
+        "one image path (centre crop, antialiased resize)",
+    )
     p.add_argument("--execute", type=int, default=None, help="chunk steps run between inferences (default 3/4 chunk)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_rollout)
@@ -142,7 +148,12 @@ def _register_collect(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode i uses SEED+i)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     p.add_argument("--fps", type=float, default=20.0, help="recorded frames per second (divides 100 Hz control)")
-    p.add_argument("--image-size", type=_size, default=(96, 96), help="WxH of recorded images")
+    p.add_argument(
+        "--image-size",
+        type=_size,
+        default=None,
+        help="store frames downscaled to WxH (centre crop, antialiased resize); default: the cameras' own resolution",
+    )
     p.add_argument("--keep-failed", action="store_true", help="also write episodes whose task did not succeed")
     p.add_argument("--out", required=True, type=Path, help="new dataset folder")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

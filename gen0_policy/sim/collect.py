@@ -12,7 +12,7 @@ from typing import Any
 from gen0_policy.data.episode import Episode
 from gen0_policy.errors import ConfigError
 
-_ENVS: dict[tuple[str, str, tuple[int, int]], Any] = {}  # per worker process: (embodiment, task, size) -> env
+_ENVS: dict[tuple[str, str], Any] = {}  # per worker process: (embodiment, task) -> env
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class CollectConfig:
     seed: int = 0
     workers: int = 1
     fps: float = 20.0
-    image_size: tuple[int, int] = (96, 96)  # (W, H)
+    image_size: tuple[int, int] | None = None  # (W, H) to downscale to (images.py); None = the cameras' own
     keep_failed: bool = False
 
     def __post_init__(self) -> None:
@@ -39,16 +39,16 @@ class CollectConfig:
             raise ConfigError(f"--fps {self.fps} must divide the 100 Hz control rate (e.g. 10, 20, 25, 50)")
 
 
-def _episode(job: tuple[str, str, int, float, tuple[int, int]]) -> tuple[str, int, Episode | None, bool]:
+def _episode(job: tuple[str, str, int, float, tuple[int, int] | None]) -> tuple[str, int, Episode | None, bool]:
     """Worker: one seeded expert episode, recorded."""
     from gen0_policy.sim.env import make_env
     from gen0_policy.sim.policies import ExpertController
     from gen0_policy.sim.rollout import RolloutConfig, run_episode
 
     embodiment, task, seed, fps, size = job
-    key = (embodiment, task, size)
-    if key not in _ENVS:
-        _ENVS[key] = (make_env(embodiment, task, seed=seed, camera_size=size), ExpertController())
+    key = (embodiment, task)
+    if key not in _ENVS:  # rendered at the embodiment's own camera resolution, as a robot records
+        _ENVS[key] = (make_env(embodiment, task, seed=seed), ExpertController())
     env, controller = _ENVS[key]
     result = run_episode(env, controller, seed, RolloutConfig(record_fps=fps, image_size=size))
     return task, seed, result.episode, result.success
@@ -61,7 +61,7 @@ def collect(config: CollectConfig, out: Path, progress: bool = False) -> dict[st
 
     embodiment = load_embodiment(config.embodiment)
     jobs = [
-        (config.embodiment, task, config.seed + i, config.fps, tuple(config.image_size))
+        (config.embodiment, task, config.seed + i, config.fps, config.image_size and tuple(config.image_size))
         for task in config.tasks
         for i in range(config.episodes)
     ]
@@ -96,7 +96,7 @@ def collect(config: CollectConfig, out: Path, progress: bool = False) -> dict[st
         "out": str(out),
         "embodiment": config.embodiment,
         "fps": config.fps,
-        "image_size": list(config.image_size),
+        "image_size": list(config.image_size) if config.image_size else None,
         "written": written,
         "frames": frames,
         "failed": len(failed),

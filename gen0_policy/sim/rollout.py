@@ -10,6 +10,7 @@ import numpy as np
 
 from gen0_policy.data.episode import Episode
 from gen0_policy.errors import ConfigError
+from gen0_policy.images import fit_image
 from gen0_policy.sim.env import SimEnv
 from gen0_policy.sim.experts import Controller
 
@@ -19,7 +20,7 @@ class RolloutConfig:
     max_duration: float | None = None  # s of sim time; None = the task's own limit
     linger: float = 0.3  # s kept running after success, so demonstrations end at rest
     record_fps: float | None = None  # record an Episode at this rate (None: do not record)
-    image_size: tuple[int, int] | None = None  # (W, H) of recorded images; None = the cameras' sizes
+    image_size: tuple[int, int] | None = None  # (W, H) recorded frames are fitted to (images.py); None = as rendered
 
     def __post_init__(self) -> None:
         if self.max_duration is not None and self.max_duration <= 0:
@@ -63,14 +64,14 @@ def run_episode(env: SimEnv, controller: Controller, seed: int, config: RolloutC
         record = record_every is not None and step % round(record_every) == 0
         wants = getattr(controller, "wants_images", None)  # (time) -> bool: render only when it will look
         looks = record or (wants(env.time) if callable(wants) else getattr(controller, "needs_images", False))
-        obs = env.observation(config.image_size) if looks else _proprio(env)
+        obs = env.observation() if looks else _proprio(env)
         targets = np.asarray(controller.act(obs), dtype=np.float64)
         env.set_targets(targets)
         if record:
             states.append(obs["joint_positions"])
             actions.append(targets)
             for cam, frame in obs["images"].items():
-                images[cam].append(frame)
+                images[cam].append(frame if config.image_size is None else fit_image(frame, *config.image_size))
         env.step()
         step += 1
         if success_step is None and env.success():

@@ -16,7 +16,8 @@ from gen0_policy.data.episode import Episode
 from gen0_policy.data.windows import MixtureSource, Window, action_chunk, sample_rng
 from gen0_policy.model.config import ModelConfig
 from gen0_policy.model.language import LanguageEncoder
-from gen0_policy.model.processor import Processor, resize_images
+from gen0_policy.images import model_image
+from gen0_policy.model.processor import Processor
 
 
 @dataclass
@@ -46,7 +47,7 @@ def prepare_episode(episode: Episode, processor: Processor, language: LanguageEn
     roles = np.zeros(N, dtype=np.int64)
     present = np.zeros(N, dtype=bool)
     for slot, (cam, role) in enumerate(layout):
-        images[:, slot] = resize_images(episode.images[cam], S)
+        images[:, slot] = model_image(episode.images[cam], S)
         roles[slot], present[slot] = role, True
     return PreparedEpisode(
         states=processor.normalize_state(name, episode.states),

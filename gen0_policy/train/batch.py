@@ -14,9 +14,9 @@ import torch
 
 from gen0_policy.data.episode import Episode
 from gen0_policy.data.windows import MixtureSource, Window, action_chunk, sample_rng
+from gen0_policy.images import model_image
 from gen0_policy.model.config import ModelConfig
 from gen0_policy.model.language import LanguageEncoder
-from gen0_policy.images import model_image
 from gen0_policy.model.processor import Processor
 
 
@@ -30,6 +30,21 @@ class PreparedEpisode:
     dof_mask: np.ndarray  # (Dmax,) bool
     language: np.ndarray  # (L,) float32
     embodiment: int
+    keyframes: np.ndarray  # (T,) int: the step whose state the goal head predicts from step t
+
+
+def next_keyframes(actions: np.ndarray, gripper: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """For every step t, the first step >= t at which a gripper command crosses half open (a grasp or
+    a release begins), else the last step. The state there is where the hand must be next: the
+    object to grasp, then the place to put it; for a reach, where the episode ends. Predicting it
+    (the goal loss) makes the network localize the object it must grasp, not only the episode's end.
+    actions (T, D) absolute; gripper (D,) bool; lower/upper (D,) joint limits."""
+    T = len(actions)
+    if not gripper.any() or T < 2:
+        return np.full(T, T - 1, dtype=np.int64)
+    closed = actions[:, gripper] < (lower[gripper] + upper[gripper]) / 2  # (T, G)
+    events = np.append(np.flatnonzero(np.any(closed[1:] != closed[:-1], axis=1)) + 1, T - 1)  # flips, then the end
+    return events[np.searchsorted(events, np.arange(T), side="left")].astype(np.int64)
 
 
 def prepare_episode(episode: Episode, processor: Processor, language: LanguageEncoder) -> PreparedEpisode:
@@ -58,6 +73,7 @@ def prepare_episode(episode: Episode, processor: Processor, language: LanguageEn
         dof_mask=processor.dof_mask(name),
         language=language.encode([episode.instruction])[0],
         embodiment=processor.ids[name],
+        keyframes=next_keyframes(episode.actions, embodiment.gripper_mask, embodiment.lower, embodiment.upper),
     )
 
 
@@ -97,7 +113,9 @@ class BatchBuilder:
             "camera_roles": torch.from_numpy(np.stack([e.camera_roles for e in eps])),
             "camera_mask": torch.from_numpy(np.stack([e.camera_mask for e in eps])),
             "state": torch.from_numpy(states),
-            "goal_state": torch.from_numpy(np.stack([e.states[-1] for e in eps])),  # where the episode ends
+            "goal_state": torch.from_numpy(
+                np.stack([e.states[e.keyframes[w.t]] for e, w in zip(eps, windows, strict=True)])
+            ),
             "dof_mask": torch.from_numpy(np.stack([e.dof_mask for e in eps])),
             "language": torch.from_numpy(np.stack([e.language for e in eps])),
             "embodiment": torch.tensor([e.embodiment for e in eps], dtype=torch.long),

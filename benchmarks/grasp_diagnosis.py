@@ -1,0 +1,124 @@
+"""Where a grasp fails: runs the expert and a checkpoint on a grasping task (pick_place or stack) on
+the same seeds and breaks each episode into phases, from the simulator's ground truth:
+
+- approach: the smallest horizontal distance of the tool centre point to the object, and the height
+  of the fingertips above the object's top when the tool is within 2 cm horizontally;
+- grasp: when the gripper is first commanded closed (target below half open), how far the tool was
+  from the object then, and whether the object ended up between the fingers (lifted >= 2 cm);
+- place: whether the task's own success check passed.
+
+Prints JSON per episode and a summary per controller, so the phase at which the policy departs from
+the expert is a number, not a guess.
+
+    .venv/bin/python benchmarks/grasp_diagnosis.py --checkpoint CKPT --task pick_place --episodes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from gen0_policy.sim.env import make_env
+from gen0_policy.sim.policies import make_controller
+
+OBJECT = {"pick_place": "cube", "stack": "top"}  # the object the gripper must pick up
+
+
+def episode(env, controller, seed: int) -> dict[str, Any]:
+    env.reset(seed)
+    controller.reset(env)
+    body = OBJECT[env.task_name]
+    half = float(env.model.geom(env.model.body(body).geomadr[0]).size[0])
+    lower, upper = env.embodiment.lower[-1], env.embodiment.upper[-1]
+    start_z = float(env.data.body(body).xpos[2])
+    tip = float(env.embodiment.sim.get("tip_offset", 0.02))  # m from the tcp site down to the fingertips
+    log: dict[str, list] = {"t": [], "tcp": [], "obj": [], "grip_cmd": [], "grip": []}
+    success_t = None
+    n_max = round(env.task.max_duration / env.control_dt)
+    needs = getattr(controller, "needs_images", False)
+    for _ in range(n_max):
+        wants = getattr(controller, "wants_images", None)
+        looks = wants(env.time) if callable(wants) else needs
+        obs = env.observation() if looks else {"time": env.time, "joint_positions": env.joint_positions()}
+        obs.setdefault("joint_velocities", env.joint_velocities())
+        q = np.asarray(controller.act(obs), np.float64)
+        env.set_targets(q)
+        env.step()
+        log["t"].append(env.time)
+        log["tcp"].append(env.task.tcp(env.data))
+        log["obj"].append(env.data.body(body).xpos.copy())
+        log["grip_cmd"].append((q[-1] - lower) / (upper - lower))  # 0 closed .. 1 open
+        log["grip"].append((env.joint_positions()[-1] - lower) / (upper - lower))
+        if env.success():
+            success_t = env.time
+            break
+    t, tcp, obj = np.array(log["t"]), np.array(log["tcp"]), np.array(log["obj"])
+    cmd = np.array(log["grip_cmd"])
+    xy = np.linalg.norm(tcp[:, :2] - obj[:, :2], axis=1)
+    above = tcp[:, 2] - tip - (obj[:, 2] + half)  # fingertips above the object's top face, m
+    near = xy < 0.02
+    closed = np.flatnonzero(cmd < 0.5)
+    first_close = int(closed[0]) if len(closed) else None
+    lift = float(obj[:, 2].max() - start_z)
+    return {
+        "seed": seed,
+        "success": success_t is not None,
+        "seconds": round(float(t[-1]), 2),
+        "min_xy_to_object_m": round(float(xy.min()), 4),
+        "min_tip_height_over_object_top_when_near_m": round(float(above[near].min()), 4) if near.any() else None,
+        "close_time_s": round(float(t[first_close]), 2) if first_close is not None else None,
+        "xy_at_close_m": round(float(xy[first_close]), 4) if first_close is not None else None,
+        "tip_height_over_top_at_close_m": round(float(above[first_close]), 4) if first_close is not None else None,
+        "reopened_before_lift": bool(first_close is not None and np.any(cmd[first_close:] > 0.8) and lift < 0.02),
+        "object_lift_m": round(lift, 4),
+        "lifted": lift >= 0.02,
+    }
+
+
+def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(episodes)
+
+    def mean(key: str) -> float | None:
+        values = [e[key] for e in episodes if e[key] is not None]
+        return round(float(np.mean(values)), 4) if values else None
+
+    return {
+        "episodes": n,
+        "success": sum(e["success"] for e in episodes),
+        "reached_within_2cm": sum(e["min_xy_to_object_m"] < 0.02 for e in episodes),
+        "closed_gripper": sum(e["close_time_s"] is not None for e in episodes),
+        "lifted": sum(e["lifted"] for e in episodes),
+        "mean_min_xy_to_object_m": mean("min_xy_to_object_m"),
+        "mean_xy_at_close_m": mean("xy_at_close_m"),
+        "mean_tip_height_over_top_at_close_m": mean("tip_height_over_top_at_close_m"),
+        "mean_close_time_s": mean("close_time_s"),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--embodiment", default="panda")
+    p.add_argument("--task", default="pick_place", choices=sorted(OBJECT))
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=100, help="first seed (100+: held out from the training data)")
+    p.add_argument("--camera-size", default="", help="WxH of the simulated cameras (default: the robot's own)")
+    args = p.parse_args()
+    size = tuple(int(v) for v in args.camera_size.split("x")) if args.camera_size else None
+    result: dict[str, Any] = {"benchmark": "grasp_diagnosis", "settings": vars(args)}
+    with make_env(args.embodiment, args.task, seed=args.seed, camera_size=size) as env:
+        for name in ("expert", args.checkpoint):
+            controller = make_controller(name)
+            eps = [episode(env, controller, args.seed + i) for i in range(args.episodes)]
+            result[name] = {"summary": summarize(eps), "episodes": eps}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -102,3 +103,25 @@ def test_rollout_runs_a_trained_checkpoint(tmp_path):
     result = json.loads(proc.stdout)
     assert result["policy"] == str(out) and result["episodes"] == 1
     assert 0.0 <= result["success_rate"] <= 1.0 and result["episode_steps"][0] > 0
+
+
+def test_rollout_video_is_a_decodable_mp4_with_every_recorded_frame(tmp_path):
+    import av
+
+    proc = run(
+        "sim", "rollout", "--embodiment", "ur5e", "--task", "reach", "--episodes", "1", "--seed", "3",
+        "--video", str(tmp_path), "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["successes"] == 1 and len(result["videos"]) == 1
+    path = Path(result["videos"][0])
+    assert path.parent == tmp_path and path.name == "ur5e_reach_seed3_success.mp4"
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    steps = result["episode_steps"][0] + 50  # the episode runs on 0.5 s (50 control steps) after success
+    assert len(frames) == -(-steps // 5)  # one frame every 5th 100 Hz step: 20 fps
+    assert frames[0].shape == (240 + 12, 2 * 320, 3)  # scene and wrist side by side, the status strip below
+    strip_first, strip_last = frames[0][-6:].reshape(-1, 3).mean(0), frames[-1][-6:].reshape(-1, 3).mean(0)
+    assert abs(strip_first[1] - strip_first[0]) < 20  # grey while running
+    assert strip_last[1] > 150 and strip_last[0] < 100  # green after success

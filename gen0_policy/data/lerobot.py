@@ -84,7 +84,7 @@ class _FileCursor:
         self.frames = 0
 
 
-class _VideoFile:
+class VideoFile:
     """One open MP4 receiving episodes back to back; pts count frames from the file's start."""
 
     def __init__(self, path: Path, width: int, height: int, fps: float, crf: int, gop: int) -> None:
@@ -156,7 +156,7 @@ class LeRobotWriter:
         self._data_cursor = _FileCursor()
         self._data_writer: pq.ParquetWriter | None = None
         self._video_cursors: dict[str, _FileCursor] = {}
-        self._videos: dict[str, _VideoFile] = {}
+        self._videos: dict[str, VideoFile] = {}
         self._closed = False
         dof = embodiment.dof
         self._data_schema = pa.schema(
@@ -302,7 +302,7 @@ class LeRobotWriter:
         if video is None:
             path = self.root / VIDEO_PATH.format(video_key=key, chunk_index=cursor.chunk, file_index=cursor.file)
             h, w = frames.shape[1:3]
-            video = self._videos[key] = _VideoFile(path, w, h, self.fps, self.crf, gop=max(1, round(self.fps)))
+            video = self._videos[key] = VideoFile(path, w, h, self.fps, self.crf, gop=max(1, round(self.fps)))
         first = video.frames
         try:
             video.write(frames)

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gen0_policy.errors import ConfigError
 
 
@@ -79,8 +81,9 @@ def rollout(
     seed: int = 0,
     camera_size: tuple[int, int] | None = None,
     execute: int | None = None,
+    video_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Run headless episodes; success rate and episode lengths."""
+    """Run headless episodes; success rate and episode lengths (and an MP4 per episode in ``video_dir``)."""
     from gen0_policy.sim.env import make_env
     from gen0_policy.sim.policies import make_controller
     from gen0_policy.sim.rollout import RolloutConfig, run_episode
@@ -88,10 +91,16 @@ def rollout(
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
     controller = make_controller(policy, execute=execute)
-    config = RolloutConfig(linger=0.0)
+    # A video keeps half a second after success, so it shows the result; scores never count it.
+    config = RolloutConfig(linger=0.5, record_fps=VIDEO_FPS) if video_dir else RolloutConfig(linger=0.0)
+    videos: list[str] = []
     start = time.perf_counter()
     with make_env(embodiment, task, seed=seed, camera_size=camera_size) as env:
-        results = [run_episode(env, controller, seed + i, config) for i in range(episodes)]
+        results = []
+        for i in range(episodes):
+            results.append(run_episode(env, controller, seed + i, config))
+            if video_dir:
+                videos.append(str(_write_video(Path(video_dir), embodiment, task, results[-1])))
     wall = time.perf_counter() - start
     successes = sum(r.success for r in results)
     return {
@@ -106,11 +115,26 @@ def rollout(
         "control_rate_hz": 1.0 / env.control_dt,
         "wall_seconds": round(wall, 2),
         "per_episode": [r.summary() | {"instruction": r.instruction} for r in results],
+        "videos": videos,
     }
 
 
+VIDEO_FPS = 20.0  # divides every embodiment's 100 Hz control rate
+
+
+def _write_video(video_dir: Path, embodiment: str, task: str, result: Any) -> Path:
+    from gen0_policy.sim.video import write_episode_video
+
+    outcome = "success" if result.success else "failure"
+    success_frame = int(np.ceil(result.seconds * VIDEO_FPS)) if result.success else None
+    path = video_dir / f"{embodiment}_{task}_seed{result.seed}_{outcome}.mp4"
+    return write_episode_video(path, result.episode.images, VIDEO_FPS, success_frame)
+
+
 def _rollout(args: argparse.Namespace) -> int:
-    result = rollout(args.embodiment, args.task, args.policy, args.episodes, args.seed, args.camera_size, args.execute)
+    result = rollout(
+        args.embodiment, args.task, args.policy, args.episodes, args.seed, args.camera_size, args.execute, args.video
+    )
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -118,6 +142,8 @@ def _rollout(args: argparse.Namespace) -> int:
             f"{result['embodiment']} {result['task']} ({result['policy']}): {result['successes']}/{result['episodes']} "
             f"succeeded, mean length {sum(result['episode_seconds']) / result['episodes']:.2f} s"
         )
+        for path in result["videos"]:
+            print(f"video: {path}")
     return 0
 
 
@@ -136,6 +162,7 @@ def _register_rollout(subparsers: argparse._SubParsersAction) -> None:
         "one image path (centre crop, antialiased resize)",
     )
     p.add_argument("--execute", type=int, default=None, help="chunk steps run between inferences (default 3/4 chunk)")
+    p.add_argument("--video", type=Path, default=None, metavar="DIR", help="write an MP4 per episode into DIR")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_rollout)
 

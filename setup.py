@@ -45,6 +45,7 @@ setup(
             "gen0_posttrain_node = gen0_policy.ros.posttrain_node:main",
             "gen0_recorder_node = gen0_policy.ros.recorder_node:main",
             "gen0_sim_node = gen0_policy.ros.sim_node:main",
+            "gen0_viewer_node = gen0_policy.ros.viewer_node:main",
         ],
     },
 )

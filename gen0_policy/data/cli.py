@@ -94,6 +94,42 @@ def _repair(args: argparse.Namespace) -> int:
     return 0
 
 
+def _view(args: argparse.Namespace) -> int:
+    from gen0_policy.embodiment import load_embodiment
+    from gen0_policy.errors import DatasetError, EmbodimentError
+    from gen0_policy.viewer import PolicyViewer, view_episode
+
+    path = Path(args.path)
+    names: list[str] = []
+    if (path / "meta" / "info.json").is_file():
+        from gen0_policy.data.lerobot import STATE, LeRobotDataset
+
+        dataset = LeRobotDataset(path)
+        episode = dataset.episode(args.episode)
+        names = list(dataset.info.get("features", {}).get(STATE, {}).get("names") or [])
+    elif (path / "metadata.yaml").is_file() or path.suffix == ".mcap":
+        from gen0_policy.data.bags import BuildConfig, read_bag
+
+        episode, _ = read_bag(path, BuildConfig(fps=args.fps))
+    else:
+        raise DatasetError(f"{path} is neither a LeRobot v3 dataset (meta/info.json) nor a rosbag2 bag (metadata.yaml)")
+    if len(names) != episode.states.shape[1]:
+        try:
+            names = list(load_embodiment(episode.embodiment).joint_names)
+        except EmbodimentError:  # a robot we do not describe: number the joints
+            names = [f"joint{i}" for i in range(episode.states.shape[1])]
+    if not (args.save or args.spawn or args.connect):
+        args.save = path.with_name(f"{path.name}_episode{args.episode}.rrd")
+    viewer = PolicyViewer(f"gen0 {path.name}", save=args.save, spawn=args.spawn, connect=args.connect or "")
+    try:
+        steps = view_episode(viewer, episode, names)
+    finally:
+        viewer.close()
+    where = f" into {args.save}" if args.save else ""
+    print(f"logged {steps} steps of {episode.embodiment} '{episode.instruction}'{where} (open with: rerun FILE)")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="build, inspect and repair datasets and bags")
     sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
@@ -127,5 +163,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     repair = sub.add_parser("repair", help="rebuild bags whose recorder was killed, from their flushed chunks")
     repair.add_argument("bags", nargs="+", type=Path, help="bag folders (each gets a <bag>_repaired copy)")
     repair.set_defaults(func=_repair)
+
+    view = sub.add_parser("view", help="play a recorded episode (bag) or a dataset's episode in the Rerun viewer")
+    view.add_argument("path", type=Path, help="a LeRobot v3 dataset folder or a rosbag2 bag folder")
+    view.add_argument("--episode", type=int, default=0, help="episode index in a dataset (default 0)")
+    view.add_argument("--fps", type=float, default=20.0, help="resampling rate for a bag, Hz (default 20)")
+    view.add_argument("--save", type=Path, help="write a Rerun recording (.rrd) for later (default without a viewer)")
+    view.add_argument("--spawn", action="store_true", help="open the Rerun viewer (needs a display)")
+    view.add_argument("--connect", default="", help="send to a running viewer at this gRPC address")
+    view.set_defaults(func=_view)
 
     data.set_defaults(func=lambda args: data.print_help() or 0)

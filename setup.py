@@ -29,6 +29,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         *tree("launch"),
         *tree("config"),
+        *tree("checkpoints"),  # the shipped checkpoint: the default of every command that takes one
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -14,76 +14,15 @@ import json
 import os
 import signal
 import subprocess
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rclpy
-from rclpy.executors import MultiThreadedExecutor
-from rclpy.node import Node
 
-from gen0_msgs.action import RunTask
 from gen0_msgs.msg import PolicyStatus
-from gen0_msgs.srv import ResetTask
 from gen0_policy.bringup import node_command
 from gen0_policy.paths import config_dir
-from gen0_policy.ros.action_client import ThreadSafeActionClient
-
-OUTCOMES = {
-    getattr(RunTask.Goal, name): name.removeprefix("OUTCOME_").lower()
-    for name in dir(RunTask.Goal)
-    if name.startswith("OUTCOME_")
-}
-
-
-class Client:
-    def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = Node("closed_loop_benchmark", context=self.context)
-        self.status: PolicyStatus | None = None
-        self.episode_statuses: list[PolicyStatus] = []  # every status during the running episode
-        self.node.create_subscription(PolicyStatus, "/gen0_policy/status", self._on_status, 10)
-        self.reset = self.node.create_client(ResetTask, "/gen0_sim/reset")
-        self.run_task = ThreadSafeActionClient(self.node, RunTask, "/gen0_policy/run_task")
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
-        self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
-
-    def _on_status(self, msg: PolicyStatus) -> None:
-        self.status = msg
-        self.episode_statuses.append(msg)
-
-    def wait(self, predicate, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.05)
-        raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-
-    def episode(self, task: str, seed: int, timeout: float) -> dict[str, Any]:
-        future = self.reset.call_async(ResetTask.Request(task=task, seed=seed))
-        reply = self.wait(lambda: future.done() and future.result(), 60, "sim reset")
-        if not reply.success:
-            raise RuntimeError(f"sim reset failed: {reply.message}")
-        time.sleep(0.5)  # let task status and cameras of the new episode arrive
-        self.episode_statuses = []
-        goal = self.run_task.send_goal_async(RunTask.Goal(instruction=reply.instruction, timeout=timeout))
-        handle = self.wait(lambda: goal.done() and goal.result(), 30, "goal acceptance")
-        result_future = handle.get_result_async()
-        result = self.wait(lambda: result_future.done() and result_future.result(), timeout + 60, "task result").result
-        outcome, duration = OUTCOMES[result.outcome], round(result.duration, 3)
-        episode = {"task": task, "seed": seed, "outcome": outcome, "duration": duration}
-        return episode | runtime_stats(self.episode_statuses, result.duration)
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+from gen0_policy.ros.task_client import TaskClient
 
 
 def start_nodes(args: argparse.Namespace, mode: str, log_dir: Path) -> list[subprocess.Popen]:
@@ -174,30 +113,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     log_dir = Path(args.log_dir or f"/tmp/gen0_closed_loop_{os.getpid()}")
     log_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"benchmark": "closed_loop_benchmark", "settings": vars(args), "log_dir": str(log_dir)}
-    client = Client()
+    client = TaskClient("closed_loop_benchmark")
     try:
         for mode in args.modes.split(","):
             procs = start_nodes(args, mode, log_dir)
             try:
                 client.status = None
-                status = client.wait(
-                    lambda: (
-                        client.status
-                        if client.status is not None
-                        and client.status.state in (PolicyStatus.STATE_RUNNING, PolicyStatus.STATE_FAULT)
-                        else None
-                    ),
-                    180,
-                    f"the {mode} policy to run (logs in {log_dir})",
-                )
-                if status.state == PolicyStatus.STATE_FAULT:
-                    raise RuntimeError(f"the {mode} policy cannot run: {status.reason}")
-                assert client.reset.wait_for_service(timeout_sec=30) and client.run_task.wait_for_server(30)
-                episodes = [
-                    client.episode(task, seed, args.timeout)
-                    for task in args.tasks.split(",")
-                    for seed in range(args.seed, args.seed + args.episodes)
-                ]
+                client.wait_until_running(180)
+                episodes = []
+                for task in args.tasks.split(","):
+                    for seed in range(args.seed, args.seed + args.episodes):
+                        episode = client.episode(task, seed, args.timeout)
+                        episodes.append(episode | runtime_stats(client.episode_statuses, episode["duration"]))
             finally:
                 stop_nodes(procs)
             per_task = {t: summarize([e for e in episodes if e["task"] == t]) for t in args.tasks.split(",")}

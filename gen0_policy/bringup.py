@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from gen0_policy.paths import config_dir
+from gen0_policy.errors import ConfigError
+from gen0_policy.paths import config_dir, shipped_checkpoint
 
 
 def node_command(module: str, params_file: Path, params: dict[str, object]) -> list[str]:
@@ -58,46 +59,64 @@ def commands(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    if not Path(args.checkpoint).exists():
-        print(f"error: checkpoint {args.checkpoint} does not exist; train one with `gen0 train` first", file=sys.stderr)
-        return 2
+def start_processes(named_commands: list[tuple[str, list[str]]]) -> list[tuple[str, subprocess.Popen]]:
+    """Start each node in its own process group, DDS kept on this machine, FastDDS's big SHM segments."""
     env = dict(os.environ)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # never multicast off the machine by accident
     fastdds = config_dir() / "fastdds.xml"
     if fastdds.is_file():
         env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(fastdds))  # big shared-memory segments for images
-    procs: list[tuple[str, subprocess.Popen]] = []
-    for name, command in commands(args):
-        if args.print_only:
-            print(" ".join(command))
-            continue
-        procs.append((name, subprocess.Popen(command, env=env, start_new_session=True)))
+    return [(name, subprocess.Popen(command, env=env, start_new_session=True)) for name, command in named_commands]
+
+
+def stop_processes(procs: list[tuple[str, subprocess.Popen]], timeout: float = 10.0) -> None:
+    """SIGINT to every node's process group, SIGKILL after ``timeout`` s."""
+    for _, proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+    for _, proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def dead_process(procs: list[tuple[str, subprocess.Popen]]) -> str:
+    """'' while all run, else a sentence naming the first that exited."""
+    for name, proc in procs:
+        if proc.poll() is not None:
+            return f"{name} node exited with code {proc.returncode}"
+    return ""
+
+
+def check_checkpoint(args: argparse.Namespace) -> None:
+    args.checkpoint = args.checkpoint or str(shipped_checkpoint())
+    if not Path(args.checkpoint).exists():
+        raise ConfigError(f"checkpoint {args.checkpoint} does not exist; train one with `gen0 train` first")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_checkpoint(args)
     if args.print_only:
+        for _, command in commands(args):
+            print(" ".join(command))
         return 0
+    procs = start_processes(commands(args))
     deadline = time.monotonic() + args.duration if args.duration > 0 else float("inf")
     code = 0
     try:
         while time.monotonic() < deadline:
-            dead = [(n, p) for n, p in procs if p.poll() is not None]
+            dead = dead_process(procs)
             if dead:
-                name, proc = dead[0]
-                print(f"error: {name} node exited with code {proc.returncode}; stopping the others", file=sys.stderr)
+                print(f"error: {dead}; stopping the others", file=sys.stderr)
                 code = 1
                 break
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:
-        for _, proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-        for _, proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_processes(procs)
     return code
 
 
@@ -106,7 +125,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("target", choices=("sim", "policy"), help="sim: MuJoCo sim + policy; policy: policy alone")
     parser.add_argument("--embodiment", default="panda", help="config/embodiments/<name>.yaml")
     parser.add_argument("--task", default="", help="sim task (gen0 sim info lists them); '' = the first")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint folder or training run folder")
+    parser.add_argument(
+        "--checkpoint", default="", help="checkpoint folder or training run folder (default: the shipped one)"
+    )
     parser.add_argument("--mode", choices=("harmonic", "synchronous"), default="harmonic")
     parser.add_argument("--instruction", default="", help="override the task's instruction")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sim's first episode")

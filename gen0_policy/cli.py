@@ -13,6 +13,7 @@ from gen0_policy.errors import Gen0Error
 # Modules that provide ``register(subparsers: argparse._SubParsersAction) -> None``.
 COMMAND_MODULES = [
     "gen0_policy.bringup",
+    "gen0_policy.ros.demo",
     "gen0_policy.doctor",
     "gen0_policy.data.cli",
     "gen0_policy.model.cli",

@@ -35,3 +35,11 @@ def config_dir() -> Path:
 
 def launch_dir() -> Path:
     return share_dir("launch")
+
+
+SHIPPED_CHECKPOINT = "multitask_cpu"
+
+
+def shipped_checkpoint() -> Path:
+    """The checkpoint this repository ships, the default of every command that takes one."""
+    return share_dir("checkpoints") / SHIPPED_CHECKPOINT

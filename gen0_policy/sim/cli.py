@@ -123,7 +123,7 @@ VIDEO_FPS = 20.0  # divides every embodiment's 100 Hz control rate
 
 
 def _write_video(video_dir: Path, embodiment: str, task: str, result: Any) -> Path:
-    from gen0_policy.sim.video import write_episode_video
+    from gen0_policy.data.video import write_episode_video
 
     outcome = "success" if result.success else "failure"
     success_frame = int(np.ceil(result.seconds * VIDEO_FPS)) if result.success else None

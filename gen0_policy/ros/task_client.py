@@ -1,0 +1,143 @@
+"""A client of a running simulation + policy: reset the sim with a seed, run the policy on the
+episode's instruction (gen0_msgs/action/RunTask), watch its status and, if asked, its cameras.
+
+Used by ``gen0 demo`` and benchmarks/closed_loop_benchmark.py; it talks only to the nodes' public
+topics, services and actions, like any outside client.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from gen0_msgs.action import RunTask
+from gen0_msgs.msg import PolicyStatus
+from gen0_msgs.srv import ResetTask
+from gen0_policy.ros.action_client import ThreadSafeActionClient
+from gen0_policy.ros.conversions import image_to_array
+
+OUTCOMES = {
+    getattr(RunTask.Goal, name): name.removeprefix("OUTCOME_").lower()
+    for name in dir(RunTask.Goal)
+    if name.startswith("OUTCOME_")
+}
+
+
+class TaskClient:
+    """Spins its own node in a background executor; every call blocks the caller only.
+
+    ``cameras``: camera names whose frames are kept during each episode (at most ``frame_rate_hz``)
+    for a video; ``on_status``: called with every PolicyStatus (from the executor's thread)."""
+
+    def __init__(
+        self,
+        name: str = "gen0_task_client",
+        cameras: Sequence[str] = (),
+        frame_rate_hz: float = 20.0,
+        on_status: Callable[[PolicyStatus], None] | None = None,
+    ) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node(name, context=self.context)
+        self.status: PolicyStatus | None = None
+        self.episode_statuses: list[PolicyStatus] = []  # every status during the running episode
+        self.frames: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
+        self._frame_period = 1.0 / frame_rate_hz
+        self._last_frame = dict.fromkeys(cameras, 0.0)
+        self._recording = False
+        self._on_status = on_status
+        self.node.create_subscription(PolicyStatus, "/gen0_policy/status", self._status, 10)
+        for cam in cameras:
+            self.node.create_subscription(
+                Image, f"/{cam}/image_raw", lambda m, c=cam: self._frame(c, m), qos_profile_sensor_data
+            )
+        self.reset = self.node.create_client(ResetTask, "/gen0_sim/reset")
+        self.run_task = ThreadSafeActionClient(self.node, RunTask, "/gen0_policy/run_task")
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+
+    def _status(self, msg: PolicyStatus) -> None:
+        self.status = msg
+        self.episode_statuses.append(msg)
+        if self._on_status is not None:
+            self._on_status(msg)
+
+    def _frame(self, camera: str, msg: Image) -> None:
+        now = time.monotonic()
+        if self._recording and now - self._last_frame[camera] >= self._frame_period:
+            self._last_frame[camera] = now
+            self.frames[camera].append(image_to_array(msg))
+
+    def wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+    def wait_until_running(self, timeout: float = 180.0) -> PolicyStatus:
+        """The first status that says running (or fault, which raises with its reason)."""
+        status = self.wait(
+            lambda: (
+                self.status
+                if self.status is not None
+                and self.status.state in (PolicyStatus.STATE_RUNNING, PolicyStatus.STATE_FAULT)
+                else None
+            ),
+            timeout,
+            "the policy to run",
+        )
+        if status.state == PolicyStatus.STATE_FAULT:
+            raise RuntimeError(f"the policy cannot run: {status.reason}")
+        if not (self.reset.wait_for_service(timeout_sec=30) and self.run_task.wait_for_server(30)):
+            raise TimeoutError("the sim's reset service or the policy's run_task action did not appear")
+        return status
+
+    def episode(self, task: str, seed: int, timeout: float) -> dict[str, Any]:
+        """Reset the sim to (task, seed), run the policy on its instruction; the outcome and timing."""
+        future = self.reset.call_async(ResetTask.Request(task=task, seed=seed))
+        reply = self.wait(lambda: future.done() and future.result(), 60, "sim reset")
+        if not reply.success:
+            raise RuntimeError(f"sim reset failed: {reply.message}")
+        time.sleep(0.5)  # let task status and cameras of the new episode arrive
+        self.episode_statuses = []
+        self.frames = {c: [] for c in self.frames}
+        self._recording = True
+        try:
+            goal = self.run_task.send_goal_async(RunTask.Goal(instruction=reply.instruction, timeout=timeout))
+            handle = self.wait(lambda: goal.done() and goal.result(), 30, "goal acceptance")
+            if not handle.accepted:
+                raise RuntimeError("the policy rejected the run_task goal")
+            result_future = handle.get_result_async()
+            result = self.wait(
+                lambda: result_future.done() and result_future.result(), timeout + 60, "task result"
+            ).result
+        finally:
+            if self.frames:
+                time.sleep(0.5)  # film the result too
+            self._recording = False
+        return {
+            "task": task,
+            "seed": seed,
+            "instruction": reply.instruction,
+            "outcome": OUTCOMES.get(result.outcome, str(result.outcome)),
+            "message": result.message,
+            "duration": round(result.duration, 3),
+        }
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)

@@ -9,6 +9,7 @@ and the parent process alone appends the results, so the file is the same whiche
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -82,11 +83,30 @@ def data_size(episodes: Sequence[Episode]) -> dict[str, float]:
 
 
 # -- one run ----------------------------------------------------------------------------------------
+def model_counts(model_config: Any, cache_dir: Path) -> dict[str, int]:
+    """Parameters and training FLOPs per sample from the model's own counting, kept per config in
+    ``cache_dir`` (counting traces the network on the meta device: seconds, the same every run)."""
+    from gen0_policy.model.counting import describe
+
+    config = model_config.to_dict()
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir / f"{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["counts"]
+    info = describe(model_config)
+    counts = {"parameters": info["parameters"]["total"], "train_flops_per_sample": info["flops"]["train_per_sample"]}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"config": config, "counts": counts}))
+    tmp.replace(path)  # atomic: parallel runs may race to write the same file
+    return counts
+
+
 def _train(study: Study, out_dir: Path, overrides: dict[str, Any], owned: dict[str, Any], sources: list) -> dict:
+    # out_dir is STUDY_OUT/runs/<id>/<phase>; the counts cache is STUDY_OUT/counts.
     """The project's training loop with the sweep's defaults; returns its metrics and the model's counts."""
     from gen0_policy.model.checkpoint import load_policy
     from gen0_policy.model.config import preset
-    from gen0_policy.model.counting import describe
     from gen0_policy.train.config import TrainConfig
     from gen0_policy.train.loop import train
 
@@ -96,11 +116,11 @@ def _train(study: Study, out_dir: Path, overrides: dict[str, Any], owned: dict[s
         model_config = load_policy(config.init_from).config.with_overrides(**config.model)
     else:
         model_config = preset(config.preset, **config.model)
-    counts = describe(model_config)
+    counts = model_counts(model_config, out_dir.parents[2] / "counts")
     metrics = train(config, sources)
     return {
-        "parameters": counts["parameters"]["total"],
-        "flops": counts["flops"]["train_per_sample"] * config.batch_size * config.steps,
+        "parameters": counts["parameters"],
+        "flops": counts["train_flops_per_sample"] * config.batch_size * config.steps,
         "loss": metrics.get("loss"),
         "image_size": model_config.image_size,
     }
@@ -197,6 +217,16 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def drop_partial_line(path: Path) -> None:
+    """A crash mid-write leaves a last line without its newline; cut it, or the next result would
+    be glued to it."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
 def append_result(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")
@@ -257,6 +287,7 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / RESULTS
     existing = read_results(results_path)
+    drop_partial_line(results_path)
     other = sorted({r.get("study_hash") for r in existing} - {study.hash})
     if other:
         raise ConfigError(

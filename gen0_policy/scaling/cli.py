@@ -33,6 +33,7 @@ def _run(args: argparse.Namespace) -> int:
         gpus_per_run=args.gpus_per_run,
         only=args.only,
         max_runs=args.max_runs,
+        threads=args.threads,
     )
     return 0
 
@@ -97,6 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--gpus-per-run", type=float, default=0.0, help="ray: GPUs each run asks for")
     run.add_argument("--only", default="", help="only runs whose id matches this regular expression")
     run.add_argument("--max-runs", type=int, default=0, help="stop after this many runs (0: all); rerun to go on")
+    run.add_argument("--threads", type=int, default=0, help="torch threads per run (default: the study's)")
     run.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     run.set_defaults(func=_run)
 

@@ -138,7 +138,6 @@ class Efficiency:
 @dataclass
 class Evaluation:
     windows_per_episode: int = 8  # evenly spaced windows of each held-out episode
-    threads: int = 1  # torch threads per run (training and evaluation)
 
 
 @dataclass(frozen=True)
@@ -170,10 +169,13 @@ class Study:
     efficiency: Efficiency | None = None
     evaluation: Evaluation = field(default_factory=Evaluation)
     shuffle_seed: int = 0  # the one fixed order of the pretraining pool; size D takes its first D
+    threads: int = 1  # torch threads per run (training and evaluation); a machine's cores / runs at a time
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ConfigError("a study needs a name")
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ConfigError(f"threads must be a positive integer, got {self.threads!r}")
         if isinstance(self.pretrain, dict):
             self.pretrain = Pretrain(**self.pretrain)
         if isinstance(self.downstream, dict):
@@ -204,8 +206,10 @@ class Study:
 
     @property
     def hash(self) -> str:
-        """Identifies the protocol: results made under another one are refused."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        """Identifies the protocol: results made under another one are refused. Threads are how it
+        runs on a machine, not what it measures, so they are left out."""
+        protocol = {k: v for k, v in self.to_dict().items() if k != "threads"}
+        return hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:12]
 
     # -- runs -----------------------------------------------------------------------------------
     def model(self, name: str) -> ModelSpec:

@@ -110,7 +110,7 @@ def _train(study: Study, out_dir: Path, overrides: dict[str, Any], owned: dict[s
     from gen0_policy.train.config import TrainConfig
     from gen0_policy.train.loop import train
 
-    defaults = {"val_fraction": 0.0, "progress": False, "keep_checkpoints": 1, "threads": study.evaluation.threads}
+    defaults = {"val_fraction": 0.0, "progress": False, "keep_checkpoints": 1, "threads": study.threads}
     config = TrainConfig.from_dict({**defaults, **overrides, **owned, "out_dir": str(out_dir), "resume": True})
     if config.init_from:
         model_config = load_policy(config.init_from).config.with_overrides(**config.model)
@@ -143,7 +143,7 @@ def execute(study_data: dict[str, Any], run_data: dict[str, Any], out_dir: str, 
     study, run = Study.from_dict(study_data), Run(**run_data)
     out, root = Path(out_dir), Path(data_root)
     run_dir = out / "runs" / run.id
-    torch.set_num_threads(study.evaluation.threads)
+    torch.set_num_threads(study.threads)
     start = time.perf_counter()
     spec = study.model(run.model)
     size = _model_image_size(study, run.model)
@@ -278,11 +278,15 @@ def run_sweep(
     gpus_per_run: float = 0.0,
     only: str = "",
     max_runs: int = 0,
+    threads: int = 0,
     log: Log = print,
 ) -> list[dict[str, Any]]:
-    """Run the study's unfinished runs (those matching ``only``, at most ``max_runs``); returns the new results."""
+    """Run the study's unfinished runs (those matching ``only``, at most ``max_runs``); returns the
+    new results. ``threads`` (0: the study's) sets torch threads per run."""
     if backend not in ("local", "ray"):
         raise ConfigError(f"backend must be local or ray, got {backend!r}")
+    if threads:
+        study = Study.from_dict({**study.to_dict(), "threads": threads})
     out, root = Path(out_dir).resolve(), Path(data_root).resolve()
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / RESULTS
@@ -293,6 +297,13 @@ def run_sweep(
         raise ConfigError(
             f"{results_path} holds results of another version of the study (hash {other}, this one {study.hash}); "
             "a protocol is fixed before it runs: use a new --out folder for a changed study"
+        )
+    folders = [*study.pretrain.datasets, *study.pretrain.heldout, *study.downstream.datasets, *study.downstream.heldout]
+    missing = sorted({s.path for s in folders if not (root / s.path / "meta" / "info.json").is_file()})
+    if missing:
+        raise ConfigError(
+            f"datasets {missing} are not LeRobot v3 folders under --data-root {root}; "
+            "collect them with the `gen0 sim collect` commands at the top of the study file"
         )
     (out / "study.json").write_text(json.dumps({"hash": study.hash, **study.to_dict()}, indent=2))
     done = {r["id"] for r in existing}

@@ -52,11 +52,13 @@ def local_sweep(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     out = tmp_path_factory.mktemp("scaling_local")
     first = run_sweep(study, out, data_root, max_runs=2, log=lambda _: None)
     first_ckpts = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("model.safetensors")}
-    with (out / RESULTS).open("a") as f:
-        f.write('{"id": "efficiency-base-n1-s0", "cut short by a cr')  # a crash mid-line
+    # A crash after a run's training but before its result line was whole: the line is cut short.
+    lines = (out / RESULTS).read_text().splitlines(keepends=True)
+    (out / RESULTS).write_text(lines[0] + lines[1][:40])
     second = run_sweep(study, out, data_root, log=lambda _: None)
     third = run_sweep(study, out, data_root, log=lambda _: None)
-    return {"study": study, "out": out, "pieces": (first, second, third), "first_ckpts": first_ckpts}
+    pieces = (first, second, third)
+    return {"study": study, "out": out, "pieces": pieces, "first_ckpts": first_ckpts, "cut": json.loads(lines[1])}
 
 
 def test_study_expands_into_runs() -> None:
@@ -93,11 +95,15 @@ def test_sweep_resumes_without_repeating_finished_runs(local_sweep: dict) -> Non
     study, out = local_sweep["study"], local_sweep["out"]
     first, second, third = local_sweep["pieces"]
     assert [r["id"] for r in first] == ["pretrain-tiny-d2-s0", "pretrain-tiny-d4-s0"]
-    assert [r["id"] for r in second] == [r.id for r in study.runs()][2:]
+    # The run whose line was cut is done again, without training again (its checkpoints stay as
+    # they were) and to the same result; then the runs not yet done; then nothing.
+    assert [r["id"] for r in second] == [r.id for r in study.runs()][1:]
+    cut, again = dict(local_sweep["cut"]), dict(second[0])
+    assert cut.pop(TIMING) != again.pop(TIMING)
+    assert again == cut
     assert third == []
     records = read_results(out)
     assert sorted(r["id"] for r in records) == sorted(r.id for r in study.runs())
-    # The first piece's checkpoints were not rewritten by the later pieces.
     assert {p: p.stat().st_mtime_ns for p in local_sweep["first_ckpts"]} == local_sweep["first_ckpts"]
     # What a result says is what happened.
     counts = describe(preset("test", language_encoder="hash"))

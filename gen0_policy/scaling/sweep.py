@@ -103,8 +103,8 @@ def model_counts(model_config: Any, cache_dir: Path) -> dict[str, int]:
 
 
 def _train(study: Study, out_dir: Path, overrides: dict[str, Any], owned: dict[str, Any], sources: list) -> dict:
-    # out_dir is STUDY_OUT/runs/<id>/<phase>; the counts cache is STUDY_OUT/counts.
-    """The project's training loop with the sweep's defaults; returns its metrics and the model's counts."""
+    """The project's training loop with the sweep's defaults; returns its last loss and the model's
+    counts. ``out_dir`` is STUDY_OUT/runs/<id>/<phase>; the counts cache is STUDY_OUT/counts."""
     from gen0_policy.model.checkpoint import load_policy
     from gen0_policy.model.config import preset
     from gen0_policy.train.config import TrainConfig
@@ -117,12 +117,12 @@ def _train(study: Study, out_dir: Path, overrides: dict[str, Any], owned: dict[s
     else:
         model_config = preset(config.preset, **config.model)
     counts = model_counts(model_config, out_dir.parents[2] / "counts")
-    metrics = train(config, sources)
+    # A phase that had finished before a crash returns no metrics when resumed: its checkpoint has them.
+    metrics = train(config, sources) or load_policy(out_dir).meta.get("metrics", {})
     return {
         "parameters": counts["parameters"],
         "flops": counts["train_flops_per_sample"] * config.batch_size * config.steps,
         "loss": metrics.get("loss"),
-        "image_size": model_config.image_size,
     }
 
 

@@ -146,3 +146,24 @@ def test_report_writes_fits_plots_and_summary(tmp_path: Path) -> None:
     assert multiplier["multiplier"] == pytest.approx(10.0, rel=0.1) and multiplier["met"]
     assert fits["predictions"]["0.5"]["pretraining_episodes"]["episodes"] > 1024  # beyond the data: extrapolated
     assert "R^2 >= 0.95" in text and "multiplier" in text
+
+
+def test_cli_fits_and_predicts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from gen0_policy.cli import main
+
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in synthetic_records()))
+    assert main(["scaling", "fit", str(tmp_path), "--json", "--bootstrap", "20"]) == 0
+    fits = json.loads(capsys.readouterr().out)
+    assert {c["name"] for c in fits["curves"]} >= {
+        "downstream_error vs demos, base",
+        "downstream_error vs demos, scratch",
+    }
+    assert main(["scaling", "predict", str(results), "--target-error", "0.4", "--bootstrap", "20"]) == 0
+    demos = json.loads(capsys.readouterr().out)["0.4"]["posttraining_demos"]
+    assert demos["base"]["demos"] == pytest.approx(4.0 / 0.4**2, rel=0.1)  # (4/N)^0.5 = 0.4
+    assert demos["multiplier"] == pytest.approx(10.0, rel=0.1)
+    assert main(["scaling", "predict", str(results)]) == 2
+    assert "--target-error" in capsys.readouterr().err
+    assert main(["scaling", "fit", str(tmp_path / "nothing_here")]) == 2
+    assert "no results to analyze" in capsys.readouterr().err

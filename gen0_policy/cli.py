@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "gen0_policy.sim.cli",
     "gen0_policy.train.cli",
     "gen0_policy.train.posttrain_cli",
+    "gen0_policy.scaling.cli",
 ]
 
 

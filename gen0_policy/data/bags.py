@@ -28,7 +28,8 @@ import numpy as np
 from gen0_policy.data.episode import Episode
 from gen0_policy.data.quality import EpisodeQuality, StreamQuality
 from gen0_policy.embodiment import Embodiment, load_embodiment
-from gen0_policy.errors import DatasetError, EmbodimentError
+from gen0_policy.errors import DatasetError, EmbodimentError, ObservationError
+from gen0_policy.messages import SECONDS_PER_NANOSECOND, image_to_rgb, stamp_seconds
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
@@ -36,9 +37,6 @@ TRAJECTORY_TYPE = "trajectory_msgs/msg/JointTrajectory"
 ARRAY_TYPE = "std_msgs/msg/Float64MultiArray"
 EPISODE_INFO_TYPE = "gen0_msgs/msg/EpisodeInfo"
 TASK_STATUS_TYPE = "gen0_msgs/msg/TaskStatus"
-NS = 1e-9
-# encoding -> (channels, channel order giving RGB)
-ENCODINGS = {"rgb8": (3, [0, 1, 2]), "bgr8": (3, [2, 1, 0]), "rgba8": (4, [0, 1, 2]), "bgra8": (4, [2, 1, 0])}
 
 
 @dataclass(frozen=True)
@@ -160,7 +158,7 @@ def _command_from(msg: Any, msgtype: str, topic: str, t: float, embodiment: Embo
     if msgtype == TRAJECTORY_TYPE:
         if not msg.points:
             raise DatasetError(f"{topic}: a JointTrajectory without points at t={t:.3f}")
-        offsets = np.array([p.time_from_start.sec + p.time_from_start.nanosec * NS for p in msg.points])
+        offsets = np.array([stamp_seconds(p.time_from_start) for p in msg.points])
         positions = np.array([np.asarray(p.positions, dtype=np.float64) for p in msg.points])
         joints = tuple(msg.joint_names)
     else:
@@ -206,7 +204,7 @@ def _read_low_dim(reader, path: Path, config: BuildConfig) -> tuple[_BagContents
         raise DatasetError(f"bag {path} does not name its embodiment (no EpisodeInfo); pass --embodiment NAME")
     embodiment = load_embodiment(name)
     for conn, stamp, raw in reader.messages(connections=[c for c in low_dim if c.msgtype != EPISODE_INFO_TYPE]):
-        t = stamp * NS
+        t = stamp * SECONDS_PER_NANOSECOND  # bag log times are integer ns
         msg = _deserialize(reader, raw, conn.msgtype)
         if conn.topic == config.joint_states_topic:
             if len(msg.position) != len(msg.name):
@@ -222,21 +220,16 @@ def _read_low_dim(reader, path: Path, config: BuildConfig) -> tuple[_BagContents
                 _command_from(msg, conn.msgtype, conn.topic, t, embodiment)
             )
     for conn, stamp, _ in reader.messages(connections=[by_topic[t] for t in contents.camera_topics.values()]):
-        contents.frame_times.setdefault(camera_name(conn.topic), []).append(stamp * NS)
+        contents.frame_times.setdefault(camera_name(conn.topic), []).append(stamp * SECONDS_PER_NANOSECOND)
     return contents, embodiment
 
 
 def _decode_image(msg: Any, topic: str, size: tuple[int, int] | None) -> np.ndarray:
-    h, w, encoding = int(msg.height), int(msg.width), msg.encoding
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if encoding == "mono8":
-        rgb = np.repeat(data.reshape(h, msg.step)[:, :w, None], 3, axis=2)
-    elif encoding in ENCODINGS:
-        channels, order = ENCODINGS[encoding]
-        rgb = data.reshape(h, msg.step)[:, : w * channels].reshape(h, w, channels)[..., order]
-    else:
-        raise DatasetError(f"{topic}: image encoding {encoding!r} unsupported; use one of {[*ENCODINGS, 'mono8']}")
-    rgb = np.ascontiguousarray(rgb)
+    try:
+        rgb = image_to_rgb(msg)
+    except ObservationError as exc:
+        raise DatasetError(f"{topic}: {exc}") from exc
+    h, w = rgb.shape[:2]
     if size is not None and size != (w, h):
         import av
 
@@ -365,7 +358,11 @@ def _assemble(reader, path: Path, config: BuildConfig, contents: _BagContents, e
     instruction = (info.instruction if info is not None else "") or (status.instruction if status is not None else "")
     if not instruction:
         quality.warnings.append("no instruction recorded (EpisodeInfo or TaskStatus)")
-    metadata: dict[str, Any] = {"bag": str(path), "success_source": success_source, "start_time_ns": int(start / NS)}
+    metadata: dict[str, Any] = {
+        "bag": str(path),
+        "success_source": success_source,
+        "start_time_ns": int(start / SECONDS_PER_NANOSECOND),
+    }
     if info is not None:
         metadata.update(episode_id=info.episode_id, operator=info.operator_name, tags=list(info.tags), notes=info.notes)
     episode = Episode(

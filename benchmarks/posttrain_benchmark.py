@@ -81,13 +81,13 @@ def subset(episodes: list, count: int, embodiment: str, fps: float, out: Path) -
 
 def pretraining_tasks(base: str) -> list[str]:
     """Task ids in the base checkpoint's training datasets, when those folders are still here."""
-    from gen0_policy.data.lerobot import LeRobotDataset
+    from gen0_policy.data.lerobot import LeRobotDataset, is_dataset
     from gen0_policy.model.checkpoint import load_policy
 
     tasks: set[str] = set()
     for spec in load_policy(base).meta.get("train_config", {}).get("datasets", []):
         root = Path(spec.get("path", ""))
-        if (root / "meta" / "info.json").is_file():
+        if is_dataset(root):
             ds = LeRobotDataset(root)
             tasks |= {str(ds.episode_meta(i).get("gen0/task", "")) for i in range(ds.num_episodes)}
     return sorted(t for t in tasks if t)
@@ -111,16 +111,18 @@ def train(
         data=[str(data)],
         out_dir=str(out),
         base=base,
-        steps=steps or args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr if base else args.scratch_lr,
-        val_fraction=0.0,
-        seed=args.seed,
-        preset=args.preset,
-        model=dict(model or {}),
-        device=args.device,
-        threads=args.threads,
-        freeze=args.freeze if base else [],
+        train=dict(
+            steps=steps or args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr if base else args.scratch_lr,
+            val_fraction=0.0,
+            seed=args.seed,
+            preset=args.preset,
+            model=dict(model or {}),
+            device=args.device,
+            threads=args.threads,
+            freeze=args.freeze if base else [],
+        ),
     )
     last = {"t": 0.0}
 

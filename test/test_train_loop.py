@@ -15,7 +15,7 @@ from model_fixtures import ROBOTS, make_embodiment, make_episode, make_episodes
 from safetensors.torch import load_file
 
 from gen0_policy.data.windows import MixtureSource
-from gen0_policy.errors import ConfigError
+from gen0_policy.errors import ConfigError, DatasetError
 from gen0_policy.model.checkpoint import load_policy
 from gen0_policy.model.counting import component_of
 from gen0_policy.train.config import TrainConfig, load_train_config
@@ -91,6 +91,47 @@ def test_loss_falls_and_validation_is_logged(tmp_path: Path) -> None:
     events = list((tmp_path / "run" / "tb").glob("events.*"))
     assert events and events[0].stat().st_size > 0
     assert (tmp_path / "run" / "latest").read_text() == "ckpt-0000040"
+
+
+def test_run_streams_events_on_the_config_schedule_and_stops_on_request(tmp_path: Path) -> None:
+    """The one loop's hooks: phases, steps, validations and checkpoints as events, a stop request
+    saving what was trained; a non-finite loss is a clear error."""
+    events: list[dict] = []
+    config = tiny_config(tmp_path / "run", steps=4, val_every=2, save_every=3, validate_first=True)
+    Trainer(config, sources(), robots()).run(events.append)
+    kinds = [(e["event"], e.get("step", e.get("phase"))) for e in events]
+    assert kinds == [
+        ("phase", "validating"), ("validation", 0),
+        ("phase", "training"), ("step", 1), ("step", 2),
+        ("phase", "validating"), ("validation", 2),
+        ("phase", "training"), ("step", 3),
+        ("phase", "saving"), ("checkpoint", 3),
+        ("phase", "training"), ("step", 4),
+        ("phase", "validating"), ("validation", 4),
+        ("phase", "saving"), ("checkpoint", 4),
+    ]  # fmt: skip
+    steps = [e for e in events if e["event"] == "step"]
+    assert all(e["total_steps"] == 4 and e["eta"] >= 0 and np.isfinite(e["loss"]) for e in steps)
+    assert steps[-1]["eta"] == 0
+    assert events[-1]["path"].endswith("ckpt-0000004")
+
+    events.clear()
+    stop = lambda: sum(e["event"] == "step" for e in events) >= 2  # noqa: E731
+    stopped = Trainer(tiny_config(tmp_path / "stopped", steps=100), sources(), robots())
+    stopped.run(events.append, stop)
+    assert stopped.step == 2 and events[-1]["event"] == "checkpoint" and events[-1]["step"] == 2
+    assert (tmp_path / "stopped" / "latest").read_text() == "ckpt-0000002"
+    assert not any(e["event"] == "validation" for e in events)  # a stop saves at once, without validating
+    nothing = Trainer(tiny_config(tmp_path / "nothing", steps=100), sources(), robots())
+    nothing.run(should_stop=lambda: True)
+    assert nothing.step == 0 and not (tmp_path / "nothing" / "latest").exists()
+
+    diverging = Trainer(tiny_config(tmp_path / "nan"), sources(), robots())
+    with torch.no_grad():
+        for p in diverging.module.parameters():
+            p.fill_(float("nan"))  # as weights look after a diverged step
+    with pytest.raises(DatasetError, match="training loss became nan at step 1"):
+        diverging.run()
 
 
 def test_post_training_freezes_parts_and_adds_a_robot(tmp_path: Path) -> None:

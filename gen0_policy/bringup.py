@@ -58,21 +58,46 @@ def commands(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    if not Path(args.checkpoint).exists():
-        print(f"error: checkpoint {args.checkpoint} does not exist; train one with `gen0 train` first", file=sys.stderr)
-        return 2
+def node_env() -> dict[str, str]:
+    """This process's environment plus the suite's safe defaults for a node process."""
     env = dict(os.environ)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # never multicast off the machine by accident
     fastdds = config_dir() / "fastdds.xml"
     if fastdds.is_file():
         env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(fastdds))  # big shared-memory segments for images
+    return env
+
+
+def start_node(command: list[str], log: Path | None = None) -> subprocess.Popen:
+    """Start a node command in its own process group (so stopping it stops its children), output to ``log``."""
+    out = log.open("w") if log is not None else None
+    return subprocess.Popen(command, env=node_env(), stdout=out, stderr=subprocess.STDOUT if out else None,
+                            start_new_session=True)  # fmt: skip
+
+
+def stop_nodes(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
+    """SIGINT every node (a clean ROS shutdown), then SIGKILL what is still running after ``grace_s``."""
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+    for proc in procs:
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    if not Path(args.checkpoint).exists():
+        print(f"error: checkpoint {args.checkpoint} does not exist; train one with `gen0 train` first", file=sys.stderr)
+        return 2
     procs: list[tuple[str, subprocess.Popen]] = []
     for name, command in commands(args):
         if args.print_only:
             print(" ".join(command))
             continue
-        procs.append((name, subprocess.Popen(command, env=env, start_new_session=True)))
+        procs.append((name, start_node(command)))
     if args.print_only:
         return 0
     deadline = time.monotonic() + args.duration if args.duration > 0 else float("inf")
@@ -89,15 +114,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for _, proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-        for _, proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_nodes([proc for _, proc in procs])
     return code
 
 

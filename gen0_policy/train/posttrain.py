@@ -3,9 +3,10 @@
 One job = prepare data (bags are built into a LeRobot v3 dataset inside the run folder), then the
 one training loop (:meth:`~gen0_policy.train.loop.Trainer.run`) on the job's TrainConfig: split
 episodes into train/validation, measure the base checkpoint's next-action error, train, save,
-measure again. Progress is the loop's stream of plain dict events (JSON lines when run as ``python -m gen0_policy.train.posttrain JOB.json``), so
-the ROS node and the CLI show the same thing and the node can run the job in a child process it
-can cancel or kill without ever touching the running policy.
+measure again. Progress is the loop's stream of plain dict events (JSON lines when run as
+``python -m gen0_policy.train.posttrain JOB.json``), so the ROS node and the CLI show the same
+thing and the node can run the job in a child process it can cancel or kill without ever touching
+the running policy.
 
 Stopping: ``should_stop()`` is checked between steps; a stop saves the current weights as the
 last good checkpoint (unless nothing was trained), then reports ``status: canceled``.

@@ -51,7 +51,7 @@ def _summary(root: Path, decode: bool) -> dict:
         "episodes": ds.num_episodes,
         "frames": ds.num_frames,
         "tasks": ds.tasks,
-        "cameras": [k.removeprefix("observation.images.") for k in ds.camera_keys],
+        "cameras": list(ds.camera_sizes),
         "joints": ds.joint_names,
     }
     if decode:

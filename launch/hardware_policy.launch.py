@@ -1,5 +1,5 @@
-"""The gen0 policy on a real robot: the same node and parameter file as in simulation, with wall
-time, a real-time control thread and derated limits. Only parameters differ from sim_policy.
+"""The gen0 policy on a real robot: policy.launch.py (the same node and parameter file as in
+simulation) with wall time, a real-time control thread and derated limits. Only arguments differ.
 
     ros2 launch gen0_policy hardware_policy.launch.py embodiment:=ur5e checkpoint:=/path/to/checkpoint
 
@@ -8,10 +8,9 @@ camera drivers publishing /<camera>/image_raw first.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import LifecycleNode
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 
@@ -37,24 +36,18 @@ def generate_launch_description() -> LaunchDescription:
             description="gen0_policy_node parameters",
         ),
     ]
-    node = LifecycleNode(
-        package="gen0_policy",
-        executable="gen0_policy_node",
-        name="gen0_policy",
-        namespace="",
-        output="screen",
-        parameters=[
-            LaunchConfiguration("params_file"),
-            {
-                "embodiment": LaunchConfiguration("embodiment"),
-                "checkpoint": LaunchConfiguration("checkpoint"),
-                "mode": LaunchConfiguration("mode"),
-                "output_mode": LaunchConfiguration("output_mode"),
-                "use_sim_time": False,
-                "limit_scale": ParameterValue(LaunchConfiguration("limit_scale"), value_type=float),
-                "realtime_priority": ParameterValue(LaunchConfiguration("realtime_priority"), value_type=int),
-                "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool),
-            },
-        ],
+    policy = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "policy.launch.py"])),
+        launch_arguments={
+            "embodiment": LaunchConfiguration("embodiment"),
+            "checkpoint": LaunchConfiguration("checkpoint"),
+            "mode": LaunchConfiguration("mode"),
+            "limit_scale": LaunchConfiguration("limit_scale"),
+            "realtime_priority": LaunchConfiguration("realtime_priority"),
+            "output_mode": LaunchConfiguration("output_mode"),
+            "autostart": LaunchConfiguration("autostart"),
+            "params_file": LaunchConfiguration("params_file"),
+            "use_sim_time": "false",  # wall time on hardware
+        }.items(),
     )
-    return LaunchDescription([*arguments, node])
+    return LaunchDescription([*arguments, policy])

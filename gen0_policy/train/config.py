@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from gen0_policy.errors import ConfigError
+from gen0_policy.errors import ConfigError, check_keys
 
 FREEZABLE = ("vision", "proprio", "language_projection", "embodiment", "backbone", "expert")
 STRATEGIES = ("auto", "single", "ddp", "fsdp")
@@ -131,10 +131,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown train config keys {unknown}; known keys are {sorted(known)}")
+        check_keys(data, {f.name for f in fields(cls)}, "train config")
         try:
             return cls(**data)
         except TypeError as exc:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from gen0_policy.errors import ConfigError, DatasetError, Gen0Error
+from gen0_policy.errors import ConfigError, DatasetError, Gen0Error, check_keys
 
 Emit = Callable[[dict[str, Any]], None]
 FREEZE_ALIASES = {"language": "language_projection"}  # the text encoder itself is frozen anyway
@@ -75,10 +75,7 @@ class PostTrainJob:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PostTrainJob:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown post-training job keys {unknown}; known keys are {sorted(known)}")
+        check_keys(data, {f.name for f in fields(cls)}, "post-training job")
         return cls(**data)
 
 

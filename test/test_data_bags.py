@@ -17,9 +17,10 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from conftest import wait_until
 from gen0_msgs.msg import EpisodeInfo
 from gen0_policy.cli import main as gen0
-from gen0_policy.data.bags import BuildConfig, build_dataset, find_bags, read_bag, repair_bag
+from gen0_policy.data.bags import BuildConfig, find_bags, read_bag
+from gen0_policy.data.build import build_dataset
 from gen0_policy.data.lerobot import LeRobotDataset
-from gen0_policy.data.recording import EpisodeBag, typestore_for
+from gen0_policy.data.recording import EpisodeBag, repair_bag, typestore_for
 from gen0_policy.data.stats import load_stats
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.errors import DatasetError, EmbodimentError

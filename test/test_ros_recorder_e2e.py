@@ -14,7 +14,8 @@ from mcap_ros2.decoder import DecoderFactory
 from test_ros_recorder import Client, start_recorder
 
 from conftest import wait_until
-from gen0_policy.data.bags import BuildConfig, build_dataset
+from gen0_policy.data.bags import BuildConfig
+from gen0_policy.data.build import build_dataset
 from gen0_policy.data.lerobot import LeRobotDataset
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]

@@ -93,7 +93,8 @@ def prepare_data(job: PostTrainJob, emit: Emit) -> list[Any]:
 
     Returns the DatasetSpecs for the Trainer. Raises DatasetError naming the first unusable path.
     """
-    from gen0_policy.data.bags import BuildConfig, build_dataset, find_bags
+    from gen0_policy.data.bags import BuildConfig, find_bags
+    from gen0_policy.data.build import build_dataset
     from gen0_policy.data.lerobot import LeRobotDataset, is_dataset
     from gen0_policy.train.config import DatasetSpec
 

@@ -1,6 +1,7 @@
-"""Message <-> numpy: the only module that knows ROS message layouts. Nodes call these and hand
-plain arrays to the core; bad input raises ObservationError (what we observe) or CommandError
-(what we are told to do) with a message naming what is wrong and what is supported."""
+"""Message <-> numpy: the only module that builds and reads rclpy messages. Nodes call these and
+hand plain arrays to the core; bad input raises ObservationError (what we observe) or CommandError
+(what we are told to do) with a message naming what is wrong and what is supported. The field rules
+the bag reader shares (stamps, image decoding) live in :mod:`gen0_policy.messages`."""
 
 from __future__ import annotations
 

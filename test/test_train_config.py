@@ -55,6 +55,7 @@ def test_round_trip_and_derived_names() -> None:
     config = TrainConfig(out_dir="runs/x", datasets=[{"path": "/data/ur5e_reach"}], betas=[0.8, 0.9], lr="2e-4")
     assert config.run_name == "x" and config.datasets[0].name == "ur5e_reach" and config.lr == 2e-4
     assert config.betas == (0.8, 0.9)
+    assert TrainConfig(freeze=["language", "vision", ""]).freeze == ["language_projection", "vision"]
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 

@@ -16,6 +16,7 @@ import yaml
 from gen0_policy.errors import ConfigError, check_keys
 
 FREEZABLE = ("vision", "proprio", "language_projection", "embodiment", "backbone", "expert")
+FREEZE_ALIASES = {"language": "language_projection"}  # the text encoder itself is frozen anyway
 STRATEGIES = ("auto", "single", "ddp", "fsdp")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -65,7 +66,7 @@ class TrainConfig:
     preset: str = "small"
     model: dict[str, Any] = field(default_factory=dict)
     init_from: str = ""  # post-training: start from this checkpoint's weights (and config)
-    freeze: list[str] = field(default_factory=list)  # parts kept fixed, from FREEZABLE
+    freeze: list[str] = field(default_factory=list)  # parts kept fixed, from FREEZABLE ("language" accepted)
     # Data.
     datasets: list[DatasetSpec] = field(default_factory=list)
     val_fraction: float = 0.1
@@ -102,6 +103,7 @@ class TrainConfig:
         coerce_numbers(self)
         self.datasets = [d if isinstance(d, DatasetSpec) else DatasetSpec(**d) for d in self.datasets]
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        self.freeze = [FREEZE_ALIASES.get(f, f) for f in self.freeze if f]
         unknown = sorted(set(self.freeze) - set(FREEZABLE))
         if unknown:
             raise ConfigError(f"cannot freeze {unknown}; freezable parts are {list(FREEZABLE)}")

@@ -29,7 +29,6 @@ from typing import Any
 from gen0_policy.errors import ConfigError, DatasetError, Gen0Error, check_keys
 
 Emit = Callable[[dict[str, Any]], None]
-FREEZE_ALIASES = {"language": "language_projection"}  # the text encoder itself is frozen anyway
 PHASES = ("preparing data", "validating", "training", "saving", "loading into policy")
 
 
@@ -49,8 +48,6 @@ class PostTrainJob:
     def __post_init__(self) -> None:
         self.data = [str(p) for p in self.data]
         self.train = dict(self.train)
-        if "freeze" in self.train:
-            self.train["freeze"] = [FREEZE_ALIASES.get(f, f) for f in self.train["freeze"] if f]
         if not self.data:
             raise ConfigError("post-training needs data: give one or more bag or dataset folders")
         if not self.out_dir:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gen0_msgs.msg import PolicyStatus
-from gen0_policy.bringup import node_command
+from gen0_policy.bringup import node_command, start_node, stop_nodes
 from gen0_policy.paths import config_dir
 from gen0_policy.ros.task_client import TaskClient
 
@@ -45,22 +44,7 @@ def start_nodes(args: argparse.Namespace, mode: str, log_dir: Path) -> list[subp
             "check_image_size": not args.camera_size,
         },
     )
-    procs = []
-    for name, command in (("sim", sim), ("policy", policy)):
-        log = (log_dir / f"{mode}-{name}.log").open("w")
-        procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-    return procs
-
-
-def stop_nodes(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    return [start_node(command, log_dir / f"{mode}-{name}.log") for name, command in (("sim", sim), ("policy", policy))]
 
 
 def runtime_stats(statuses: list[PolicyStatus], duration: float) -> dict[str, Any]:

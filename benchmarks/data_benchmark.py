@@ -104,7 +104,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="loader batches and train steps timed")
     args = parser.parse_args()
 
-    from gen0_policy.data.bags import BuildConfig, build_dataset, find_bags
+    from gen0_policy.data.bags import BuildConfig, find_bags
+    from gen0_policy.data.build import build_dataset
     from gen0_policy.data.lerobot import load_episodes
 
     size = tuple(int(v) for v in args.camera_size.split("x"))

@@ -81,13 +81,13 @@ def subset(episodes: list, count: int, embodiment: str, fps: float, out: Path) -
 
 def pretraining_tasks(base: str) -> list[str]:
     """Task ids in the base checkpoint's training datasets, when those folders are still here."""
-    from gen0_policy.data.lerobot import LeRobotDataset
+    from gen0_policy.data.lerobot import LeRobotDataset, is_dataset
     from gen0_policy.model.checkpoint import load_policy
 
     tasks: set[str] = set()
     for spec in load_policy(base).meta.get("train_config", {}).get("datasets", []):
         root = Path(spec.get("path", ""))
-        if (root / "meta" / "info.json").is_file():
+        if is_dataset(root):
             ds = LeRobotDataset(root)
             tasks |= {str(ds.episode_meta(i).get("gen0/task", "")) for i in range(ds.num_episodes)}
     return sorted(t for t in tasks if t)
@@ -111,16 +111,18 @@ def train(
         data=[str(data)],
         out_dir=str(out),
         base=base,
-        steps=steps or args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr if base else args.scratch_lr,
-        val_fraction=0.0,
-        seed=args.seed,
-        preset=args.preset,
-        model=dict(model or {}),
-        device=args.device,
-        threads=args.threads,
-        freeze=args.freeze if base else [],
+        train=dict(
+            steps=steps or args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr if base else args.scratch_lr,
+            val_fraction=0.0,
+            seed=args.seed,
+            preset=args.preset,
+            model=dict(model or {}),
+            device=args.device,
+            threads=args.threads,
+            freeze=args.freeze if base else [],
+        ),
     )
     last = {"t": 0.0}
 
@@ -181,13 +183,18 @@ def next_action_error(checkpoint: str, episodes: list, windows: int, std: np.nda
 
 
 def closed_loop(checkpoint: str, args: argparse.Namespace) -> dict[str, Any]:
-    from gen0_policy.sim.cli import rollout
+    from gen0_policy.sim.env import make_env
+    from gen0_policy.sim.policies import make_controller
+    from gen0_policy.sim.rollout import RolloutConfig, run_episode
 
-    result = rollout(args.embodiment, args.task, checkpoint, args.eval_episodes, args.eval_seed)
-    done = [s for s, r in zip(result["episode_seconds"], result["per_episode"], strict=True) if r["success"]]
+    controller = make_controller(checkpoint)
+    config = RolloutConfig(linger=0.0)  # the robot's own cameras, through the one image path
+    with make_env(args.embodiment, args.task, seed=args.eval_seed) as env:
+        results = [run_episode(env, controller, args.eval_seed + i, config) for i in range(args.eval_episodes)]
+    done = [r.seconds for r in results if r.success]
     return {
-        "success_rate": result["success_rate"],
-        "episodes": result["episodes"],
+        "success_rate": len(done) / len(results),
+        "episodes": len(results),
         "mean_seconds_to_success": round(float(np.mean(done)), 2) if done else None,
     }
 
@@ -204,10 +211,6 @@ def evaluate(checkpoint: str, held_out: list, scale: tuple, args: argparse.Names
 
 def swap_gap(old: str, new: str, args: argparse.Namespace, seconds: float = 4.0) -> dict[str, Any]:
     """Real sim + policy node processes; the longest gap between arm commands before and around a hot swap."""
-    import signal
-    import subprocess
-    import sys
-
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
@@ -215,47 +218,16 @@ def swap_gap(old: str, new: str, args: argparse.Namespace, seconds: float = 4.0)
 
     from gen0_msgs.msg import PolicyStatus
     from gen0_msgs.srv import LoadCheckpoint
+    from gen0_policy.bringup import node_command, start_node, stop_nodes
     from gen0_policy.model.checkpoint import load_policy
+    from gen0_policy.paths import config_dir
 
-    repo = Path(__file__).resolve().parent.parent
-    python = [sys.executable, "-m"]
+    config = config_dir()
+    sim = {"embodiment": args.embodiment, "task": args.task}
+    policy = {"checkpoint": old, "embodiment": args.embodiment, "autostart": True, "use_sim_time": True}
     procs = [
-        subprocess.Popen(
-            [
-                *python,
-                "gen0_policy.ros.sim_node",
-                "--ros-args",
-                "--params-file",
-                str(repo / "config/sim_node.yaml"),
-                "-p",
-                f"embodiment:={args.embodiment}",
-                "-p",
-                f"task:={args.task}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        ),
-        subprocess.Popen(
-            [
-                *python,
-                "gen0_policy.ros.policy_node",
-                "--ros-args",
-                "--params-file",
-                str(repo / "config/policy_node.yaml"),
-                "-p",
-                f"checkpoint:={old}",
-                "-p",
-                f"embodiment:={args.embodiment}",
-                "-p",
-                "autostart:=true",
-                "-p",
-                "use_sim_time:=true",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        ),
+        start_node(node_command("gen0_policy.ros.sim_node", config / "sim_node.yaml", sim), log=Path(os.devnull)),
+        start_node(node_command("gen0_policy.ros.policy_node", config / "policy_node.yaml", policy), Path(os.devnull)),
     ]
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -308,13 +280,7 @@ def swap_gap(old: str, new: str, args: argparse.Namespace, seconds: float = 4.0)
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGINT)
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_nodes(procs)
 
 
 # ------------------------------------------------------------------------------------ main

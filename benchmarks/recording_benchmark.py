@@ -22,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from gen0_policy.bringup import node_command, start_node, stop_nodes
+from gen0_policy.paths import config_dir
+
 REPO = Path(__file__).resolve().parent.parent
 
 PUBLISHER = r"""
@@ -114,11 +117,10 @@ def main() -> None:
     os.environ.setdefault("ROS_DOMAIN_ID", os.environ.get("GEN0_DOMAIN_IDS", "42").split("-")[0])
     out = args.out or Path(tempfile.mkdtemp(prefix="gen0_recbench_"))
     topics = ["/joint_states", *[f"/cam{i}/image_raw" for i in range(args.cams)]]
-    recorder = subprocess.Popen(
-        [str(REPO / ".venv/bin/gen0_recorder_node"), "--ros-args", "-p", f"output_dir:={out}",
-         "-p", f"topics:={json.dumps(topics)}", "-p", "flush_period:=0.5", "-p", f"executor:={args.executor}"],
-        stdout=(out / "recorder.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    params = {"output_dir": out, "topics": json.dumps(topics), "flush_period": 0.5, "executor": args.executor}
+    recorder = start_node(
+        node_command("gen0_policy.ros.recorder_node", config_dir() / "recorder.yaml", params), out / "recorder.log"
+    )
     publisher = subprocess.Popen(
         [sys.executable, "-c", PUBLISHER, str(args.js_hz), str(args.cam_hz), str(args.cams), str(args.width),
          str(args.height)],
@@ -154,12 +156,9 @@ def main() -> None:
     finally:
         publisher.send_signal(signal.SIGTERM)
         published = json.loads((publisher.communicate(timeout=30)[0] or "{}").strip().splitlines()[-1] or "{}")
-        os.killpg(recorder.pid, signal.SIGINT)
-        try:
-            recorder.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(recorder.pid, signal.SIGKILL)
-            raise
+        stop_nodes([recorder], grace_s=30)
+        if recorder.returncode == -signal.SIGKILL:
+            raise RuntimeError(f"the recorder did not stop within 30 s of SIGINT; see {out / 'recorder.log'}")
         node.destroy_node()
         rclpy.shutdown()
 

@@ -59,30 +59,37 @@ def commands(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     return out
 
 
-def start_processes(named_commands: list[tuple[str, list[str]]]) -> list[tuple[str, subprocess.Popen]]:
-    """Start each node in its own process group, DDS kept on this machine, FastDDS's big SHM segments."""
+def node_env() -> dict[str, str]:
+    """This process's environment plus the suite's safe defaults for a node process."""
     env = dict(os.environ)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # never multicast off the machine by accident
     fastdds = config_dir() / "fastdds.xml"
     if fastdds.is_file():
         env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(fastdds))  # big shared-memory segments for images
-    return [(name, subprocess.Popen(command, env=env, start_new_session=True)) for name, command in named_commands]
+    return env
 
 
-def stop_processes(procs: list[tuple[str, subprocess.Popen]], timeout: float = 10.0) -> None:
-    """SIGINT to every node's process group, SIGKILL after ``timeout`` s."""
-    for _, proc in procs:
+def start_node(command: list[str], log: Path | None = None) -> subprocess.Popen:
+    """Start a node command in its own process group (so stopping it stops its children), output to ``log``."""
+    out = log.open("w") if log is not None else None
+    return subprocess.Popen(command, env=node_env(), stdout=out, stderr=subprocess.STDOUT if out else None,
+                            start_new_session=True)  # fmt: skip
+
+
+def stop_nodes(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
+    """SIGINT every node (a clean ROS shutdown), then SIGKILL what is still running after ``grace_s``."""
+    for proc in procs:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)
-    for _, proc in procs:
+    for proc in procs:
         try:
-            proc.wait(timeout=timeout)
+            proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
-def dead_process(procs: list[tuple[str, subprocess.Popen]]) -> str:
+def dead_node(procs: list[tuple[str, subprocess.Popen]]) -> str:
     """'' while all run, else a sentence naming the first that exited."""
     for name, proc in procs:
         if proc.poll() is not None:
@@ -91,6 +98,7 @@ def dead_process(procs: list[tuple[str, subprocess.Popen]]) -> str:
 
 
 def check_checkpoint(args: argparse.Namespace) -> None:
+    """Default to the shipped checkpoint; refuse one that does not exist."""
     args.checkpoint = args.checkpoint or str(shipped_checkpoint())
     if not Path(args.checkpoint).exists():
         raise ConfigError(f"checkpoint {args.checkpoint} does not exist; train one with `gen0 train` first")
@@ -102,12 +110,12 @@ def run(args: argparse.Namespace) -> int:
         for _, command in commands(args):
             print(" ".join(command))
         return 0
-    procs = start_processes(commands(args))
+    procs = [(name, start_node(command)) for name, command in commands(args)]
     deadline = time.monotonic() + args.duration if args.duration > 0 else float("inf")
     code = 0
     try:
         while time.monotonic() < deadline:
-            dead = dead_process(procs)
+            dead = dead_node(procs)
             if dead:
                 print(f"error: {dead}; stopping the others", file=sys.stderr)
                 code = 1
@@ -116,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        stop_processes(procs)
+        stop_nodes([proc for _, proc in procs])
     return code
 
 

@@ -1,6 +1,9 @@
 """One exception tree for the whole suite, so callers can catch ``Gen0Error`` and every message
 says what went wrong and what to do about it."""
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 
 class Gen0Error(Exception):
     """Base class of every error gen0-ros raises on purpose."""
@@ -28,3 +31,12 @@ class ObservationError(Gen0Error, ValueError):
 
 class CommandError(Gen0Error, ValueError):
     """A command would violate joint limits or names the wrong joints; it is never executed."""
+
+
+def check_keys(data: Mapping[str, Any], known: Iterable[str], what: str) -> None:
+    """Raise ConfigError naming the keys of ``data`` that are not in ``known`` (a typo in a config
+    file or an override), listing the known ones."""
+    known = sorted(known)
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {what} keys {unknown}; known keys are {known}")

@@ -1,5 +1,7 @@
-"""The gen0 policy on a real robot: the same node and parameter file as in simulation, with wall
-time, a real-time control thread and derated limits. Only parameters differ from sim_policy.
+"""The gen0 policy on a real robot: policy.launch.py (the same node and parameter file as in
+simulation) with wall time, a real-time control thread and derated limits. This file declares only
+the arguments whose defaults differ on hardware; every other argument of policy.launch.py
+(checkpoint, mode, output_mode, instruction, params_file) is given on the command line as usual.
 
     ros2 launch gen0_policy hardware_policy.launch.py embodiment:=ur5e checkpoint:=/path/to/checkpoint
 
@@ -8,10 +10,9 @@ camera drivers publishing /<camera>/image_raw first.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import LifecycleNode
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 
@@ -19,42 +20,18 @@ def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("gen0_policy")
     arguments = [
         DeclareLaunchArgument("embodiment", default_value="ur5e", description="Robot: ur5e, panda or g1"),
-        DeclareLaunchArgument("checkpoint", description="Checkpoint folder (or training run folder) to load"),
-        DeclareLaunchArgument("mode", default_value="harmonic", description="harmonic or synchronous execution"),
-        DeclareLaunchArgument(
-            "limit_scale", default_value="0.5", description="Fraction of the velocity/acceleration limits used"
-        ),
-        DeclareLaunchArgument(
-            "realtime_priority", default_value="50", description="SCHED_FIFO priority of the control thread (0: off)"
-        ),
-        DeclareLaunchArgument(
-            "output_mode", default_value="joint_trajectory", description="joint_trajectory or forward_position"
-        ),
-        DeclareLaunchArgument("autostart", default_value="false", description="Configure and activate on start"),
-        DeclareLaunchArgument(
-            "params_file",
-            default_value=PathJoinSubstitution([share, "config", "policy_node.yaml"]),
-            description="gen0_policy_node parameters",
-        ),
+        DeclareLaunchArgument("limit_scale", default_value="0.5", description="Derated share of the joint limits"),
+        DeclareLaunchArgument("autostart", default_value="false", description="Activate only when told (lifecycle)"),
+        DeclareLaunchArgument("realtime_priority", default_value="50", description="SCHED_FIFO priority (0: off)"),
     ]
-    node = LifecycleNode(
-        package="gen0_policy",
-        executable="gen0_policy_node",
-        name="gen0_policy",
-        namespace="",
-        output="screen",
-        parameters=[
-            LaunchConfiguration("params_file"),
-            {
-                "embodiment": LaunchConfiguration("embodiment"),
-                "checkpoint": LaunchConfiguration("checkpoint"),
-                "mode": LaunchConfiguration("mode"),
-                "output_mode": LaunchConfiguration("output_mode"),
-                "use_sim_time": False,
-                "limit_scale": ParameterValue(LaunchConfiguration("limit_scale"), value_type=float),
-                "realtime_priority": ParameterValue(LaunchConfiguration("realtime_priority"), value_type=int),
-                "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool),
-            },
-        ],
+    policy = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "policy.launch.py"])),
+        launch_arguments={
+            "embodiment": LaunchConfiguration("embodiment"),
+            "limit_scale": LaunchConfiguration("limit_scale"),
+            "autostart": LaunchConfiguration("autostart"),
+            "realtime_priority": LaunchConfiguration("realtime_priority"),
+            "use_sim_time": "false",  # wall time on hardware
+        }.items(),
     )
-    return LaunchDescription([*arguments, node])
+    return LaunchDescription([*arguments, policy])

@@ -26,6 +26,16 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("mode", default_value="harmonic", description="harmonic or synchronous execution"),
         DeclareLaunchArgument("autostart", default_value="true", description="Configure and activate on start"),
         DeclareLaunchArgument("instruction", default_value="", description="Instruction; empty: from /task_status"),
+        # Defaults as in config/policy_node.yaml (a test checks): hardware_policy.launch.py derates them.
+        DeclareLaunchArgument(
+            "limit_scale", default_value="1.0", description="Fraction of the velocity/acceleration limits used"
+        ),
+        DeclareLaunchArgument(
+            "realtime_priority", default_value="0", description="SCHED_FIFO priority of the control thread (0: off)"
+        ),
+        DeclareLaunchArgument(
+            "output_mode", default_value="joint_trajectory", description="joint_trajectory or forward_position"
+        ),
         DeclareLaunchArgument(
             "params_file",
             default_value=PathJoinSubstitution([share, "config", "policy_node.yaml"]),
@@ -44,9 +54,12 @@ def generate_launch_description() -> LaunchDescription:
                 "embodiment": LaunchConfiguration("embodiment"),
                 "checkpoint": LaunchConfiguration("checkpoint"),
                 "mode": LaunchConfiguration("mode"),
+                "output_mode": LaunchConfiguration("output_mode"),
                 "instruction": ParameterValue(LaunchConfiguration("instruction"), value_type=str),
                 "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
                 "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool),
+                "limit_scale": ParameterValue(LaunchConfiguration("limit_scale"), value_type=float),
+                "realtime_priority": ParameterValue(LaunchConfiguration("realtime_priority"), value_type=int),
             },
         ],
     )

@@ -21,7 +21,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "params_file",
             default_value=PathJoinSubstitution([share, "config", "posttrain_node.yaml"]),
-            description="gen0_posttrain parameters (defaults for goal fields, grace periods, timeouts)",
+            description="gen0_posttrain parameters (workspace, device, grace periods, timeouts)",
         ),
         DeclareLaunchArgument(
             "workspace", default_value="~/gen0_posttrain", description="Folder for runs of goals without output_dir"

@@ -17,9 +17,10 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from conftest import wait_until
 from gen0_msgs.msg import EpisodeInfo
 from gen0_policy.cli import main as gen0
-from gen0_policy.data.bags import BuildConfig, build_dataset, find_bags, read_bag, repair_bag
+from gen0_policy.data.bags import BuildConfig, find_bags, read_bag
+from gen0_policy.data.build import build_dataset
 from gen0_policy.data.lerobot import LeRobotDataset
-from gen0_policy.data.recording import EpisodeBag, typestore_for
+from gen0_policy.data.recording import EpisodeBag, repair_bag, typestore_for
 from gen0_policy.data.stats import load_stats
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.errors import DatasetError, EmbodimentError
@@ -50,6 +51,7 @@ def write_bag(
     commands: bool = True,
     finish: bool = True,
     crash_at: float | None = None,
+    truncated_frame: int | None = None,
 ) -> dict:
     """A recorder-like episode bag; returns the exact message times for the test's own expectations."""
     topics = {
@@ -78,7 +80,8 @@ def write_bag(
         scene = Image(height=H, width=W, encoding="rgb8", step=3 * W, data=rgb.tobytes())
         padded = np.zeros((H, 3 * W + 4), np.uint8)  # rows padded to 100 bytes, as some drivers do
         padded[:, : 3 * W] = rgb[:, :, ::-1].reshape(H, 3 * W)
-        wrist = Image(height=H, width=W, encoding="bgr8", step=3 * W + 4, data=padded.tobytes())
+        data = padded.tobytes()[: -(3 * W + 4)] if i == truncated_frame else padded.tobytes()  # a row short
+        wrist = Image(height=H, width=W, encoding="bgr8", step=3 * W + 4, data=data)
         events += [(t, "/scene/image_raw", scene), (t, "/wrist/image_raw", wrist)]
     cmd_times = T0 + 0.002 + np.arange(int(duration * 10)) / 10
     for t in cmd_times if commands else []:
@@ -224,6 +227,11 @@ def test_bad_bags_give_clear_errors(tmp_path: Path) -> None:
         find_bags([tmp_path / "nowhere"])
     with pytest.raises(DatasetError, match="no episode could be built"):
         build_dataset([tmp_path / "missing"], tmp_path / "ds")
+    # Images are decoded by the one decoder the ROS nodes use, with its size checks: a frame a row
+    # short is a clear error naming the topic, not a numpy reshape failure.
+    write_bag(tmp_path / "short", truncated_frame=3)
+    with pytest.raises(DatasetError, match=r"/wrist/image_raw: bgr8 image 32x24 with step 100 needs 2400 bytes"):
+        read_bag(tmp_path / "short")
 
 
 def test_crashed_bag_is_repaired(tmp_path: Path) -> None:

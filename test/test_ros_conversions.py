@@ -13,10 +13,10 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from gen0_policy.commands import TrajectoryCommand
 from gen0_policy.embodiment import CameraSpec
 from gen0_policy.errors import CommandError, ObservationError
 from gen0_policy.ros import conversions as conv
-from gen0_policy.sim.controllers import TrajectoryCommand
 
 RNG = np.random.default_rng(0)
 

@@ -5,6 +5,7 @@ process), executes them (the task succeeds), and the recorder bags them as real 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from gen0_policy.ros import conversions as conv
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
 REPO = Path(__file__).resolve().parent.parent
-BIN = REPO / ".venv" / "bin"
+BIN = Path(sys.executable).parent  # console scripts of the venv running the tests
 ARM_TOPIC = "/joint_trajectory_controller/joint_trajectory"
 GRIP_TOPIC = "/gripper_controller/commands"
 TOPICS = ["/joint_states", ARM_TOPIC, GRIP_TOPIC, "/task_status"]

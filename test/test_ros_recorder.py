@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from conftest import wait_until
 
 pytestmark = pytest.mark.ros
 
+BIN = Path(sys.executable).parent  # console scripts of the venv running the tests
 REPO = Path(__file__).resolve().parent.parent
 TOPICS = ["/joint_states", "/camera/scene/image_raw", "/cmd"]
 
@@ -65,9 +67,7 @@ def start_recorder(processes, tmp_path: Path, output_dir: Path, **params):
     }
     config = tmp_path / "recorder.yaml"
     config.write_text(yaml.safe_dump({"recorder": {"ros__parameters": values}}))
-    return processes.start(
-        str(REPO / ".venv/bin/gen0_recorder_node"), "--ros-args", "--params-file", str(config), name="recorder"
-    )
+    return processes.start(str(BIN / "gen0_recorder_node"), "--ros-args", "--params-file", str(config), name="recorder")
 
 
 class Client:
@@ -245,7 +245,7 @@ def test_full_disk_stops_episode_with_error(processes, tmp_path: Path, client: C
         recorder = processes.start(
             "prlimit",
             "--fsize=3000000",
-            str(REPO / ".venv/bin/gen0_recorder_node"),
+            str(BIN / "gen0_recorder_node"),
             "--ros-args",
             "-p",
             f"output_dir:={output}",

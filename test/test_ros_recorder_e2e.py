@@ -5,6 +5,7 @@ LeRobot v3 dataset, and the trainer takes a few steps on it."""
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +15,13 @@ from mcap_ros2.decoder import DecoderFactory
 from test_ros_recorder import Client, start_recorder
 
 from conftest import wait_until
-from gen0_policy.data.bags import BuildConfig, build_dataset
+from gen0_policy.data.bags import BuildConfig
+from gen0_policy.data.build import build_dataset
 from gen0_policy.data.lerobot import LeRobotDataset
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
-BIN = REPO / ".venv" / "bin"
+BIN = Path(sys.executable).parent  # console scripts of the venv running the tests
 TOPICS = [
     "/joint_states",
     "/scene/image_raw",

@@ -9,14 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gen0_policy.commands import TrajectoryCommand
 from gen0_policy.embodiment import Embodiment
 from gen0_policy.errors import CommandError
-from gen0_policy.sim.controllers import (
-    ControllerSet,
-    ForwardPositionController,
-    JointTrajectoryFollower,
-    TrajectoryCommand,
-)
+from gen0_policy.sim.controllers import ControllerSet, ForwardPositionController, JointTrajectoryFollower
 
 NAMES = ("j1", "j2", "j3")
 LOWER = np.array([-2.0, -1.0, -3.0])

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from gen0_policy.commands import TrajectoryCommand
 from gen0_policy.sim import make_env
-from gen0_policy.sim.controllers import ControllerSet, TrajectoryCommand
+from gen0_policy.sim.controllers import ControllerSet
 from gen0_policy.sim.teleop import ExpertTeleop
 
 

@@ -1,5 +1,5 @@
 """The training loop: exact resume, DDP/FSDP over two real gloo processes equal to one process,
-post-training with frozen parts and a new robot, the LR schedule and config overrides."""
+post-training with frozen parts and a new robot, the event hooks and the LR schedule."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from model_fixtures import ROBOTS, make_embodiment, make_episode, make_episodes
 from safetensors.torch import load_file
 
 from gen0_policy.data.windows import MixtureSource
-from gen0_policy.errors import ConfigError
+from gen0_policy.errors import DatasetError
 from gen0_policy.model.checkpoint import load_policy
 from gen0_policy.model.counting import component_of
-from gen0_policy.train.config import TrainConfig, load_train_config
+from gen0_policy.train.config import TrainConfig
 from gen0_policy.train.loop import Trainer, lr_at, train
 
 torch.set_num_threads(1)
@@ -91,6 +91,47 @@ def test_loss_falls_and_validation_is_logged(tmp_path: Path) -> None:
     events = list((tmp_path / "run" / "tb").glob("events.*"))
     assert events and events[0].stat().st_size > 0
     assert (tmp_path / "run" / "latest").read_text() == "ckpt-0000040"
+
+
+def test_run_streams_events_on_the_config_schedule_and_stops_on_request(tmp_path: Path) -> None:
+    """The one loop's hooks: phases, steps, validations and checkpoints as events, a stop request
+    saving what was trained; a non-finite loss is a clear error."""
+    events: list[dict] = []
+    config = tiny_config(tmp_path / "run", steps=4, val_every=2, save_every=3, validate_first=True)
+    Trainer(config, sources(), robots()).run(events.append)
+    kinds = [(e["event"], e.get("step", e.get("phase"))) for e in events]
+    assert kinds == [
+        ("phase", "validating"), ("validation", 0),
+        ("phase", "training"), ("step", 1), ("step", 2),
+        ("phase", "validating"), ("validation", 2),
+        ("phase", "training"), ("step", 3),
+        ("phase", "saving"), ("checkpoint", 3),
+        ("phase", "training"), ("step", 4),
+        ("phase", "validating"), ("validation", 4),
+        ("phase", "saving"), ("checkpoint", 4),
+    ]  # fmt: skip
+    steps = [e for e in events if e["event"] == "step"]
+    assert all(e["total_steps"] == 4 and e["eta"] >= 0 and np.isfinite(e["loss"]) for e in steps)
+    assert steps[-1]["eta"] == 0
+    assert events[-1]["path"].endswith("ckpt-0000004")
+
+    events.clear()
+    stop = lambda: sum(e["event"] == "step" for e in events) >= 2  # noqa: E731
+    stopped = Trainer(tiny_config(tmp_path / "stopped", steps=100), sources(), robots())
+    stopped.run(events.append, stop)
+    assert stopped.step == 2 and events[-1]["event"] == "checkpoint" and events[-1]["step"] == 2
+    assert (tmp_path / "stopped" / "latest").read_text() == "ckpt-0000002"
+    assert not any(e["event"] == "validation" for e in events)  # a stop saves at once, without validating
+    nothing = Trainer(tiny_config(tmp_path / "nothing", steps=100), sources(), robots())
+    nothing.run(should_stop=lambda: True)
+    assert nothing.step == 0 and not (tmp_path / "nothing" / "latest").exists()
+
+    diverging = Trainer(tiny_config(tmp_path / "nan"), sources(), robots())
+    with torch.no_grad():
+        for p in diverging.module.parameters():
+            p.fill_(float("nan"))  # as weights look after a diverged step
+    with pytest.raises(DatasetError, match="training loss became nan at step 1"):
+        diverging.run()
 
 
 def test_post_training_freezes_parts_and_adds_a_robot(tmp_path: Path) -> None:
@@ -175,22 +216,3 @@ def test_lr_schedule() -> None:
     assert lr_at(55, config) == pytest.approx(0.55e-3)
     assert lr_at(100, config) == pytest.approx(1e-4)
     assert all(lr_at(s, config) >= lr_at(s + 1, config) for s in range(10, 100))
-
-
-def test_config_file_and_overrides(tmp_path: Path) -> None:
-    path = tmp_path / "c.yaml"
-    path.write_text("preset: small\nsteps: 10\ndatasets:\n  - {path: a, weight: 2}\n  - {path: b}\n")
-    config = load_train_config(path, ["steps=20", "model.width=64", "datasets.1.weight=3", "freeze=[vision]"])
-    assert config.steps == 20 and config.model == {"width": 64} and config.freeze == ["vision"]
-    assert [d.weight for d in config.datasets] == [2, 3] and config.datasets[0].name == "a"
-    assert load_train_config(path, ["lr=1e-3"]).lr == 1e-3  # YAML alone would read a string
-    with pytest.raises(ConfigError, match="steps must be an integer"):
-        load_train_config(path, ["steps=2.5"])
-    with pytest.raises(ConfigError, match="known keys"):
-        load_train_config(path, ["stpes=3"])
-    with pytest.raises(ConfigError, match="freezable parts"):
-        load_train_config(path, ["freeze=[eyes]"])
-    with pytest.raises(ConfigError, match="key=value"):
-        load_train_config(path, ["steps"])
-    shipped = load_train_config(REPO / "config" / "train" / "multitask_small.yaml")
-    assert {d.embodiment for d in shipped.datasets} >= {"ur5e", "panda", "g1"}

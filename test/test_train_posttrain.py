@@ -69,18 +69,12 @@ def assets(tmp_path_factory) -> dict[str, Path]:
 
 
 def job(tmp_path: Path, assets: dict[str, Path], **overrides) -> PostTrainJob:
-    fields = dict(
-        data=[str(assets["dataset"])],
-        out_dir=str(tmp_path / "run"),
-        base=str(assets["base"]),
-        steps=4,
-        batch_size=2,
-        lr=1e-3,
-        val_fraction=0.25,
-        val_windows=4,
-        threads=1,
-    )
-    return PostTrainJob(**{**fields, **overrides})
+    """A small job; overrides that are not job fields are TrainConfig overrides."""
+    fields = dict(data=[str(assets["dataset"])], out_dir=str(tmp_path / "run"), base=str(assets["base"]))
+    train = dict(steps=4, batch_size=2, lr=1e-3, val_fraction=0.25, val_windows=4, threads=1)
+    for key, value in overrides.items():
+        (fields if key in PostTrainJob.__dataclass_fields__ else train)[key] = value
+    return PostTrainJob(**fields, train=train)
 
 
 def test_job_rejects_bad_settings(tmp_path: Path, assets) -> None:
@@ -91,11 +85,30 @@ def test_job_rejects_bad_settings(tmp_path: Path, assets) -> None:
         (dict(val_fraction=1.0), "validation fraction"),
         (dict(freeze=["wings"]), "cannot freeze ['wings']"),
         (dict(model={"width": 64}), "from scratch"),
+        (dict(stpes=3), "unknown train config keys ['stpes']"),
+        (dict(init_from="y"), "sets ['init_from']"),
     ]:
         with pytest.raises(ConfigError, match=None) as info:
             job(tmp_path, assets, **bad)
         assert words in str(info.value)
-    assert job(tmp_path, assets, freeze=["language", "vision"]).freeze == ["language_projection", "vision"]
+    assert job(tmp_path, assets, freeze=["language", "vision"]).config().freeze == ["language_projection", "vision"]
+
+
+def test_job_is_the_train_config_with_post_training_defaults(tmp_path: Path, assets) -> None:
+    """One config, defaults in one place: what the job leaves out comes from POST_TRAINING_DEFAULTS,
+    and the schedule follows the steps."""
+    from gen0_policy.train.config import POST_TRAINING_DEFAULTS, TrainConfig
+
+    config = PostTrainJob(data=[str(assets["dataset"])], out_dir=str(tmp_path / "run")).config()
+    assert isinstance(config, TrainConfig)
+    assert {k: getattr(config, k) for k in POST_TRAINING_DEFAULTS} == POST_TRAINING_DEFAULTS
+    assert (config.warmup_steps, config.val_every, config.save_every) == (20, 40, 200)
+    config = job(tmp_path, assets, steps=1000, warmup_steps=5).config()
+    assert (config.steps, config.warmup_steps, config.val_every, config.save_every) == (1000, 5, 200, 1000)
+    assert config.init_from == str(assets["base"]) and config.out_dir == str(tmp_path / "run")
+    # The job file round-trips (the child process reads it).
+    again = PostTrainJob.from_dict(json.loads(json.dumps(job(tmp_path, assets).to_dict())))
+    assert again.config() == job(tmp_path, assets).config()
 
 
 def test_post_train_reports_before_after_and_keeps_frozen_parts(tmp_path: Path, assets) -> None:

@@ -17,8 +17,7 @@ ends at the last joint state or frame, so no step is invented. Each episode gets
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,9 @@ import numpy as np
 from gen0_policy.data.episode import Episode
 from gen0_policy.data.quality import EpisodeQuality, StreamQuality
 from gen0_policy.embodiment import Embodiment, load_embodiment
-from gen0_policy.errors import DatasetError, EmbodimentError
+from gen0_policy.errors import DatasetError, EmbodimentError, ObservationError
 from gen0_policy.images import fit_image
+from gen0_policy.messages import SECONDS_PER_NANOSECOND, image_to_rgb, stamp_seconds
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
@@ -37,9 +37,6 @@ TRAJECTORY_TYPE = "trajectory_msgs/msg/JointTrajectory"
 ARRAY_TYPE = "std_msgs/msg/Float64MultiArray"
 EPISODE_INFO_TYPE = "gen0_msgs/msg/EpisodeInfo"
 TASK_STATUS_TYPE = "gen0_msgs/msg/TaskStatus"
-NS = 1e-9
-# encoding -> (channels, channel order giving RGB)
-ENCODINGS = {"rgb8": (3, [0, 1, 2]), "bgr8": (3, [2, 1, 0]), "rgba8": (4, [0, 1, 2]), "bgra8": (4, [2, 1, 0])}
 
 
 @dataclass(frozen=True)
@@ -161,7 +158,7 @@ def _command_from(msg: Any, msgtype: str, topic: str, t: float, embodiment: Embo
     if msgtype == TRAJECTORY_TYPE:
         if not msg.points:
             raise DatasetError(f"{topic}: a JointTrajectory without points at t={t:.3f}")
-        offsets = np.array([p.time_from_start.sec + p.time_from_start.nanosec * NS for p in msg.points])
+        offsets = np.array([stamp_seconds(p.time_from_start) for p in msg.points])
         positions = np.array([np.asarray(p.positions, dtype=np.float64) for p in msg.points])
         joints = tuple(msg.joint_names)
     else:
@@ -207,7 +204,7 @@ def _read_low_dim(reader, path: Path, config: BuildConfig) -> tuple[_BagContents
         raise DatasetError(f"bag {path} does not name its embodiment (no EpisodeInfo); pass --embodiment NAME")
     embodiment = load_embodiment(name)
     for conn, stamp, raw in reader.messages(connections=[c for c in low_dim if c.msgtype != EPISODE_INFO_TYPE]):
-        t = stamp * NS
+        t = stamp * SECONDS_PER_NANOSECOND  # bag log times are integer ns
         msg = _deserialize(reader, raw, conn.msgtype)
         if conn.topic == config.joint_states_topic:
             if len(msg.position) != len(msg.name):
@@ -223,22 +220,16 @@ def _read_low_dim(reader, path: Path, config: BuildConfig) -> tuple[_BagContents
                 _command_from(msg, conn.msgtype, conn.topic, t, embodiment)
             )
     for conn, stamp, _ in reader.messages(connections=[by_topic[t] for t in contents.camera_topics.values()]):
-        contents.frame_times.setdefault(camera_name(conn.topic), []).append(stamp * NS)
+        contents.frame_times.setdefault(camera_name(conn.topic), []).append(stamp * SECONDS_PER_NANOSECOND)
     return contents, embodiment
 
 
 def _decode_image(msg: Any, topic: str, size: tuple[int, int] | None) -> np.ndarray:
-    h, w, encoding = int(msg.height), int(msg.width), msg.encoding
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if encoding == "mono8":
-        rgb = np.repeat(data.reshape(h, msg.step)[:, :w, None], 3, axis=2)
-    elif encoding in ENCODINGS:
-        channels, order = ENCODINGS[encoding]
-        rgb = data.reshape(h, msg.step)[:, : w * channels].reshape(h, w, channels)[..., order]
-    else:
-        raise DatasetError(f"{topic}: image encoding {encoding!r} unsupported; use one of {[*ENCODINGS, 'mono8']}")
-    rgb = np.ascontiguousarray(rgb)
-    return rgb if size is None else fit_image(rgb, *size)
+    try:
+        rgb = image_to_rgb(msg)
+    except ObservationError as exc:
+        raise DatasetError(f"{topic}: {exc}") from exc
+    return rgb if size is None else fit_image(rgb, *size)  # the one image path (gen0_policy/images.py)
 
 
 def _latest_index(times: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -361,7 +352,11 @@ def _assemble(reader, path: Path, config: BuildConfig, contents: _BagContents, e
     instruction = (info.instruction if info is not None else "") or (status.instruction if status is not None else "")
     if not instruction:
         quality.warnings.append("no instruction recorded (EpisodeInfo or TaskStatus)")
-    metadata: dict[str, Any] = {"bag": str(path), "success_source": success_source, "start_time_ns": int(start / NS)}
+    metadata: dict[str, Any] = {
+        "bag": str(path),
+        "success_source": success_source,
+        "start_time_ns": int(start / SECONDS_PER_NANOSECOND),
+    }
     if info is not None:
         metadata.update(episode_id=info.episode_id, operator=info.operator_name, tags=list(info.tags), notes=info.notes)
     episode = Episode(
@@ -376,130 +371,3 @@ def _assemble(reader, path: Path, config: BuildConfig, contents: _BagContents, e
         metadata=metadata,
     )
     return episode, quality
-
-
-# --------------------------------------------------------------------------------- building
-
-
-@dataclass
-class BuildReport:
-    written: list[str] = field(default_factory=list)  # bags that became episodes
-    filtered: list[str] = field(default_factory=list)  # failed episodes left out (--only-success)
-    rejected: dict[str, str] = field(default_factory=dict)  # bag -> why it could not be used
-    quality: list[EpisodeQuality] = field(default_factory=list)
-    frames: int = 0
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "written": self.written,
-            "filtered": self.filtered,
-            "rejected": self.rejected,
-            "frames": self.frames,
-            "seconds": round(self.seconds, 3),
-            "episodes": [q.to_dict() for q in self.quality],
-        }
-
-
-def build_dataset(
-    bags: Sequence[Path],
-    out: Path,
-    config: BuildConfig | None = None,
-    *,
-    only_success: bool = False,
-    on_episode: Callable[[EpisodeQuality], None] | None = None,
-) -> BuildReport:
-    """Bags -> a LeRobot v3 dataset at ``out`` plus ``out/quality.json``. Unusable bags are reported, not fatal."""
-    import time
-
-    from gen0_policy.data.lerobot import LeRobotWriter
-
-    config = config or BuildConfig()
-    report = BuildReport()
-    writer: LeRobotWriter | None = None
-    began = time.perf_counter()
-    try:
-        for bag in bags:
-            try:
-                episode, quality = read_bag(bag, config)
-            except DatasetError as exc:
-                report.rejected[str(bag)] = str(exc)
-                quality = EpisodeQuality(source=str(bag), errors=[str(exc)])
-                report.quality.append(quality)
-                if on_episode:
-                    on_episode(quality)
-                continue
-            report.quality.append(quality)
-            if on_episode:
-                on_episode(quality)
-            if not quality.ok:
-                report.rejected[str(bag)] = "; ".join(quality.errors)
-                continue
-            if only_success and not episode.success:
-                report.filtered.append(str(bag))
-                continue
-            if writer is None:
-                writer = LeRobotWriter(out, load_embodiment(episode.embodiment), config.fps)
-            try:
-                writer.add_episode(episode)
-            except DatasetError as exc:
-                report.rejected[str(bag)] = str(exc)
-                continue
-            report.written.append(str(bag))
-            report.frames += len(episode)
-    finally:
-        if writer is not None and writer.episodes:
-            writer.close()
-    report.seconds = time.perf_counter() - began
-    if writer is None or not report.written:
-        raise DatasetError(
-            f"no episode could be built from {len(bags)} bags "
-            f"({len(report.rejected)} rejected, {len(report.filtered)} filtered as failed): "
-            + "; ".join(f"{Path(b).name}: {why}" for b, why in list(report.rejected.items())[:3])
-        )
-    (Path(out) / "quality.json").write_text(json.dumps(report.to_dict(), indent=2))
-    return report
-
-
-# --------------------------------------------------------------------------------- repair
-
-
-def repair_bag(path: Path, out: Path | None = None) -> tuple[Path, int]:
-    """Rebuild a bag whose recorder died (no MCAP summary, no metadata.yaml) from its flushed chunks.
-
-    Reads the MCAP front to back with the ``mcap`` package until the data stops, and writes every
-    complete message into a new, complete bag (default: ``<bag>_repaired``). Returns (bag, messages).
-    """
-    from mcap.exceptions import EndOfFile, McapError
-    from mcap.reader import NonSeekingReader
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
-    from gen0_policy.data.recording import BAG_VERSION, typestore_for
-
-    path = Path(path)
-    files = sorted(path.glob("*.mcap"))
-    if not files:
-        raise DatasetError(f"{path} holds no .mcap file to repair")
-    out = Path(out) if out else path.with_name(path.name + "_repaired")
-    if out.exists():
-        raise DatasetError(f"{out} exists already; remove it or choose another output")
-    messages: list[tuple[str, str, int, bytes]] = []
-    for file in files:
-        with file.open("rb") as f:
-            try:
-                for schema, channel, message in NonSeekingReader(f).iter_messages(log_time_order=False):
-                    messages.append((channel.topic, schema.name, message.log_time, message.data))
-            except (EndOfFile, McapError):
-                pass  # the data stops where the recorder died
-    if not messages:
-        raise DatasetError(f"{path}: no complete message survived; nothing to repair")
-    store = typestore_for(sorted({m[1] for m in messages}))
-    writer = Writer(out, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
-    writer.open()
-    connections: dict[str, Any] = {}
-    for topic, msgtype, stamp, data in sorted(messages, key=lambda m: m[2]):
-        if topic not in connections:
-            connections[topic] = writer.add_connection(topic, msgtype, typestore=store)
-        writer.write(connections[topic], stamp, data)
-    writer.close()
-    return out, len(messages)

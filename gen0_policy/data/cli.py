@@ -16,7 +16,8 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from gen0_policy.data.bags import BuildConfig, build_dataset, find_bags
+    from gen0_policy.data.bags import BuildConfig, find_bags
+    from gen0_policy.data.build import build_dataset
 
     config = BuildConfig(
         fps=args.fps,
@@ -51,7 +52,7 @@ def _summary(root: Path, decode: bool) -> dict:
         "episodes": ds.num_episodes,
         "frames": ds.num_frames,
         "tasks": ds.tasks,
-        "cameras": [k.removeprefix("observation.images.") for k in ds.camera_keys],
+        "cameras": list(ds.camera_sizes),
         "joints": ds.joint_names,
     }
     if decode:
@@ -86,7 +87,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _repair(args: argparse.Namespace) -> int:
-    from gen0_policy.data.bags import repair_bag
+    from gen0_policy.data.recording import repair_bag
 
     for bag in args.bags:
         out, count = repair_bag(bag)

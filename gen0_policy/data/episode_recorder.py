@@ -19,9 +19,9 @@ from pathlib import Path
 from rosbags.interfaces import Qos
 
 from gen0_policy.data.recording import EpisodeBag, RecordingError, offered_qos, typestore_for
+from gen0_policy.messages import split_nanoseconds
 
 EPISODE_INFO_TYPE = "gen0_msgs/msg/EpisodeInfo"
-NS = 1_000_000_000
 
 
 @dataclass
@@ -174,7 +174,8 @@ class EpisodeRecorder:
         Time = types["builtin_interfaces/msg/Time"]
 
         def stamp(ns: int) -> object:
-            return Time(sec=ns // NS, nanosec=ns % NS)
+            sec, nanosec = split_nanoseconds(ns)
+            return Time(sec=sec, nanosec=nanosec)
 
         header = types["std_msgs/msg/Header"](stamp=stamp(self.clock_ns()), frame_id="")
         values = asdict(meta)

@@ -461,6 +461,11 @@ class LeRobotWriter:
         }
 
 
+def is_dataset(path: Path) -> bool:
+    """True if ``path`` is a LeRobot v3 dataset folder (it has ``meta/info.json``, written last)."""
+    return (Path(path) / "meta" / "info.json").is_file()
+
+
 class LeRobotDataset:
     """Reads a LeRobot v3 folder (ours or LeRobot's own) back into :class:`Episode` s."""
 
@@ -496,6 +501,15 @@ class LeRobotDataset:
         self._episodes = self._read_episodes()
         self.stats = load_stats(self.root / "meta" / "stats.json") if (self.root / "meta/stats.json").exists() else {}
         self._data_cache: tuple[Path, pa.Table, dict[int, tuple[int, int]]] | None = None
+
+    @property
+    def camera_sizes(self) -> dict[str, tuple[int, int]]:
+        """{camera: (width, height)} the frames were recorded at (features hold [height, width, channels])."""
+        features = self.info["features"]
+        return {
+            key[len(IMAGE_PREFIX) :]: (int(features[key]["shape"][1]), int(features[key]["shape"][0]))
+            for key in self.camera_keys
+        }
 
     @property
     def num_episodes(self) -> int:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rosbags.interfaces import (
     Nodetype,
@@ -293,3 +294,41 @@ class EpisodeBag:
         with self._lock:
             self._abort()
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def repair_bag(path: Path, out: Path | None = None) -> tuple[Path, int]:
+    """Rebuild a bag whose recorder died (no MCAP summary, no metadata.yaml) from its flushed chunks.
+
+    Reads the MCAP front to back with the ``mcap`` package until the data stops, and writes every
+    complete message into a new, complete bag (default: ``<bag>_repaired``). Returns (bag, messages).
+    """
+    from mcap.exceptions import EndOfFile, McapError
+    from mcap.reader import NonSeekingReader
+
+    path = Path(path)
+    files = sorted(path.glob("*.mcap"))
+    if not files:
+        raise DatasetError(f"{path} holds no .mcap file to repair")
+    out = Path(out) if out else path.with_name(path.name + "_repaired")
+    if out.exists():
+        raise DatasetError(f"{out} exists already; remove it or choose another output")
+    messages: list[tuple[str, str, int, bytes]] = []
+    for file in files:
+        with file.open("rb") as f:
+            try:
+                for schema, channel, message in NonSeekingReader(f).iter_messages(log_time_order=False):
+                    messages.append((channel.topic, schema.name, message.log_time, message.data))
+            except (EndOfFile, McapError):
+                pass  # the data stops where the recorder died
+    if not messages:
+        raise DatasetError(f"{path}: no complete message survived; nothing to repair")
+    store = typestore_for(sorted({m[1] for m in messages}))
+    writer = Writer(out, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    connections: dict[str, Any] = {}
+    for topic, msgtype, stamp, data in sorted(messages, key=lambda m: m[2]):
+        if topic not in connections:
+            connections[topic] = writer.add_connection(topic, msgtype, typestore=store)
+        writer.write(connections[topic], stamp, data)
+    writer.close()
+    return out, len(messages)

@@ -1,15 +1,15 @@
 """Normalization statistics in LeRobot's format (min/max/mean/std/count/q01..q99 per feature).
 
 The same numbers serve three readers: ``meta/episodes`` (per episode), ``meta/stats.json`` (whole
-dataset, aggregated the way LeRobot aggregates) and the trainer, which normalizes with a
-:class:`Normalizer` built from them and stores them beside the weights.
+dataset, aggregated the way LeRobot aggregates) and the trainer, whose per-robot
+:class:`~gen0_policy.model.processor.JointStats` (stored beside the weights) come from
+:func:`compute_stats` too.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,6 @@ from gen0_policy.errors import DatasetError
 
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 STAT_KEYS = ("min", "max", "mean", "std", "count", *QUANTILES)
-NORM_MODES = ("mean_std", "min_max", "quantile")
 
 Stats = dict[str, np.ndarray]  # stat name -> array (feature shape; count is (1,))
 
@@ -128,48 +127,3 @@ def load_stats(path: Path) -> dict[str, Stats]:
         return stats_from_jsonable(json.loads(path.read_text()))
     except (json.JSONDecodeError, AttributeError, TypeError) as exc:
         raise DatasetError(f"{path} is not a stats.json file: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class Normalizer:
-    """Maps a feature to roughly [-1, 1] (min_max, quantile) or zero mean/unit std (mean_std), and back.
-
-    ``quantile`` uses q01/q99, which ignores rare outliers such as a teleop glitch. Dimensions whose
-    range is ~0 (a joint that never moved) pass through centred instead of blowing up.
-    """
-
-    mode: str
-    low: np.ndarray  # mean_std: mean; others: lower bound
-    high: np.ndarray  # mean_std: std; others: upper bound
-    eps: float = 1e-6
-
-    def __post_init__(self) -> None:
-        if self.mode not in NORM_MODES:
-            raise DatasetError(f"normalization mode must be one of {NORM_MODES}, got {self.mode!r}")
-        if np.shape(self.low) != np.shape(self.high):
-            raise DatasetError(f"normalizer bounds differ in shape: {np.shape(self.low)} vs {np.shape(self.high)}")
-
-    @classmethod
-    def from_stats(cls, stats: Stats, mode: str = "mean_std") -> Normalizer:
-        keys = {"mean_std": ("mean", "std"), "min_max": ("min", "max"), "quantile": ("q01", "q99")}.get(mode)
-        if keys is None:
-            raise DatasetError(f"normalization mode must be one of {NORM_MODES}, got {mode!r}")
-        missing = [k for k in keys if k not in stats]
-        if missing:
-            raise DatasetError(f"stats lack {missing} needed for {mode} normalization; have {sorted(stats)}")
-        low, high = (np.asarray(stats[k], dtype=np.float32) for k in keys)
-        return cls(mode, low, high)
-
-    def _scale(self) -> np.ndarray:
-        if self.mode == "mean_std":
-            return np.maximum(self.high, self.eps)
-        return np.maximum(self.high - self.low, self.eps) / 2
-
-    def _centre(self) -> np.ndarray:
-        return self.low if self.mode == "mean_std" else (self.high + self.low) / 2
-
-    def normalize(self, x: np.ndarray) -> np.ndarray:
-        return ((np.asarray(x, dtype=np.float32) - self._centre()) / self._scale()).astype(np.float32)
-
-    def unnormalize(self, y: np.ndarray) -> np.ndarray:
-        return (np.asarray(y, dtype=np.float32) * self._scale() + self._centre()).astype(np.float32)

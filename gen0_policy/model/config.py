@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from gen0_policy.errors import ConfigError
+from gen0_policy.errors import ConfigError, check_keys
 
 CAMERA_ROLES = ("scene", "wrist", "head")
 LANGUAGE_ENCODERS = ("minilm", "hash")
@@ -117,10 +117,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown model config keys {unknown}; known keys are {sorted(known)}")
+        check_keys(data, {f.name for f in fields(cls)}, "model config")
         return cls(**data)
 
     def with_overrides(self, **overrides: Any) -> ModelConfig:

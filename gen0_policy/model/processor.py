@@ -49,13 +49,23 @@ class JointStats:
         return len(self.state_mean)
 
     @classmethod
+    def from_stats(cls, state: Mapping[str, Any], action: Mapping[str, Any]) -> JointStats:
+        """From LeRobot-format statistics (``meta/stats.json`` entries, :func:`gen0_policy.data.stats.compute_stats`)
+        of ``observation.state`` and ``action``; std is floored at MIN_STD."""
+        try:
+            values = [np.asarray(s[k], np.float64) for s in (state, action) for k in ("mean", "std")]
+        except KeyError as exc:
+            raise DatasetError(f"statistics lack {exc}; need mean and std of states and actions") from exc
+        state_mean, state_std, action_mean, action_std = values
+        return cls(state_mean, np.maximum(state_std, MIN_STD), action_mean, np.maximum(action_std, MIN_STD))
+
+    @classmethod
     def from_arrays(cls, states: np.ndarray, actions: np.ndarray) -> JointStats:
-        states, actions = np.asarray(states, np.float64), np.asarray(actions, np.float64)
-        if not (np.all(np.isfinite(states)) and np.all(np.isfinite(actions))):
-            raise DatasetError("states or actions contain NaN or inf; clean the episodes before training")
-        return cls(
-            states.mean(0), np.maximum(states.std(0), MIN_STD), actions.mean(0), np.maximum(actions.std(0), MIN_STD)
-        )
+        """From (T, D) states and actions, through the same :func:`~gen0_policy.data.stats.compute_stats`
+        that writes a dataset's statistics (NaN or inf raise DatasetError)."""
+        from gen0_policy.data.stats import compute_stats
+
+        return cls.from_stats(compute_stats(states), compute_stats(actions))
 
     def to_dict(self) -> dict[str, list[float]]:
         return {k: getattr(self, k).tolist() for k in self._keys()}

@@ -1,6 +1,7 @@
-"""Message <-> numpy: the only module that knows ROS message layouts. Nodes call these and hand
-plain arrays to the core; bad input raises ObservationError (what we observe) or CommandError
-(what we are told to do) with a message naming what is wrong and what is supported."""
+"""Message <-> numpy: the only module that builds and reads rclpy messages. Nodes call these and
+hand plain arrays to the core; bad input raises ObservationError (what we observe) or CommandError
+(what we are told to do) with a message naming what is wrong and what is supported. The field rules
+the bag reader shares (stamps, image decoding) live in :mod:`gen0_policy.messages`."""
 
 from __future__ import annotations
 
@@ -14,43 +15,22 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from gen0_policy.commands import TrajectoryCommand
 from gen0_policy.embodiment import CameraSpec
 from gen0_policy.errors import ObservationError
-from gen0_policy.sim.controllers import TrajectoryCommand
-
-NS = 1_000_000_000
-# encoding -> (channels, channel order turning the raw pixels into RGB; None for grey)
-IMAGE_ENCODINGS: dict[str, tuple[int, tuple[int, ...] | None]] = {
-    "rgb8": (3, (0, 1, 2)),
-    "bgr8": (3, (2, 1, 0)),
-    "rgba8": (4, (0, 1, 2)),
-    "bgra8": (4, (2, 1, 0)),
-    "mono8": (1, None),
-}
-
+from gen0_policy.messages import image_to_rgb, split_seconds, stamp_seconds
 
 # ---------------------------------------------------------------- time
 
 
 def to_seconds(stamp: Time | Duration) -> float:
     """builtin_interfaces Time or Duration -> float seconds."""
-    return stamp.sec + stamp.nanosec / NS
-
-
-def _split(seconds: float) -> tuple[int, int]:
-    if not math.isfinite(seconds):
-        raise ValueError(f"time must be finite, got {seconds}")
-    # Split before scaling: seconds * 1e9 would lose ns precision for wall-clock times (~1.7e9 s).
-    sec = math.floor(seconds)
-    nanosec = round((seconds - sec) * NS)
-    if nanosec >= NS:
-        sec, nanosec = sec + 1, nanosec - NS
-    return int(sec), int(nanosec)
+    return stamp_seconds(stamp)
 
 
 def to_time(seconds: float) -> Time:
     """Float seconds -> builtin_interfaces/Time (ns resolution)."""
-    sec, nanosec = _split(seconds)
+    sec, nanosec = split_seconds(seconds)
     if sec < 0:
         raise ValueError(f"a Time cannot be negative, got {seconds} s")
     return Time(sec=sec, nanosec=nanosec)
@@ -58,7 +38,7 @@ def to_time(seconds: float) -> Time:
 
 def to_duration(seconds: float) -> Duration:
     """Float seconds -> builtin_interfaces/Duration (negative allowed: sec < 0, 0 <= nanosec < 1e9)."""
-    sec, nanosec = _split(seconds)
+    sec, nanosec = split_seconds(seconds)
     return Duration(sec=sec, nanosec=nanosec)
 
 
@@ -72,28 +52,9 @@ def _stamp(stamp: Time | float | None) -> Time:
 
 
 def image_to_array(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image -> (H, W, 3) uint8 RGB, respecting ``step`` (row padding)."""
-    if msg.encoding not in IMAGE_ENCODINGS:
-        raise ObservationError(
-            f"image encoding {msg.encoding!r} is not supported; supported encodings are {sorted(IMAGE_ENCODINGS)}"
-        )
-    channels, order = IMAGE_ENCODINGS[msg.encoding]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h <= 0 or w <= 0:
-        raise ObservationError(f"{msg.encoding} image has size {w}x{h}; width and height must be positive")
-    if step < w * channels:
-        raise ObservationError(
-            f"{msg.encoding} image of width {w} needs step >= {w * channels} bytes per row, got step {step}"
-        )
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size < step * h:
-        raise ObservationError(
-            f"{msg.encoding} image {w}x{h} with step {step} needs {step * h} bytes of data, got {data.size}"
-        )
-    pixels = data[: step * h].reshape(h, step)[:, : w * channels].reshape(h, w, channels)
-    if order is None:
-        return np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels[:, :, list(order)])
+    """sensor_msgs/Image -> (H, W, 3) uint8 RGB, respecting ``step`` (row padding); see
+    :func:`gen0_policy.messages.image_to_rgb`, the one decoder the bag reader uses too."""
+    return image_to_rgb(msg)
 
 
 def array_to_image(rgb: np.ndarray, stamp: Time | float | None = None, frame_id: str = "") -> Image:

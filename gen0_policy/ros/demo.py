@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen0_policy.bringup import check_checkpoint, commands, dead_process, start_processes, stop_processes
+from gen0_policy.bringup import check_checkpoint, commands, dead_node, node_command, start_node, stop_nodes
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.paths import config_dir
 
@@ -35,12 +35,10 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     named = commands(bringup)
     if args.viewer:
-        from gen0_policy.bringup import node_command
-
         params = {"embodiment": args.embodiment, "save_path": str(Path(args.viewer).resolve())}
         named.append(("viewer", node_command("gen0_policy.ros.viewer_node", config_dir() / "sim_node.yaml", params)))
     say(f"starting the MuJoCo sim ({embodiment.name}, task {args.task}) and the policy ({args.checkpoint})")
-    procs = start_processes(named)
+    procs = [(name, start_node(command)) for name, command in named]
     last = {"state": ""}
 
     def on_status(msg) -> None:
@@ -59,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         client.wait_until_running(args.startup_timeout)
         for i in range(args.episodes):
             seed = args.seed + i
-            if dead := dead_process(procs):
+            if dead := dead_node(procs):
                 raise RuntimeError(dead)
             say(f"episode {i + 1}/{args.episodes}: task {args.task}, seed {seed}")
             episode = client.episode(args.task, seed, args.timeout)
@@ -83,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         say("interrupted")
     finally:
         client.close()
-        stop_processes(procs)
+        stop_nodes([proc for _, proc in procs])
     done = sum(r["outcome"] == "succeeded" for r in results)
     say(f"{done}/{len(results)} episodes succeeded")
     return 0 if results else 1

@@ -2,7 +2,7 @@
 
 Joint-trajectory controllers get a one-point JointTrajectory on ``/<controller>/joint_trajectory``,
 forward position controllers a Float64MultiArray on ``/<controller>/commands`` (the ros2_control
-conventions). The limits and the deadman live in :class:`gen0_policy.data.teleop.LeaderMirror`.
+conventions). The limits and the deadman live in :class:`gen0_policy.runtime.teleop.LeaderMirror`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
-from gen0_policy.data.teleop import LeaderMirror, MirrorConfig
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.errors import Gen0Error
 from gen0_policy.ros.conversions import float64_multi_array_msg, joint_state_positions, joint_trajectory_msg
+from gen0_policy.runtime.teleop import LeaderMirror, MirrorConfig
 
 
 class LeaderMirrorNode(Node):

@@ -24,19 +24,16 @@ from rclpy.node import Node
 from gen0_msgs.action import PostTrain
 from gen0_msgs.srv import LoadCheckpoint
 from gen0_policy.errors import Gen0Error
+from gen0_policy.train.config import TrainConfig
 from gen0_policy.train.posttrain import PostTrainJob
 from gen0_policy.train.posttrain_runner import PostTrainOutcome, PostTrainProcess
 
 PARAMETERS = {  # name: default (units and meaning in config/posttrain_node.yaml)
     "workspace": "~/gen0_posttrain",
     "default_policy_node": "/gen0_policy",
-    "scratch_preset": "small",
-    "default_steps": 200,
-    "default_batch_size": 16,
-    "default_learning_rate": 1e-4,
-    "default_validation_fraction": 0.2,
-    "device": "auto",
-    "threads": 0,
+    "scratch_preset": TrainConfig.preset,
+    "device": TrainConfig.device,
+    "threads": TrainConfig.threads,
     "cancel_grace": 30.0,
     "service_wait": 5.0,
     "load_timeout": 120.0,
@@ -75,20 +72,17 @@ class PostTrainNode(Node):
             if path and not Path(path).expanduser().exists():
                 raise Gen0Error(f"no such file or folder: {path}")
         out = goal.output_dir or str(self.workspace / (time.strftime("%Y%m%d_%H%M%S") + "_" + goal_id[:8]))
-        return PostTrainJob(
-            data=list(goal.datasets),
-            out_dir=out,
-            base=goal.base_checkpoint,
-            steps=goal.steps or self.p["default_steps"],
-            batch_size=goal.batch_size or self.p["default_batch_size"],
-            lr=float(goal.learning_rate) or self.p["default_learning_rate"],
-            freeze=list(goal.freeze),
-            val_fraction=float(goal.validation_fraction) or self.p["default_validation_fraction"],
-            seed=goal.seed,
-            preset=self.p["scratch_preset"],
-            device=self.p["device"],
-            threads=self.p["threads"],
-        )
+        # Goal fields left at 0 take the post-training defaults (train/config.py), as `gen0 posttrain` does.
+        given = {
+            "steps": goal.steps,
+            "batch_size": goal.batch_size,
+            "lr": float(goal.learning_rate),
+            "val_fraction": float(goal.validation_fraction),
+        }
+        train = {key: value for key, value in given.items() if value}
+        train.update(freeze=list(goal.freeze), seed=goal.seed, preset=self.p["scratch_preset"])
+        train.update(device=self.p["device"], threads=self.p["threads"])
+        return PostTrainJob(data=list(goal.datasets), out_dir=out, base=goal.base_checkpoint, train=train)
 
     # ------------------------------------------------------------------ the action
     def _execute(self, goal_handle) -> PostTrain.Result:
@@ -119,7 +113,7 @@ class PostTrainNode(Node):
         proc.start()
         self._running = (goal_id, proc)
         self.get_logger().info(f"post-training {job.data} from {job.base or 'scratch'} into {job.out_dir}")
-        feedback = PostTrain.Feedback(phase="preparing data", total_steps=job.steps, validation_error=math.nan)
+        feedback = PostTrain.Feedback(phase="preparing data", total_steps=job.config().steps, validation_error=math.nan)
         last_sent = 0.0
         while proc.running or not events.empty():
             if goal_handle.is_cancel_requested and not proc.canceled:

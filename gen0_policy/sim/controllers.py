@@ -19,16 +19,16 @@ from the desired state instead, so a late message never causes a step in the com
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from gen0_policy.commands import TrajectoryCommand
 from gen0_policy.embodiment import ControllerSpec, Embodiment
 from gen0_policy.errors import CommandError
+from gen0_policy.sim.splines import PiecewisePolynomial, TrajectorySample, segment_coefficients
 
 # Positions this far outside a limit still count as inside (float round trips through messages).
 LIMIT_TOLERANCE = 1e-6
@@ -38,153 +38,6 @@ TIME_EPS = 1e-9
 
 def _fmt(values: np.ndarray | Sequence[float]) -> str:
     return "[" + ", ".join(f"{float(v):.4g}" for v in np.ravel(values)) + "]"
-
-
-@dataclass(frozen=True)
-class TrajectoryCommand:
-    """A joint_trajectory_controller goal as arrays: what trajectory_msgs/JointTrajectory carries.
-
-    Shapes are checked here (so a ragged message fails with the point index); names, limits and
-    timing against a controller are checked by :meth:`JointTrajectoryFollower.validate`.
-    """
-
-    joint_names: tuple[str, ...]
-    times: np.ndarray  # (N,) time_from_start of each point, s
-    positions: np.ndarray  # (N, J) rad or m, columns in joint_names order
-    velocities: np.ndarray | None = None  # (N, J) per s, or None
-    accelerations: np.ndarray | None = None  # (N, J) per s², or None
-    start_time: float = 0.0  # absolute time on the controller's clock, s; 0 means "now"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "joint_names", tuple(str(n) for n in self.joint_names))
-        times = np.asarray(self.times, dtype=np.float64).reshape(-1)
-        object.__setattr__(self, "times", times)
-        n, j = len(times), len(self.joint_names)
-        for key in ("positions", "velocities", "accelerations"):
-            value = getattr(self, key)
-            if value is None:
-                continue
-            value = np.asarray(value, dtype=np.float64)
-            if value.shape != (n, j):
-                raise CommandError(
-                    f"trajectory {key} have shape {value.shape}, expected ({n} points, {j} joints): "
-                    f"one row per point, one column per joint of {list(self.joint_names)}"
-                )
-            object.__setattr__(self, key, value)
-        if self.accelerations is not None and self.velocities is None:
-            raise CommandError("trajectory gives accelerations without velocities; give both or neither")
-        if not math.isfinite(self.start_time):
-            raise CommandError(f"trajectory start time must be finite, got {self.start_time}")
-
-    @classmethod
-    def from_points(
-        cls,
-        joint_names: Sequence[str],
-        times: Sequence[float],
-        positions: Sequence[Sequence[float]],
-        velocities: Sequence[Sequence[float]] | None = None,
-        accelerations: Sequence[Sequence[float]] | None = None,
-        start_time: float = 0.0,
-    ) -> TrajectoryCommand:
-        """Build from per-point lists as a message has them; every list is either empty for all
-        points (field not given) or as long as ``joint_names`` for all points."""
-        names = tuple(joint_names)
-        n = len(times)
-        if len(positions) != n:
-            raise CommandError(f"trajectory has {n} time_from_start values but {len(positions)} position lists")
-
-        def stack(key: str, rows: Sequence[Sequence[float]] | None) -> np.ndarray | None:
-            if rows is None:
-                return None
-            lengths = [len(r) for r in rows]
-            if all(length == 0 for length in lengths):
-                return None
-            for i, length in enumerate(lengths):
-                if length != len(names):
-                    raise CommandError(
-                        f"mismatch between joint_names size ({len(names)}) and {key} size ({length}) at point #{i}; "
-                        f"{key} must be given for every joint at every point, or left empty at every point"
-                    )
-            return np.array([list(r) for r in rows], dtype=np.float64).reshape(n, len(names))
-
-        pos = stack("positions", positions)
-        if pos is None and n > 0:
-            raise CommandError("trajectory points carry no positions; position interfaces need positions")
-        return cls(
-            joint_names=names,
-            times=np.asarray(times, dtype=np.float64),
-            positions=pos if pos is not None else np.zeros((0, len(names))),
-            velocities=stack("velocities", velocities),
-            accelerations=stack("accelerations", accelerations),
-            start_time=float(start_time),
-        )
-
-
-class TrajectorySample(NamedTuple):
-    """Desired state at one instant, in the controller's joint order."""
-
-    positions: np.ndarray  # (J,)
-    velocities: np.ndarray  # (J,)
-    accelerations: np.ndarray  # (J,)
-
-
-@dataclass
-class _PiecewisePolynomial:
-    """Segments k = 0..K-2 on [knots[k], knots[k+1]]: q(t) = sum_i coeffs[k, i] * (t - knots[k])**i.
-    Before the first knot it holds the first knot's state; after the last it holds the last position."""
-
-    knots: np.ndarray  # (K,)
-    coeffs: np.ndarray  # (K-1, 6, J)
-    final: np.ndarray  # (J,) position held after the last knot
-
-    @classmethod
-    def hold(cls, positions: np.ndarray, time: float) -> _PiecewisePolynomial:
-        return cls(knots=np.array([time]), coeffs=np.zeros((0, 6, len(positions))), final=positions.copy())
-
-    @property
-    def end_time(self) -> float:
-        return float(self.knots[-1])
-
-    def sample(self, t: float) -> TrajectorySample:
-        j = self.final.shape[0]
-        if len(self.coeffs) == 0 or t >= self.knots[-1]:
-            return TrajectorySample(self.final.copy(), np.zeros(j), np.zeros(j))
-        k = int(np.clip(np.searchsorted(self.knots, t, side="right") - 1, 0, len(self.coeffs) - 1))
-        tau = max(0.0, t - self.knots[k])
-        c = self.coeffs[k]  # (6, J)
-        p = ((((c[5] * tau + c[4]) * tau + c[3]) * tau + c[2]) * tau + c[1]) * tau + c[0]
-        v = (((5 * c[5] * tau + 4 * c[4]) * tau + 3 * c[3]) * tau + 2 * c[2]) * tau + c[1]
-        a = ((20 * c[5] * tau + 12 * c[4]) * tau + 6 * c[3]) * tau + 2 * c[2]
-        return TrajectorySample(p, v, a)
-
-
-def _segment_coefficients(
-    p0: np.ndarray,
-    v0: np.ndarray,
-    a0: np.ndarray,
-    p1: np.ndarray,
-    v1: np.ndarray | None,
-    a1: np.ndarray | None,
-    duration: float,
-) -> np.ndarray:
-    """(6, J) polynomial coefficients from boundary conditions: linear when the end gives only a
-    position, cubic with a velocity, quintic with velocity and acceleration (as JTC's splines)."""
-    c = np.zeros((6, p0.shape[0]))
-    c[0] = p0
-    T = duration
-    if v1 is None:  # linear
-        c[1] = (p1 - p0) / T
-    elif a1 is None:  # cubic (Hermite)
-        c[1] = v0
-        c[2] = (3 * (p1 - p0) / T - 2 * v0 - v1) / T
-        c[3] = (2 * (p0 - p1) / T + v0 + v1) / T**2
-    else:  # quintic
-        c[1] = v0
-        c[2] = a0 / 2
-        c[3] = (20 * (p1 - p0) - (8 * v1 + 12 * v0) * T - (3 * a0 - a1) * T**2) / (2 * T**3)
-        c[4] = (30 * (p0 - p1) + (14 * v1 + 16 * v0) * T + (3 * a0 - 2 * a1) * T**2) / (2 * T**4)
-        c[5] = (12 * (p1 - p0) - 6 * (v1 + v0) * T - (a0 - a1) * T**2) / (2 * T**5)
-    return c
 
 
 def _checked_joints(
@@ -211,7 +64,7 @@ class JointTrajectoryFollower:
     upper: np.ndarray  # (J,)
     allow_partial_joints_goal: bool = False
     allow_nonzero_velocity_at_trajectory_end: bool = False
-    _trajectory: _PiecewisePolynomial = field(init=False, repr=False)
+    _trajectory: PiecewisePolynomial = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.joint_names, self.lower, self.upper = _checked_joints(self.name, self.joint_names, self.lower, self.upper)
@@ -237,7 +90,7 @@ class JointTrajectoryFollower:
         positions = np.asarray(positions, dtype=np.float64).reshape(-1)
         if positions.shape != (self.dof,) or not np.all(np.isfinite(positions)):
             raise CommandError(f"controller {self.name}: reset needs {self.dof} finite positions, got {positions}")
-        self._trajectory = _PiecewisePolynomial.hold(np.clip(positions, self.lower, self.upper), float(time))
+        self._trajectory = PiecewisePolynomial.hold(np.clip(positions, self.lower, self.upper), float(time))
 
     def sample(self, t: float) -> TrajectorySample:
         """Desired state at time ``t`` (same clock as ``now`` in :meth:`command`), within limits."""
@@ -355,7 +208,7 @@ class JointTrajectoryFollower:
         for i in future:
             v1 = velocities[i] if velocities is not None else None
             a1 = accelerations[i] if accelerations is not None else None
-            coeffs.append(_segment_coefficients(p0, v0, a0, positions[i], v1, a1, float(times[i] - knots[-1])))
+            coeffs.append(segment_coefficients(p0, v0, a0, positions[i], v1, a1, float(times[i] - knots[-1])))
             knots.append(float(times[i]))
             p0 = positions[i]
             v0 = v1 if v1 is not None else np.zeros(self.dof)
@@ -365,7 +218,7 @@ class JointTrajectoryFollower:
         coeffs_arr = np.asarray(coeffs, dtype=np.float64).reshape(len(coeffs), 6, self.dof)
         # Forget segments that ended before ``now``; keep the one containing it.
         drop = min(max(0, int(np.searchsorted(knots_arr, now, side="right")) - 1), len(coeffs_arr))
-        self._trajectory = _PiecewisePolynomial(knots_arr[drop:], coeffs_arr[drop:], positions[-1].copy())
+        self._trajectory = PiecewisePolynomial(knots_arr[drop:], coeffs_arr[drop:], positions[-1].copy())
 
 
 @dataclass

@@ -6,15 +6,17 @@ a checkpoint, optionally ``freeze`` some parts).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from gen0_policy.errors import ConfigError
+from gen0_policy.errors import ConfigError, check_keys
 
 FREEZABLE = ("vision", "proprio", "language_projection", "embodiment", "backbone", "expert")
+FREEZE_ALIASES = {"language": "language_projection"}  # the text encoder itself is frozen anyway
 STRATEGIES = ("auto", "single", "ddp", "fsdp")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -64,7 +66,7 @@ class TrainConfig:
     preset: str = "small"
     model: dict[str, Any] = field(default_factory=dict)
     init_from: str = ""  # post-training: start from this checkpoint's weights (and config)
-    freeze: list[str] = field(default_factory=list)  # parts kept fixed, from FREEZABLE
+    freeze: list[str] = field(default_factory=list)  # parts kept fixed, from FREEZABLE ("language" accepted)
     # Data.
     datasets: list[DatasetSpec] = field(default_factory=list)
     val_fraction: float = 0.1
@@ -88,6 +90,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads per process; 0 = torch's default
     # Bookkeeping.
     log_every: int = 10
+    validate_first: bool = False  # also validate the starting weights (post-training reports before/after)
     val_every: int = 250
     val_windows: int = 64
     val_samples: int = 0  # >1: also log the spread of this many flow samples
@@ -100,6 +103,7 @@ class TrainConfig:
         coerce_numbers(self)
         self.datasets = [d if isinstance(d, DatasetSpec) else DatasetSpec(**d) for d in self.datasets]
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        self.freeze = [FREEZE_ALIASES.get(f, f) for f in self.freeze if f]
         unknown = sorted(set(self.freeze) - set(FREEZABLE))
         if unknown:
             raise ConfigError(f"cannot freeze {unknown}; freezable parts are {list(FREEZABLE)}")
@@ -114,8 +118,12 @@ class TrainConfig:
             raise ConfigError(f"state_dropout must be in [0, 1), got {self.state_dropout}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.warmup_steps >= 0):
-            raise ConfigError("need lr > 0, 0 <= min_lr_ratio <= 1 and warmup_steps >= 0")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"learning rate lr must be a positive number, got {self.lr}")
+        if not (0 <= self.min_lr_ratio <= 1 and self.warmup_steps >= 0):
+            raise ConfigError("need 0 <= min_lr_ratio <= 1 and warmup_steps >= 0")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"validation fraction val_fraction must be in [0, 1), got {self.val_fraction}")
         self.run_name = self.run_name or Path(self.out_dir).name
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,14 +133,38 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown train config keys {unknown}; known keys are {sorted(known)}")
+        check_keys(data, {f.name for f in fields(cls)}, "train config")
         try:
             return cls(**data)
         except TypeError as exc:
             raise ConfigError(f"invalid train config: {exc}") from exc
+
+
+# Post-training is this config with these defaults: the job, the ROS action and `gen0 posttrain` all
+# start here. Warmup, validation and saving follow the steps unless given (see post_training_config).
+POST_TRAINING_DEFAULTS: dict[str, Any] = {
+    "steps": 200,
+    "batch_size": 16,
+    "lr": 1e-4,
+    "val_fraction": 0.2,
+    "validate_first": True,
+    "resume": False,
+    "progress": False,
+}
+
+
+def post_training_config(**overrides: Any) -> TrainConfig:
+    """The TrainConfig of a post-training run: POST_TRAINING_DEFAULTS, then ``overrides``; unless
+    given, warmup is 10% of the steps (at most 100), validation runs five times and saving only at the end."""
+    values = {**POST_TRAINING_DEFAULTS, **overrides}
+    try:
+        steps = int(values["steps"])
+    except (TypeError, ValueError):
+        raise ConfigError(f"steps must be an integer, got {values['steps']!r}") from None
+    values.setdefault("warmup_steps", min(100, steps // 10))
+    values.setdefault("val_every", max(1, steps // 5))
+    values.setdefault("save_every", max(1, steps))
+    return TrainConfig.from_dict(values)
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:

@@ -15,12 +15,11 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
@@ -45,9 +44,12 @@ from gen0_policy.model.policy import bf16_fast
 from gen0_policy.model.processor import JointStats, Processor
 from gen0_policy.train.batch import BatchBuilder
 from gen0_policy.train.checkpoint import load_train_state, save_train_state
-from gen0_policy.train.config import DatasetSpec, TrainConfig
+from gen0_policy.train.config import TrainConfig
+from gen0_policy.train.sources import joint_stats, load_sources
+from gen0_policy.train.validation import next_action_error
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+Emit = Callable[[dict[str, Any]], None]
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -57,60 +59,6 @@ def lr_at(step: int, config: TrainConfig) -> float:
     span = max(1, config.steps - config.warmup_steps)
     progress = min(1.0, (step - config.warmup_steps) / span)
     return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def load_sources(specs: Sequence[DatasetSpec], image_size: int) -> list[MixtureSource]:
-    """Read each dataset folder (LeRobot v3) and apply its filters."""
-    from gen0_policy.data.lerobot import load_episodes
-
-    sources = []
-    for spec in specs:
-        path = Path(spec.path)
-        if not (path / "meta" / "info.json").is_file():
-            raise DatasetError(
-                f"dataset {path} is not a LeRobot v3 folder (no meta/info.json); "
-                "make one with `gen0 sim collect --out DIR` or `gen0 data build`"
-            )
-        episodes = load_episodes(path, image_size=(image_size, image_size))
-        episodes = [
-            e
-            for e in episodes
-            if (not spec.embodiment or e.embodiment == spec.embodiment)
-            and (not spec.tasks or e.task in spec.tasks)
-            and (e.success or not spec.only_success)
-        ]
-        if spec.max_episodes:
-            episodes = episodes[: spec.max_episodes]
-        if not episodes:
-            raise DatasetError(f"dataset {path}: no episodes left after filters (embodiment, tasks, only_success)")
-        sources.append(MixtureSource(spec.name, episodes, spec.weight))
-    return sources
-
-
-def camera_sizes(specs: Sequence[DatasetSpec]) -> dict[str, dict[str, list[int]]]:
-    """{robot: {camera: [width, height]}} the datasets were recorded at, from meta/info.json, so a
-    rollout can render what the policy was trained on (a 4:3 render squashed to a square is not)."""
-    import json
-
-    sizes: dict[str, dict[str, list[int]]] = {}
-    for spec in specs:
-        info = json.loads((Path(spec.path) / "meta" / "info.json").read_text())
-        robot = spec.embodiment or str(info.get("robot_type", ""))
-        for key, feature in info.get("features", {}).items():
-            if key.startswith("observation.images.") and len(feature.get("shape", [])) == 3:
-                height, width = feature["shape"][:2]
-                sizes.setdefault(robot, {})[key.removeprefix("observation.images.")] = [int(width), int(height)]
-    return sizes
-
-
-def joint_stats(episodes: Sequence[Episode]) -> dict[str, JointStats]:
-    by_robot: dict[str, list[Episode]] = {}
-    for e in episodes:
-        by_robot.setdefault(e.embodiment, []).append(e)
-    return {
-        name: JointStats.from_arrays(np.concatenate([e.states for e in eps]), np.concatenate([e.actions for e in eps]))
-        for name, eps in sorted(by_robot.items())
-    }
 
 
 class Trainer:
@@ -131,8 +79,7 @@ class Trainer:
         model_config = self._model_config(init)
         self.camera_sizes: dict[str, dict[str, list[int]]] = {}
         if sources is None:
-            sources = load_sources(config.datasets, model_config.image_size)
-            self.camera_sizes = camera_sizes(config.datasets)
+            sources, self.camera_sizes = load_sources(config.datasets, model_config.image_size)
         # Held-out episodes per source, so every source is validated.
         self.train_sources, self.val_sources = [], []
         for i, s in enumerate(sources):
@@ -308,36 +255,18 @@ class Trainer:
     # -- validation ---------------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Next-action error on held-out episodes: normalized MSE of the deterministic chunk estimate
-        over the non-committed, valid steps and joints (GEN-0's metric); optionally the sample spread."""
+        """Next-action error on the held-out windows (see :func:`~gen0_policy.train.validation.next_action_error`)."""
         if not self.val_windows:
             return {}
         net = self.ema if self.ema is not None else self.model
         net.eval()
-        errors, spreads = [], []
-        bs = self.config.batch_size
-        for start in range(0, len(self.val_windows), bs):
-            windows = self.val_windows[start : start + bs]
-            indices = list(range(start, start + len(windows)))
-            batch = {k: v.to(self.device) for k, v in self.val_builder(windows, 999, 0, indices).items()}
-            weight = batch["dof_mask"][:, None, :] & (batch["action_mask"] & ~batch["committed"])[..., None]
-            with self._autocast():
-                pred = net({**batch, "noise": torch.zeros_like(batch["noise"])}, task="sample")
-                err = ((pred.float() - batch["actions"]) ** 2 * weight).sum((1, 2)) / weight.sum((1, 2)).clamp_min(1)
-                errors.append(err.cpu())
-                if self.config.val_samples > 1:
-                    K = self.config.val_samples
-                    rep = {k: v.repeat_interleave(K, 0) for k, v in batch.items()}
-                    gen = torch.Generator().manual_seed(start)
-                    rep["noise"] = torch.randn(rep["noise"].shape, generator=gen).to(self.device)
-                    x = net(rep, task="sample").float()
-                    x = x.view(len(windows), K, *x.shape[1:]).std(1)
-                    spreads.append(((x * weight).sum((1, 2)) / weight.sum((1, 2)).clamp_min(1)).cpu())
-        net.train()
-        out = {"val/next_action_mse": float(torch.cat(errors).mean())}
-        if spreads:
-            out["val/sample_spread"] = float(torch.cat(spreads).mean())
-        return out
+        try:
+            return next_action_error(
+                net, self.val_builder, self.val_windows, self.config.batch_size, self.device, self._autocast,
+                self.config.val_samples,
+            )  # fmt: skip
+        finally:
+            net.train()
 
     # -- checkpoints --------------------------------------------------------------------------------
     def save(self, metrics: dict[str, float] | None = None) -> Path | None:
@@ -369,10 +298,20 @@ class Trainer:
         return ckpt
 
     # -- the loop -----------------------------------------------------------------------------------
-    def run(self) -> dict[str, float]:
+    def run(self, on_event: Emit | None = None, should_stop: Callable[[], bool] | None = None) -> dict[str, float]:
+        """Train to ``config.steps``: log, validate and save on the config's schedule, and always
+        validate and save at the end (and validate the starting weights if ``config.validate_first``).
+
+        Hooks: each phase change, step, validation and checkpoint is also an event dict for
+        ``on_event`` (post-training streams them to the ROS action and the CLI); ``should_stop()``
+        is asked before each step, and a stop saves the steps trained since the last save (without
+        validating, to stop quickly) and returns. A non-finite loss raises DatasetError.
+        """
         from tqdm import tqdm
 
         config = self.config
+        emit = on_event or (lambda event: None)
+        stop = should_stop or (lambda: False)
         writer = None
         if self.rank == 0:
             from torch.utils.tensorboard import SummaryWriter
@@ -380,32 +319,65 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "train_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
             writer = SummaryWriter(str(self.out_dir / "tb"))
-        bar = tqdm(total=config.steps, initial=self.step, disable=self.rank != 0 or not config.progress, mininterval=2)
+        phase = ""
+
+        def enter(name: str) -> None:
+            nonlocal phase
+            if name != phase:
+                phase = name
+                emit({"event": "phase", "phase": name})
+
+        def validate() -> dict[str, float]:
+            enter("validating")
+            val = self.validate()
+            error = val.get("val/next_action_mse", math.nan)
+            emit({"event": "validation", "step": self.step, "validation_error": error})
+            if writer:
+                for key, value in val.items():
+                    writer.add_scalar(key, value, self.step)
+            return val
+
+        def save(metrics: dict[str, float]) -> None:
+            enter("saving")
+            ckpt = self.save(metrics)
+            emit({"event": "checkpoint", "step": self.step, "path": str(ckpt) if ckpt else ""})
+
         metrics: dict[str, float] = {}
-        tick, tick_step = time.perf_counter(), self.step
-        while self.step < config.steps:
+        if config.validate_first and not stop():
+            metrics.update(validate())
+        bar = tqdm(total=config.steps, initial=self.step, disable=self.rank != 0 or not config.progress, mininterval=2)
+        began, began_step = time.perf_counter(), self.step
+        tick, tick_step = began, self.step
+        stopped = False
+        while self.step < config.steps and not (stopped := stop()):
+            enter("training")
             stats = self.train_step()
+            if not math.isfinite(stats["loss"]):
+                raise DatasetError(
+                    f"training loss became {stats['loss']} at step {self.step}; lower the learning rate "
+                    "or check the data for NaN/inf"
+                )
             metrics.update(stats)
             bar.update(1)
-            if self.step % config.log_every == 0 or self.step == config.steps:
-                now = time.perf_counter()
+            now, last = time.perf_counter(), self.step == config.steps
+            eta = (now - began) / (self.step - began_step) * (config.steps - self.step)
+            emit({"event": "step", "step": self.step, "total_steps": config.steps, "eta": eta, **stats})
+            if self.step % config.log_every == 0 or last:
                 stats["samples_per_s"] = (self.step - tick_step) * config.batch_size / max(now - tick, 1e-9)
                 tick, tick_step = now, self.step
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", lr=f"{stats['lr']:.2e}")
                 if writer:
                     for key, value in stats.items():
                         writer.add_scalar(f"train/{key}", value, self.step)
-            if self.step % config.val_every == 0 or self.step == config.steps:
-                val = self.validate()
-                metrics.update(val)
-                if writer:
-                    for key, value in val.items():
-                        writer.add_scalar(key, value, self.step)
-            if self.step % config.save_every == 0 or self.step == config.steps:
-                self.save(metrics)
-        if self.saved_step != self.step:  # steps taken outside run(), e.g. by a caller's own loop
-            metrics.update(self.validate())
-            self.save(metrics)
+            if self.step % config.val_every == 0 or last:
+                metrics.update(validate())
+            if self.step % config.save_every == 0 or last:
+                save(metrics)
+        if stopped and self.step > max(self.saved_step, 0):
+            save(metrics)
+        elif not stopped and self.saved_step != self.step:  # steps taken outside run(), e.g. by a caller's loop
+            metrics.update(validate())
+            save(metrics)
         bar.close()
         if writer:
             writer.close()

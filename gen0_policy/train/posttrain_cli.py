@@ -13,6 +13,22 @@ import threading
 import time
 from typing import Any
 
+from gen0_policy.train.config import POST_TRAINING_DEFAULTS
+
+# TrainConfig options `gen0 posttrain` exposes (argparse dest = TrainConfig field).
+TRAIN_OPTIONS = (
+    "steps",
+    "batch_size",
+    "lr",
+    "freeze",
+    "val_fraction",
+    "seed",
+    "preset",
+    "save_every",
+    "device",
+    "threads",
+)
+
 
 def _printer(as_json: bool, every_s: float = 2.0):
     last = {"t": 0.0}
@@ -57,22 +73,14 @@ def _printer(as_json: bool, every_s: float = 2.0):
 def _run(args: argparse.Namespace) -> int:
     from gen0_policy.train.posttrain import PostTrainJob, classify, post_train
 
+    given = {key: getattr(args, key) for key in TRAIN_OPTIONS if getattr(args, key) is not None}
     job = PostTrainJob(
         data=args.data,
         out_dir=args.out,
         base=args.base,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        freeze=args.freeze,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        preset=args.preset,
         fps=args.fps,
-        save_every=args.save_every,
-        device=args.device,
-        threads=args.threads,
         only_success=not args.include_failed,
+        train=given,
     )
     stop = threading.Event()
 
@@ -107,17 +115,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--base", default="", help="checkpoint (or run folder) to start from; omit to train from scratch")
     p.add_argument("--data", nargs="+", required=True, help="rosbag2 episode folders and/or LeRobot v3 dataset folders")
     p.add_argument("--out", required=True, help="new run folder (checkpoints, prepared data, progress.jsonl)")
-    p.add_argument("--steps", type=int, default=200, help="optimizer steps (default 200)")
-    p.add_argument("--batch-size", type=int, default=16, help="samples per step (default 16)")
-    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
-    p.add_argument("--freeze", nargs="*", default=[], help="parts to keep fixed: vision language backbone expert ...")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="share of episodes held out (default 0.2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split and the run")
-    p.add_argument("--preset", default="small", help="model preset when training from scratch (default small)")
+    d = POST_TRAINING_DEFAULTS
+    # Left out, a TrainConfig option takes the post-training default (one place: train/config.py).
+    p.add_argument("--steps", type=int, help=f"optimizer steps (default {d['steps']})")
+    p.add_argument("--batch-size", type=int, help=f"samples per step (default {d['batch_size']})")
+    p.add_argument("--lr", type=float, help=f"peak learning rate (default {d['lr']:g})")
+    p.add_argument("--freeze", nargs="*", help="parts to keep fixed: vision language backbone expert ...")
+    p.add_argument("--val-fraction", type=float, help=f"share of episodes held out (default {d['val_fraction']})")
+    p.add_argument("--seed", type=int, help="seed of the split and the run (default 0)")
+    p.add_argument("--preset", help="model preset when training from scratch (default small)")
     p.add_argument("--fps", type=float, default=0.0, help="control rate for bags; default: the base checkpoint's")
-    p.add_argument("--save-every", type=int, default=0, help="also save every N steps (default: only at the end)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--save-every", type=int, help="also save every N steps (default: only at the end)")
+    p.add_argument("--device", help="auto (default), cpu or cuda:N")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
     p.add_argument("--include-failed", action="store_true", help="also train on episodes marked failed")
     p.add_argument("--json", action="store_true", help="print progress as JSON lines")
     p.set_defaults(func=_run)

@@ -681,12 +681,12 @@ def _decode_spans(
                 if index < firsts[i]:
                     continue
                 rgb = frame.to_ndarray(format="rgb24")
-                if image_size is not None:  # the one image path: centre crop to the aspect, antialiased resize
-                    rgb = fit_image(rgb, *image_size)
                 if out[i] is None:
                     out[i] = np.empty((spans[i][1], *rgb.shape), dtype=np.uint8)
                 out[i][index - firsts[i]] = rgb
                 filled[i] += 1
+                if image_size is not None and filled[i] == spans[i][1]:
+                    out[i] = fit_image(out[i], *image_size)  # the one image path, a whole episode at once
     except av.error.FFmpegError as exc:
         raise DatasetError(f"cannot decode video {path}: {exc}") from exc
     for i, (start, length) in enumerate(spans):

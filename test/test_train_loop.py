@@ -216,3 +216,39 @@ def test_lr_schedule() -> None:
     assert lr_at(55, config) == pytest.approx(0.55e-3)
     assert lr_at(100, config) == pytest.approx(1e-4)
     assert all(lr_at(s, config) >= lr_at(s + 1, config) for s in range(10, 100))
+
+
+def test_cli_ctrl_c_saves_resume_says_where_and_curves_are_drawn(dataset: Path, tmp_path: Path) -> None:
+    """`gen0 train` interrupted with SIGINT saves what it trained and exits; the same command resumes
+    from there (and says so); a finished run leaves curves.png beside its checkpoints."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "gen0_policy.cli", "train", "preset=test", "model.language_encoder=hash",
+            f"datasets=[{{path: {dataset}}}]", "batch_size=4", "warmup_steps=1", "precision=fp32", "threads=1",
+            "progress=false", "val_fraction=0.25", "log_every=1", "val_every=100000", "save_every=100000",
+            f"out_dir={out}"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([*args, "steps=100000"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not list((out / "tb").glob("events.*")):
+            time.sleep(0.5)
+        time.sleep(3.0)  # some steps
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted: saved" in stderr
+    steps = sorted(int(p.name.split("-")[1]) for p in out.glob("ckpt-*"))
+    assert steps and steps[-1] > 0, list(out.iterdir())
+    resumed = subprocess.run([*args, f"steps={steps[-1] + 2}"], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at step {steps[-1]} of {steps[-1] + 2}" in resumed.stderr
+    png = (out / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000

@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import sys
+import threading
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -18,10 +21,20 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
-    metrics = train(config)
+    # Ctrl-C (SIGINT) or SIGTERM asks the loop to stop before its next step; it saves what it trained.
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        metrics = train(config, should_stop=stop.is_set)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if os.environ.get("RANK", "0") == "0":
-        print(json.dumps({"out_dir": config.out_dir, **metrics}))
-    return 0
+        if stop.is_set():
+            print(f"interrupted: saved the steps trained so far in {config.out_dir}; run the same command to resume",
+                  file=sys.stderr)  # fmt: skip
+        print(json.dumps({"out_dir": config.out_dir, "interrupted": stop.is_set(), **metrics}))
+    return 130 if stop.is_set() else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

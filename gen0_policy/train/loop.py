@@ -14,6 +14,7 @@ import copy
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -45,6 +46,7 @@ from gen0_policy.model.processor import JointStats, Processor
 from gen0_policy.train.batch import BatchBuilder
 from gen0_policy.train.checkpoint import load_train_state, save_train_state
 from gen0_policy.train.config import TrainConfig
+from gen0_policy.train.curves import write_curves
 from gen0_policy.train.sources import joint_stats, load_sources
 from gen0_policy.train.validation import next_action_error
 
@@ -216,6 +218,8 @@ class Trainer:
                 raise CheckpointError(f"{ckpt} has no EMA weights but ema_decay > 0; resume with ema_decay=0")
             self.ema.load_state_dict(state["ema"])
         self.step = self.saved_step = int(state["trainer"]["step"])
+        if self.rank == 0:
+            print(f"resuming from {ckpt} at step {self.step} of {self.config.steps}", file=sys.stderr, flush=True)
 
     # -- one step -----------------------------------------------------------------------------------
     def _autocast(self) -> Any:
@@ -331,6 +335,7 @@ class Trainer:
             enter("validating")
             val = self.validate()
             error = val.get("val/next_action_mse", math.nan)
+            history["validation"].append((self.step, error))
             emit({"event": "validation", "step": self.step, "validation_error": error})
             if writer:
                 for key, value in val.items():
@@ -343,6 +348,7 @@ class Trainer:
             emit({"event": "checkpoint", "step": self.step, "path": str(ckpt) if ckpt else ""})
 
         metrics: dict[str, float] = {}
+        history: dict[str, list[tuple[int, float]]] = {"train": [], "validation": []}  # for curves.png
         if config.validate_first and not stop():
             metrics.update(validate())
         bar = tqdm(total=config.steps, initial=self.step, disable=self.rank != 0 or not config.progress, mininterval=2)
@@ -366,6 +372,7 @@ class Trainer:
                 stats["samples_per_s"] = (self.step - tick_step) * config.batch_size / max(now - tick, 1e-9)
                 tick, tick_step = now, self.step
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", lr=f"{stats['lr']:.2e}")
+                history["train"].append((self.step, stats["loss"]))
                 if writer:
                     for key, value in stats.items():
                         writer.add_scalar(f"train/{key}", value, self.step)
@@ -381,6 +388,7 @@ class Trainer:
         bar.close()
         if writer:
             writer.close()
+            write_curves(self.out_dir / "curves.png", history["train"], history["validation"])
         return metrics
 
 
@@ -388,11 +396,13 @@ def train(
     config: TrainConfig,
     sources: Sequence[MixtureSource] | None = None,
     embodiments: Sequence[Embodiment] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
-    """Train (or resume, or post-train) as ``config`` says; returns the last metrics."""
+    """Train (or resume, or post-train) as ``config`` says; returns the last metrics. ``should_stop``:
+    asked before each step; a stop saves the steps trained so far (resume with the same command)."""
     trainer = Trainer(config, sources, embodiments)
     try:
-        return trainer.run()
+        return trainer.run(should_stop=should_stop)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import json
 import os
 import signal
@@ -243,33 +244,21 @@ def clock_report(log: list[tuple[float, float]], backwards: int, publishers: int
     }
 
 
-def start_nodes(
-    args: argparse.Namespace, command_horizon: float, log_dir: Path, mode: str
-) -> dict[str, subprocess.Popen]:
-    from gen0_policy.bringup import node_command  # how `gen0 bringup sim` starts them
+def start_nodes(args: argparse.Namespace, horizon: float, log_dir: Path, mode: str) -> dict[str, subprocess.Popen]:
+    """The sim and policy nodes exactly as `gen0 bringup sim` starts them, with this command_horizon."""
+    from gen0_policy.bringup import commands
     from gen0_policy.paths import config_dir
 
-    config = config_dir()
-    sim = node_command(
-        "gen0_policy.ros.sim_node", config / "sim_node.yaml", {"embodiment": args.embodiment, "task": args.task}
-    )
-    policy = node_command(
-        "gen0_policy.ros.policy_node",
-        config / "policy_node.yaml",
-        {
-            "embodiment": args.embodiment,
-            "checkpoint": str(Path(args.checkpoint).resolve()),
-            "use_sim_time": True,
-            "autostart": True,
-            "command_horizon": command_horizon,
-        },
-    )
+    bringup = argparse.Namespace(
+        target="sim", embodiment=args.embodiment, task=args.task, seed=0, checkpoint=args.checkpoint,
+        mode="harmonic", instruction="", param=[f"command_horizon:={horizon}"], policy_params="",
+        sim_params="",
+    )  # fmt: skip
     env = dict(os.environ)
-    fastdds = config / "fastdds.xml"
-    if fastdds.is_file():
-        env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(fastdds))
+    env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(config_dir() / "fastdds.xml"))
+    env.setdefault("MUJOCO_GL", "egl")  # as `gen0` sets it: headless machines render offscreen
     procs = {}
-    for name, command in (("sim", sim), ("policy", policy)):
+    for name, command in commands(bringup):
         log = (log_dir / f"{mode}-{name}.log").open("w")
         procs[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return procs
@@ -277,13 +266,13 @@ def start_nodes(
 
 def stop_nodes(procs: dict[str, subprocess.Popen]) -> None:
     for proc in procs.values():
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGCONT)  # a frozen process cannot stop
             os.killpg(proc.pid, signal.SIGINT)
     for proc in procs.values():
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
@@ -347,7 +336,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         for mode in args.modes.split(","):
             observer.reset()
-            results[mode] = run_mode(args, observer, mode, log_dir)
+            try:
+                results[mode] = run_mode(args, observer, mode, log_dir)
+            except RuntimeError as exc:  # report it, measure the other modes
+                results[mode] = {"error": str(exc)}
     finally:
         observer.close()
     print(json.dumps(results, indent=2))

@@ -150,8 +150,11 @@ class HorizonPlanner:
         points = self._thin(times, plan_p, plan_v, trajectory)
         if self.safety.check_trajectory(times[points], plan_p[points], plan_v[points])[0] >= 0:
             points = np.arange(len(times))  # every step: constant acceleration each, limits hold by construction
-        plan_end = start + plan_end_steps * dt
-        return Horizon(start, times[points], plan_p[points], plan_v[points], stopping, plan_end)
+        times, plan_p, plan_v = times[points], plan_p[points], plan_v[points]
+        if times[-1] < self.horizon:  # at rest early (a brake, the plan's end): say so until the horizon
+            times = np.append(times, self.horizon)
+            plan_p, plan_v = np.vstack([plan_p, plan_p[-1:]]), np.vstack([plan_v, np.zeros_like(plan_v[-1:])])
+        return Horizon(start, times, plan_p, plan_v, stopping, start + plan_end_steps * dt)
 
     def _track(
         self,

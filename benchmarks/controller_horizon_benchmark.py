@@ -265,16 +265,20 @@ def start_nodes(args: argparse.Namespace, horizon: float, log_dir: Path, mode: s
 
 
 def stop_nodes(procs: dict[str, subprocess.Popen]) -> None:
-    for proc in procs.values():
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGCONT)  # a frozen process cannot stop
-            os.killpg(proc.pid, signal.SIGINT)
-    for proc in procs.values():
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=15)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    try:
+        for proc in procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGCONT)  # a frozen process cannot stop
+                os.killpg(proc.pid, signal.SIGINT)
+        for proc in procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=15)
+    finally:  # even when interrupted: never leave a node running
+        for proc in procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def run_mode(args: argparse.Namespace, observer: Observer, mode: str, log_dir: Path) -> dict[str, Any]:
@@ -340,6 +344,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 results[mode] = run_mode(args, observer, mode, log_dir)
             except RuntimeError as exc:  # report it, measure the other modes
                 results[mode] = {"error": str(exc)}
+            (log_dir / "results.json").write_text(json.dumps(results, indent=2))  # what is done so far
     finally:
         observer.close()
     print(json.dumps(results, indent=2))

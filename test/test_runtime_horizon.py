@@ -96,8 +96,9 @@ def test_horizon_follows_the_plan_at_the_chunk_step_and_ends_at_rest() -> None:
     traj = chunk_trajectory(t0, [0.0, 0.0, 0.1], actions, v0=traj_v0(actions))
     planner = HorizonPlanner(SafetyFilter(LIMITS), PERIOD, horizon=0.5)
     now = t0 + 0.1
-    h = planner.update(command(now, traj.position(now), traj.velocity(now)), traj)
-    assert h is not None and not h.stopping
+    full = planner.update(command(now, traj.position(now), traj.velocity(now)), traj)
+    assert full is not None and not full.stopping
+    h = full.select(np.arange(3))
     assert h.start == pytest.approx(now + 0.02)  # a little ahead: still in the future on arrival
     assert h.plan_end == pytest.approx(h.start + 0.5)
     assert np.allclose(np.diff(h.times[h.times <= 0.5 + 1e-9]), 0.05)  # one point per chunk step
@@ -136,6 +137,11 @@ def test_next_horizon_joins_the_executing_one_in_position_and_velocity() -> None
     assert np.max(np.abs(np.diff(v_exec, axis=0))) <= 5.0 * 0.001 * (1 + 1e-6)
     assert_within_limits(h1)
     assert_within_limits(h2)
+    sent1, sent2 = h1.select(np.arange(3)), h2.select(np.arange(3))  # what a controller receives
+    p1, v1, _ = sent1.sample(h2.start)
+    assert np.allclose(sent2.positions[0], p1[0], atol=1e-4) and np.allclose(sent2.velocities[0], v1[0], atol=1e-2)
+    assert_within_limits(sent1)
+    assert_within_limits(sent2)
 
 
 def test_horizon_never_exceeds_limits_even_when_the_plan_does() -> None:
@@ -143,7 +149,7 @@ def test_horizon_never_exceeds_limits_even_when_the_plan_does() -> None:
     wild = np.array([[0.0, 0.0, 0.0], [1.5, -1.5, 0.99], [-1.9, 1.9, -0.49]] + [[1.9, 1.9, 0.99]] * 13)
     traj = chunk_trajectory(t0, [0, 0, 0], wild)
     planner = HorizonPlanner(SafetyFilter(LIMITS), PERIOD, horizon=0.5)
-    h = planner.update(command(t0, [0, 0, 0]), traj)
+    h = planner.update(command(t0, [0, 0, 0]), traj).select(np.arange(3))
     assert len(h.times) > 11  # the steps where the plan is out of reach are sent one by one
     assert_within_limits(h)
     v_plan = np.max(np.abs(traj.velocity(np.arange(t0, t0 + 0.5, 0.001))))

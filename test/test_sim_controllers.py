@@ -384,7 +384,8 @@ def test_a_command_horizon_carries_the_robot_through_300_ms_of_silence_where_one
         if not silent[0] <= now < silent[1]:
             command = Command(now, plan.position(now), plan.velocity(now), False, 1, now, False)
             h = planner.update(command, plan)
-            if h is not None:
+            if h is not None:  # what the policy node sends a controller of these joints
+                h = h.select(np.arange(3))
                 horizon.command(cmd(h.times, h.positions, velocities=h.velocities, start=h.start), now=now)
             streamed.command(cmd([0.01], [plan.position(now)]), now=now)
         for sub in range(10):  # the controller runs at 1 kHz

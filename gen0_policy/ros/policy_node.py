@@ -257,10 +257,9 @@ class PolicyNode(LifecycleNode):
             if self.runtime is None or not self.context.ok():
                 return
             for pub, index, names, forward in self._outputs:
-                if not forward:
-                    positions, velocities = horizon.positions[:, index], horizon.velocities[:, index]
-                    msg = conv.joint_trajectory_msg(names, horizon.times, positions, velocities, None, horizon.start)
-                    pub.publish(msg)
+                if not forward:  # this controller's joints, one point per chunk step where that is exact enough
+                    h = horizon.select(index)
+                    pub.publish(conv.joint_trajectory_msg(names, h.times, h.positions, h.velocities, None, h.start))
 
     def _on_chunk(self, chunk: Chunk) -> None:
         msg = ActionChunk(

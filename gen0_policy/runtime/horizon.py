@@ -17,7 +17,7 @@ where the safety filter said it may. Holding, uncertainty and faults send the br
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -42,10 +42,33 @@ class Horizon:
     velocities: np.ndarray  # (N, D); the last row is zero: a horizon ends at rest
     stopping: bool  # a brake to rest (hold, uncertainty, fault), not a plan
     plan_end: float  # absolute time until which it follows the plan (braking after), s
+    limits: SafetyLimits | None = None  # of all joints, for select
+    stride: int = 1  # points per chunk step
 
     @property
     def end(self) -> float:
         return self.start + float(self.times[-1])
+
+    def select(self, joints: np.ndarray) -> Horizon:
+        """The message for one controller's ``joints``: one point per chunk step where the cubic
+        Hermite curve through those points alone keeps these joints inside their limits, every control
+        step where it would not (each step is exact, so those always do)."""
+        idx = np.asarray(joints)
+        p, v = self.positions[:, idx], self.velocities[:, idx]
+        if self.limits is None:
+            return replace(self, positions=p, velocities=v)
+        lim = self.limits
+        safety = SafetyFilter(SafetyLimits(lim.lower[idx], lim.upper[idx], lim.velocity[idx], lim.acceleration[idx]))
+        n = len(self.times)
+        coarse = np.array(sorted(set(range(0, n, self.stride)) | {n - 1}))
+        bad = safety.segment_violations(self.times[coarse], p[coarse], v[coarse])
+        keep: list[int] = [int(coarse[0])]
+        for k in range(len(coarse) - 1):
+            i, j = int(coarse[k]), int(coarse[k + 1])
+            keep.extend(range(i + 1, j + 1) if bad[k] else [j])
+        if safety.check_trajectory(self.times[keep], p[keep], v[keep])[0] >= 0:
+            keep = list(range(n))  # every step: constant acceleration each, limits hold by construction
+        return replace(self, times=self.times[keep], positions=p[keep], velocities=v[keep], limits=None)
 
     def sample(self, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Position, velocity, acceleration the controller executes at ``t`` (before the start: point 0)."""
@@ -95,7 +118,6 @@ class HorizonPlanner:
         refresh: float = 0.05,
         step: float = 0.05,
         lead: float = 0.02,
-        anchor_tolerance: float = 0.05,
     ) -> None:
         if not (period > 0 and horizon >= period and refresh > 0 and step >= period and lead >= 0):
             raise ConfigError(
@@ -105,8 +127,8 @@ class HorizonPlanner:
         self.safety, self.period, self.horizon, self.refresh, self.step = safety, period, horizon, refresh, step
         # Steps from now to a horizon's start: it must still lie in the future when the controller gets it.
         self.lead_steps = max(1, math.ceil(lead / period - 1e-9))
-        self.anchor_tolerance = anchor_tolerance  # rad or m: farther from the stream, start from the stream
         self.last: Horizon | None = None
+        self._generation = 0
         self._key: tuple[int, bool] | None = None
         self._published = -math.inf
 
@@ -119,8 +141,12 @@ class HorizonPlanner:
         late = command.t - self._published >= self.refresh - 1e-9
         return key != self._key or late or command.t < self._published
 
-    def update(self, command: Command, trajectory: Trajectory | None) -> Horizon | None:
-        """The horizon to publish after ``command``, or None when none is due."""
+    def update(self, command: Command, trajectory: Trajectory | None, generation: int = 0) -> Horizon | None:
+        """The horizon to publish after ``command``, or None when none is due. A new ``generation``
+        (the stream restarted from a measured position, the clock jumped) starts from the stream."""
+        if generation != self._generation:
+            self.reset()
+            self._generation = generation
         if not self.due(command):
             return None
         horizon = self.plan(command, trajectory)
@@ -136,25 +162,23 @@ class HorizonPlanner:
         stopping = command.holding or trajectory is None
         t, p, v = now, command.positions.astype(np.float64), command.velocities.astype(np.float64)
         last = self.last
+        # Where the controller will be: the previous horizon's curve at the new start (also after a
+        # stall, when the stream's own state lags behind it), unless there is none or time went back.
         if last is not None and last.start - 1e-9 <= start <= last.end + 10.0:
-            here = last.sample(now)[0][0]
-            if np.max(np.abs(here - p)) <= self.anchor_tolerance:  # the controller is where we think
-                (p,), (v,), _ = last.sample(start)
-                t = start
+            (p,), (v,), _ = last.sample(start)
+            t = start
         if t < start:  # from the stream's state at now to the start, as the tracker would go
             p, v, _ = self._track(t, p, v, trajectory, stopping, self.lead_steps, brake=False)
             p, v, t = p[-1], v[-1], start
         n_plan = max(1, round(self.horizon / dt))
         plan_p, plan_v, plan_end_steps = self._track(t, p, v, trajectory, stopping, n_plan, brake=True)
         times = np.arange(len(plan_p)) * dt
-        points = self._thin(times, plan_p, plan_v, trajectory)
-        if self.safety.check_trajectory(times[points], plan_p[points], plan_v[points])[0] >= 0:
-            points = np.arange(len(times))  # every step: constant acceleration each, limits hold by construction
-        times, plan_p, plan_v = times[points], plan_p[points], plan_v[points]
         if times[-1] < self.horizon:  # at rest early (a brake, the plan's end): say so until the horizon
             times = np.append(times, self.horizon)
             plan_p, plan_v = np.vstack([plan_p, plan_p[-1:]]), np.vstack([plan_v, np.zeros_like(plan_v[-1:])])
-        return Horizon(start, times, plan_p, plan_v, stopping, start + plan_end_steps * dt)
+        stride = max(1, round(self._step(trajectory) / dt))
+        plan_end = start + plan_end_steps * dt
+        return Horizon(start, times, plan_p, plan_v, stopping, plan_end, self.safety.limits, stride)
 
     def _track(
         self,
@@ -220,18 +244,6 @@ class HorizonPlanner:
                     k += 1
                 P, V = np.array(positions), np.array(velocities)
         return P, V, n_plan
-
-    def _thin(self, times: np.ndarray, p: np.ndarray, v: np.ndarray, trajectory: Trajectory | None) -> np.ndarray:
-        """Indices of the points to send: one per chunk step where the curve through them stays within
-        the limits, every step where it would not (there the steps themselves are exact)."""
-        every = max(1, round(self._step(trajectory) / self.period))
-        coarse = np.array(sorted(set(range(0, len(times), every)) | {len(times) - 1}))
-        bad = self.safety.segment_violations(times[coarse], p[coarse], v[coarse])
-        keep: list[int] = [int(coarse[0])]
-        for k in range(len(coarse) - 1):
-            i, j = int(coarse[k]), int(coarse[k + 1])
-            keep.extend(range(i + 1, j + 1) if bad[k] else [j])
-        return np.array(keep)
 
     def _step(self, trajectory: Trajectory | None) -> float:
         source = None if trajectory is None else trajectory.source

@@ -212,7 +212,7 @@ class Runtime:
         if command is not None and self.on_command is not None:
             self.on_command(command)
         if command is not None and self.on_horizon is not None:
-            horizon = self.horizons.update(command, self.stream.trajectory)
+            horizon = self.horizons.update(command, self.stream.trajectory, self._epoch)
             if horizon is not None:
                 self.on_horizon(horizon)
         return command

@@ -66,7 +66,8 @@ class Observer:
         self.node.create_subscription(JointTrajectory, TOPIC, self._on_trajectory, 100)
         self.executor = SingleThreadedExecutor(context=self.context)  # one thread: arrival order is kept
         self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
 
     def _on_clock(self, msg: Clock) -> None:
         t = seconds(msg.clock)
@@ -98,6 +99,7 @@ class Observer:
 
     def close(self) -> None:
         self.executor.shutdown()
+        self.thread.join(timeout=5)  # rclpy aborts the process if its context goes while it spins
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
 

@@ -8,11 +8,12 @@ and then brakes to rest at the acceleration limit. It is built by a tracker that
 period with constant acceleration per step (positions advance by the trapezoid of the velocities), so
 a cubic Hermite curve through its points, which is what the controller executes, reproduces it
 exactly; every step is bounded like the safety filter's (velocity, acceleration, and a velocity toward
-a position limit that can still stop before it: ``v^2 / (2 a) <= distance``). The message keeps one
-point per chunk step where the Hermite curve through those alone stays within every limit, and every
-step where it would not; :meth:`SafetyFilter.check_trajectory` checks the curve that leaves, not only
-its points. A horizon always ends at rest, so a controller that hears nothing more stops smoothly,
-where the safety filter said it may. Holding, uncertainty and faults send the brake alone."""
+a position limit that can still stop before it: ``v^2 / (2 a) <= distance``). A controller's message
+(:meth:`Horizon.select`, for its joints) keeps one point per chunk step where the Hermite curve through
+those alone stays within every limit, and every step where it would not;
+:meth:`SafetyFilter.check_trajectory` checks the curve that leaves, not only its points. A horizon
+always ends at rest, so a controller that hears nothing more stops smoothly, where the safety filter
+said it may. Holding, uncertainty and faults send the brake alone."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ FEEDBACK_GAIN = 2 * (3 - 2 * math.sqrt(2))
 @dataclass(frozen=True)
 class Horizon:
     """Points a trajectory controller interpolates: ``positions[k]``, ``velocities[k]`` at
-    ``start + times[k]`` (all joints of the embodiment, in its order)."""
+    ``start + times[k]``; from the planner, every control step of all joints of the embodiment (in its
+    order), from :meth:`select`, one controller's message."""
 
     start: float  # absolute time of point 0 (the message's header stamp), s
     times: np.ndarray  # (N,) s from start; times[0] == 0

@@ -48,6 +48,28 @@ def assert_within_limits(h: Horizon) -> None:
     assert SafetyFilter(LIMITS).check_trajectory(h.start + h.times, h.positions, h.velocities) == (-1, "")
 
 
+def bridged(full: Horizon, p0: np.ndarray, v0: np.ndarray) -> Horizon:
+    """What a controller executes from a message (``full.select``) taking over at its stamp from the
+    state (p0, v0): a Hermite bridge from there to the first point, then through the points."""
+    sent = full.select(np.arange(3))
+    assert sent.times[0] > 0
+    times = np.concatenate([[0.0], sent.times])
+    positions, velocities = np.vstack([p0, sent.positions]), np.vstack([v0, sent.velocities])
+    return Horizon(full.start, times, positions, velocities, full.stopping, full.plan_end)
+
+
+def assert_joined(a: Horizon, b: Horizon) -> None:
+    """Message ``b`` takes over from ``a`` at b's stamp: the controller executes b's plan from a's state
+    there, within the limits."""
+    executing = bridged(a, a.positions[0], a.velocities[0])  # a's point 0 is where its predecessor was
+    (p0,), (v0,), _ = executing.sample(b.start)
+    after = bridged(b, p0, v0)
+    t = np.arange(b.start, b.end, 0.002)
+    assert np.max(np.abs(after.sample(t)[0] - b.sample(t)[0])) < 1e-3
+    assert np.max(np.abs(after.sample(t)[1] - b.sample(t)[1])) < 0.05
+    assert_within_limits(after)
+
+
 # ---------------------------------------------------------------- the check, on hand-computed segments
 def test_trajectory_check_is_exact_between_points() -> None:
     one = SafetyLimits(np.array([-1.0]), np.array([1.0]), np.array([1.6]), np.array([6.1]))
@@ -105,9 +127,10 @@ def test_horizon_follows_the_plan_at_the_chunk_step_and_ends_at_rest() -> None:
     assert np.allclose(np.diff(h.times[h.times <= 0.5 + 1e-9]), 0.05)  # one point per chunk step
     assert np.all(h.velocities[-1] == 0.0)  # a controller that hears nothing more stops here
     assert_within_limits(h)
+    assert h.times[0] == pytest.approx(0.05)  # point 0 is where the controller is: it bridges from there
     t = np.arange(h.start, h.plan_end, 0.002)
-    assert np.max(np.abs(h.sample(t)[0] - traj.position(t))) < 1e-3  # it is the plan
-    assert np.max(np.abs(h.sample(t)[1] - traj.velocity(t))) < 0.02
+    assert np.max(np.abs(full.sample(t)[0] - traj.position(t))) < 1e-3  # it is the plan
+    assert np.max(np.abs(full.sample(t)[1] - traj.velocity(t))) < 0.02
     assert planner.update(command(now + 0.01, traj.position(now + 0.01)), traj) is None  # not due yet
 
 
@@ -138,11 +161,7 @@ def test_next_horizon_joins_the_executing_one_in_position_and_velocity() -> None
     assert np.max(np.abs(np.diff(v_exec, axis=0))) <= 5.0 * 0.001 * (1 + 1e-6)
     assert_within_limits(h1)
     assert_within_limits(h2)
-    sent1, sent2 = h1.select(np.arange(3)), h2.select(np.arange(3))  # what a controller receives
-    p1, v1, _ = sent1.sample(h2.start)
-    assert np.allclose(sent2.positions[0], p1[0], atol=1e-4) and np.allclose(sent2.velocities[0], v1[0], atol=1e-2)
-    assert_within_limits(sent1)
-    assert_within_limits(sent2)
+    assert_joined(h1, h2)
 
 
 def test_horizon_never_exceeds_limits_even_when_the_plan_does() -> None:
@@ -204,10 +223,6 @@ def test_a_runtime_publishes_joined_horizons_through_late_ticks_and_brakes_when_
         for a, b in itertools.pairwise(horizons):
             p, v, _ = a.sample(b.start)
             assert np.allclose(b.positions[0], p[0], atol=1e-12) and np.allclose(b.velocities[0], v[0], atol=1e-12)
-            sent_a, sent_b = a.select(np.arange(3)), b.select(np.arange(3))
-            p, v, _ = sent_a.sample(b.start)
-            assert np.allclose(sent_b.positions[0], p[0], atol=1e-4) and np.allclose(
-                sent_b.velocities[0], v[0], atol=0.02
-            )
+            assert_joined(a, b)  # and as a controller executes the messages
     finally:
         runtime.stop()

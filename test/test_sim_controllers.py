@@ -399,6 +399,6 @@ def test_a_command_horizon_carries_the_robot_through_300_ms_of_silence_where_one
     assert np.max(np.abs(p_h[quiet] - plan.position(times[quiet]))) < 1e-3  # still on the plan
     assert np.all(np.abs(v_h[quiet, 0]) > 0.3)  # and moving
     assert np.ptp(p_s[quiet], axis=0).max() < 1e-12  # the one-point stream stood still
-    moving = times[1:] > 0.05  # after the first horizon took over from rest
+    moving = times[1:] > 0.1  # after the first horizon took over from rest (its first point is 70 ms ahead)
     assert np.max(np.abs(np.diff(p_h, axis=0))[moving]) <= 1.0 * 0.001 * (1 + 1e-6)  # never faster than allowed
     assert np.max(np.abs(np.diff(v_h, axis=0))[moving]) <= 5.0 * 0.001 * (1 + 1e-6)  # no velocity jump at joins

@@ -46,15 +46,17 @@ class Horizon:
     plan_end: float  # absolute time until which it follows the plan (braking after), s
     limits: SafetyLimits | None = None  # of all joints, for select
     stride: int = 1  # points per chunk step
+    tolerance: float = 1e-3  # rad or m the message's curve may leave the planned steps (else more points)
 
     @property
     def end(self) -> float:
         return self.start + float(self.times[-1])
 
     def select(self, joints: np.ndarray) -> Horizon:
-        """The message for one controller's ``joints``: one point per chunk step where the cubic
-        Hermite curve through those points alone keeps these joints inside their limits, every control
-        step where it would not (each step is exact, so those always do)."""
+        """The message for one controller's ``joints``: one point per chunk step after the start where
+        the cubic Hermite curve through those points (from point 0, the controller's state at the start)
+        keeps these joints inside their limits and within ``tolerance`` of the planned steps, every
+        control step where it would not (each step is exact)."""
         idx = np.asarray(joints)
         p, v = self.positions[:, idx], self.velocities[:, idx]
         if self.limits is None:
@@ -64,12 +66,19 @@ class Horizon:
         n = len(self.times)
         coarse = np.array(sorted(set(range(0, n, self.stride)) | {n - 1}))
         bad = safety.segment_violations(self.times[coarse], p[coarse], v[coarse])
+        curve = hermite_sample(self.times[coarse], p[coarse], v[coarse], self.times)[0]
+        off = np.maximum.reduceat(np.max(np.abs(curve - p), axis=1), coarse[:-1])  # per segment
+        bad |= off > self.tolerance
         keep: list[int] = [int(coarse[0])]
         for k in range(len(coarse) - 1):
             i, j = int(coarse[k]), int(coarse[k + 1])
             keep.extend(range(i + 1, j + 1) if bad[k] else [j])
         if safety.check_trajectory(self.times[keep], p[keep], v[keep])[0] >= 0:
             keep = list(range(n))  # every step: constant acceleration each, limits hold by construction
+        # Point 0 is where the controller already is at the stamp: leave it out and the controller bridges
+        # from its executing state there (a first point at 0 would make it drop that bridge, and a late
+        # message would then step back to it; ros2_controllers places a policy's first point ahead too).
+        keep = keep[1:] if len(keep) > 1 else keep
         return replace(self, times=self.times[keep], positions=p[keep], velocities=v[keep], limits=None)
 
     def sample(self, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

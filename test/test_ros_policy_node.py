@@ -111,8 +111,8 @@ class Probe:
             if not self.publishing:
                 continue
             arm = [t for t in self.arm[-1:]]
-            if arm:  # track the arm command perfectly
-                self.position[: len(ARM)] = arm[0].points[-1].positions
+            if arm:  # track the arm command perfectly: the newest trajectory where it is now
+                self.position[: len(ARM)] = trajectory_position(arm[0], self.sim_time)
             positions = [self.position[PANDA.joint_names.index(j)] for j in self.joint_names]
             self.joint_pub.publish(conv.joint_state_msg(self.joint_names, np.array(positions), stamp=self.sim_time))
             if k % 3 == 0:
@@ -187,11 +187,31 @@ def start_policy(processes, checkpoint: Path, *params: str):
     )  # fmt: skip
 
 
+def trajectory_position(msg: JointTrajectory, now: float) -> np.ndarray:
+    """Where a JointTrajectory puts the joints at ``now`` (linear between points; stamp 0: the last)."""
+    positions = np.array([p.positions for p in msg.points])
+    start = conv.to_seconds(msg.header.stamp)
+    if not start:
+        return positions[-1]
+    times = start + np.array([conv.to_seconds(p.time_from_start) for p in msg.points])
+    return np.array([np.interp(now, times, positions[:, j]) for j in range(positions.shape[1])])
+
+
+def assert_horizon(msg: JointTrajectory, plan: bool = True) -> None:
+    """A command horizon: stamped with its absolute start, positions and velocities at every point,
+    ending at rest; a plan covers the 0.5 s command_horizon before it brakes."""
+    assert conv.to_seconds(msg.header.stamp) > 0
+    assert all(len(p.velocities) == len(ARM) for p in msg.points)
+    assert not any(msg.points[-1].velocities)
+    if plan:
+        assert len(msg.points) >= 3 and conv.to_seconds(msg.points[-1].time_from_start) >= 0.5
+
+
 def assert_commands_within_limits(probe: Probe) -> None:
     arm_idx = PANDA.joint_indices(ARM)
     for msg in list(probe.arm):
         assert list(msg.joint_names) == ARM
-        positions = np.array(msg.points[-1].positions)
+        positions = np.array([p.positions for p in msg.points])
         assert np.all(np.isfinite(positions))
         assert np.all(positions >= PANDA.lower[arm_idx] - 1e-9) and np.all(positions <= PANDA.upper[arm_idx] + 1e-9)
     grip_idx = PANDA.joint_indices(GRIPPER)
@@ -210,6 +230,7 @@ def test_lifecycle_commands_and_bad_inputs_hold_with_a_reason(processes, probe, 
     wait_until(lambda: len(probe.arm) > 50 and len(probe.gripper) > 50 and probe.chunks, 30, what="commands")
     chunk = probe.chunks[-1]
     assert list(chunk.joint_names) == list(PANDA.joint_names) and len(chunk.positions) == chunk.horizon * PANDA.dof
+    assert_horizon(probe.arm[-1])  # the planned future, not the next instant
 
     probe.encoding = "16UC1"  # an encoding the policy cannot use
     probe.status(PolicyStatus.STATE_HOLDING, "'16UC1' is not supported")
@@ -237,6 +258,7 @@ def test_lifecycle_commands_and_bad_inputs_hold_with_a_reason(processes, probe, 
 
     assert probe.transition(Transition.TRANSITION_DEACTIVATE)
     probe.status(PolicyStatus.STATE_IDLE, "deactivated")
+    assert_horizon(probe.arm[-1], plan=False)  # a brake to rest
     assert probe.transition(Transition.TRANSITION_CLEANUP)
     probe.status(PolicyStatus.STATE_IDLE, "not configured")
     # Cleanup destroys the publishers while the action stream ticks on another thread (it once

@@ -300,3 +300,101 @@ def test_random_trajectories_keep_invariants(seed, kind, n_points, replace_at):
     for t in np.linspace(0.0, replace_at + second.times[-1] + 1.0, 50):
         p = f.sample(t).positions
         assert np.all(p >= LOWER) and np.all(p <= UPPER) and np.all(np.isfinite(p))
+
+
+# ------------------------------------------------ trajectory replacement (ros2_controllers PR #2419)
+def two_point_goal(**options: bool) -> JointTrajectoryFollower:
+    """Executing: j3 from 0.3 at rest to 1.3 at 1 s (1 rad/s), then to 2.3 at rest at 2 s:
+    p = 0.3 + 2t^2 - t^3 on [0, 1], p = 1.3 + s + s^2 - s^3 (s = t - 1) on [1, 2]."""
+    f = follower(**options)
+    f.command(cmd([1.0, 2.0], [[0.1, -0.2, 1.3], [0.1, -0.2, 2.3]], velocities=[[0, 0, 1], [0, 0, 0]]), now=0.0)
+    return f
+
+
+def test_a_future_goal_is_spliced_in_at_its_start_from_the_executing_state():
+    f = two_point_goal()
+    assert f.sample(0.5).positions[2] == pytest.approx(0.675)
+    f.command(cmd([0.5], [[0.1, -0.2, 1.3]], velocities=[[0, 0, 0]], start=1.5), now=0.5)
+    assert f.sample(1.25).positions[2] == pytest.approx(1.596875)  # the old trajectory until 1.5 s
+    # bridge (1.5 s, 1.925, 1.25 rad/s) -> (2.0 s, 1.3, 0): c2 = -12.5, c3 = 15
+    assert f.sample(1.75).positions[2] == pytest.approx(1.690625)
+    assert f.sample(1.75).velocities[2] == pytest.approx(-2.1875)
+    assert f.sample(2.5).positions[2] == pytest.approx(1.3)
+
+
+def test_without_replacement_or_on_a_hold_a_future_goal_replaces_at_once():
+    f = two_point_goal(allow_trajectory_replacement=False)
+    f.command(cmd([0.5], [[0.1, -0.2, 1.3]], velocities=[[0, 0, 0]], start=1.5), now=0.5)
+    # from the desired state now (0.675, 1.25 rad/s) straight to (2.0 s, 1.3, 0): c2 = -5/6, c3 = 5/27
+    assert f.sample(1.25).positions[2] == pytest.approx(1.221875)
+    held = follower()  # holding (one point): the goal starts moving now, not at its stamp
+    held.command(cmd([1.0], [[1.0, -0.2, 0.3]], start=1.0), now=0.0)
+    assert held.sample(1.0).positions[0] == pytest.approx(0.55)  # linear 0.1 -> 1.0 over [0, 2] s
+
+
+def test_a_point_at_a_future_start_is_reached_from_the_last_old_point_not_jumped_to():
+    f = follower()
+    f.command(cmd([1.0, 2.0], [[1.0, 1.0, 1.0], [2.0, 1.5, 2.0]]), now=0.0)
+    f.command(cmd([0.0, 0.5], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]], start=1.5), now=0.5)
+    assert f.sample(0.75).positions[0] == pytest.approx(0.775)  # old: 0.1 -> 1.0 over [0, 1]
+    assert f.sample(1.25).positions[0] == pytest.approx(0.5)  # re-interpolated 1.0 (1 s) -> 0.0 (1.5 s)
+    assert f.sample(1.5).positions[0] == pytest.approx(0.0)
+
+
+def test_a_nonzero_end_velocity_is_held_after_the_end_and_starts_the_next_splice():
+    f = follower(allow_nonzero_velocity_at_trajectory_end=True)
+    f.command(cmd([1.0, 2.0], [[0.6, -0.2, 0.3], [1.1, -0.2, 0.3]], velocities=[[0.5, 0, 0], [0.5, 0, 0]]), now=0.0)
+    end = f.sample(3.0)
+    assert end.positions[0] == pytest.approx(1.1) and end.velocities[0] == pytest.approx(0.5)
+    f.command(cmd([0.5], [[1.1, -0.2, 0.3]], velocities=[[0, 0, 0]], start=3.5), now=3.0)
+    # bridge (3.5 s, 1.1, 0.5 rad/s) -> (4.0 s, 1.1, 0): c2 = -2, c3 = 2
+    assert f.sample(3.75).positions[0] == pytest.approx(1.13125)
+    tiny = [[1e-9, 0, 0]]  # the controller's zero is float epsilon
+    follower().validate(cmd([1.0], [[1.0, 0.0, 0.0]], velocities=tiny), now=0.0)
+    with pytest.raises(CommandError, match="nonzero velocities"):
+        follower().validate(cmd([1.0], [[1.0, 0.0, 0.0]], velocities=[[1e-3, 0, 0]]), now=0.0)
+
+
+def test_a_command_horizon_carries_the_robot_through_300_ms_of_silence_where_one_point_stops_it():
+    from gen0_policy.runtime import Command
+    from gen0_policy.runtime.horizon import HorizonPlanner
+    from gen0_policy.runtime.safety import SafetyFilter, SafetyLimits
+    from gen0_policy.runtime.trajectory import Chunk, Trajectory
+
+    limits = SafetyLimits(LOWER, UPPER, np.full(3, 1.0), np.full(3, 5.0))
+    t = 0.05 * np.arange(16)
+    plan = Trajectory.from_chunk(
+        Chunk(np.stack([0.1 + 0.4 * t, -0.2 - 0.3 * t, 0.3 + 0.2 * np.sin(t)], axis=1), 0.0, 0.05),
+        0.0,
+        np.array([0.1, -0.2, 0.3]),
+        np.array([0.4, -0.3, 0.2]),
+    )
+    planner = HorizonPlanner(SafetyFilter(limits), 0.01, horizon=0.5, refresh=0.05)
+    horizon, streamed = follower(), follower()
+    for f in (horizon, streamed):
+        f.reset(plan.position(0.0), 0.0)
+    silent = (0.2, 0.5)  # the policy process is frozen: nothing is sent
+    samples = []
+    for k in range(80):
+        now = 0.01 * k
+        if not silent[0] <= now < silent[1]:
+            command = Command(now, plan.position(now), plan.velocity(now), False, 1, now, False)
+            h = planner.update(command, plan)
+            if h is not None:  # what the policy node sends a controller of these joints
+                h = h.select(np.arange(3))
+                horizon.command(cmd(h.times, h.positions, velocities=h.velocities, start=h.start), now=now)
+            streamed.command(cmd([0.01], [plan.position(now)]), now=now)
+        for sub in range(10):  # the controller runs at 1 kHz
+            tc = now + sub * 0.001
+            samples.append((tc, horizon.sample(tc), streamed.sample(tc)))
+    times = np.array([s[0] for s in samples])
+    p_h = np.array([s[1].positions for s in samples])
+    v_h = np.array([s[1].velocities for s in samples])
+    p_s = np.array([s[2].positions for s in samples])
+    quiet = (times > silent[0] + 0.05) & (times < silent[1])
+    assert np.max(np.abs(p_h[quiet] - plan.position(times[quiet]))) < 1e-3  # still on the plan
+    assert np.all(np.abs(v_h[quiet, 0]) > 0.3)  # and moving
+    assert np.ptp(p_s[quiet], axis=0).max() < 1e-12  # the one-point stream stood still
+    moving = times[1:] > 0.1  # after the first horizon took over from rest (its first point is 70 ms ahead)
+    assert np.max(np.abs(np.diff(p_h, axis=0))[moving]) <= 1.0 * 0.001 * (1 + 1e-6)  # never faster than allowed
+    assert np.max(np.abs(np.diff(v_h, axis=0))[moving]) <= 5.0 * 0.001 * (1 + 1e-6)  # no velocity jump at joins

@@ -34,6 +34,7 @@ from gen0_policy.embodiment import load_embodiment
 from gen0_policy.errors import ConfigError, Gen0Error
 from gen0_policy.ros import conversions as conv
 from gen0_policy.runtime import Command, FunctionClock, Runtime, RuntimeConfig, RuntimeState
+from gen0_policy.runtime.horizon import Horizon
 from gen0_policy.runtime.loading import load_chunk_policy
 from gen0_policy.runtime.trajectory import Chunk
 
@@ -45,6 +46,8 @@ PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml)
     "cameras": [""],
     "joint_states_topic": "joint_states",
     "output_mode": "joint_trajectory",
+    "command_horizon": 0.5,
+    "horizon_refresh": 0.05,
     "mode": "harmonic",
     "control_rate": 100.0,
     "max_observation_age": 0.5,
@@ -127,11 +130,14 @@ class PolicyNode(LifecycleNode):
                 replan_period=p["replan_period"],
                 realtime_priority=p["realtime_priority"],
                 worker_realtime_priority=p["worker_realtime_priority"],
+                command_horizon=p["command_horizon"] or 1.0 / p["control_rate"],
+                horizon_refresh=p["horizon_refresh"],
             )
         except Gen0Error as exc:
             return self._fail(f"configure failed: {exc}")
         clock = FunctionClock(lambda: self.get_clock().now().nanoseconds * 1e-9)
-        self.runtime = Runtime(policy, embodiment, config, clock, cameras, self._on_command, self._on_chunk)
+        on_horizon = self._on_horizon if p["command_horizon"] > 0 else None  # 0: one point per tick
+        self.runtime = Runtime(policy, embodiment, config, clock, cameras, self._on_command, self._on_chunk, on_horizon)
         self.runtime.set_instruction(p["instruction"])
         self.embodiment, self.p, self._fault = embodiment, p, ""
         self._make_outputs()
@@ -242,8 +248,18 @@ class PolicyNode(LifecycleNode):
                 positions = command.positions[index]
                 if forward:
                     pub.publish(conv.float64_multi_array_msg(positions))
-                else:  # one point, reached one control period from now: the controller interpolates
+                elif runtime.on_horizon is None:  # one point, reached one control period from now
                     pub.publish(conv.joint_trajectory_msg(names, [period], positions[None], start_time=0.0))
+
+    def _on_horizon(self, horizon: Horizon) -> None:
+        """The planned future to each joint_trajectory_controller, stamped with its absolute start."""
+        with self._output_lock:
+            if self.runtime is None or not self.context.ok():
+                return
+            for pub, index, names, forward in self._outputs:
+                if not forward:  # this controller's joints, one point per chunk step where that is exact enough
+                    h = horizon.select(index)
+                    pub.publish(conv.joint_trajectory_msg(names, h.times, h.positions, h.velocities, None, h.start))
 
     def _on_chunk(self, chunk: Chunk) -> None:
         msg = ActionChunk(

@@ -57,6 +57,7 @@ class SimNode(Node):
                 ("real_time_factor", 1.0),  # sim seconds per wall second; 0 = as fast as possible
                 ("allow_partial_joints_goal", False),
                 ("allow_nonzero_velocity_at_trajectory_end", False),
+                ("allow_trajectory_replacement", True),
                 ("expert_teleop", False),  # the scripted expert publishes commands on the controller topics
             ]
         }
@@ -114,6 +115,7 @@ class SimNode(Node):
             self.env.embodiment,
             allow_partial_joints_goal=bool(self.params["allow_partial_joints_goal"]),
             allow_nonzero_velocity_at_trajectory_end=bool(self.params["allow_nonzero_velocity_at_trajectory_end"]),
+            allow_trajectory_replacement=bool(self.params["allow_trajectory_replacement"]),
         )
         if self.params["expert_teleop"]:
             from gen0_policy.sim.teleop import ExpertTeleop

@@ -43,6 +43,10 @@ class RuntimeConfig:
     # a synchronous executor's chunk execution, but the stream never pauses: each chunk runs this long
     # before the next takes over, so the policy re-plans less often from its own motion.
     replan_period: float = 0.0
+    # s of planned future in each horizon sent to a trajectory controller (then a brake to rest), and s
+    # between horizons when no new chunk forces one (see runtime/horizon.py).
+    command_horizon: float = 0.5
+    horizon_refresh: float = 0.05
 
     def __post_init__(self) -> None:
         checks = {
@@ -66,13 +70,15 @@ class RuntimeConfig:
             "worker_nice": -20 <= self.worker_nice <= 19,
             "worker_duty_cycle": 0 < self.worker_duty_cycle <= 1,
             "replan_period": self.replan_period >= 0,
+            "command_horizon": self.command_horizon >= self.period,
+            "horizon_refresh": self.horizon_refresh > 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
             raise ConfigError(
                 f"invalid runtime settings: {values}; mode is one of {MODES}, control_rate_hz in [1, 500], "
-                "fractions in (0, 1], times and thresholds positive"
+                "fractions in (0, 1], times and thresholds positive, command_horizon at least one control period"
             )
 
     @property

@@ -24,6 +24,7 @@ from gen0_policy.errors import CommandError, Gen0Error
 from gen0_policy.runtime.action_stream import ActionStream, Command
 from gen0_policy.runtime.clock import Clock, JumpDetector, MonotonicClock
 from gen0_policy.runtime.config import RuntimeConfig
+from gen0_policy.runtime.horizon import Horizon, HorizonPlanner
 from gen0_policy.runtime.perception import JOINTS, Observation, PerceptionStream
 from gen0_policy.runtime.policy import ChunkPolicy, validate_output
 from gen0_policy.runtime.rate import RateLoop, set_nice, set_realtime
@@ -60,6 +61,7 @@ class Runtime:
         cameras: Mapping[str, tuple[int, int] | None] | None = None,
         on_command: Callable[[Command], None] | None = None,
         on_chunk: Callable[[Chunk], None] | None = None,
+        on_horizon: Callable[[Horizon], None] | None = None,
     ) -> None:
         self.config = config or RuntimeConfig()
         self.embodiment = embodiment
@@ -79,6 +81,10 @@ class Runtime:
         self.stream = ActionStream(SafetyFilter(self.limits), self.config.period, self.config.swap_min_gap)
         self.on_command = on_command
         self.on_chunk = on_chunk
+        self.on_horizon = on_horizon  # the planned future for trajectory controllers (runtime/horizon.py)
+        self.horizons = HorizonPlanner(
+            SafetyFilter(self.limits), self.config.period, self.config.command_horizon, self.config.horizon_refresh
+        )
         self.instruction = ""
         self._policy = policy
         self._next_policy: ChunkPolicy | None = None
@@ -205,6 +211,10 @@ class Runtime:
         command = self.stream.tick(now, hold=state not in (RuntimeState.RUNNING, RuntimeState.LOADING))
         if command is not None and self.on_command is not None:
             self.on_command(command)
+        if command is not None and self.on_horizon is not None:
+            horizon = self.horizons.update(command, self.stream.trajectory, self._epoch)
+            if horizon is not None:
+                self.on_horizon(horizon)
         return command
 
     def _check_tracking(self, now: float, measured: np.ndarray) -> None:

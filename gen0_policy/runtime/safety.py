@@ -14,6 +14,10 @@ import numpy as np
 
 from gen0_policy.embodiment import Embodiment
 from gen0_policy.errors import ConfigError
+from gen0_policy.runtime.trajectory import hermite_coefficients
+
+# Relative slack of the trajectory check: float round-off, never a licence to exceed a limit.
+CHECK_SLACK = 1e-9
 
 
 @dataclass
@@ -114,3 +118,54 @@ class SafetyFilter:
     def stop(self, state: SafeState, dt: float) -> SafeState:
         """Decelerate toward rest at the acceleration limit (holding the last safe position)."""
         return self.step(state, None, dt)[0]
+
+    def check_trajectory(self, times: np.ndarray, positions: np.ndarray, velocities: np.ndarray) -> tuple[int, str]:
+        """Check the cubic Hermite curve through the points (what a trajectory controller executes
+        between them) against every limit, everywhere, not only at the points. Returns ``(-1, "")``
+        when the curve is safe, else the first offending segment (0 for a lone bad point) and why."""
+        bad = self.segment_violations(times, positions, velocities)
+        if not np.any(bad):
+            return -1, ""
+        k = int(np.argmax(bad))
+        times = np.asarray(times, dtype=np.float64)
+        if len(times) < 2:
+            return 0, "the point is outside the position or velocity limits"
+        return k, (
+            f"the curve between points {k} and {k + 1} ({times[k]:.3f}-{times[k + 1]:.3f} s) leaves the "
+            "position, velocity or acceleration limits"
+        )
+
+    def segment_violations(self, times: np.ndarray, positions: np.ndarray, velocities: np.ndarray) -> np.ndarray:
+        """(N-1,) whether each cubic Hermite segment through the points breaks a limit ((1,) for one
+        point). Exact, no sampling: acceleration is linear on a segment (extremes at its ends),
+        velocity quadratic (ends and vertex), position cubic (ends and where the velocity is zero)."""
+        lim = self.limits
+        times, p, v = (np.asarray(a, dtype=np.float64) for a in (times, positions, velocities))
+        if p.ndim != 2 or p.shape[1] != lim.dof or v.shape != p.shape or times.shape != (p.shape[0],):
+            raise ConfigError(f"trajectory check needs times (N,) and (N, {lim.dof}) positions and velocities")
+        lo, hi = lim.lower - CHECK_SLACK, lim.upper + CHECK_SLACK
+        vmax, amax = lim.velocity * (1 + CHECK_SLACK), lim.acceleration * (1 + CHECK_SLACK)
+        finite = np.isfinite(p) & np.isfinite(v)
+        bad_point = np.any(~finite | (p < lo) | (p > hi) | (np.abs(v) > vmax), axis=1)
+        if len(times) < 2:
+            return bad_point
+        span1 = np.diff(times)
+        if np.any(span1 <= 0) or not np.all(np.isfinite(times)):
+            return np.ones(len(span1), dtype=bool)
+        c = hermite_coefficients(times, p, v)  # (K, 4, D)
+        span = span1[:, None]
+        c0, c1, c2, c3 = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
+        bad = np.abs(2 * c2) > amax
+        bad |= np.abs(2 * c2 + 6 * c3 * span) > amax
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            vertex = -c2 / (3 * c3)
+            inside = np.isfinite(vertex) & (vertex > 0) & (vertex < span)
+            bad |= inside & (np.abs(c1 + vertex * (2 * c2 + 3 * c3 * vertex)) > vmax)
+            root = np.sqrt(np.maximum(c2**2 - 3 * c3 * c1, 0.0))
+            linear = -c1 / (2 * c2)  # c3 == 0: the velocity is linear
+            for s in ((-c2 + root) / (3 * c3), (-c2 - root) / (3 * c3)):
+                s = np.where(c3 == 0, linear, s)
+                inside = np.isfinite(s) & (s > 0) & (s < span)
+                q = c0 + s * (c1 + s * (c2 + s * c3))
+                bad |= inside & ((q < lo) | (q > hi))
+        return np.any(bad, axis=1) | bad_point[:-1] | bad_point[1:]

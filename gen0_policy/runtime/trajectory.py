@@ -110,7 +110,47 @@ class Trajectory:
         out = self._spline(np.clip(t, self.anchor_t, self.end_t))
         return np.asarray(out)
 
-    def velocity(self, t: float) -> np.ndarray:
-        if self._spline is None or not self.anchor_t <= t < self.end_t:
-            return np.zeros_like(self.anchor_p)
-        return np.asarray(self._velocity(t))
+    def velocity(self, t: float | np.ndarray) -> np.ndarray:
+        t = np.asarray(t, dtype=np.float64)
+        out = np.zeros((*t.shape, self.anchor_p.shape[0]))
+        if self._spline is not None:
+            inside = (t >= self.anchor_t) & (t < self.end_t)
+            out[inside] = self._velocity(t[inside])
+        return out
+
+
+def hermite_coefficients(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray) -> np.ndarray:
+    """(N-1, 4, D) coefficients of the cubic Hermite segments through points (N,), (N, D), (N, D):
+    ``p(t) = c0 + c1 s + c2 s^2 + c3 s^3`` with ``s = t - times[k]`` on segment k. This is the curve a
+    trajectory controller executes between points that carry positions and velocities."""
+    times, p, v = (np.asarray(a, dtype=np.float64) for a in (times, positions, velocities))
+    span = np.diff(times)[:, None]  # (N-1, 1)
+    slope = np.diff(p, axis=0) / span
+    c2 = (3 * slope - 2 * v[:-1] - v[1:]) / span
+    c3 = (v[:-1] + v[1:] - 2 * slope) / span**2
+    return np.stack([p[:-1], v[:-1], c2, c3], axis=1)
+
+
+def hermite_sample(
+    times: np.ndarray, positions: np.ndarray, velocities: np.ndarray, t: float | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Position, velocity and acceleration of the cubic Hermite curve through the points at ``t``;
+    before the first point it is the first point, after the last the last point, at rest."""
+    times = np.asarray(times, dtype=np.float64)
+    t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+    positions, velocities = np.asarray(positions, dtype=np.float64), np.asarray(velocities, dtype=np.float64)
+    dof = positions.shape[1]
+    if len(times) < 2:
+        p = np.broadcast_to(positions[0], (len(t), dof)).copy()
+        return p, np.zeros_like(p), np.zeros_like(p)
+    c = hermite_coefficients(times, positions, velocities)
+    k = np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(times) - 2)
+    s = np.clip(t - times[k], 0.0, np.diff(times)[k])[:, None]
+    c0, c1, c2, c3 = (c[k, i] for i in range(4))
+    p = c0 + s * (c1 + s * (c2 + s * c3))
+    v = c1 + s * (2 * c2 + 3 * s * c3)
+    a = 2 * c2 + 6 * s * c3
+    before, after = t < times[0], t >= times[-1]
+    p[after], v[after | before], a[after | before] = positions[-1], 0.0, 0.0
+    p[before] = positions[0]
+    return p, v, a

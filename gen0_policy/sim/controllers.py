@@ -2,19 +2,23 @@
 commands with the same semantics as a real ros2_control robot (and the semantics are testable
 without ROS).
 
-- :class:`JointTrajectoryFollower` mirrors ``joint_trajectory_controller``: a goal names its joints
-  in any order, starts at ``start_time`` (0 = now), REPLACES the not-yet-executed part of the
-  current trajectory from its start on, and is interpolated from the desired state at that instant
-  through its points (linear with positions only, cubic with velocities, quintic with
-  accelerations); after the last point the last position is held.
+- :class:`JointTrajectoryFollower` mirrors ``joint_trajectory_controller`` (ros2_controllers with
+  trajectory replacement, PR #2419): a goal names its joints in any order and starts at its header
+  stamp (0 = now). While a trajectory of more than one point is executing it is kept up to that start
+  and the goal is spliced in there, from the executing state (position, velocity, acceleration);
+  otherwise (a hold, a one-point stream, ``allow_trajectory_replacement`` false) the goal replaces it
+  at once, interpolated from the desired state now. Segments are linear with positions only, cubic
+  with velocities, quintic with accelerations; after the last point its position (and velocity) is held.
 - :class:`ForwardPositionController` mirrors ``forward_command_controller`` with position
   interfaces: one value per joint, in the controller's joint order, held until the next command.
 - :class:`ControllerSet` runs all controllers of an embodiment and merges their targets.
 
 Every command is validated before anything changes; an invalid one raises
 :class:`~gen0_policy.errors.CommandError` saying exactly what is wrong and is never executed.
-Where the real controller would jump (a goal whose start time lies in the past) we interpolate
-from the desired state instead, so a late message never causes a step in the command.
+A goal whose start lies in the past follows the documented semantics (its past points are dropped,
+the rest realized from the desired state now); the controller's code instead shifts such a goal to
+start on arrival when it splices, and jumps into it when it replaces. The command each update sends a
+period ahead, and the one-period lag of the splice cursor, are below the simulator's resolution.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from gen0_policy.sim.splines import PiecewisePolynomial, TrajectorySample, segme
 LIMIT_TOLERANCE = 1e-6
 # Two instants closer than this are the same instant (ns resolution of builtin_interfaces/Time).
 TIME_EPS = 1e-9
+# joint_trajectory_controller's "zero" end velocity: |v| <= float epsilon.
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
 
 def _fmt(values: np.ndarray | Sequence[float]) -> str:
@@ -64,7 +70,9 @@ class JointTrajectoryFollower:
     upper: np.ndarray  # (J,)
     allow_partial_joints_goal: bool = False
     allow_nonzero_velocity_at_trajectory_end: bool = False
+    allow_trajectory_replacement: bool = True  # splice goals into a running trajectory (JTC's default)
     _trajectory: PiecewisePolynomial = field(init=False, repr=False)
+    _points: np.ndarray = field(init=False, repr=False)  # absolute times of the installed goal's points
 
     def __post_init__(self) -> None:
         self.joint_names, self.lower, self.upper = _checked_joints(self.name, self.joint_names, self.lower, self.upper)
@@ -91,6 +99,7 @@ class JointTrajectoryFollower:
         if positions.shape != (self.dof,) or not np.all(np.isfinite(positions)):
             raise CommandError(f"controller {self.name}: reset needs {self.dof} finite positions, got {positions}")
         self._trajectory = PiecewisePolynomial.hold(np.clip(positions, self.lower, self.upper), float(time))
+        self._points = np.array([float(time)])  # a hold is one point: the next goal replaces it
 
     def sample(self, t: float) -> TrajectorySample:
         """Desired state at time ``t`` (same clock as ``now`` in :meth:`command`), within limits."""
@@ -154,7 +163,7 @@ class JointTrajectoryFollower:
         if (
             cmd.velocities is not None
             and not self.allow_nonzero_velocity_at_trajectory_end
-            and np.any(cmd.velocities[-1] != 0.0)
+            and np.any(np.abs(cmd.velocities[-1]) > FLOAT32_EPS)
         ):
             raise CommandError(
                 f"{who}: the last point has nonzero velocities {_fmt(cmd.velocities[-1])}; "
@@ -167,58 +176,72 @@ class JointTrajectoryFollower:
             )
 
     def command(self, cmd: TrajectoryCommand, now: float) -> None:
-        """Validate ``cmd`` and splice it in at max(start, now), replacing what was not yet executed."""
+        """Validate ``cmd`` and install it as joint_trajectory_controller does (see the module doc)."""
         self.validate(cmd, now)
+        old = self._trajectory
         start = now if cmd.start_time == 0.0 else cmd.start_time
-        anchor_time = max(start, now)
-        anchor = self._trajectory.sample(anchor_time)
+        splice = self.allow_trajectory_replacement and len(self._points) > 1
+        handoff = max(start, now) if splice else now  # where the old trajectory stops being followed
         times = start + cmd.times
-        # Reorder into the controller's joint order; joints the goal leaves out hold their desired
-        # position at the anchor with zero velocity (JTC's fill_partial_goal).
         n = len(times)
         idx = np.array([self._index[name] for name in cmd.joint_names])
-        positions = np.repeat(anchor.positions[None], n, axis=0)
+        # Joints the goal leaves out: spliced, they keep following the old trajectory (sampled at each
+        # point); replaced, they hold their desired position now with zero velocity (fill_partial_goal).
+        fill = [old.sample(float(t)) for t in times] if splice else [old.sample(now)] * n
+        positions = np.array([f.positions for f in fill])
         positions[:, idx] = cmd.positions
         velocities = accelerations = None
         if cmd.velocities is not None:
-            velocities = np.zeros((n, self.dof))
+            velocities = np.array([f.velocities for f in fill]) if splice else np.zeros((n, self.dof))
             velocities[:, idx] = cmd.velocities
         if cmd.accelerations is not None:
-            accelerations = np.zeros((n, self.dof))
+            accelerations = np.array([f.accelerations for f in fill]) if splice else np.zeros((n, self.dof))
             accelerations[:, idx] = cmd.accelerations
 
-        future = np.flatnonzero(times > anchor_time + TIME_EPS)
-        at_anchor = np.flatnonzero(np.abs(times - anchor_time) <= TIME_EPS)
-        p0, v0, a0 = anchor
-        if len(at_anchor):  # a point exactly at the start: the desired state jumps there, as in JTC
-            i = int(at_anchor[-1])
-            p0 = positions[i]
-            v0 = velocities[i] if velocities is not None else np.zeros(self.dof)
-            a0 = accelerations[i] if accelerations is not None else np.zeros(self.dof)
-        # Keep the old trajectory strictly before the anchor, then append the new segments.
-        old = self._trajectory
-        m = int(np.searchsorted(old.knots, anchor_time - TIME_EPS, side="left"))  # old knots before anchor
-        knots = old.knots[:m].tolist()
-        coeffs = list(old.coeffs[:m])
-        if m > len(old.coeffs):  # the old trajectory had ended: hold its final position up to the anchor
+        def state(i: int) -> TrajectorySample:
+            zero = np.zeros(self.dof)
+            v = velocities[i] if velocities is not None else zero
+            a = accelerations[i] if accelerations is not None else zero
+            return TrajectorySample(positions[i], v, a)
+
+        future = [int(i) for i in np.flatnonzero(times > handoff + TIME_EPS)]
+        at_handoff = np.flatnonzero(np.abs(times - handoff) <= TIME_EPS)
+        prefix = self._points[(self._points > now + TIME_EPS) & (self._points < handoff - TIME_EPS)] if splice else []
+        if len(at_handoff) and handoff <= now + TIME_EPS:
+            # A point exactly now (stamp 0 or now, time_from_start 0): the desired state jumps there.
+            cut, first, targets = handoff, state(int(at_handoff[-1])), future
+        elif len(at_handoff):
+            # Spliced with a point at the hand-off: no bridge there (it would repeat that instant), so the
+            # segment from the last old point before it (or from now) is re-interpolated to reach it.
+            cut = float(prefix[-1]) if len(prefix) else now
+            first, targets = old.sample(cut), [int(at_handoff[-1]), *future]
+        else:  # the executing state at the hand-off is the bridge into the first future point
+            cut, first, targets = handoff, old.sample(handoff), future
+        m = int(np.searchsorted(old.knots, cut - TIME_EPS, side="left"))  # old knots strictly before the cut
+        knots, coeffs = old.knots[:m].tolist(), list(old.coeffs[:m])
+        if m > len(old.coeffs):  # the old trajectory had ended: hold its final position up to the cut
             hold = np.zeros((6, self.dof))
             hold[0] = old.final
             coeffs.append(hold)
-        knots.append(anchor_time)
-        for i in future:
+        knots.append(cut)
+        p0, v0, a0 = first
+        for i in targets:
             v1 = velocities[i] if velocities is not None else None
             a1 = accelerations[i] if accelerations is not None else None
             coeffs.append(segment_coefficients(p0, v0, a0, positions[i], v1, a1, float(times[i] - knots[-1])))
             knots.append(float(times[i]))
-            p0 = positions[i]
-            v0 = v1 if v1 is not None else np.zeros(self.dof)
-            a0 = a1 if a1 is not None else np.zeros(self.dof)
-        # With no future point (a late goal) this holds the last point from the anchor on.
+            p0, v0, a0 = state(i)
+        # With no future point (a late goal) this holds the last point from the cut on.
         knots_arr = np.asarray(knots, dtype=np.float64)
         coeffs_arr = np.asarray(coeffs, dtype=np.float64).reshape(len(coeffs), 6, self.dof)
         # Forget segments that ended before ``now``; keep the one containing it.
         drop = min(max(0, int(np.searchsorted(knots_arr, now, side="right")) - 1), len(coeffs_arr))
-        self._trajectory = PiecewisePolynomial(knots_arr[drop:], coeffs_arr[drop:], positions[-1].copy())
+        last = state(n - 1)
+        self._trajectory = PiecewisePolynomial(
+            knots_arr[drop:], coeffs_arr[drop:], positions[-1].copy(), last.velocities.copy(), last.accelerations.copy()
+        )
+        bridge = [handoff] if splice and not len(at_handoff) else []
+        self._points = np.concatenate([np.asarray(prefix, dtype=np.float64), bridge, times])
 
 
 @dataclass
@@ -297,6 +320,7 @@ class ControllerSet:
         *,
         allow_partial_joints_goal: bool = False,
         allow_nonzero_velocity_at_trajectory_end: bool = False,
+        allow_trajectory_replacement: bool = True,
     ) -> None:
         self.embodiment = embodiment
         self.controllers: dict[str, Controller] = {}
@@ -308,6 +332,7 @@ class ControllerSet:
                     spec,
                     allow_partial_joints_goal=allow_partial_joints_goal,
                     allow_nonzero_velocity_at_trajectory_end=allow_nonzero_velocity_at_trajectory_end,
+                    allow_trajectory_replacement=allow_trajectory_replacement,
                 )
             else:
                 ctrl = ForwardPositionController.from_embodiment(embodiment, spec)

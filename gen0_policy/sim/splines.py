@@ -26,6 +26,8 @@ class PiecewisePolynomial:
     knots: np.ndarray  # (K,)
     coeffs: np.ndarray  # (K-1, 6, J)
     final: np.ndarray  # (J,) position held after the last knot
+    final_velocity: np.ndarray | None = None  # (J,) the last point's velocity, reported after the end (JTC)
+    final_acceleration: np.ndarray | None = None  # (J,) likewise
 
     @classmethod
     def hold(cls, positions: np.ndarray, time: float) -> PiecewisePolynomial:
@@ -38,7 +40,9 @@ class PiecewisePolynomial:
     def sample(self, t: float) -> TrajectorySample:
         j = self.final.shape[0]
         if len(self.coeffs) == 0 or t >= self.knots[-1]:
-            return TrajectorySample(self.final.copy(), np.zeros(j), np.zeros(j))
+            v = np.zeros(j) if self.final_velocity is None else self.final_velocity.copy()
+            a = np.zeros(j) if self.final_acceleration is None else self.final_acceleration.copy()
+            return TrajectorySample(self.final.copy(), v, a)
         k = int(np.clip(np.searchsorted(self.knots, t, side="right") - 1, 0, len(self.coeffs) - 1))
         tau = max(0.0, t - self.knots[k])
         c = self.coeffs[k]  # (6, J)

@@ -3,7 +3,7 @@ shipped checkpoint (as ``gen0 bringup sim`` does), runs a few seeded episodes th
 RunTask action like any outside client, says what the robot is doing and how each episode ended,
 and leaves one MP4 per episode (cameras side by side, success marked).
 
-    gen0 demo                                   # Panda, pick_place, 3 episodes, videos in demo_videos/
+    gen0 demo                                   # Panda, open_drawer, 3 episodes, videos in demo_videos/
     gen0 demo --task open_drawer --episodes 5 --viewer run.rrd
 """
 
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="sim + policy with the shipped checkpoint: a few episodes and videos")
     p.add_argument("--embodiment", default="panda", help="robot (gen0 sim info lists them)")
-    p.add_argument("--task", default="pick_place", help="sim task (gen0 sim info lists them)")
+    p.add_argument("--task", default="open_drawer", help="sim task (gen0 sim info lists them)")
     p.add_argument("--checkpoint", default="", help="checkpoint folder (default: the shipped one)")
     p.add_argument("--episodes", type=int, default=3, help="number of episodes (seeds SEED, SEED+1, ...)")
     p.add_argument("--seed", type=int, default=100, help="seed of the first episode (100+: not in the training data)")

@@ -4,7 +4,7 @@ RunTask action like any outside client, says what the robot is doing and how eac
 and leaves one MP4 per episode (cameras side by side, success marked).
 
     gen0 demo                                   # Panda, open_drawer, 3 episodes, videos in demo_videos/
-    gen0 demo --task open_drawer --episodes 5 --viewer run.rrd
+    gen0 demo --task press_button --episodes 5 --viewer run.rrd
 """
 
 from __future__ import annotations

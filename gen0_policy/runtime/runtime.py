@@ -29,6 +29,7 @@ from gen0_policy.runtime.policy import ChunkPolicy, validate_output
 from gen0_policy.runtime.rate import RateLoop, set_nice, set_realtime
 from gen0_policy.runtime.safety import SafetyFilter, SafetyLimits
 from gen0_policy.runtime.status import RuntimeState, RuntimeStatus
+from gen0_policy.runtime.task import check_instruction
 from gen0_policy.runtime.trajectory import Chunk
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ class Runtime:
         return str(getattr(self._policy, "checkpoint_id", ""))
 
     def set_instruction(self, instruction: str) -> None:
-        self.instruction = str(instruction)
+        """Raises CommandError for an instruction too long to be one (the old one stays)."""
+        self.instruction = check_instruction(instruction)
 
     def start(self, drive: bool = True) -> None:
         """Start thinking (and, with ``drive``, acting at ``control_rate_hz`` on a wall-clock thread)."""

@@ -23,6 +23,16 @@ class Outcome(enum.IntEnum):
     UNCERTAIN = 4
 
 
+MAX_INSTRUCTION_CHARS = 2000  # a sentence or a paragraph; megabytes are a mistake or an attack
+
+
+def check_instruction(instruction: str) -> str:
+    instruction = str(instruction)
+    if len(instruction) > MAX_INSTRUCTION_CHARS:
+        raise CommandError(f"instruction has {len(instruction)} characters; at most {MAX_INSTRUCTION_CHARS} accepted")
+    return instruction
+
+
 def check_timeout(timeout: float) -> float:
     """A goal's timeout in s: 0 or +inf mean none; negative or NaN is refused (it would never end)."""
     timeout = float(timeout)

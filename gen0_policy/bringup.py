@@ -8,6 +8,8 @@ launch files use, for machines without ROS launch (``launch``/``launch_ros`` are
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -58,6 +60,30 @@ def commands(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     return out
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child, before exec: the kernel sends SIGTERM when the launcher dies, even by SIGKILL, so a
+    node never outlives it as an orphan (Linux; elsewhere the launcher's own handlers must do)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (systemd, docker) and SIGHUP (closed terminal) stop like Ctrl-C
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # exited meanwhile
+            os.killpg(proc.pid, sig)
+
+
 def run(args: argparse.Namespace) -> int:
     if not Path(args.checkpoint).exists():
         print(f"error: checkpoint {args.checkpoint} does not exist; train one with `gen0 train` first", file=sys.stderr)
@@ -67,17 +93,22 @@ def run(args: argparse.Namespace) -> int:
     fastdds = config_dir() / "fastdds.xml"
     if fastdds.is_file():
         env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(fastdds))  # big shared-memory segments for images
-    procs: list[tuple[str, subprocess.Popen]] = []
-    for name, command in commands(args):
-        if args.print_only:
-            print(" ".join(command))
-            continue
-        procs.append((name, subprocess.Popen(command, env=env, start_new_session=True)))
     if args.print_only:
+        for _, command in commands(args):
+            print(" ".join(command))
         return 0
+    procs: list[tuple[str, subprocess.Popen]] = []
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
+    parent = os.getpid()
     deadline = time.monotonic() + args.duration if args.duration > 0 else float("inf")
     code = 0
     try:
+        for name, command in commands(args):
+            child = subprocess.Popen(
+                command, env=env, start_new_session=True, preexec_fn=lambda: _die_with_parent(parent)
+            )
+            procs.append((name, child))
         while time.monotonic() < deadline:
             dead = [(n, p) for n, p in procs if p.poll() is not None]
             if dead:
@@ -87,17 +118,19 @@ def run(args: argparse.Namespace) -> int:
                 break
             time.sleep(0.2)
     except KeyboardInterrupt:
-        pass
+        print("stopping the nodes", file=sys.stderr)
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abandon the nodes half-stopped
         for _, proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
+            _signal_group(proc, signal.SIGINT)
         for _, proc in procs:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return code
 
 

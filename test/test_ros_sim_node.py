@@ -196,3 +196,16 @@ def test_real_time_factor_zero_runs_faster_than_real_time(processes, probe):
     time.sleep(1.0)
     sim_elapsed = conv.to_seconds(probe.latest["/clock"].clock) - t0
     assert sim_elapsed > 1.5 * (time.monotonic() - w0)
+
+
+def test_update_rate_is_the_rate_of_the_clock(processes, probe):
+    """Issue 13: update_rate 200 on a 2 ms physics step ran at 250 Hz (round(2.5) = 2 steps a tick)."""
+    start_sim(processes, "update_rate:=200.0", "camera_rate:=0.0")
+    stamps: list[float] = []
+    probe.node.create_subscription(Clock, "/clock", lambda m: stamps.append(conv.to_seconds(m.clock)), 1000)
+    probe.start()
+    wait_until(lambda: len(stamps) > 10, timeout=60, what="/clock")
+    start = stamps[-1]
+    wait_until(lambda: stamps[-1] > start + 2.0, timeout=60, what="two simulated seconds")
+    ticks = sum(start < t <= start + 2.0 for t in list(stamps))
+    assert 396 <= ticks <= 404  # 200 Hz of sim time (a lost message or two on a loaded machine)

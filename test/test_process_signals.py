@@ -42,12 +42,13 @@ def test_a_signal_to_bringup_stops_both_nodes(processes, no_process_left_behind,
     assert sum("sim_node" in c for c in nodes.values()) == 1 and sum("policy_node" in c for c in nodes.values()) == 1
     bringup.send_signal(sig)  # to the launcher alone, as docker and a supervisor's main-PID kill do
     assert_nothing_left(no_process_left_behind)
+    bringup.wait(timeout=10)
     if sig != signal.SIGKILL:
         assert bringup.returncode == 0, processes.output(bringup)
 
 
 NODES = {
-    "policy": (["gen0_policy.ros.policy_node", "-p", "autostart:=true"], "configured panda"),
+    "policy": (["gen0_policy.ros.policy_node", "--params-file", "config/policy_node.yaml"], "configured panda"),
     "sim": (["gen0_policy.ros.sim_node", "--params-file", "config/sim_node.yaml", "-p", "task:=reach"], "simulating"),
     "recorder": (["gen0_policy.ros.recorder_node", "-p", "output_dir:={tmp}"], "recording"),
     "leader_mirror": (["gen0_policy.ros.leader_mirror_node"], "mirroring"),
@@ -60,7 +61,7 @@ def test_a_signal_to_a_node_stops_it_cleanly(processes, no_process_left_behind, 
     (module, *params), ready = NODES[node]
     params = [p.format(tmp=tmp_path) for p in params]
     if node == "policy":
-        params += ["--params-file", "config/policy_node.yaml", "-p", f"checkpoint:={checkpoint}"]
+        params += ["-p", f"checkpoint:={checkpoint}", "-p", "autostart:=true"]  # after the file: they win
     proc = processes.python("-m", module, "--ros-args", *params, name=node)
     wait_until(lambda: ready in processes.output(proc) or proc.poll() is not None, 90, what=f"{node} up")
     assert proc.poll() is None, processes.output(proc)

@@ -1,0 +1,137 @@
+"""Fuzz benchmark: `gen0 bringup sim` (MuJoCo sim node + policy node, sim time) under hypothesis-drawn
+attacks on every topic, service, the run_task action, parameters and lifecycle transitions, for
+``--seconds``. The attacks and oracles are test/fuzzing.py's. Prints one JSON object: attacks by kind,
+requests, crashes, hangs (requests never answered), violations (non-finite, out-of-limit or over-speed
+commands, holds without a reason), the fastest command as a multiple of the velocity limit, the longest
+status gap, and recovery times (s from the end of a topic attack to running again).
+
+    ROS_DOMAIN_ID=77 .venv/bin/python benchmarks/fuzz_benchmark.py --seconds 300
+The targets (issue 13): 0 crashes, 0 hangs, 0 violations, status gaps < 1 s, recovery < 0.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "test"))  # the attacks and oracles live with the fuzz tests
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", "77")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402 - after the environment above
+from fuzzing import Attacker, Listener, Oracle, any_attack, topic_attacks  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import seed as hypothesis_seed  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from gen0_msgs.msg import PolicyStatus  # noqa: E402
+
+TOPIC_KINDS = {"joints", "image", "task", "clock"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=120.0, help="attack time")
+    parser.add_argument("--checkpoint", default="", help="checkpoint folder ('' = a tiny untrained one)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    from test_ros_policy_node import make_checkpoint
+
+    tmp = Path(tempfile.mkdtemp(prefix="gen0_fuzz_"))
+    good = Path(args.checkpoint) if args.checkpoint else make_checkpoint(tmp / "a", "first")
+    other = make_checkpoint(tmp / "b", "second")
+    looping = tmp / "looping"
+    looping.mkdir()
+    (looping / "latest").write_text(".")
+    paths = {"good": str(good), "other": str(other), "self_latest": str(looping)}
+    defaults = {"checkpoint": str(good), "status_rate": 10.0, "control_rate": 100.0, "limit_scale": 1.0}
+    log = (tmp / "bringup.log").open("w")
+    bringup = subprocess.Popen(
+        [sys.executable, "-m", "gen0_policy.cli", "bringup", "sim", "--task", "reach", "--checkpoint", str(good)],
+        stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+    )  # fmt: skip
+    listener, oracle = Listener(), Oracle()
+    attacker = Attacker(listener, oracle, paths)
+    recoveries: list[float] = []
+    crashed = ""
+    try:
+        listener.status(PolicyStatus.STATE_RUNNING, timeout=180)
+        oracle.max_status_gap = 0.0  # judged from here on
+        deadline = time.monotonic() + args.seconds
+
+        @hypothesis_seed(args.seed)
+        @settings(
+            max_examples=10**6, deadline=None, database=None, phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )  # fmt: skip
+        @given(st.one_of(st.lists(topic_attacks, min_size=1, max_size=10), st.lists(any_attack, max_size=4)))
+        def attack(batch: list[tuple]) -> None:
+            nonlocal crashed
+            if time.monotonic() > deadline or crashed:
+                return
+            for one in batch:
+                attacker.apply(one)
+            if bringup.poll() is not None:
+                crashed = f"bringup exited with {bringup.returncode}"
+                return
+            if batch and all(a[0] in TOPIC_KINDS for a in batch) and listener.statuses:
+                ended = time.monotonic()
+                try:
+                    listener.status(PolicyStatus.STATE_RUNNING, timeout=5.0)
+                    recoveries.append(time.monotonic() - ended)
+                except AssertionError:
+                    recoveries.append(float("inf"))
+            elif listener.statuses and listener.statuses[-1].state != PolicyStatus.STATE_RUNNING:
+                with contextlib.suppress(AssertionError):  # a node that stays down shows in the final check
+                    attacker.recover(defaults, timeout=10.0)
+
+        attack()
+        attacker.settle()
+        if not crashed:
+            attacker.recover(defaults, timeout=30.0)
+    finally:
+        if bringup.poll() is None:
+            os.killpg(bringup.pid, signal.SIGINT)
+        try:
+            bringup.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(bringup.pid, signal.SIGKILL)
+        listener.close()
+    hangs = sum(v.endswith("never answered") for v in oracle.violations)
+    finite = [r for r in recoveries if np.isfinite(r)]
+    print(
+        json.dumps(
+            {
+                "seconds": args.seconds,
+                "attacks": {k[len("attack_") :]: v for k, v in oracle.counts.items() if k.startswith("attack_")},
+                "requests": oracle.counts.get("requests", 0),
+                "commands": oracle.counts.get("commands", 0),
+                "crashes": int(bool(crashed)),
+                "crash": crashed,
+                "hangs": hangs,
+                "violations": oracle.counts.get("violations", 0) - hangs,
+                "violation_examples": oracle.violations[:10],
+                "max_speed_ratio": round(oracle.max_speed_ratio, 3),
+                "max_status_gap_s": round(oracle.max_status_gap, 3),
+                "recoveries": len(recoveries),
+                "recoveries_not_within_5_s": len(recoveries) - len(finite),
+                "recovery_p50_s": round(float(np.median(finite)), 3) if finite else None,
+                "recovery_max_s": round(max(finite), 3) if finite else None,
+                "log": str(log.name),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -35,6 +35,7 @@ from hypothesis import seed as hypothesis_seed  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from gen0_msgs.msg import PolicyStatus  # noqa: E402
+from gen0_policy.bringup import die_with_parent  # noqa: E402
 
 TOPIC_KINDS = {"joints", "image", "task", "clock"}
 
@@ -56,9 +57,12 @@ def main() -> None:
     paths = {"good": str(good), "other": str(other), "self_latest": str(looping)}
     defaults = {"checkpoint": str(good), "status_rate": 10.0, "control_rate": 100.0, "limit_scale": 1.0}
     log = (tmp / "bringup.log").open("w")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped from outside: still stop bringup
+    parent = os.getpid()
     bringup = subprocess.Popen(
         [sys.executable, "-m", "gen0_policy.cli", "bringup", "sim", "--task", "reach", "--checkpoint", str(good)],
         stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+        preexec_fn=lambda: die_with_parent(parent),
     )  # fmt: skip
     listener, oracle = Listener(), Oracle()
     attacker = Attacker(listener, oracle, paths)
@@ -69,9 +73,8 @@ def main() -> None:
         oracle.max_status_gap = 0.0  # judged from here on
         deadline = time.monotonic() + args.seconds
 
-        @hypothesis_seed(args.seed)
         @settings(
-            max_examples=10**6, deadline=None, database=None, phases=[Phase.generate],
+            max_examples=25, deadline=None, database=None, phases=[Phase.generate],
             suppress_health_check=list(HealthCheck),
         )  # fmt: skip
         @given(st.one_of(st.lists(topic_attacks, min_size=1, max_size=10), st.lists(any_attack, max_size=4)))
@@ -95,7 +98,10 @@ def main() -> None:
                 with contextlib.suppress(AssertionError):  # a node that stays down shows in the final check
                     attacker.recover(defaults, timeout=10.0)
 
-        attack()
+        rounds = 0
+        while time.monotonic() < deadline and not crashed:
+            hypothesis_seed(args.seed * 100_003 + rounds)(attack)()  # 25 examples a round, a new seed each
+            rounds += 1
         attacker.settle()
         if not crashed:
             attacker.recover(defaults, timeout=30.0)

@@ -63,7 +63,7 @@ def commands(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """In the child, before exec: the kernel sends SIGTERM when the launcher dies, even by SIGKILL, so a
     node never outlives it as an orphan (Linux; elsewhere the launcher's own handlers must do)."""
     try:
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for name, command in commands(args):
             child = subprocess.Popen(
-                command, env=env, start_new_session=True, preexec_fn=lambda: _die_with_parent(parent)
+                command, env=env, start_new_session=True, preexec_fn=lambda: die_with_parent(parent)
             )
             procs.append((name, child))
         while time.monotonic() < deadline:

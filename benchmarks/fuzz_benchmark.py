@@ -67,6 +67,7 @@ def main() -> None:
     listener, oracle = Listener(), Oracle()
     attacker = Attacker(listener, oracle, paths)
     recoveries: list[float] = []
+    slow: list[tuple] = []  # recoveries over 0.5 s: seconds, the batch's attack kinds, the hold's reason
     crashed = ""
     try:
         listener.status(PolicyStatus.STATE_RUNNING, timeout=180)
@@ -94,6 +95,9 @@ def main() -> None:
                     recoveries.append(time.monotonic() - ended)
                 except AssertionError:
                     recoveries.append(float("inf"))
+                if recoveries[-1] > 0.5 and len(slow) < 10:
+                    why = listener.statuses[-2].reason if len(listener.statuses) > 1 else ""
+                    slow.append((round(recoveries[-1], 3), [a[0] for a in batch], why))
             elif listener.statuses and listener.statuses[-1].state != PolicyStatus.STATE_RUNNING:
                 with contextlib.suppress(AssertionError):  # a node that stays down shows in the final check
                     attacker.recover(defaults, timeout=10.0)
@@ -133,6 +137,7 @@ def main() -> None:
                 "recoveries_not_within_5_s": len(recoveries) - len(finite),
                 "recovery_p50_s": round(float(np.median(finite)), 3) if finite else None,
                 "recovery_max_s": round(max(finite), 3) if finite else None,
+                "slow_recoveries": slow,
                 "log": str(log.name),
             }
         )

@@ -339,7 +339,7 @@ def test_invalid_transitions_and_parameters_are_refused_and_the_node_lives(proce
     probe.status(PolicyStatus.STATE_IDLE, "not configured", timeout=60)
     assert not probe.transition(Transition.TRANSITION_ACTIVATE)  # unconfigured: no activate
     assert not probe.transition(Transition.TRANSITION_CONFIGURE)
-    probe.status(PolicyStatus.STATE_FAULT, "status_rate must be in (0, 1000]")
+    probe.status(PolicyStatus.STATE_FAULT, "status_rate must be in [1, 1000]")
     assert not probe.transition(Transition.TRANSITION_ACTIVATE)  # after a failed configure
     assert not probe.transition(200)  # no such transition at all
     reply = probe.call(SetParameters, "set_parameters", SetParameters.Request(parameters=[rate(20.0)]))
@@ -379,11 +379,7 @@ def test_bursts_of_goals_and_requests_are_all_answered_and_never_wedge_the_node(
     setter = probe.node.create_client(SetInstruction, f"{NODE}/set_instruction", qos_profile=QoSProfile(depth=100))
     assert setter.wait_for_service(timeout_sec=20)
     instructions = [setter.call_async(SetInstruction.Request(instruction=f"task {i}")) for i in range(20)]
-    wait_until(
-        lambda: all(f.done() for f in replies + instructions),
-        60,
-        what=f"every request answered ({sum(f.done() for f in replies)} loads, {sum(f.done() for f in instructions)})",
-    )
+    wait_until(lambda: all(f.done() for f in replies + instructions), 60, what="every request answered")
     assert all(f.result().success for f in instructions)
     assert sum(f.result().success for f in replies) >= 1
     assert all(f.result().success or "busy" in f.result().message for f in replies)

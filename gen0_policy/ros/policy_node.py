@@ -23,7 +23,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from sensor_msgs.msg import Image, JointState
@@ -37,6 +37,7 @@ from gen0_policy.embodiment import load_embodiment
 from gen0_policy.errors import Gen0Error
 from gen0_policy.ros import conversions as conv
 from gen0_policy.ros.lifecycle import refuse_invalid_transitions
+from gen0_policy.ros.qos import REQUESTS
 from gen0_policy.runtime import Command, FunctionClock, Runtime, RuntimeConfig, RuntimeState
 from gen0_policy.runtime.config import check_node_parameters
 from gen0_policy.runtime.loading import load_chunk_policy
@@ -57,9 +58,6 @@ RUNTIME_PARAMETERS = {  # parameter: RuntimeConfig field
     "worker_realtime_priority": "worker_realtime_priority",
     "control_rate": "control_rate_hz",
 }
-# Request queues deep enough for a burst (the default 10 dropped the excess unanswered); every request
-# in them is answered, an overloaded one with a refusal that says why.
-REQUESTS = QoSProfile(depth=100)
 MAX_TASK_GOALS = 1  # one instruction at a time; further goals are rejected at once, never queued
 
 

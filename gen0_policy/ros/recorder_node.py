@@ -23,6 +23,7 @@ from gen0_msgs.msg import EpisodeInfo
 from gen0_msgs.srv import StartEpisode, StopEpisode
 from gen0_policy.data.episode_recorder import EpisodeMeta, EpisodeRecorder, missing_topics
 from gen0_policy.data.recording import offered_qos, subscription_qos
+from gen0_policy.ros.qos import REQUESTS
 
 LATCHED = DurabilityPolicy.TRANSIENT_LOCAL
 
@@ -65,8 +66,8 @@ class RecorderNode(Node):
         self.chosen_qos: dict[str, tuple[bool, bool]] = {}  # topic -> (reliable, transient local) subscribed with
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.info_pub = self.create_publisher(EpisodeInfo, p["episode_info_topic"], latched)
-        self.create_service(StartEpisode, "~/start_episode", self.start)
-        self.create_service(StopEpisode, "~/stop_episode", self.stop)
+        self.create_service(StartEpisode, "~/start_episode", self.start, qos_profile=REQUESTS)
+        self.create_service(StopEpisode, "~/stop_episode", self.stop, qos_profile=REQUESTS)
         self.create_timer(float(p["discovery_period"]), self.discover)
         self.create_timer(1.0, lambda: self.publish(self.recorder.progress()))
         self.discover()

@@ -28,6 +28,7 @@ from gen0_msgs.msg import TaskStatus
 from gen0_msgs.srv import ResetTask
 from gen0_policy.errors import CommandError, Gen0Error
 from gen0_policy.ros import conversions as conv
+from gen0_policy.ros.qos import REQUESTS
 
 if TYPE_CHECKING:
     from gen0_policy.sim.teleop import ControllerCommand, ExpertTeleop
@@ -90,7 +91,7 @@ class SimNode(Node):
             self.create_subscription(msg_type, topic, lambda msg, n=spec.name, t=topic: self._on_command(n, t, msg), 10)
             if p["expert_teleop"]:
                 self.teleop_pubs[spec.name] = self.create_publisher(msg_type, topic, 10)
-        self.create_service(ResetTask, "~/reset", self._on_reset)
+        self.create_service(ResetTask, "~/reset", self._on_reset, qos_profile=REQUESTS)
         self._threads = [threading.Thread(target=self._run, name="physics", daemon=True)]
         if p["camera_rate"] > 0 and self.env.embodiment.cameras:
             self._threads.append(threading.Thread(target=self._render_loop, name="cameras", daemon=True))

@@ -144,3 +144,12 @@ def test_an_out_of_order_joint_state_is_dropped_before_the_jump_check(clock) -> 
     stream.put_joints(np.array([0.54, 0.0]), stamp=9.5)  # late and far: dropped, not a jump
     assert stream.joint_jumps == 0 and stream.out_of_order == 1
     np.testing.assert_allclose(stream.latest_joints(), [0.01, 0.0])
+
+
+def test_a_joint_state_far_outside_the_limits_is_refused(clock) -> None:
+    """The fuzz benchmark found 1e300 accepted as a measurement (and re-anchored to, clipped)."""
+    stream = PerceptionStream(dof=2, clock=clock, joint_bounds=(np.array([-1.0, 0.0]), np.array([1.0, 0.04])))
+    stream.put_joints(np.array([1.2, 0.045]), stamp=9.0)  # a little outside: a real robot does that
+    with pytest.raises(ObservationError, match="joint 0 at 1e\\+300, far outside its limits"):
+        stream.put_joints(np.array([1e300, 0.0]), stamp=9.1)
+    np.testing.assert_allclose(stream.latest_joints(), [1.2, 0.045])

@@ -81,6 +81,9 @@ class PerceptionStream:
     # Per-joint speeds (units/s) no real motion exceeds; a faster change between two joint states is
     # a teleport (simulator reset, estimator reinitialised) and is counted in ``joint_jumps``.
     joint_speed_limits: np.ndarray | None = None
+    # (lower, upper) joint limits: a joint state further outside them than a quarter of the joint's range
+    # is not a measurement (a garbage value, a unit error) and is refused, not re-anchored to.
+    joint_bounds: tuple[np.ndarray, np.ndarray] | None = None
     synchronize_joints: bool = False  # pair images with the joint state of their time (module docstring)
     joint_history_seconds: float = 1.0  # how far back that joint state can be found
 
@@ -153,6 +156,17 @@ class PerceptionStream:
         if not np.all(np.isfinite(value)):
             bad = np.flatnonzero(~np.isfinite(value)).tolist()
             self._reject(f"joint state contains NaN/inf at indices {bad}", JOINTS)
+        if self.joint_bounds is not None:
+            lower, upper = self.joint_bounds
+            margin = 0.25 * (upper - lower)
+            outside = np.flatnonzero((value < lower - margin) | (value > upper + margin))
+            if outside.size:
+                i = int(outside[0])
+                self._reject(
+                    f"joint state puts joint {i} at {value[i]:.4g}, far outside its limits [{lower[i]:.3f}, "
+                    f"{upper[i]:.3f}]; a unit or wiring error?",
+                    JOINTS,
+                )
         self._accept(JOINTS, value.copy(), stamp)
 
     def _check_jump(self, value: np.ndarray, stamp: float, previous: Stamped | None) -> None:

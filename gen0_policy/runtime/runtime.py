@@ -73,6 +73,7 @@ class Runtime:
             cameras,
             self.clock,
             joint_speed_limits=speeds,
+            joint_bounds=(embodiment.lower, embodiment.upper),
             synchronize_joints=self.config.synchronize_joints,
         )
         self._joint_jumps = 0

@@ -6,6 +6,8 @@ runtime."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -72,3 +74,15 @@ def test_a_signal_to_a_node_stops_it_cleanly(processes, no_process_left_behind, 
     expected = -signal.SIGKILL if sig == signal.SIGKILL else 0
     assert proc.returncode == expected, processes.output(proc)
     assert "Traceback" not in processes.output(proc)
+
+
+def test_the_leftover_check_sees_a_process_of_this_test_only_while_it_runs(no_process_left_behind) -> None:
+    """The enforcer itself: test/conftest.py fails any test whose processes outlive it."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        wait_until(lambda: proc.pid in processes_of_test(no_process_left_behind), 5, what="the sleeper")
+        assert proc.pid not in processes_of_test("some-other-test")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.pid not in processes_of_test(no_process_left_behind)

@@ -95,6 +95,7 @@ class Probe:
         self.position = PANDA.home.copy()
         self.joint_names = list(PANDA.joint_names)
         self.encoding, self.image_size, self.publishing = "rgb8", (240, 320), True
+        self.clock_frozen = False  # the simulator stops publishing /clock (and everything else)
         self._stop = threading.Event()
         self.joint_states: list[JointState] = []
         self._thread = threading.Thread(target=self._robot, daemon=True)
@@ -107,6 +108,8 @@ class Probe:
         k = 0
         while not self._stop.is_set():
             time.sleep(0.01)
+            if self.clock_frozen:
+                continue
             self.sim_time += 0.01
             self.clock_pub.publish(Clock(clock=conv.to_time(self.sim_time)))
             if not self.publishing:
@@ -349,6 +352,10 @@ def test_invalid_transitions_and_parameters_are_refused_and_the_node_lives(proce
     assert not probe.transition(Transition.TRANSITION_ACTIVATE)  # already active
     assert not probe.transition(Transition.TRANSITION_CONFIGURE)
     probe.status(PolicyStatus.STATE_RUNNING, timeout=60)
+    probe.clock_frozen = True  # a frozen /clock silenced the status (its timer ran on sim time)
+    probe.status(PolicyStatus.STATE_FAULT, "clock has not advanced", timeout=10)
+    probe.clock_frozen = False
+    probe.status(PolicyStatus.STATE_RUNNING, timeout=30)
     assert policy.poll() is None, processes.output(policy)
 
 

@@ -161,6 +161,9 @@ def main(args: list[str] | None = None) -> None:
             executor.spin_once(timeout_sec=0.2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise  # a real error; otherwise a SIGTERM shut the context down mid-wait (see ros/spin.py)
     finally:
         node.recorder.shutdown()
         node.destroy_node()

@@ -16,7 +16,6 @@ import time
 from typing import TYPE_CHECKING
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
@@ -29,6 +28,7 @@ from gen0_msgs.srv import ResetTask
 from gen0_policy.errors import CommandError, Gen0Error
 from gen0_policy.ros import conversions as conv
 from gen0_policy.ros.qos import REQUESTS
+from gen0_policy.ros.spin import spin
 
 if TYPE_CHECKING:
     from gen0_policy.sim.teleop import ControllerCommand, ExpertTeleop
@@ -318,9 +318,9 @@ def main(args: list[str] | None = None) -> None:
     node = None
     try:
         node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin(node)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C while the node was being built
     finally:
         if node is not None:
             node.stop()

@@ -29,7 +29,7 @@ os.environ.setdefault("ROS_DOMAIN_ID", "77")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402 - after the environment above
-from fuzzing import Attacker, Listener, Oracle, any_attack, topic_attacks  # noqa: E402
+from fuzzing import DEFAULTS, Attacker, Listener, Oracle, any_attack, topic_attacks  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import seed as hypothesis_seed  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -55,7 +55,7 @@ def main() -> None:
     looping.mkdir()
     (looping / "latest").write_text(".")
     paths = {"good": str(good), "other": str(other), "self_latest": str(looping)}
-    defaults = {"checkpoint": str(good), "status_rate": 10.0, "control_rate": 100.0, "limit_scale": 1.0}
+    defaults = {**DEFAULTS, "checkpoint": str(good), "max_observation_age": 0.5}  # as bringup starts it
     log = (tmp / "bringup.log").open("w")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped from outside: still stop bringup
     parent = os.getpid()
@@ -68,7 +68,7 @@ def main() -> None:
     attacker = Attacker(listener, oracle, paths)
     recoveries: list[float] = []
     slow: list[tuple] = []  # recoveries over 0.5 s: seconds, the batch's attack kinds, the hold's reason
-    crashed = ""
+    crashed, final_recovery = "", ""
     try:
         listener.status(PolicyStatus.STATE_RUNNING, timeout=180)
         oracle.max_status_gap = 0.0  # judged from here on
@@ -108,7 +108,10 @@ def main() -> None:
             rounds += 1
         attacker.settle()
         if not crashed:
-            attacker.recover(defaults, timeout=30.0)
+            try:
+                final_recovery = f"{attacker.recover(defaults, timeout=30.0):.3f} s"
+            except AssertionError as exc:
+                final_recovery = f"failed: {exc}"
     finally:
         if bringup.poll() is None:
             os.killpg(bringup.pid, signal.SIGINT)
@@ -138,6 +141,7 @@ def main() -> None:
                 "recovery_p50_s": round(float(np.median(finite)), 3) if finite else None,
                 "recovery_max_s": round(max(finite), 3) if finite else None,
                 "slow_recoveries": slow,
+                "final_recovery": final_recovery,  # good parameters and input, reconfigured, until running
                 "log": str(log.name),
             }
         )

@@ -39,6 +39,13 @@ NODE = "/gen0_policy"
 DEEP = QoSProfile(depth=1000)  # no command may be lost to the probe: a lost one hides a step
 SPEED_TOLERANCE = 1.05  # the bar: at most 1.05x the velocity limit over the elapsed time
 
+DEFAULTS = {  # config/policy_node.yaml and the fuzzed node's start parameters: what recovery restores
+    "status_rate": 10.0, "control_rate": 100.0, "max_observation_age": 0.3, "uncertainty_threshold": 0.0,
+    "num_samples": 1, "worker_timeout": 2.0, "limit_scale": 1.0, "resync_tolerance": 1.0, "replan_period": 0.0,
+    "uncertain_timeout": 2.0, "output_mode": "joint_trajectory", "mode": "harmonic", "embodiment": "panda",
+    "synchronize_joints": True,
+}  # fmt: skip
+
 # ---------------------------------------------------------------- strategies
 bad_floats = st.sampled_from([math.nan, math.inf, -math.inf, 1e300, -1e300, 0.0])
 offsets = st.one_of(st.floats(-1.0, 1.0), bad_floats)
@@ -163,7 +170,10 @@ class Attacker:
                 ("set_parameters", SetParameters), ("change_state", ChangeState), ("get_state", GetState),
             ]
         }  # fmt: skip
-        self.action = ThreadSafeActionClient(n, RunTask, f"{NODE}/run_task")
+        self.action = ThreadSafeActionClient(  # deep queues here too: a burst of answers must not be lost to us
+            n, RunTask, f"{NODE}/run_task", goal_service_qos_profile=DEEP, result_service_qos_profile=DEEP,
+            cancel_service_qos_profile=DEEP,
+        )  # fmt: skip
         self.goals: list = []
         self.pending: list[tuple[str, object, float]] = []  # (what, future, deadline)
 
@@ -279,6 +289,7 @@ class Attacker:
         for handle in self.goals if everything else self.goals[-1:]:
             self.pending.append(("run_task cancel", handle.cancel_goal_async(), time.monotonic() + self.answer_timeout))
         self.settle()
+        self.goals = self.goals[-20:]  # cancelling long-finished goals again and again tests nothing new
 
     def _parameter(self, name: str, value) -> None:
         self.call("set_parameters", SetParameters.Request(parameters=[_parameter(name, value)]))

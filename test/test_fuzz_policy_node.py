@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from fuzzing import (
+    DEFAULTS,
     Attacker,
     Oracle,
     action_attacks,
@@ -31,12 +32,6 @@ from gen0_msgs.msg import PolicyStatus
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
 
 SECONDS = float(os.environ.get("GEN0_FUZZ_SECONDS", "5"))  # of attacks per family (~50 s in all with the start)
-DEFAULTS = {  # config/policy_node.yaml and the start parameters below: what recovery restores
-    "status_rate": 10.0, "control_rate": 100.0, "max_observation_age": 0.3, "uncertainty_threshold": 0.0,
-    "num_samples": 1, "worker_timeout": 2.0, "limit_scale": 1.0, "resync_tolerance": 1.0, "replan_period": 0.0,
-    "uncertain_timeout": 2.0, "output_mode": "joint_trajectory", "mode": "harmonic", "embodiment": "panda",
-    "synchronize_joints": True,
-}  # fmt: skip
 
 
 def checkpoints(root: Path) -> dict[str, str]:
@@ -63,7 +58,6 @@ def fuzzed(tmp_path_factory):
         probe = Probe()
         oracle = Oracle()
         attacker = Attacker(probe, oracle, paths)
-        DEFAULTS["checkpoint"] = paths["good"]
         probe.status(PolicyStatus.STATE_RUNNING, timeout=120)
         yield attacker, oracle, policy
         probe.close()
@@ -96,7 +90,7 @@ def fuzz(fuzzed, attacks: st.SearchStrategy) -> None:
     attack()
     attacker.settle()
     assert policy.poll() is None, "the node died"
-    attacker.recover(DEFAULTS)
+    attacker.recover({**DEFAULTS, "checkpoint": attacker.checkpoints["good"]})
     assert not oracle.violations, oracle.violations
     assert oracle.max_status_gap < 2.0  # 1 s in the benchmark; a 2-core CI machine under fuzzing needs slack
     print(oracle.counts, f"fastest command {oracle.max_speed_ratio:.3f}x the velocity limit")

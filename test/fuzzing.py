@@ -104,6 +104,10 @@ class Oracle:
     violations: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     max_speed_ratio: float = 0.0  # the fastest command seen, as a multiple of the velocity limit
+    # The largest change of command velocity, as a multiple of the acceleration limit: reported, not judged
+    # (a command repeated while sim time stands still reads as a stop and a restart).
+    max_acceleration_ratio: float = 0.0
+    _velocity: np.ndarray | None = None
     max_status_gap: float = 0.0  # s (wall) between two statuses received
     _last_status: float | None = None
     _previous: np.ndarray | None = None
@@ -115,7 +119,7 @@ class Oracle:
     def new_runtime(self) -> None:
         """A configure made a new runtime, which starts from the measured position: no previous command."""
         with self._lock:
-            self._previous = None
+            self._previous = self._velocity = None
 
     def on_arm(self, msg: JointTrajectory) -> None:
         with self._lock:
@@ -135,6 +139,12 @@ class Oracle:
                 self.max_speed_ratio = max(self.max_speed_ratio, ratio)
                 if ratio > SPEED_TOLERANCE:
                     self._violate(f"over-speed command: {ratio:.2f}x the velocity limit over {reach} s")
+                velocity = (positions - self._previous) / max(reach, 1e-9)
+                if self._velocity is not None:
+                    change = np.abs(velocity - self._velocity) / max(reach, 1e-9)
+                    accel = float(np.max(change / PANDA.acceleration_limits[ARM_INDEX]))
+                    self.max_acceleration_ratio = max(self.max_acceleration_ratio, accel)
+                self._velocity = velocity
             self._previous = positions
 
     def on_status(self, msg: PolicyStatus) -> None:

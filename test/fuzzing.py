@@ -124,8 +124,10 @@ class Oracle:
     def on_arm(self, msg: JointTrajectory) -> None:
         with self._lock:
             self.count("commands")
-            if list(msg.joint_names) != ARM or len(msg.points) != 1:
+            if list(msg.joint_names) != ARM or not msg.points:
                 return self._violate(f"malformed command for {list(msg.joint_names)} with {len(msg.points)} points")
+            if len(msg.points) > 1:
+                return self._check_horizon(msg)
             positions = np.array(msg.points[0].positions)
             if positions.shape != (len(ARM),) or not np.all(np.isfinite(positions)):
                 return self._violate(f"non-finite command {positions}")
@@ -146,6 +148,30 @@ class Oracle:
                     self.max_acceleration_ratio = max(self.max_acceleration_ratio, accel)
                 self._velocity = velocity
             self._previous = positions
+
+    def _check_horizon(self, msg: JointTrajectory) -> None:
+        """A command horizon (the planned future, runtime/horizon.py): every point finite and within the
+        position limits, every point's velocity and every step between points within the velocity limit."""
+        self.count("horizons")
+        positions = np.array([p.positions for p in msg.points], dtype=np.float64)
+        times = np.array([conv.to_seconds(p.time_from_start) for p in msg.points])
+        velocities = np.array([p.velocities for p in msg.points if len(p.velocities)], dtype=np.float64)
+        if positions.shape != (len(msg.points), len(ARM)) or not np.all(np.isfinite(positions)):
+            return self._violate(f"non-finite or ragged horizon of shape {positions.shape}")
+        lower, upper = PANDA.lower[ARM_INDEX], PANDA.upper[ARM_INDEX]
+        if np.any(positions < lower - 1e-9) or np.any(positions > upper + 1e-9):
+            return self._violate("horizon outside the position limits")
+        limit = PANDA.velocity_limits[ARM_INDEX]
+        if np.any(np.diff(times) <= 0):
+            return self._violate(f"horizon times not increasing: {times}")
+        steps = np.abs(np.diff(positions, axis=0)) / np.diff(times)[:, None]
+        ratio = float(np.max(steps / limit)) if len(steps) else 0.0
+        if len(velocities):
+            ratio = max(ratio, float(np.max(np.abs(velocities) / limit)))
+        self.max_speed_ratio = max(self.max_speed_ratio, ratio)
+        if ratio > SPEED_TOLERANCE:
+            self._violate(f"over-speed horizon: {ratio:.2f}x the velocity limit")
+        self._previous = self._velocity = None  # the controller splices horizons; the next point stream starts anew
 
     def on_status(self, msg: PolicyStatus) -> None:
         now = time.monotonic()

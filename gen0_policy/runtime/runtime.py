@@ -137,12 +137,13 @@ class Runtime:
         if self._running:
             return
         configure_threads(self.config)
+        self._threads = []  # the last run's (dead) worker must not be judged while the new one starts
         self._stop.clear()
         self._running = True
         target = self._harmonic_worker if self.config.mode == "harmonic" else self._synchronous_loop
         thread = threading.Thread(target=self._guard(target), name=f"gen0-{self.config.mode}", daemon=True)
-        self._threads = [thread]
         thread.start()
+        self._threads = [thread]  # only once alive: a status read meanwhile must not see a "dead" worker
         if drive and self.config.mode == "harmonic":
             self._rate = RateLoop(
                 self.config.period,

@@ -8,6 +8,8 @@ launch files use, for machines without ROS launch (``launch``/``launch_ros`` are
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -69,23 +71,44 @@ def node_env() -> dict[str, str]:
     return env
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """In the child, before exec: the kernel sends SIGTERM when the launcher dies, even by SIGKILL, so a
+    node never outlives it as an orphan (Linux; elsewhere the launcher's own handlers must do)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def start_node(command: list[str], log: Path | None = None) -> subprocess.Popen:
-    """Start a node command in its own process group (so stopping it stops its children), output to ``log``."""
+    """Start a node command in its own process group (so stopping it stops its children), output to
+    ``log``; it dies with this process, however this process ends."""
     out = log.open("w") if log is not None else None
+    parent = os.getpid()
     return subprocess.Popen(command, env=node_env(), stdout=out, stderr=subprocess.STDOUT if out else None,
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True, preexec_fn=lambda: die_with_parent(parent))  # fmt: skip
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # exited meanwhile
+            os.killpg(proc.pid, sig)
 
 
 def stop_nodes(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
     """SIGINT every node (a clean ROS shutdown), then SIGKILL what is still running after ``grace_s``."""
     for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
+        _signal_group(proc, signal.SIGINT)
     for proc in procs:
         try:
             proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _signal_group(proc, signal.SIGKILL)
             proc.wait()
 
 
@@ -104,16 +127,24 @@ def check_checkpoint(args: argparse.Namespace) -> None:
         raise ConfigError(f"checkpoint {args.checkpoint} does not exist; train one with `gen0 train` first")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (systemd, docker) and SIGHUP (closed terminal) stop like Ctrl-C
+
+
 def run(args: argparse.Namespace) -> int:
     check_checkpoint(args)
     if args.print_only:
         for _, command in commands(args):
             print(" ".join(command))
         return 0
-    procs = [(name, start_node(command)) for name, command in commands(args)]
+    procs: list[tuple[str, subprocess.Popen]] = []
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
     deadline = time.monotonic() + args.duration if args.duration > 0 else float("inf")
     code = 0
     try:
+        for name, command in commands(args):
+            procs.append((name, start_node(command)))
         while time.monotonic() < deadline:
             dead = dead_node(procs)
             if dead:
@@ -122,9 +153,12 @@ def run(args: argparse.Namespace) -> int:
                 break
             time.sleep(0.2)
     except KeyboardInterrupt:
-        pass
+        print("stopping the nodes", file=sys.stderr)
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abandon the nodes half-stopped
         stop_nodes([proc for _, proc in procs])
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return code
 
 

@@ -3,6 +3,7 @@ tests and the processes they start never see each other), rendering is headless.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -27,7 +28,46 @@ _worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 _index = int(_worker[2:]) if _worker.startswith("gw") else 0
 _span = max(1, (_last - _first + 1) // _workers)
+_test_ids = itertools.count()
 _domain_ids = itertools.cycle(range(_first + _index * _span, _first + (_index + 1) * _span))
+
+
+def processes_of_test(test_id: str) -> dict[int, str]:
+    """pid -> command line of every live process (but this one) started under ``GEN0_TEST_ID=test_id``:
+    the variable is inherited by children and grandchildren (a launcher's nodes), whatever their group."""
+    marker = f"GEN0_TEST_ID={test_id}".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue  # exited, only not yet reaped by its parent
+            found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+            continue  # gone meanwhile, or not ours
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[str]:
+    """Fails a test that leaves a process of its own running (and kills what it left). Defined first,
+    so it is torn down last: after the fixtures that stop their processes."""
+    test_id = f"{os.getpid()}-{next(_test_ids)}"
+    monkeypatch.setenv("GEN0_TEST_ID", test_id)
+    yield test_id
+    deadline = time.monotonic() + 5.0  # a process signalled just now may still be on its way out
+    left = processes_of_test(test_id)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = processes_of_test(test_id)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if left:
+        pytest.fail(f"{request.node.name} left processes running (now killed): {left}", pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from mcap_ros2.decoder import DecoderFactory
 from rosbags.highlevel import AnyReader
 
 from gen0_policy.data.episode_recorder import EpisodeRecorder
-from gen0_policy.data.recording import EpisodeBag, RecordingError, offered_qos, typestore_for
+from gen0_policy.data.recording import EpisodeBag, RecordingError, offered_qos, subscription_qos, typestore_for
 
 
 def test_types_come_from_installed_msg_files() -> None:
@@ -117,9 +117,21 @@ def test_episode_recorder_rules(tmp_path: Path) -> None:
     assert infos[0].recording and infos[0].instruction == "stack the cups" and list(infos[0].tags) == ["demo"]
     assert not infos[1].recording and infos[1].success and infos[1].notes == "fine" and infos[1].embodiment == "panda"
     assert infos[1].stop_time.sec * 10**9 + infos[1].stop_time.nanosec > infos[0].start_time.sec * 10**9
+    # The final EpisodeInfo's count is the bag's (metadata.yaml's), itself included: it was one short.
+    metadata = yaml.safe_load((Path(stopped.meta.bag_path) / "metadata.yaml").read_text())
+    assert infos[1].message_count == metadata["rosbag2_bagfile_information"]["message_count"] == 7
+    assert infos[0].message_count == 1
 
     discarded = Path(recorder.start("throw away").meta.bag_path)
     assert discarded.is_dir() and recorder.stop(False, discard=True).success and not discarded.exists()
     recorder.start("interrupted")
     recorder.shutdown()  # the node is stopping: the episode is closed, not lost
     assert not recorder.recording
+
+
+def test_subscription_qos_waits_for_publishers_and_serves_them_all() -> None:
+    """all() over a not-yet-discovered publisher list is True: the recorder subscribed RELIABLE and then
+    never received a best-effort camera's frames. No publisher: no choice yet."""
+    assert subscription_qos([]) is None
+    assert subscription_qos([(True, True)]) == (True, True)
+    assert subscription_qos([(True, False), (False, False)]) == (False, False)

@@ -3,6 +3,7 @@ descriptions; run folders resolved through ``latest``; every damaged file a Chec
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from model_fixtures import make_embodiment
 
 from gen0_policy.errors import CheckpointError
-from gen0_policy.model.checkpoint import POLICY_FILES, load_policy, resolve, save_policy, sha256
+from gen0_policy.model.checkpoint import CONTENT_FILES, POLICY_FILES, load_policy, resolve, save_policy, sha256
 from gen0_policy.model.config import preset
 from gen0_policy.model.modeling import Gen0Model
 from gen0_policy.model.processor import JointStats
@@ -39,8 +40,9 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
     assert [e.to_dict() for e in files.embodiments] == [e.to_dict() for e in ROBOTS]  # order = token ids
     assert set(files.stats) == {"panda", "g1"} and files.stats["g1"].dof == 31
     assert files.meta["fps"] == 10.0 and files.meta["checkpoint_id"] == checkpoint_id
-    weights_hash = sha256(tmp_path / "ckpt" / "model.safetensors")
-    assert checkpoint_id == f"unit-step0000003-{weights_hash[:8]}"
+    # The id follows the content the policy computes with: weights, statistics and embodiments.
+    content = "".join(sha256(tmp_path / "ckpt" / name) for name in CONTENT_FILES)
+    assert checkpoint_id == f"unit-step0000003-{hashlib.sha256(content.encode()).hexdigest()[:8]}"
     manifest = json.loads((tmp_path / "ckpt" / "manifest.json").read_text())
     assert set(manifest) == set(POLICY_FILES)
 

@@ -240,3 +240,17 @@ def test_model_info_cli_prints_counts() -> None:
     info = json.loads(out.stdout)
     assert info["preset"] == "10b" and info["parameters"]["total"] > 10e9
     assert info["flops"]["train_per_sample"] > 0 and info["config"]["width"] == 5120
+
+
+def test_instruction_cache_is_bounded_and_keeps_no_long_strings() -> None:
+    """Issue 13 (10): every distinct instruction stayed cached, keyed by itself (33-61 MB after a few
+    1 MB instructions). Now the most recently used ``cache_size`` are kept, keyed by a digest."""
+    encoder = HashEncoder()
+    encoder.cache_size = 16
+    texts = [f"{i} " + "x" * 100_000 for i in range(40)]
+    first = encoder.encode(texts[:1])
+    for text in texts:
+        encoder.encode([text, texts[0]])
+    assert len(encoder._cache) <= 16 and all(isinstance(k, bytes) and len(k) == 32 for k in encoder._cache)
+    np.testing.assert_array_equal(encoder.encode(texts[:1]), first)
+    np.testing.assert_array_equal(encoder.encode(texts[5:6]), HashEncoder().encode(texts[5:6]))

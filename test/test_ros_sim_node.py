@@ -12,7 +12,7 @@ import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray
@@ -196,3 +196,22 @@ def test_real_time_factor_zero_runs_faster_than_real_time(processes, probe):
     time.sleep(1.0)
     sim_elapsed = conv.to_seconds(probe.latest["/clock"].clock) - t0
     assert sim_elapsed > 1.5 * (time.monotonic() - w0)
+
+
+def test_update_rate_is_the_rate_of_the_clock_and_a_burst_of_resets_is_answered(processes, probe):
+    """Issue 13: update_rate 200 on a 2 ms physics step ran at 250 Hz (round(2.5) = 2 steps a tick), and
+    of 20 resets sent at once only 10 were answered (the request queue held 10)."""
+    start_sim(processes, "update_rate:=200.0", "camera_rate:=0.0")
+    reset = probe.node.create_client(ResetTask, "/gen0_sim/reset", qos_profile=QoSProfile(depth=100))
+    stamps: list[float] = []
+    probe.node.create_subscription(Clock, "/clock", lambda m: stamps.append(conv.to_seconds(m.clock)), 1000)
+    probe.start()
+    wait_until(lambda: len(stamps) > 10, timeout=60, what="/clock")
+    start = stamps[-1]
+    wait_until(lambda: stamps[-1] > start + 2.0, timeout=60, what="two simulated seconds")
+    ticks = sum(start < t <= start + 2.0 for t in list(stamps))
+    assert 396 <= ticks <= 404  # 200 Hz of sim time (a lost message or two on a loaded machine)
+    assert reset.wait_for_service(timeout_sec=20)
+    futures = [reset.call_async(ResetTask.Request(seed=i)) for i in range(20)]
+    wait_until(lambda: all(f.done() for f in futures), 60, what="20 answers")
+    assert all(f.result().success for f in futures)

@@ -116,8 +116,43 @@ def test_plan_of_past_times_returns_what_was_commanded() -> None:
     np.testing.assert_allclose(between, (sent[15] + sent[16]) / 2, atol=1e-12)
     future = stream.plan(np.array([0.35]))[0]
     np.testing.assert_allclose(future, stream.trajectory.position(0.35), atol=1e-12)
-    stream.restart(1.0, np.ones(3))  # after a restart the old commands mean nothing
-    np.testing.assert_allclose(stream.plan(np.array([0.05])), np.ones((1, 3)))
+    stream.restart(1.0, np.ones(3))  # a restart plans the way to the measured position, not the past
+    np.testing.assert_allclose(stream.plan(np.array([0.05])), [sent[5]], atol=1e-12)
+    np.testing.assert_allclose(stream.plan(np.array([1.5])), np.ones((1, 3)))
+
+
+def test_a_restart_reaches_the_measured_position_within_the_limits() -> None:
+    """A re-anchor (a robot reset, a teleporting joint state) used to jump the command to the measured
+    position in one tick; now it gets there through the safety filter and then rests."""
+    limits = SafetyLimits.from_embodiment(EMB)
+    stream = ActionStream(SafetyFilter(limits), PERIOD)
+    stream.reset(0.0, np.zeros(3))
+    stream.submit(Chunk(actions=np.linspace(0, 0.4, 9)[:, None] * np.ones(3), t0=0.0, step_dt=0.05))
+    positions = [stream.tick(k * PERIOD).positions for k in range(1, 11)]
+    target = np.clip(np.array([0.8, -0.5, 0.3]), limits.lower, limits.upper)
+    stream.restart(10 * PERIOD, target)
+    assert stream.settling
+    for k in range(11, 400):
+        positions.append(stream.tick(k * PERIOD, hold=k % 2 == 0).positions)
+    steps = np.abs(np.diff(np.array(positions), axis=0))
+    assert np.all(steps <= limits.velocity * PERIOD * (1 + 1e-9))
+    np.testing.assert_allclose(positions[-1], target, atol=1e-9)
+    assert not stream.settling and stream.at_rest
+
+
+def test_a_late_tick_moves_no_more_than_one_period_allows() -> None:
+    """The controller is told to reach each command one period after it is sent, so a tick that comes
+    late (here three periods) may still move only one period's worth (it used to move two)."""
+    limits = SafetyLimits.from_embodiment(EMB)
+    stream = ActionStream(SafetyFilter(limits), PERIOD)
+    stream.reset(0.0, np.zeros(3))
+    stream.submit(Chunk(actions=np.linspace(0, 3.0, 9)[:, None] * np.ones(3), t0=0.0, step_dt=0.05))
+    t, last = 0.0, np.zeros(3)
+    for k in range(200):
+        t += PERIOD * (3 if k % 7 == 0 else 1)
+        command = stream.tick(t)
+        assert np.all(np.abs(command.positions - last) <= limits.velocity * PERIOD * (1 + 1e-9))
+        last = command.positions
 
 
 @pytest.mark.parametrize("hold", [True, False])

@@ -133,3 +133,23 @@ def test_synchronized_observation_pairs_images_with_the_joint_state_of_their_tim
     plain.put_joints(np.ones(2), stamp=9.1)
     plain.put_image("front", image(1), stamp=9.0)
     np.testing.assert_allclose(plain.wait_newer(-1, 0.0).joint_positions, [1.0, 1.0])
+
+
+def test_an_out_of_order_joint_state_is_dropped_before_the_jump_check(clock) -> None:
+    """A stale message far from the newest one used to count as a teleport (and re-anchor the robot)
+    before it was discarded as out of order: order is checked first now."""
+    stream = PerceptionStream(dof=2, clock=clock, joint_speed_limits=np.array([1.0, 1.0]))
+    stream.put_joints(np.zeros(2), stamp=9.9)
+    stream.put_joints(np.array([0.01, 0.0]), stamp=9.95)
+    stream.put_joints(np.array([0.54, 0.0]), stamp=9.5)  # late and far: dropped, not a jump
+    assert stream.joint_jumps == 0 and stream.out_of_order == 1
+    np.testing.assert_allclose(stream.latest_joints(), [0.01, 0.0])
+
+
+def test_a_joint_state_far_outside_the_limits_is_refused(clock) -> None:
+    """The fuzz benchmark found 1e300 accepted as a measurement (and re-anchored to, clipped)."""
+    stream = PerceptionStream(dof=2, clock=clock, joint_bounds=(np.array([-1.0, 0.0]), np.array([1.0, 0.04])))
+    stream.put_joints(np.array([1.2, 0.045]), stamp=9.0)  # a little outside: a real robot does that
+    with pytest.raises(ObservationError, match="joint 0 at 1e\\+300, far outside its limits"):
+        stream.put_joints(np.array([1e300, 0.0]), stamp=9.1)
+    np.testing.assert_allclose(stream.latest_joints(), [1.2, 0.045])

@@ -59,7 +59,7 @@ def test_data_view_writes_a_recording_of_a_dataset_episode(tmp_path: Path) -> No
         [sys.executable, "-m", "gen0_policy.cli", "data", "view", str(tmp_path / "ds"), "--save", str(out)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=400,
     )
     assert proc.returncode == 0, proc.stderr
     assert "logged 12 steps" in proc.stdout

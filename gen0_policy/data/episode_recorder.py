@@ -165,7 +165,7 @@ class EpisodeRecorder:
             self.stop(False, "recorder shut down during the episode")
 
     def _write_meta(self, bag: EpisodeBag, meta: EpisodeMeta) -> None:
-        meta.message_count = bag.message_count
+        meta.message_count = bag.accepted + 1  # queued ones too, and this EpisodeInfo itself: as metadata.yaml
         bag.write(self.info_topic, self.serialize(meta), self.clock_ns())
 
     def serialize(self, meta: EpisodeMeta) -> bytes:

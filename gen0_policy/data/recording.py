@@ -100,6 +100,16 @@ def _referenced(node: tuple) -> list[str]:
 _INFINITE = QosTime(9223372036, 854775807)  # how rosbag2 writes an unset deadline/lifespan
 
 
+def subscription_qos(publishers: Iterable[tuple[bool, bool]]) -> tuple[bool, bool] | None:
+    """(reliable, transient_local) for a subscription every discovered publisher, given as (reliable,
+    transient_local), can deliver to; None while none is discovered (choosing then would be a guess:
+    a reliable reader gets nothing from a best-effort camera)."""
+    publishers = list(publishers)
+    if not publishers:
+        return None
+    return all(r for r, _ in publishers), all(t for _, t in publishers)
+
+
 def offered_qos(reliable: bool, transient_local: bool = False, depth: int = 10) -> Qos:
     """The QoS a topic's publishers offered, as rosbag2 stores it, so playback can offer the same."""
     return Qos(

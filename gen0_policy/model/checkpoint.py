@@ -69,13 +69,28 @@ def read_json(path: Path) -> Any:
 
 
 def resolve(path: str | Path) -> Path:
-    """A checkpoint folder, or a training run folder whose ``latest`` file names one."""
+    """A checkpoint folder, or a training run folder whose ``latest`` file (or link) names one."""
     path = Path(path)
-    if (path / "latest").is_file():
-        path = path / (path / "latest").read_text().strip()
+    latest = path / "latest"
+    if latest.is_file() or latest.is_symlink():
+        target = path / latest.read_text().strip() if latest.is_file() else latest
+        if not target.exists() or target.resolve() == path.resolve():
+            what = "missing" if not target.exists() else "the run folder itself"
+            raise CheckpointError(f"{latest} names {target}, which is {what}; point it at one of the run's checkpoints")
+        path = target
     if not path.is_dir():
         raise CheckpointError(f"no checkpoint at {path}; pass a folder holding model.safetensors and config.json")
     return path
+
+
+CONTENT_FILES = ("model.safetensors", "normalization.json", "embodiments.json")  # what the policy computes with
+
+
+def content_id(path: Path, meta: Mapping[str, Any]) -> str:
+    """``<run>-step<step>-<hash>``, the hash over the weights, normalization statistics and embodiments:
+    a checkpoint whose content differs has a different id, however it was made."""
+    digest = hashlib.sha256("".join(sha256(path / name) for name in CONTENT_FILES).encode()).hexdigest()
+    return f"{meta.get('run', 'gen0')}-step{int(meta.get('step', 0)):07d}-{digest[:8]}"
 
 
 def save_policy(
@@ -91,8 +106,9 @@ def save_policy(
     path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     save_file(tensors, str(path / "model.safetensors"), metadata={"format": FORMAT})
-    weights_hash = sha256(path / "model.safetensors")
-    checkpoint_id = f"{meta.get('run', 'gen0')}-step{int(meta.get('step', 0)):07d}-{weights_hash[:8]}"
+    write_json(path / "normalization.json", {name: s.to_dict() for name, s in stats.items()})
+    write_json(path / "embodiments.json", [e.to_dict() for e in embodiments])
+    checkpoint_id = content_id(path, meta)
     write_json(
         path / "config.json",
         {
@@ -104,8 +120,6 @@ def save_policy(
             **dict(meta),
         },
     )
-    write_json(path / "normalization.json", {name: s.to_dict() for name, s in stats.items()})
-    write_json(path / "embodiments.json", [e.to_dict() for e in embodiments])
     write_json(path / "manifest.json", {name: sha256(path / name) for name in POLICY_FILES})
     return checkpoint_id
 
@@ -142,4 +156,5 @@ def load_policy(path: str | Path) -> PolicyFiles:
         state_dict = load_file(str(path / "model.safetensors"))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read {path / 'model.safetensors'}: {exc}") from exc
+    meta["checkpoint_id"] = content_id(path, meta)  # what was loaded, not what config.json claims
     return PolicyFiles(path, config, state_dict, embodiments, stats, meta)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from functools import cache
 
 import numpy as np
@@ -18,26 +19,34 @@ from gen0_policy.errors import ConfigError
 
 
 class LanguageEncoder(ABC):
-    """Text -> fixed-size float32 embedding, frozen, cached per string."""
+    """Text -> fixed-size float32 embedding, frozen, cached per string: the ``cache_size`` most recently
+    used ones, keyed by their sha256 (a long instruction must not live on as a cache key)."""
 
     name: str
     dim: int
+    cache_size = 1024
 
     def __init__(self) -> None:
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
     @abstractmethod
     def _embed(self, texts: list[str]) -> np.ndarray:
         """(N, dim) float32 for N strings."""
 
     def encode(self, texts: list[str] | tuple[str, ...]) -> np.ndarray:
-        missing = sorted({t for t in texts if t not in self._cache})
-        if missing:
-            for text, vector in zip(missing, self._embed(missing), strict=True):
-                self._cache[text] = np.asarray(vector, dtype=np.float32)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([self._cache[t] for t in texts])
+        keys = {t: hashlib.sha256(t.encode("utf-8", "surrogatepass")).digest() for t in texts}
+        found = {t: self._cache[k] for t, k in keys.items() if k in self._cache}
+        missing = sorted(set(keys) - set(found))
+        if missing:
+            found.update(zip(missing, np.asarray(self._embed(missing), dtype=np.float32), strict=True))
+        for text, key in keys.items():  # most recently used last; the oldest go beyond cache_size
+            self._cache[key] = found[text]
+            self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return np.stack([found[t] for t in texts])
 
 
 class MiniLMEncoder(LanguageEncoder):

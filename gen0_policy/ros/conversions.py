@@ -123,6 +123,9 @@ def joint_state_to_arrays(msg: JointState, joint_names: Sequence[str], allow_nan
         if len(getattr(msg, key)) not in (0, n):
             raise ObservationError(f"JointState has {n} names but {len(getattr(msg, key))} {key} values")
     index = {name: i for i, name in enumerate(names)}
+    if len(index) != n:  # which of two values is the joint's? refused before any other check
+        twice = sorted({name for name in names if names.count(name) > 1})
+        raise ObservationError(f"JointState lists joints {twice} more than once; each joint must appear once")
     missing = [j for j in joint_names if j not in index]
     if missing:
         raise ObservationError(f"JointState lacks joints {missing}; it has {names}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -20,6 +19,7 @@ from trajectory_msgs.msg import JointTrajectory
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.errors import Gen0Error
 from gen0_policy.ros.conversions import float64_multi_array_msg, joint_state_positions, joint_trajectory_msg
+from gen0_policy.ros.spin import spin
 from gen0_policy.runtime.teleop import LeaderMirror, MirrorConfig
 
 
@@ -89,9 +89,7 @@ def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = LeaderMirrorNode()
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin(node)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -12,17 +12,20 @@ All the behaviour lives in gen0_policy.runtime; this file converts messages.
 from __future__ import annotations
 
 import math
+import signal
 import threading
 import time
 
 import numpy as np
 import rclpy
-from rclpy.action import ActionServer, CancelResponse
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
@@ -31,46 +34,40 @@ from gen0_msgs.action import RunTask
 from gen0_msgs.msg import ActionChunk, PolicyStatus, TaskStatus
 from gen0_msgs.srv import LoadCheckpoint, SetInstruction
 from gen0_policy.embodiment import load_embodiment
-from gen0_policy.errors import ConfigError, Gen0Error
+from gen0_policy.errors import Gen0Error
 from gen0_policy.ros import conversions as conv
+from gen0_policy.ros.lifecycle import refuse_invalid_transitions
+from gen0_policy.ros.qos import REQUESTS
 from gen0_policy.runtime import Command, FunctionClock, Runtime, RuntimeConfig, RuntimeState
+from gen0_policy.runtime.config import check_node_parameters
 from gen0_policy.runtime.horizon import Horizon
 from gen0_policy.runtime.loading import load_chunk_policy
+from gen0_policy.runtime.task import Outcome, Slots, TaskMonitor, check_instruction, check_timeout
 from gen0_policy.runtime.trajectory import Chunk
 
 PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml)
-    "embodiment": "panda",
-    "checkpoint": "",
-    "device": "cpu",
-    "instruction": "",
-    "cameras": [""],
-    "joint_states_topic": "joint_states",
-    "output_mode": "joint_trajectory",
-    "command_horizon": 0.5,
-    "horizon_refresh": 0.05,
-    "mode": "harmonic",
-    "control_rate": 100.0,
-    "max_observation_age": 0.5,
-    "uncertainty_threshold": 0.0,
-    "num_samples": 1,
-    "worker_timeout": 2.0,
-    "limit_scale": 1.0,
-    "resync_tolerance": 1.0,
-    "synchronize_joints": True,
-    "replan_period": 0.0,
-    "check_image_size": True,
-    "status_rate": 10.0,
-    "realtime_priority": 0,
-    "worker_realtime_priority": 0,
-    "uncertain_timeout": 2.0,
-    "autostart": False,
+    "embodiment": "panda", "checkpoint": "", "device": "cpu", "instruction": "", "cameras": [""],
+    "joint_states_topic": "joint_states", "output_mode": "joint_trajectory", "command_horizon": 0.5,
+    "horizon_refresh": 0.05, "mode": "harmonic",
+    "control_rate": 100.0, "max_observation_age": 0.5, "uncertainty_threshold": 0.0, "num_samples": 1,
+    "worker_timeout": 2.0, "limit_scale": 1.0, "resync_tolerance": 1.0, "synchronize_joints": True,
+    "replan_period": 0.0, "check_image_size": True, "status_rate": 10.0, "realtime_priority": 0,
+    "worker_realtime_priority": 0, "uncertain_timeout": 2.0, "autostart": False,
+}  # fmt: skip
+RUNTIME_PARAMETERS = {  # parameter: RuntimeConfig field
+    **{name: name for name in ("mode", "max_observation_age", "num_samples", "worker_timeout", "limit_scale")},
+    **{name: name for name in ("resync_tolerance", "synchronize_joints", "replan_period", "realtime_priority")},
+    "worker_realtime_priority": "worker_realtime_priority",
+    "horizon_refresh": "horizon_refresh",
+    "control_rate": "control_rate_hz",
 }
-OUTPUT_MODES = ("joint_trajectory", "forward_position")
+MAX_TASK_GOALS = 1  # one instruction at a time; further goals are rejected at once, never queued
 
 
 class PolicyNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("gen0_policy")
+        refuse_invalid_transitions(self)
         self.p = {name: self.declare_parameter(name, default).value for name, default in PARAMETERS.items()}
         self.runtime: Runtime | None = None
         self._entities: list = []
@@ -78,24 +75,31 @@ class PolicyNode(LifecycleNode):
         self._fault = ""
         self._last_state: RuntimeState | None = None
         self._last_status = 0.0
+        self._status_period = 1.0 / PARAMETERS["status_rate"]  # until configure validates the parameter
         # Held while publishing commands and while cleanup destroys the publishers: the action
         # stream's tick runs on another executor thread and must never publish on a destroyed one.
         self._output_lock = threading.Lock()
+        self._activation_lock = threading.Lock()  # guards the tick timer, which lives from activate to rest
+        self._tick_timer = None
+        self._goals, self._loads = Slots(MAX_TASK_GOALS), Slots(1)
+        self._wake: Future = Future()  # completed at every status tick: what waiting coroutines await
         self.status_pub = self.create_publisher(PolicyStatus, "~/status", 10)
         self._group = ReentrantCallbackGroup()
         self._control_group = MutuallyExclusiveCallbackGroup()
-        self.create_service(LoadCheckpoint, "~/load_checkpoint", self._on_load, callback_group=self._group)
-        self.create_service(SetInstruction, "~/set_instruction", self._on_instruction, callback_group=self._group)
+        for srv, name, callback in (
+            (LoadCheckpoint, "~/load_checkpoint", self._on_load),
+            (SetInstruction, "~/set_instruction", self._on_instruction),
+        ):
+            self.create_service(srv, name, callback, qos_profile=REQUESTS, callback_group=self._group)
         ActionServer(
-            self,
-            RunTask,
-            "~/run_task",
-            self._run_task,
-            callback_group=self._group,
-            cancel_callback=lambda _: CancelResponse.ACCEPT,
-        )
+            self, RunTask, "~/run_task", self._run_task, callback_group=self._group,
+            goal_callback=self._on_goal, cancel_callback=lambda _: CancelResponse.ACCEPT,
+            goal_service_qos_profile=REQUESTS, result_service_qos_profile=REQUESTS, cancel_service_qos_profile=REQUESTS,
+        )  # fmt: skip
         self.create_subscription(TaskStatus, "task_status", self._on_task, 10, callback_group=self._group)
-        self.create_timer(0.02, self._publish_status, callback_group=self._group)
+        # Steady time, not the node clock: a frozen /clock must be reported, not silence the status.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(0.02, self._publish_status, callback_group=self._group, clock=steady)
         if self.p["autostart"]:
             self._autostart = self.create_timer(0.1, self._start_once)
 
@@ -108,45 +112,31 @@ class PolicyNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         try:
-            if p["output_mode"] not in OUTPUT_MODES:
-                raise ConfigError(f"output_mode must be one of {OUTPUT_MODES}, got {p['output_mode']!r}")
-            if not p["checkpoint"]:
-                raise ConfigError("parameter 'checkpoint' is empty; pass -p checkpoint:=PATH (a checkpoint folder)")
+            check_node_parameters(p)
             embodiment = load_embodiment(p["embodiment"])
             policy = load_chunk_policy(p["checkpoint"], embodiment, p["device"])
             names = [c for c in p["cameras"] if c] or [c.name for c in embodiment.cameras]
             sizes = {c.name: (c.height, c.width) for c in embodiment.cameras}
             cameras = {name: sizes.get(name) if p["check_image_size"] else None for name in names}
+            settings = {field: p[name] for name, field in RUNTIME_PARAMETERS.items()}
             config = RuntimeConfig(
-                mode=p["mode"],
-                control_rate_hz=p["control_rate"],
-                max_observation_age=p["max_observation_age"],
+                **settings,
                 uncertainty_threshold=p["uncertainty_threshold"] or math.inf,
-                num_samples=p["num_samples"],
-                worker_timeout=p["worker_timeout"],
-                limit_scale=p["limit_scale"],
-                resync_tolerance=p["resync_tolerance"],
-                synchronize_joints=p["synchronize_joints"],
-                replan_period=p["replan_period"],
-                realtime_priority=p["realtime_priority"],
-                worker_realtime_priority=p["worker_realtime_priority"],
-                command_horizon=p["command_horizon"] or 1.0 / p["control_rate"],
-                horizon_refresh=p["horizon_refresh"],
+                command_horizon=p["command_horizon"] or 1.0 / p["control_rate"],  # 0: one point per tick
             )
+            clock = FunctionClock(lambda: self.get_clock().now().nanoseconds * 1e-9)
+            on_horizon = self._on_horizon if p["command_horizon"] > 0 else None
+            runtime = Runtime(policy, embodiment, config, clock, cameras, self._on_command, self._on_chunk, on_horizon)
+            runtime.set_instruction(p["instruction"])
         except Gen0Error as exc:
             return self._fail(f"configure failed: {exc}")
-        clock = FunctionClock(lambda: self.get_clock().now().nanoseconds * 1e-9)
-        on_horizon = self._on_horizon if p["command_horizon"] > 0 else None  # 0: one point per tick
-        self.runtime = Runtime(policy, embodiment, config, clock, cameras, self._on_command, self._on_chunk, on_horizon)
-        self.runtime.set_instruction(p["instruction"])
+        self.runtime, self._status_period = runtime, 1.0 / p["status_rate"]
         self.embodiment, self.p, self._fault = embodiment, p, ""
         self._make_outputs()
         for name in cameras:
-            self._entities.append(
-                self.create_subscription(
-                    Image, f"{name}/image_raw", lambda m, n=name: self._on_image(n, m), qos_profile_sensor_data
-                )
-            )
+            callback = lambda m, n=name: self._on_image(n, m)  # noqa: E731 - binds the camera
+            sub = self.create_subscription(Image, f"{name}/image_raw", callback, qos_profile_sensor_data)
+            self._entities.append(sub)
         self._entities.append(self.create_subscription(JointState, p["joint_states_topic"], self._on_joints, 10))
         self.chunk_pub = self.create_publisher(ActionChunk, "~/action_chunk", 10)
         self._entities.append(self.chunk_pub)
@@ -159,12 +149,8 @@ class PolicyNode(LifecycleNode):
         self._outputs = []
         for spec in controllers:
             forward = spec.type == "forward_position_controller" or self.p["output_mode"] == "forward_position"
-            topic, kind = (
-                (f"{spec.name}/commands", Float64MultiArray)
-                if forward
-                else (f"{spec.name}/joint_trajectory", JointTrajectory)
-            )
-            pub = self.create_publisher(kind, topic, 10)
+            kind, topic = (Float64MultiArray, "commands") if forward else (JointTrajectory, "joint_trajectory")
+            pub = self.create_publisher(kind, f"{spec.name}/{topic}", 10)
             self._entities.append(pub)
             self._outputs.append((pub, self.embodiment.joint_indices(spec.joints), spec.joints, forward))
         if not controllers:
@@ -175,14 +161,28 @@ class PolicyNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         sim_time = bool(self.get_parameter("use_sim_time").value)
         self.runtime.start(drive=not sim_time)  # wall time: the runtime's own real-time thread
-        if sim_time:  # sim time: a ROS timer on the node clock paces the action stream
-            timer = self.create_timer(self.runtime.config.period, self.runtime.tick, callback_group=self._control_group)
-            self._entities.append(timer)
         self.runtime.resume()
+        with self._activation_lock:  # sim time: a ROS timer on the node clock paces the action stream
+            if sim_time and self._tick_timer is None:
+                period = self.runtime.config.period
+                self._tick_timer = self.create_timer(period, self._tick, callback_group=self._control_group)
         return TransitionCallbackReturn.SUCCESS
 
+    def _tick(self) -> None:
+        runtime = self.runtime
+        if runtime is not None:
+            runtime.tick()
+        self._end_activation(lambda: runtime is None or runtime.quiescent)  # braked to rest after deactivate
+
+    def _end_activation(self, now=lambda: True) -> None:
+        """Destroy the activation's tick timer if ``now()`` (checked under the lock activate takes)."""
+        with self._activation_lock:
+            if self._tick_timer is not None and now():
+                self.destroy_timer(self._tick_timer)
+                self._tick_timer = None
+
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.runtime.hold("deactivated")  # brake and hold the last safe position
+        self.runtime.hold("deactivated")  # brake to rest, then send nothing
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -191,11 +191,10 @@ class PolicyNode(LifecycleNode):
             runtime, self.runtime = self.runtime, None
         if runtime is not None:
             runtime.stop()
+        self._end_activation()
         with self._output_lock:
             for entity in self._entities:
-                destroy = {"Timer": self.destroy_timer, "Publisher": self.destroy_publisher}.get(
-                    type(entity).__name__, self.destroy_subscription
-                )
+                destroy = {"Publisher": self.destroy_publisher}.get(type(entity).__name__, self.destroy_subscription)
                 destroy(entity)
             self._entities = []
         return TransitionCallbackReturn.SUCCESS
@@ -235,7 +234,10 @@ class PolicyNode(LifecycleNode):
         self._task = msg
         runtime = self.runtime
         if runtime is not None and not runtime.instruction and msg.instruction:
-            runtime.set_instruction(msg.instruction)  # the task's own instruction unless told otherwise
+            try:
+                runtime.set_instruction(msg.instruction)  # the task's own instruction unless told otherwise
+            except Gen0Error as exc:
+                self.get_logger().warn(f"ignored the task's instruction: {exc}", throttle_duration_sec=2.0)
 
     # ------------------------------------------------------------------ outputs
     def _on_command(self, command: Command) -> None:
@@ -287,88 +289,106 @@ class PolicyNode(LifecycleNode):
             msg.reason = self._fault or "not configured"
             return msg
         s = runtime.status()
-        msg.state, msg.reason, msg.uncertainty = int(s.state), s.reason, s.uncertainty
-        msg.uncertainty_threshold = min(s.uncertainty_threshold, 3.0e38)
-        msg.inference_latency, msg.observation_age, msg.control_rate = (
-            s.inference_latency,
-            s.observation_age,
-            s.control_rate,
-        )
-        msg.chunk_count, msg.checkpoint_id, msg.instruction = s.chunk_count, s.checkpoint_id, s.instruction
+        for name in ("reason", "uncertainty", "inference_latency", "observation_age", "control_rate", "chunk_count"):
+            setattr(msg, name, getattr(s, name))
+        msg.state, msg.uncertainty_threshold = int(s.state), min(s.uncertainty_threshold, 3.0e38)
+        msg.checkpoint_id, msg.instruction = s.checkpoint_id, s.instruction
         msg.warnings = list(s.warnings)
         return msg
 
     def _publish_status(self) -> None:
+        wake, self._wake = self._wake, Future()
+        wake.set_result(None)
         msg = self._status()
         now = time.monotonic()
-        if msg.state != self._last_state or now - self._last_status >= 1.0 / self.p["status_rate"]:
+        if msg.state != self._last_state or now - self._last_status >= self._status_period:
             self._last_state, self._last_status = msg.state, now
             self.status_pub.publish(msg)
 
+    async def _until(self, done) -> None:
+        """Wait for ``done()`` without holding an executor thread: resumed at every status tick."""
+        while not done():
+            await self._wake
+
     # ------------------------------------------------------------------ services and action
-    def _on_load(self, request: LoadCheckpoint.Request, response: LoadCheckpoint.Response) -> LoadCheckpoint.Response:
-        started = time.monotonic()
-        if self.runtime is None:
+    async def _on_load(self, request: LoadCheckpoint.Request, response: LoadCheckpoint.Response):
+        started, runtime = time.monotonic(), self.runtime
+        if runtime is None:
             response.success, response.message = False, "not configured; configure the node first"
             return response
-        runtime, embodiment, device = self.runtime, self.embodiment, self.p["device"]
-        future = runtime.load_policy(lambda: load_chunk_policy(request.path, embodiment, device), request.path)
+        response.checkpoint_id = runtime.checkpoint_id
+        if not self._loads.acquire():
+            response.success, response.message = False, "busy: another checkpoint is loading; try again when it is done"
+            return response
         try:
-            policy = future.result(timeout=120.0)
+            embodiment, device = self.embodiment, self.p["device"]
+            future = runtime.load_policy(lambda: load_chunk_policy(request.path, embodiment, device), request.path)
+            await self._until(future.done)  # the load runs on its own thread; the executor stays free
+            policy = future.result()
             response.success, response.message = True, f"loaded {policy.checkpoint_id}; swapping at its first chunk"
             response.checkpoint_id = policy.checkpoint_id
         except Exception as exc:  # the old policy keeps running; say why the new one did not load
             response.success, response.message = False, str(exc)
-            response.checkpoint_id = runtime.checkpoint_id
+        finally:
+            self._loads.release()
         response.load_time = time.monotonic() - started
         return response
 
     def _on_instruction(self, request, response):
         runtime = self.runtime
-        if runtime is None:
-            response.success, response.message = False, "not configured"
-        else:
+        try:
+            if runtime is None:
+                raise Gen0Error("not configured")
             runtime.set_instruction(request.instruction)
             response.success, response.message = True, f"instruction set to {request.instruction!r}"
+        except Gen0Error as exc:
+            response.success, response.message = False, str(exc)
         return response
 
-    def _run_task(self, goal_handle) -> RunTask.Result:
+    def _on_goal(self, goal: RunTask.Goal) -> GoalResponse:
+        """Accept or refuse at once: a bad goal or one too many never waits in a queue."""
+        try:
+            check_timeout(goal.timeout)
+            check_instruction(goal.instruction)
+        except Gen0Error as exc:
+            self.get_logger().warn(f"run_task goal rejected: {exc}")
+            return GoalResponse.REJECT
+        if not self._goals.acquire():
+            self.get_logger().warn(f"run_task goal rejected: {MAX_TASK_GOALS} task(s) already running; cancel first")
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    async def _run_task(self, goal_handle) -> RunTask.Result:
         """Act on the instruction until the task reports success, the timeout, a fault, lasting
-        uncertainty or a cancel."""
+        uncertainty or a cancel; checked at each status tick, holding no thread in between."""
         goal, result = goal_handle.request, RunTask.Result()
-        start, wall_start = self._now(), time.monotonic()
-        uncertain_since = None
-        runtime = self.runtime
-        if runtime is not None:
-            runtime.set_instruction(goal.instruction)
-        while rclpy.ok():
-            elapsed = self._now() - start
-            status = self._status()
-            outcome, message = None, ""
-            if goal_handle.is_cancel_requested:
-                outcome, message = RunTask.Goal.OUTCOME_CANCELED, "canceled"
-            elif status.state == PolicyStatus.STATE_FAULT or self.runtime is None:
-                outcome, message = RunTask.Goal.OUTCOME_FAULT, status.reason or "not active"
-            elif self._task is not None and self._task.success and self._task_time() > start:
-                outcome, message = RunTask.Goal.OUTCOME_SUCCEEDED, f"task {self._task.task} succeeded"
-            elif goal.timeout > 0 and elapsed > goal.timeout:
-                outcome, message = RunTask.Goal.OUTCOME_TIMED_OUT, f"no success within {goal.timeout} s"
-            if status.state == PolicyStatus.STATE_UNCERTAIN:
-                uncertain_since = uncertain_since or time.monotonic()
-                if time.monotonic() - uncertain_since > self.p["uncertain_timeout"]:
-                    outcome, message = RunTask.Goal.OUTCOME_UNCERTAIN, status.reason
-            else:
-                uncertain_since = None
-            if outcome is not None:
-                result.outcome, result.message, result.duration = outcome, message, elapsed
-                (goal_handle.canceled if outcome == RunTask.Goal.OUTCOME_CANCELED else goal_handle.succeed)()
-                return result
-            feedback = RunTask.Feedback(elapsed=elapsed, policy_state=status.state, uncertainty=status.uncertainty)
-            feedback.status = status.reason or RuntimeState(status.state).label
-            goal_handle.publish_feedback(feedback)
-            time.sleep(0.1 if time.monotonic() - wall_start < 1.0 else 0.2)
-        goal_handle.abort()
-        return result
+        try:
+            monitor = TaskMonitor(self._now(), check_timeout(goal.timeout), self.p["uncertain_timeout"])
+            runtime, next_feedback = self.runtime, 0.0
+            if runtime is not None:
+                runtime.set_instruction(goal.instruction)
+            while rclpy.ok():
+                status, task, now = self._status(), self._task, self._now()
+                state = RuntimeState(status.state) if self.runtime is not None else RuntimeState.FAULT
+                done = task is not None and task.success and self._task_time() > monitor.start
+                succeeded = task.task if done else None
+                canceled = goal_handle.is_cancel_requested
+                ended = monitor.step(now, time.monotonic(), state, status.reason, canceled, succeeded)
+                if ended is not None:
+                    result.outcome, result.message, result.duration = int(ended[0]), ended[1], now - monitor.start
+                    (goal_handle.canceled if ended[0] == Outcome.CANCELED else goal_handle.succeed)()
+                    return result
+                if time.monotonic() >= next_feedback:
+                    feedback = RunTask.Feedback(elapsed=now - monitor.start, policy_state=status.state)
+                    feedback.uncertainty, feedback.status = status.uncertainty, status.reason or state.label
+                    goal_handle.publish_feedback(feedback)
+                    next_feedback = time.monotonic() + 0.1
+                wake = self._wake
+                await self._until(wake.done)
+            goal_handle.abort()
+            return result
+        finally:
+            self._goals.release()
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -378,9 +398,10 @@ class PolicyNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    # Ctrl-C raises KeyboardInterrupt here instead of shutting the context down under the runtime's
+    # Ctrl-C (and SIGTERM) raises KeyboardInterrupt here instead of shutting the context down under the runtime's
     # threads, so the runtime stops before its publishers go away.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # systemd and docker stop with SIGTERM: same as Ctrl-C
     node = PolicyNode()
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)

@@ -18,12 +18,13 @@ from pathlib import Path
 import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
 from gen0_msgs.action import PostTrain
 from gen0_msgs.srv import LoadCheckpoint
 from gen0_policy.errors import Gen0Error
+from gen0_policy.ros.spin import spin
 from gen0_policy.train.config import TrainConfig
 from gen0_policy.train.posttrain import PostTrainJob
 from gen0_policy.train.posttrain_runner import PostTrainOutcome, PostTrainProcess
@@ -200,12 +201,8 @@ class PostTrainNode(Node):
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = PostTrainNode()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin(node, MultiThreadedExecutor(num_threads=4))
     finally:
         node.shutdown()
         node.destroy_node()

@@ -22,7 +22,10 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from gen0_msgs.msg import EpisodeInfo
 from gen0_msgs.srv import StartEpisode, StopEpisode
 from gen0_policy.data.episode_recorder import EpisodeMeta, EpisodeRecorder, missing_topics
-from gen0_policy.data.recording import offered_qos
+from gen0_policy.data.recording import offered_qos, subscription_qos
+from gen0_policy.ros.qos import REQUESTS
+
+LATCHED = DurabilityPolicy.TRANSIENT_LOCAL
 
 
 def _message_class(msgtype: str) -> type:
@@ -60,10 +63,11 @@ class RecorderNode(Node):
             clock_ns=lambda: self.get_clock().now().nanoseconds,
         )
         self.subs: dict[str, object] = {}
+        self.chosen_qos: dict[str, tuple[bool, bool]] = {}  # topic -> (reliable, transient local) subscribed with
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.info_pub = self.create_publisher(EpisodeInfo, p["episode_info_topic"], latched)
-        self.create_service(StartEpisode, "~/start_episode", self.start)
-        self.create_service(StopEpisode, "~/stop_episode", self.stop)
+        self.create_service(StartEpisode, "~/start_episode", self.start, qos_profile=REQUESTS)
+        self.create_service(StopEpisode, "~/stop_episode", self.stop, qos_profile=REQUESTS)
         self.create_timer(float(p["discovery_period"]), self.discover)
         self.create_timer(1.0, lambda: self.publish(self.recorder.progress()))
         self.discover()
@@ -77,27 +81,36 @@ class RecorderNode(Node):
             self.publish(failed)
         types = dict(self.get_topic_names_and_types())
         for topic in self.topics:
-            if topic in self.subs or topic not in types:
-                continue
-            msgtype = types[topic][0]
+            if self.subs.get(topic, 0) is None or topic not in types:
+                continue  # not importable (said once), or not in the graph yet
             pubs = self.get_publishers_info_by_topic(topic)
-            reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in pubs)
-            latched = bool(pubs) and all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in pubs)
-            qos = QoSProfile(
-                depth=self.qos_depth,
-                reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+            chosen = subscription_qos(
+                (p.qos_profile.reliability == ReliabilityPolicy.RELIABLE, p.qos_profile.durability == LATCHED)
+                for p in pubs
             )
+            if chosen is None or chosen == self.chosen_qos.get(topic):
+                continue  # no publisher to choose for (keep what we have), or nothing changed
+            msgtype = types[topic][0]
             try:
                 cls = _message_class(msgtype)
             except (ImportError, AttributeError) as exc:
                 self.get_logger().error(f"cannot record {topic}: message type {msgtype} not importable ({exc})")
                 self.subs[topic] = None
                 continue
+            reliable, latched = chosen
+            qos = QoSProfile(
+                depth=self.qos_depth,
+                reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                durability=LATCHED if latched else DurabilityPolicy.VOLATILE,
+            )
+            if topic in self.subs:  # the publishers changed: a subscription they cannot all serve goes
+                self.destroy_subscription(self.subs.pop(topic))
             self.recorder.add_topic(topic, msgtype, offered_qos(reliable, latched, self.qos_depth))
             callback = lambda data, t=topic: self.recorder.write(t, data)  # noqa: E731 - binds the topic
             self.subs[topic] = self.create_subscription(cls, topic, callback, qos, raw=True)
-            self.get_logger().info(f"subscribed to {topic} [{msgtype}]")
+            self.chosen_qos[topic] = chosen
+            kind = ("reliable" if reliable else "best effort") + (", transient local" if latched else "")
+            self.get_logger().info(f"subscribed to {topic} [{msgtype}] ({kind}, from {len(pubs)} publisher(s))")
 
     def start(self, request: StartEpisode.Request, response: StartEpisode.Response) -> StartEpisode.Response:
         answer = self.recorder.start(request.instruction, request.task, request.operator_name, list(request.tags))
@@ -148,6 +161,9 @@ def main(args: list[str] | None = None) -> None:
             executor.spin_once(timeout_sec=0.2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise  # a real error; otherwise a SIGTERM shut the context down mid-wait (see ros/spin.py)
     finally:
         node.recorder.shutdown()
         node.destroy_node()

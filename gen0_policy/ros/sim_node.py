@@ -16,7 +16,6 @@ import time
 from typing import TYPE_CHECKING
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
@@ -28,6 +27,8 @@ from gen0_msgs.msg import TaskStatus
 from gen0_msgs.srv import ResetTask
 from gen0_policy.errors import CommandError, Gen0Error
 from gen0_policy.ros import conversions as conv
+from gen0_policy.ros.qos import REQUESTS
+from gen0_policy.ros.spin import spin
 
 if TYPE_CHECKING:
     from gen0_policy.sim.teleop import ControllerCommand, ExpertTeleop
@@ -91,7 +92,7 @@ class SimNode(Node):
             self.create_subscription(msg_type, topic, lambda msg, n=spec.name, t=topic: self._on_command(n, t, msg), 10)
             if p["expert_teleop"]:
                 self.teleop_pubs[spec.name] = self.create_publisher(msg_type, topic, 10)
-        self.create_service(ResetTask, "~/reset", self._on_reset)
+        self.create_service(ResetTask, "~/reset", self._on_reset, qos_profile=REQUESTS)
         self._threads = [threading.Thread(target=self._run, name="physics", daemon=True)]
         if p["camera_rate"] > 0 and self.env.embodiment.cameras:
             self._threads.append(threading.Thread(target=self._render_loop, name="cameras", daemon=True))
@@ -180,9 +181,11 @@ class SimNode(Node):
     # ------------------------------------------------------------ physics thread
 
     def _run(self) -> None:
-        # one tick = a whole number of physics steps, as close to 1 / update_rate as possible
+        # One tick = the whole physics steps that reach the next multiple of 1 / update_rate: 200 Hz on a
+        # 2 ms timestep alternates 2 and 3 steps (a fixed round(2.5) = 2 steps ran at 250 Hz).
         timestep = float(self.env.model.opt.timestep)
-        dt = max(1, round(1.0 / float(self.params["update_rate"]) / timestep)) * timestep
+        period = 1.0 / float(self.params["update_rate"])
+        next_tick = self.now() + period
         rtf = float(self.params["real_time_factor"])
         status_period = 1.0 / float(self.params["status_rate"])
         next_status = 0.0
@@ -192,8 +195,10 @@ class SimNode(Node):
                 with self._lock:
                     commands = self.teleop.step() if self.teleop is not None else []
                     self.env.set_targets(self.controllers.targets(self.now()))
-                    self.env.step(duration=dt)
+                    steps = max(1, round((next_tick - self.now()) / timestep))
+                    self.env.step(duration=steps * timestep)
                     now = self.now()
+                    next_tick = max(next_tick + period, now + timestep / 2)  # a reset may move the clock on
                     self._publish_state(now)
                 self._publish_teleop(commands)
                 if now >= next_status:
@@ -315,9 +320,9 @@ def main(args: list[str] | None = None) -> None:
     node = None
     try:
         node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin(node)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C while the node was being built
     finally:
         if node is not None:
             node.stop()

@@ -44,6 +44,7 @@ class ActionStream:
         # taken before now is conditioned on what was commanded since that observation.
         self._history: deque[tuple[float, np.ndarray]] = deque(maxlen=max(2, math.ceil(history_seconds / period)))
         self._pending: Chunk | None = None
+        self._anchor: np.ndarray | None = None  # where a restart goes (at the limits) before anything else
         self._state: SafeState | None = None
         self._trajectory: Trajectory | None = None
         self._last_t = math.nan
@@ -67,22 +68,42 @@ class ActionStream:
         return self._trajectory
 
     def reset(self, t: float, position: np.ndarray) -> None:
-        """Start (or restart, after a clock jump) at rest at ``position`` at time ``t``."""
+        """Start at rest at ``position`` at time ``t``; once started (a clock jump), keep the commanded
+        position and velocity and brake from there: only the time base starts over."""
         with self._lock:
-            start = self.safety.start(position if self._state is None else self._state.position)
-            self._state = start
-            self._trajectory = Trajectory.hold(t, start.position)
+            if self._state is None:
+                self._state = self.safety.start(position)
+            self._trajectory = Trajectory.hold(t, self._state.position)
             self._last_t = t
-            self._pending = None
+            self._pending, self._anchor = None, None
             self._holding = True
             self._history.clear()
 
     def restart(self, t: float, position: np.ndarray) -> None:
-        """Start over at rest at a new measured ``position`` (the robot was reset or moved externally)."""
+        """Re-anchor at a new measured ``position`` (the robot was reset or moved externally). The
+        command goes there through the safety filter like any other (never a jump), then rests."""
         with self._lock:
-            self._state = self.safety.start(position)
-            self._trajectory = Trajectory.hold(t, self._state.position)
-            self._last_t, self._pending, self._holding = t, None, True
+            if self._state is None:
+                self._state = self.safety.start(position)
+            self._anchor = self.safety.start(position).position
+            self._trajectory = Trajectory.hold(t, self._anchor)
+            self._pending, self._holding = None, True
+
+    @property
+    def settling(self) -> bool:
+        """A re-anchor is still on its way to the measured position it was given."""
+        with self._lock:
+            return self._anchor is not None
+
+    @property
+    def at_rest(self) -> bool:
+        with self._lock:
+            return self._state is not None and not np.any(self._state.velocity)
+
+    def clear(self) -> None:
+        """Forget the stream: the next ``reset`` starts from the position it is given (a new activation)."""
+        with self._lock:
+            self._state = self._trajectory = self._pending = self._anchor = None
             self._history.clear()
 
     def rebase(self, t: float) -> None:
@@ -133,20 +154,25 @@ class ActionStream:
             dt = now - self._last_t
             if dt <= 0:  # time stood still (paused simulation): repeat the last command
                 return self._command(now, state, trajectory, clamped=self._last_clamped)
-            dt = min(dt, 2 * self.period)  # a late tick must not license a larger step
-            if hold:
+            # A late tick must not license a larger step: the command is reached one period after it is
+            # sent (time_from_start), whatever the time since the last one.
+            dt = min(dt, self.period)
+            if pending is not None and not hold:
+                anchor_v = state.velocity
+                if not self._last_clamped and not self._holding and not trajectory.is_hold:
+                    anchor_v = trajectory.velocity(self._last_t)  # the curve's own slope: exact C1
+                trajectory = Trajectory.from_chunk(pending, self._last_t, state.position, anchor_v, self.swap_min_gap)
+                self._anchor = None
+                self.swaps += 1
+            clamped = False
+            if self._anchor is not None:  # re-anchoring: on the way to the measured position, at the limits
+                state = self.safety.approach(state, self._anchor, dt)
+                if np.allclose(state.position, self._anchor, rtol=0, atol=1e-9) and not np.any(state.velocity):
+                    self._anchor = None
+            elif hold:
                 state = self.safety.stop(state, dt)
                 trajectory = Trajectory.hold(now, state.position)
-                clamped = False
             else:
-                if pending is not None:
-                    anchor_v = state.velocity
-                    if not self._last_clamped and not self._holding and not trajectory.is_hold:
-                        anchor_v = trajectory.velocity(self._last_t)  # the curve's own slope: exact C1
-                    trajectory = Trajectory.from_chunk(
-                        pending, self._last_t, state.position, anchor_v, self.swap_min_gap
-                    )
-                    self.swaps += 1
                 state, clamped = self.safety.step(state, trajectory.position(now), dt)
             self._state, self._trajectory = state, trajectory
             self._last_t, self._last_clamped, self._holding = now, clamped, hold

@@ -33,6 +33,8 @@ class RuntimeConfig:
     # was trained on simultaneous ones); the chunk then starts at that instant (see perception).
     synchronize_joints: bool = True
     clock_jump_forward: float = 1.0  # s; a larger forward leap between ticks counts as a clock jump
+    # s of wall time the runtime clock may stand still (a frozen or paused /clock) before it is a fault
+    clock_stall_timeout: float = 1.0
     realtime_priority: int = 0  # SCHED_FIFO priority (1-99) of the action-stream thread; 0: normal scheduling
     worker_realtime_priority: int = 0  # SCHED_FIFO priority of the inference thread (keep below the stream's)
     worker_nice: int = 0  # nice value (-20..19) of the inference thread; < 0 keeps a GIL holder from being starved
@@ -64,6 +66,7 @@ class RuntimeConfig:
             "torch_threads": self.torch_threads >= 0,
             "gil_switch_interval": self.gil_switch_interval >= 0,
             "clock_jump_forward": self.clock_jump_forward > 0,
+            "clock_stall_timeout": self.clock_stall_timeout > 0,
             "resync_tolerance": self.resync_tolerance >= 0,
             "realtime_priority": 0 <= self.realtime_priority <= 99,
             "worker_realtime_priority": 0 <= self.worker_realtime_priority <= 99,
@@ -84,3 +87,26 @@ class RuntimeConfig:
     @property
     def period(self) -> float:
         return 1.0 / self.control_rate_hz
+
+
+OUTPUT_MODES = ("joint_trajectory", "forward_position")
+
+
+def check_node_parameters(p: dict) -> None:
+    """The policy node's own parameters (the rest become a :class:`RuntimeConfig`, which checks itself):
+    a bad value is refused at configure with what is allowed, never found later by a crash."""
+    problems = []
+    if p["output_mode"] not in OUTPUT_MODES:
+        problems.append(f"output_mode must be one of {OUTPUT_MODES}, got {p['output_mode']!r}")
+    if not p["checkpoint"]:
+        problems.append("parameter 'checkpoint' is empty; pass -p checkpoint:=PATH (a checkpoint folder)")
+    if not 1 <= p["status_rate"] <= 1000:  # also refuses NaN; slower than 1 Hz, silence looks like a hang
+        problems.append(f"status_rate must be in [1, 1000] Hz, got {p['status_rate']}")
+    if not 0 < p["uncertain_timeout"] < math.inf:
+        problems.append(f"uncertain_timeout must be a positive number of seconds, got {p['uncertain_timeout']}")
+    if not 0 <= p.get("command_horizon", 0.0) < math.inf:
+        problems.append(f"command_horizon must be >= 0 s (0: one point per control tick), got {p['command_horizon']}")
+    if not 0 <= p["uncertainty_threshold"] < math.inf:
+        problems.append(f"uncertainty_threshold must be >= 0 (0: never hold), got {p['uncertainty_threshold']}")
+    if problems:
+        raise ConfigError("; ".join(problems))

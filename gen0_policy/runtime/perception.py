@@ -81,6 +81,9 @@ class PerceptionStream:
     # Per-joint speeds (units/s) no real motion exceeds; a faster change between two joint states is
     # a teleport (simulator reset, estimator reinitialised) and is counted in ``joint_jumps``.
     joint_speed_limits: np.ndarray | None = None
+    # (lower, upper) joint limits: a joint state further outside them than a quarter of the joint's range
+    # is not a measurement (a garbage value, a unit error) and is refused, not re-anchored to.
+    joint_bounds: tuple[np.ndarray, np.ndarray] | None = None
     synchronize_joints: bool = False  # pair images with the joint state of their time (module docstring)
     joint_history_seconds: float = 1.0  # how far back that joint state can be found
 
@@ -94,6 +97,7 @@ class PerceptionStream:
         self.rejected = 0
         self.joint_jumps = 0
         self.joint_jump_reason = ""
+        self.out_of_order = 0  # messages dropped for a stamp older than the one held
 
     @property
     def sources(self) -> Sequence[str]:
@@ -113,7 +117,10 @@ class PerceptionStream:
         with self._lock:
             previous = self._slots.get(source)
             if previous is not None and stamp < previous.stamp:
-                return  # out-of-order delivery: latest wins by stamp, not by arrival
+                self.out_of_order += 1
+                return  # out-of-order delivery: latest wins by stamp, not by arrival; checked before all else
+            if source == JOINTS:
+                self._check_jump(value, stamp, previous)
             self._seq += 1
             self._slots[source] = Stamped(value, stamp, now)
             if source == JOINTS and self.synchronize_joints:
@@ -149,24 +156,33 @@ class PerceptionStream:
         if not np.all(np.isfinite(value)):
             bad = np.flatnonzero(~np.isfinite(value)).tolist()
             self._reject(f"joint state contains NaN/inf at indices {bad}", JOINTS)
-        self._check_jump(value, stamp)
+        if self.joint_bounds is not None:
+            lower, upper = self.joint_bounds
+            margin = 0.25 * (upper - lower)
+            outside = np.flatnonzero((value < lower - margin) | (value > upper + margin))
+            if outside.size:
+                i = int(outside[0])
+                self._reject(
+                    f"joint state puts joint {i} at {value[i]:.4g}, far outside its limits [{lower[i]:.3f}, "
+                    f"{upper[i]:.3f}]; a unit or wiring error?",
+                    JOINTS,
+                )
         self._accept(JOINTS, value.copy(), stamp)
 
-    def _check_jump(self, value: np.ndarray, stamp: float | None) -> None:
-        previous = self._slots.get(JOINTS)
+    def _check_jump(self, value: np.ndarray, stamp: float, previous: Stamped | None) -> None:
+        """Count a joint state that moved faster than any joint can (called under the lock, after the
+        out-of-order drop: a stale message is never compared with a newer one)."""
         if self.joint_speed_limits is None or previous is None:
             return
-        dt = max((self.clock.now() if stamp is None else stamp) - previous.stamp, 0.0)
+        dt = max(stamp - previous.stamp, 0.0)
         limited = np.isfinite(self.joint_speed_limits)  # inf: exempt (grippers)
         allowed = 2.0 * np.where(limited, self.joint_speed_limits, 0.0) * dt + 0.02
         excess = np.where(limited, np.abs(value - previous.value) - allowed, -np.inf)
         worst = int(np.argmax(excess))
         if excess[worst] > 0:
-            with self._lock:
-                self.joint_jumps += 1
-                self.joint_jump_reason = (
-                    f"joint {worst} jumped {abs(value[worst] - previous.value[worst]):.3f} in {dt:.3f} s"
-                )
+            self.joint_jumps += 1
+            jump = abs(value[worst] - previous.value[worst])
+            self.joint_jump_reason = f"joint {worst} jumped {jump:.3f} in {dt:.3f} s"
 
     def put_image(self, camera: str, image: np.ndarray, stamp: float | None = None) -> None:
         """Accept an ``(H, W, 3)`` uint8 RGB image from a known camera of the expected size."""

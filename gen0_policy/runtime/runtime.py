@@ -30,6 +30,7 @@ from gen0_policy.runtime.policy import ChunkPolicy, validate_output
 from gen0_policy.runtime.rate import RateLoop, set_nice, set_realtime
 from gen0_policy.runtime.safety import SafetyFilter, SafetyLimits
 from gen0_policy.runtime.status import RuntimeState, RuntimeStatus
+from gen0_policy.runtime.task import check_instruction
 from gen0_policy.runtime.trajectory import Chunk
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Runtime:
             cameras,
             self.clock,
             joint_speed_limits=speeds,
+            joint_bounds=(embodiment.lower, embodiment.upper),
             synchronize_joints=self.config.synchronize_joints,
         )
         self._joint_jumps = 0
@@ -115,6 +117,7 @@ class Runtime:
         self._observation_age = 0.0
         self._period_estimate = 0.0
         self._last_tick: float | None = None
+        self._clock_seen = (math.nan, time.monotonic())  # (runtime clock, wall time it last moved)
 
     # ----------------------------------------------------------------- control
     @property
@@ -126,19 +129,21 @@ class Runtime:
         return str(getattr(self._policy, "checkpoint_id", ""))
 
     def set_instruction(self, instruction: str) -> None:
-        self.instruction = str(instruction)
+        """Raises CommandError for an instruction too long to be one (the old one stays)."""
+        self.instruction = check_instruction(instruction)
 
     def start(self, drive: bool = True) -> None:
         """Start thinking (and, with ``drive``, acting at ``control_rate_hz`` on a wall-clock thread)."""
         if self._running:
             return
         configure_threads(self.config)
+        self._threads = []  # the last run's (dead) worker must not be judged while the new one starts
         self._stop.clear()
         self._running = True
         target = self._harmonic_worker if self.config.mode == "harmonic" else self._synchronous_loop
         thread = threading.Thread(target=self._guard(target), name=f"gen0-{self.config.mode}", daemon=True)
-        self._threads = [thread]
         thread.start()
+        self._threads = [thread]  # only once alive: a status read meanwhile must not see a "dead" worker
         if drive and self.config.mode == "harmonic":
             self._rate = RateLoop(
                 self.config.period,
@@ -158,10 +163,19 @@ class Runtime:
         self._running = False
 
     def hold(self, reason: str = "held by operator") -> None:
-        """Brake and hold until :meth:`resume` (lifecycle deactivate)."""
+        """Brake to rest, then send nothing until :meth:`resume` (lifecycle deactivate)."""
         self._operator_hold = reason
 
+    @property
+    def quiescent(self) -> bool:
+        """Held by the operator and at rest: ticking produces no command (a tick source may stop)."""
+        return bool(self._operator_hold) and (not self.stream.started or self.stream.at_rest)
+
     def resume(self) -> None:
+        """Act again (lifecycle activate): the time between is no clock jump and no frozen clock."""
+        self._jumps.reset()
+        self._last_tick = None
+        self._clock_seen = (math.nan, time.monotonic())
         self._operator_hold = ""
 
     def swap_policy(self, policy: ChunkPolicy) -> None:
@@ -193,6 +207,10 @@ class Runtime:
     def tick(self, now: float | None = None) -> Command | None:
         """Produce the command for ``now`` (default: the runtime clock). Never blocks on inference."""
         now = self.clock.now() if now is None else now
+        if self._operator_hold and (not self.stream.started or self.stream.at_rest):
+            self._jumps.reset()  # deactivated and at rest: no commands at all, and no clock to watch
+            self._last_tick = None
+            return None
         jump = self._jumps.check(now)
         if jump is not None:
             self._on_clock_jump(now, jump.describe())
@@ -224,7 +242,7 @@ class Runtime:
         if self.perception.joint_jumps != self._joint_jumps:
             self._joint_jumps = self.perception.joint_jumps
             why = f"the measured {self.perception.joint_jump_reason} (robot reset?)"
-        elif self.config.resync_tolerance > 0:
+        elif self.config.resync_tolerance > 0 and not self.stream.settling:
             error = np.where(self._arm, np.abs(measured - self.stream.position()), 0.0)
             worst = int(np.argmax(error))
             if error[worst] > self.config.resync_tolerance:
@@ -253,6 +271,14 @@ class Runtime:
             return RuntimeState.IDLE, "not started"
         if self._operator_hold:
             return RuntimeState.IDLE, self._operator_hold
+        wall = time.monotonic()
+        if now != self._clock_seen[0]:
+            self._clock_seen = (now, wall)
+        elif wall - self._clock_seen[1] > self.config.clock_stall_timeout:
+            return RuntimeState.FAULT, (
+                f"the runtime clock has not advanced for {wall - self._clock_seen[1]:.1f} s "
+                "(is /clock still published? is the simulator paused?)"
+            )
         if self._worker_error:
             return RuntimeState.FAULT, self._worker_error
         if self._rate is not None and not self._rate.alive and self._rate.error is not None:

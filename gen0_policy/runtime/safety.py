@@ -115,6 +115,14 @@ class SafetyFilter:
         velocity = (position - state.position) / dt
         return SafeState(position, velocity), modified
 
+    def approach(self, state: SafeState, target: np.ndarray, dt: float) -> SafeState:
+        """Next safe state on the way to rest at ``target`` (a re-anchor after the robot was moved): the
+        speed that can still stop there at the acceleration limit (``v^2 <= 2 a d``), never overshooting
+        by more than one step."""
+        error = np.asarray(target, dtype=np.float64) - state.position
+        speed = np.minimum(np.sqrt(2 * self.limits.acceleration * np.abs(error)), np.abs(error) / dt)
+        return self.step(state, state.position + np.sign(error) * speed * dt, dt)[0]
+
     def stop(self, state: SafeState, dt: float) -> SafeState:
         """Decelerate toward rest at the acceleration limit (holding the last safe position)."""
         return self.step(state, None, dt)[0]

@@ -112,7 +112,7 @@ class SimEnv:
         duration = self.control_dt if duration is None else float(duration)
         if duration < 0:
             raise ConfigError(f"step duration must be >= 0, got {duration}")
-        n_control = round(duration / self.control_dt)
+        n_control = int(duration / self.control_dt + 1e-9)  # whole control periods; never past ``duration``
         for _ in range(n_control):
             mujoco.mj_step(self.model, self.data, nstep=self._n_sub)
             self.task.update(self.model, self.data)

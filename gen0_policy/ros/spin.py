@@ -1,0 +1,21 @@
+"""How our node processes spin and stop."""
+
+from __future__ import annotations
+
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+
+
+def spin(node: Node, executor: Executor | None = None) -> None:
+    """Spin ``node`` until Ctrl-C or SIGTERM. rclpy's signal handler shuts the context down; when that
+    lands while the executor builds its wait set, rclpy raises RCLError ("context is not valid")
+    instead of ExternalShutdownException: a stop all the same, not a crash with a traceback."""
+    executor = executor or SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if node.context.ok():
+            raise  # a real error, not the shutdown

@@ -1,0 +1,88 @@
+"""Process hygiene: SIGINT (Ctrl-C), SIGTERM (systemd, docker) and SIGKILL of the launcher and of each
+node stop it, and leave nothing of ours running. Before issue 13, SIGTERM to `gen0 bringup` exited at
+once and orphaned both nodes under init, and the policy node died of SIGTERM without stopping its
+runtime."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_ros_policy_node import make_checkpoint
+
+from conftest import processes_of_test, wait_until
+
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(180)]
+
+SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("checkpoint") / "a", "signals")
+
+
+def assert_nothing_left(test_id: str, timeout: float = 20.0) -> None:
+    try:
+        wait_until(lambda: not processes_of_test(test_id), timeout, what="every process of the test to exit")
+    except AssertionError:
+        raise AssertionError(f"left running: {processes_of_test(test_id)}") from None
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
+def test_a_signal_to_bringup_stops_both_nodes(processes, no_process_left_behind, checkpoint, sig) -> None:
+    bringup = processes.python(
+        "-m", "gen0_policy.cli", "bringup", "sim", "--embodiment", "panda", "--task", "reach",
+        "--checkpoint", str(checkpoint), name="bringup",
+    )  # fmt: skip
+    wait_until(lambda: "configured panda" in processes.output(bringup), 120, what="both nodes up")
+    nodes = processes_of_test(no_process_left_behind)
+    assert sum("sim_node" in c for c in nodes.values()) == 1 and sum("policy_node" in c for c in nodes.values()) == 1
+    bringup.send_signal(sig)  # to the launcher alone, as docker and a supervisor's main-PID kill do
+    assert_nothing_left(no_process_left_behind)
+    bringup.wait(timeout=10)
+    if sig != signal.SIGKILL:
+        assert bringup.returncode == 0, processes.output(bringup)
+
+
+NODES = {
+    "policy": (["gen0_policy.ros.policy_node", "--params-file", "config/policy_node.yaml"], "configured panda"),
+    "sim": (["gen0_policy.ros.sim_node", "--params-file", "config/sim_node.yaml", "-p", "task:=reach"], "simulating"),
+    "recorder": (["gen0_policy.ros.recorder_node", "-p", "output_dir:={tmp}"], "recording"),
+    "leader_mirror": (["gen0_policy.ros.leader_mirror_node"], "mirroring"),
+}
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
+@pytest.mark.parametrize("node", list(NODES))
+def test_a_signal_to_a_node_stops_it_cleanly(processes, no_process_left_behind, checkpoint, tmp_path, node, sig):
+    (module, *params), ready = NODES[node]
+    params = [p.format(tmp=tmp_path) for p in params]
+    if node == "policy":
+        params += ["-p", f"checkpoint:={checkpoint}", "-p", "autostart:=true"]  # after the file: they win
+    proc = processes.python("-m", module, "--ros-args", *params, name=node)
+    wait_until(lambda: ready in processes.output(proc) or proc.poll() is not None, 90, what=f"{node} up")
+    assert proc.poll() is None, processes.output(proc)
+    time.sleep(0.5)  # running, not just started
+    proc.send_signal(sig)
+    assert_nothing_left(no_process_left_behind)
+    proc.wait(timeout=5)
+    expected = -signal.SIGKILL if sig == signal.SIGKILL else 0
+    assert proc.returncode == expected, processes.output(proc)
+    assert "Traceback" not in processes.output(proc)
+
+
+def test_the_leftover_check_sees_a_process_of_this_test_only_while_it_runs(no_process_left_behind) -> None:
+    """The enforcer itself: test/conftest.py fails any test whose processes outlive it."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        wait_until(lambda: proc.pid in processes_of_test(no_process_left_behind), 5, what="the sleeper")
+        assert proc.pid not in processes_of_test("some-other-test")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.pid not in processes_of_test(no_process_left_behind)

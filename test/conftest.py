@@ -79,6 +79,13 @@ def ros_domain_id(monkeypatch: pytest.MonkeyPatch) -> int:
     return domain
 
 
+def _default_sigint() -> None:
+    """In a child, before exec: SIGINT as a terminal gives it. A test run started as a background job
+    of a non-interactive shell ignores SIGINT, and ignored signals are inherited, so a node would
+    never see the Ctrl-C a test sends it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Processes:
     """Starts real child processes (nodes, CLIs) and makes sure none outlives its test."""
 
@@ -95,6 +102,7 @@ class Processes:
             env={**os.environ, **(env or {})},
             cwd=REPO,
             start_new_session=True,
+            preexec_fn=_default_sigint,
         )
         self.procs.append((proc, log))
         return proc

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     named = commands(bringup)
     if args.viewer:
         params = {"embodiment": args.embodiment, "save_path": str(Path(args.viewer).resolve())}
-        named.append(("viewer", node_command("gen0_policy.ros.viewer_node", config_dir() / "sim_node.yaml", params)))
+        named.append(("viewer", node_command("gen0_policy.ros.viewer_node", config_dir() / "viewer_node.yaml", params)))
     say(f"starting the MuJoCo sim ({embodiment.name}, task {args.task}) and the policy ({args.checkpoint})")
     procs = [(name, start_node(command)) for name, command in named]
     last = {"state": ""}

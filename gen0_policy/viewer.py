@@ -45,13 +45,17 @@ class PolicyViewer:
 
         self.rr = rr
         self.rec = rr.RecordingStream(name)
+        sinks = []  # every destination at once: a file for later and a live viewer
         if save:
             Path(save).parent.mkdir(parents=True, exist_ok=True)
-            self.rec.save(str(save))
+            sinks.append(rr.FileSink(str(save)))
         if spawn:
-            self.rec.spawn(connect=False)
+            self.rec.spawn(connect=False)  # start the viewer process; the gRPC sink below feeds it
+            sinks.append(rr.GrpcSink())
         if connect:
-            self.rec.connect_grpc(connect)
+            sinks.append(rr.GrpcSink(connect))
+        if sinks:
+            self.rec.set_sinks(*sinks)
         self.model_image_size = model_image_size
         self._state = ""
 

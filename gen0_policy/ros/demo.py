@@ -19,8 +19,6 @@ from gen0_policy.bringup import check_checkpoint, commands, dead_node, node_comm
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.paths import config_dir
 
-STATES = ("idle", "running", "holding", "uncertain", "fault", "loading")
-
 
 def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
@@ -42,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     last = {"state": ""}
 
     def on_status(msg) -> None:
-        state = STATES[msg.state] if msg.state < len(STATES) else str(msg.state)
+        state = RuntimeState(msg.state).label if msg.state <= max(RuntimeState) else f"state {msg.state}"
         line = f"policy {state}" + (f": {msg.reason}" if msg.reason else "")
         if line != last["state"]:
             last["state"] = line
@@ -50,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     from gen0_policy.data.video import write_episode_video
     from gen0_policy.ros.task_client import TaskClient
+    from gen0_policy.runtime.status import RuntimeState
 
     client = TaskClient("gen0_demo", cameras=[c.name for c in embodiment.cameras], on_status=on_status)
     results = []

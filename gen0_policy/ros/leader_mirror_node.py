@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -19,7 +18,7 @@ from trajectory_msgs.msg import JointTrajectory
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.errors import Gen0Error
 from gen0_policy.ros.conversions import float64_multi_array_msg, joint_state_positions, joint_trajectory_msg
-from gen0_policy.ros.spin import spin
+from gen0_policy.ros.spin import run_node
 from gen0_policy.runtime.teleop import LeaderMirror, MirrorConfig
 
 
@@ -86,13 +85,7 @@ class LeaderMirrorNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = LeaderMirrorNode()
-    try:
-        spin(node)
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(LeaderMirrorNode, args)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
@@ -19,3 +22,14 @@ def spin(node: Node, executor: Executor | None = None) -> None:
     except Exception:
         if node.context.ok():
             raise  # a real error, not the shutdown
+
+
+def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> None:
+    """A node process's ``main``: init, build the node, spin until Ctrl-C or SIGTERM, tear down."""
+    rclpy.init(args=args)
+    node = make_node()
+    try:
+        spin(node)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()

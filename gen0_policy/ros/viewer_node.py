@@ -9,7 +9,6 @@ the policy's chunks and status), so the policy never waits for it. Everything it
 
 from __future__ import annotations
 
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -20,7 +19,7 @@ from gen0_msgs.msg import ActionChunk, PolicyStatus
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.errors import Gen0Error
 from gen0_policy.ros.conversions import image_to_array, joint_state_positions, to_seconds
-from gen0_policy.ros.spin import spin
+from gen0_policy.ros.spin import run_node
 from gen0_policy.runtime.status import RuntimeState
 from gen0_policy.viewer import PolicyViewer
 
@@ -103,13 +102,7 @@ class ViewerNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = ViewerNode()
-    try:
-        spin(node)
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(ViewerNode, args)
 
 
 if __name__ == "__main__":

@@ -89,7 +89,8 @@ class Probe:
         self.change_state = n.create_client(ChangeState, f"{NODE}/change_state")
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(n)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spin.start()
         # The fake robot, driven from its own thread: what it publishes is set by these fields.
         self.sim_time = 100.0
         self.position = PANDA.home.copy()
@@ -165,6 +166,7 @@ class Probe:
         if self._thread.is_alive():
             self._thread.join()
         self.executor.shutdown()
+        self._spin.join(10)  # spin must be out of its wait set before the context goes
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
 
@@ -387,6 +389,20 @@ def rate(value: float):
     return Parameter(name="status_rate", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
 
 
+def warm_up(client, request, attempts: int = 10) -> None:
+    """Call until one answer arrives: then both DDS endpoints of this client know each other."""
+    assert client.wait_for_service(timeout_sec=20)
+    for _ in range(attempts):
+        future = client.call_async(request)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and not future.done():
+            time.sleep(0.02)
+        if future.done():
+            return
+        client.remove_pending_request(future)
+    raise AssertionError(f"no answer from {client.srv_name} in {attempts} calls")
+
+
 def test_bursts_of_goals_and_requests_are_all_answered_and_never_wedge_the_node(processes, probe, checkpoints) -> None:
     """Issue 13 (2, 8, 10): five concurrent run_task goals held all four executor threads for good;
     bursts of more than ten requests lost the excess unanswered; concurrent loads blocked the executor;
@@ -401,14 +417,21 @@ def test_bursts_of_goals_and_requests_are_all_answered_and_never_wedge_the_node(
     wait_until(lambda: all(g.done() for g in goals + bad), 20, what="every goal answered")
     accepted = [g.result() for g in goals if g.result().accepted]
     assert len(accepted) == 1 and not any(g.result().accepted for g in bad)
-    loads = [probe.node.create_client(LoadCheckpoint, f"{NODE}/load_checkpoint") for _ in range(12)]
-    assert all(c.wait_for_service(timeout_sec=20) for c in loads)
-    replies = [c.call_async(LoadCheckpoint.Request(path=str(checkpoints[1]))) for c in loads]
-    # One client, twenty requests: its own queue must hold the twenty answers too.
+    # One client per service, each warmed up with an answered request first: FastDDS silently drops a
+    # response to a client whose response reader the service has not discovered yet, however long
+    # wait_for_service waited (ros2/rmw_fastrtps#842). The burst itself must lose nothing.
+    loader = probe.node.create_client(LoadCheckpoint, f"{NODE}/load_checkpoint", qos_profile=QoSProfile(depth=100))
     setter = probe.node.create_client(SetInstruction, f"{NODE}/set_instruction", qos_profile=QoSProfile(depth=100))
-    assert setter.wait_for_service(timeout_sec=20)
+    warm_up(loader, LoadCheckpoint.Request(path="/nonexistent"))
+    warm_up(setter, SetInstruction.Request(instruction="reach the cube"))
+    replies = [loader.call_async(LoadCheckpoint.Request(path=str(checkpoints[1]))) for _ in range(12)]
     instructions = [setter.call_async(SetInstruction.Request(instruction=f"task {i}")) for i in range(20)]
-    wait_until(lambda: all(f.done() for f in replies + instructions), 60, what="every request answered")
+    try:
+        wait_until(lambda: all(f.done() for f in replies + instructions), 60, what="every request answered")
+    except AssertionError as exc:
+        lost = [f"load {i}" for i, f in enumerate(replies) if not f.done()]
+        lost += [f"instruction {i}" for i, f in enumerate(instructions) if not f.done()]
+        raise AssertionError(f"{exc}; unanswered: {', '.join(lost)}") from None
     assert all(f.result().success for f in instructions)
     assert sum(f.result().success for f in replies) >= 1
     assert all(f.result().success or "busy" in f.result().message for f in replies)
@@ -441,6 +464,7 @@ def test_activation_cycles_do_not_multiply_commands_and_inactive_means_silent(pr
     probe.status(PolicyStatus.STATE_RUNNING, timeout=60)
     assert commands_per_sim_second(2.0) < 110  # control_rate 100 Hz, however many cycles before
     assert probe.transition(Transition.TRANSITION_DEACTIVATE)
-    time.sleep(0.5)  # braking to rest
+    # Braking to rest takes a fraction of a sim second; on a loaded machine sim time runs slow.
+    wait_until(lambda: commands_per_sim_second(0.5) == 0, 30, what="silence after braking to rest")
     assert commands_per_sim_second() == 0
     assert policy.poll() is None, processes.output(policy)

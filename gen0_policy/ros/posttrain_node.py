@@ -18,6 +18,7 @@ from pathlib import Path
 import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.client import Client
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
@@ -49,6 +50,7 @@ class PostTrainNode(Node):
         self._slot = threading.Lock()
         self._running: tuple[str, PostTrainProcess | None] = ("", None)  # goal id, process
         self._group = ReentrantCallbackGroup()
+        self._load_clients: dict[str, Client] = {}  # service name -> client, kept (see _load_into_policy)
         ActionServer(
             self,
             PostTrain,
@@ -174,21 +176,23 @@ class PostTrainNode(Node):
     def _load_into_policy(self, policy_node: str, path: str) -> tuple[bool, str]:
         name = "/" + (policy_node or self.p["default_policy_node"]).strip("/")
         service = f"{name}/load_checkpoint"
-        client = self.create_client(LoadCheckpoint, service, callback_group=self._group)
-        try:
-            if not client.wait_for_service(timeout_sec=self.p["service_wait"]):
-                return False, f"not loaded: no {service} service (is the policy node running?); checkpoint kept"
-            future = client.call_async(LoadCheckpoint.Request(path=path))
-            done = threading.Event()
-            future.add_done_callback(lambda _: done.set())
-            if not done.wait(self.p["load_timeout"]):
-                return False, f"not loaded: {service} did not answer within {self.p['load_timeout']} s"
-            reply = future.result()
-            if not reply.success:
-                return False, f"{name} did not load it ({reply.message}); it keeps running {reply.checkpoint_id}"
-            return True, f"{name} loaded {reply.checkpoint_id} in {reply.load_time:.2f} s ({reply.message})"
-        finally:
-            self.destroy_client(client)
+        # One client per service for the node's life: a fresh client's first answer can be lost while
+        # DDS discovery settles (ros2/rmw_fastrtps#842), and jobs finish minutes apart.
+        if service not in self._load_clients:
+            self._load_clients[service] = self.create_client(LoadCheckpoint, service, callback_group=self._group)
+        client = self._load_clients[service]
+        if not client.wait_for_service(timeout_sec=self.p["service_wait"]):
+            return False, f"not loaded: no {service} service (is the policy node running?); checkpoint kept"
+        future = client.call_async(LoadCheckpoint.Request(path=path))
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(self.p["load_timeout"]):
+            client.remove_pending_request(future)
+            return False, f"not loaded: {service} did not answer within {self.p['load_timeout']} s"
+        reply = future.result()
+        if not reply.success:
+            return False, f"{name} did not load it ({reply.message}); it keeps running {reply.checkpoint_id}"
+        return True, f"{name} loaded {reply.checkpoint_id} in {reply.load_time:.2f} s ({reply.message})"
 
     def shutdown(self) -> None:
         """Stop a running job (it saves its last good checkpoint) before the node goes away."""

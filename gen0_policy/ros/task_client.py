@@ -105,10 +105,20 @@ class TaskClient:
             raise TimeoutError("the sim's reset service or the policy's run_task action did not appear")
         return status
 
+    def reset_sim(self, task: str, seed: int, attempts: int = 4, attempt_timeout: float = 20.0) -> ResetTask.Response:
+        """Reset, asking again if no answer comes: a reset is idempotent, and FastDDS can drop the
+        answer to a request sent before the service has discovered this client (ros2/rmw_fastrtps#842)."""
+        for _ in range(attempts):
+            future = self.reset.call_async(ResetTask.Request(task=task, seed=seed))
+            try:
+                return self.wait(lambda f=future: f.done() and f.result(), attempt_timeout, "sim reset")
+            except TimeoutError:
+                self.reset.remove_pending_request(future)
+        raise TimeoutError(f"the sim did not answer {attempts} reset requests of {attempt_timeout:.0f} s each")
+
     def episode(self, task: str, seed: int, timeout: float) -> dict[str, Any]:
         """Reset the sim to (task, seed), run the policy on its instruction; the outcome and timing."""
-        future = self.reset.call_async(ResetTask.Request(task=task, seed=seed))
-        reply = self.wait(lambda: future.done() and future.result(), 60, "sim reset")
+        reply = self.reset_sim(task, seed)
         if not reply.success:
             raise RuntimeError(f"sim reset failed: {reply.message}")
         time.sleep(0.5)  # let task status and cameras of the new episode arrive

@@ -2,13 +2,15 @@
 
 ACT reference (measured on this project's 2-core machine with LeRobot's defaults: 51.6 M
 parameters, one 96x96 camera, batch 8, 100-action chunks): 0.87 training steps/s (7.0 samples/s)
-and 39 ms per 100-action chunk. Our aim at equal parameter count (preset act_equal, 51.9 M):
->= 2x the training throughput and <= half the chunk latency.
+and 39 ms per 100-action chunk (LeRobot needs Python >= 3.12, so it is a recorded figure, not a
+neighbour in this run). Our aim at equal parameter count (preset act_equal, 51.9 M): >= 2x the
+training throughput and <= a quarter of the chunk latency with a chunk within TOLERANCE of fp32's.
 
 Training: a full optimizer step (forward, backward, clipping, AdamW) on a batch of 8, at the
 precision the trainer picks here (bf16 autocast on CPUs with AMX/AVX512-BF16) and in fp32.
 Latency: ``Gen0Policy.infer`` end to end (resize, normalize, encode once, flow_steps Euler steps
-of the expert, unnormalize) with a half-full committed prefix. The machine is shared, so every
+of the expert, unnormalize) with a half-full committed prefix, for each precision and inference
+engine (torch; the ONNX export on ONNX Runtime or OpenVINO), interleaved. The machine is shared, so every
 figure is a median over repeats, with the best repeat beside it.
 
     .venv/bin/python benchmarks/train_benchmark.py [--quick] [--presets test,small,act_equal]
@@ -17,6 +19,7 @@ figure is a median over repeats, with the best repeat beside it.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -33,6 +36,17 @@ from gen0_policy.model.modeling import Gen0Model
 from gen0_policy.model.policy import Gen0Policy, bf16_fast
 from gen0_policy.model.processor import JointStats, Processor
 
+# Largest chunk difference from torch fp32 (normalized action units) that still counts as the same
+# output: 1 % of an action's range, well inside what training reaches (val next-action error ~0.05).
+TOLERANCE = 0.01
+ACT_EQUAL_VARIANTS = [
+    ("fp32", "torch"),
+    ("auto", "torch"),  # bf16 where the CPU has AMX/AVX512-BF16
+    ("int8", "torch"),
+    ("fp32", "onnxruntime"),
+    ("int8", "onnxruntime"),
+    ("fp32", "openvino"),
+]
 ACT = {"parameters": 51.6e6, "train_steps_per_s": 0.87, "batch": 8, "chunk_latency_ms": 39.0, "chunk": 100}
 
 
@@ -79,14 +93,25 @@ def train_speed(name: str, bf16: bool, batch: int, warmup: int, repeats: int) ->
     }
 
 
-def latency(name: str, precision: str, warmup: int, repeats: int) -> dict:
+def latencies(name: str, variants: list[tuple[str, str]], warmup: int, repeats: int) -> list[dict]:
+    """Chunk latency of one model under each (precision, engine), the variants interleaved repeat by
+    repeat (a busy neighbour slows all alike), with each chunk's largest difference from torch fp32's
+    in normalized action units (the chunk's scale is the action scale)."""
     config = preset(name, language_encoder="hash")
     torch.manual_seed(0)
     model = Gen0Model(config)
     torch.nn.init.normal_(model.action_out.weight, std=0.02)  # a non-trivial output layer
     arm = robot()
     stats = {"bench": JointStats(*(np.zeros(arm.dof), np.ones(arm.dof)) * 2)}
-    policy = Gen0Policy(model, Processor(config, [arm], stats), {"fps": 20.0}, precision=precision)
+    state = copy.deepcopy(model.state_dict())
+
+    def policy(precision: str, engine: str) -> Gen0Policy:
+        fresh = Gen0Model(config)
+        fresh.load_state_dict(state)  # every variant starts from the same fp32 weights
+        return Gen0Policy(fresh, Processor(config, [arm], stats), {"fps": 20.0}, precision=precision, engine=engine)
+
+    reference = policy("fp32", "torch")
+    policies = [policy(precision, engine) for precision, engine in variants]
     rng = np.random.default_rng(0)
     obs = {
         "embodiment": "bench",
@@ -95,21 +120,32 @@ def latency(name: str, precision: str, warmup: int, repeats: int) -> dict:
         "images": {"scene": rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)},
     }
     committed = rng.uniform(-1, 1, (config.max_prefix // 2, arm.dof))
-    times, cpu = [], []
+    expected = reference.infer(obs, committed=committed)["actions"]
+    scale = reference.processor.action_scale("bench")
+    times: list[list[float]] = [[] for _ in policies]
+    cpu: list[list[float]] = [[] for _ in policies]
+    errors = [0.0] * len(policies)
     for i in range(warmup + repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        out = policy.infer(obs, committed=committed)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
+        for k, p in enumerate(policies):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            out = p.infer(obs, committed=committed)
+            if i >= warmup:
+                times[k].append(time.perf_counter() - start)
+                cpu[k].append(time.process_time() - start_cpu)
+            errors[k] = max(errors[k], float(np.abs((out["actions"] - expected) / scale).max()))
     assert out["actions"].shape == (config.chunk_size, arm.dof)
-    return {
-        "precision": "bf16" if policy.bf16 else ("int8" if precision == "int8" else "fp32"),
-        "chunk": config.chunk_size,
-        "latency_ms": round(1e3 * statistics.median(times), 2),
-        "best_latency_ms": round(1e3 * min(times), 2),
-        **cpu_figures(1e3 * statistics.median(cpu), "latency_ms"),
-    }
+    return [
+        {
+            "engine": engine,
+            "precision": "bf16" if p.bf16 else ("int8" if precision == "int8" else "fp32"),
+            "chunk": config.chunk_size,
+            "latency_ms": round(1e3 * statistics.median(times[k]), 2),
+            "best_latency_ms": round(1e3 * min(times[k]), 2),
+            **cpu_figures(1e3 * statistics.median(cpu[k]), "latency_ms"),
+            "max_error_vs_fp32": round(errors[k], 5),
+        }
+        for k, ((precision, engine), p) in enumerate(zip(variants, policies, strict=True))
+    ]
 
 
 def main() -> None:
@@ -142,24 +178,28 @@ def main() -> None:
             "chunk": config.chunk_size,
             "flow_steps": config.flow_steps,
             "train": [train_speed(name, bf16, 8, warmup, repeats)],
-            "inference": [latency(name, "auto", warmup, repeats)],
+            "inference": latencies(name, [("auto", "torch")], warmup, repeats),
         }
-        if name == "act_equal":  # the same model in fp32 (as ACT was measured) and with int8 weights
+        if name == "act_equal":  # every precision and engine, fp32 as ACT was measured
             if bf16:
                 entry["train"].append(train_speed(name, False, 8, warmup, max(3, repeats // 2)))
-                entry["inference"].append(latency(name, "fp32", warmup, repeats))
-            entry["inference"].append(latency(name, "int8", warmup, repeats))
+            entry["inference"] = latencies(name, ACT_EQUAL_VARIANTS, warmup, repeats)
         result["presets"][name] = entry
     if "act_equal" in result["presets"]:
         ours = result["presets"]["act_equal"]
         samples = ours["train"][0]["samples_per_s"]
-        ms = min(entry["latency_ms"] for entry in ours["inference"])
+        close = [e for e in ours["inference"] if e["max_error_vs_fp32"] <= TOLERANCE]
+        best = min(close, key=lambda e: e["latency_ms"])
+        ms = best["latency_ms"]
         result["vs_act_at_equal_parameters"] = {
             "parameters_ratio": round(ours["parameters"] / ACT["parameters"], 3),
             "train_throughput_ratio": round(samples / result["act_reference"]["train_samples_per_s"], 2),
             "chunk_latency_ratio": round(ms / ACT["chunk_latency_ms"], 2),
             "aim_throughput_2x_met": samples >= 2 * result["act_reference"]["train_samples_per_s"],
+            "fastest_within_tolerance": f"{best['engine']} {best['precision']}",
+            "tolerance_vs_fp32": TOLERANCE,
             "aim_latency_half_met": ms <= ACT["chunk_latency_ms"] / 2,
+            "aim_latency_quarter_met": ms <= ACT["chunk_latency_ms"] / 4,
         }
     result["machine"]["load_average_at_end"] = os.getloadavg()
     print(json.dumps(result, indent=2))

@@ -230,6 +230,44 @@ def test_low_precision_inference_matches_fp32(trained, precision: str) -> None:
     assert 0 < np.abs((a - b) / scale).max() < 0.15
 
 
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_exported_engines_match_torch(trained, engine: str) -> None:
+    """The ONNX export run by ONNX Runtime or OpenVINO gives torch's fp32 chunk (to float rounding) for
+    every robot, with several noise samples, a committed prefix and a missing camera."""
+    out, sources = trained
+    reference = Gen0Policy.load(out, precision="fp32")
+    exported = Gen0Policy.load(out, precision="fp32", engine=engine)
+    for name in ROBOTS:
+        ep = sources[name][1]
+        obs = observation(ep, 3)
+        a = reference.infer(obs, committed=ep.actions[3:5])
+        b = exported.infer(obs, committed=ep.actions[3:5])
+        np.testing.assert_array_equal(b["actions"][:2], ep.actions[3:5])
+        np.testing.assert_allclose(b["actions"], a["actions"], atol=1e-4)
+    obs = observation(sources["panda"][0], 0)
+    del obs["images"]["wrist"]
+    np.testing.assert_allclose(exported.infer(obs)["actions"], reference.infer(obs)["actions"], atol=1e-4)
+    reference._generator.manual_seed(7)
+    exported._generator.manual_seed(7)
+    a, b = reference.infer(obs, num_samples=3), exported.infer(obs, num_samples=3)
+    np.testing.assert_allclose(b["samples"], a["samples"], atol=1e-4)
+    assert b["uncertainty"] == pytest.approx(a["uncertainty"], abs=1e-4)
+
+
+def test_engine_choices_are_checked_and_int8_stays_close(trained) -> None:
+    out, sources = trained
+    with pytest.raises(CheckpointError, match="engine must be one of"):
+        Gen0Policy.load(out, engine="tensorrt")
+    with pytest.raises(CheckpointError, match="fp32 or int8"):
+        Gen0Policy.load(out, precision="bf16", engine="onnxruntime")
+    fp32 = Gen0Policy.load(out, precision="fp32")
+    int8 = Gen0Policy.load(out, precision="int8", engine="onnxruntime")
+    ep = sources["g1"][2]
+    a = fp32.infer(observation(ep, 5))["actions"]
+    b = int8.infer(observation(ep, 5))["actions"]
+    assert 0 < np.abs((a - b) / fp32.processor.action_scale("g1")).max() < 0.15
+
+
 def test_export_keeps_only_inference_files(trained, tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -20,6 +20,7 @@ from gen0_policy.errors import CheckpointError, ObservationError
 from gen0_policy.images import aspect_mismatch
 from gen0_policy.model.checkpoint import load_policy
 from gen0_policy.model.config import ModelConfig
+from gen0_policy.model.engines import build_sampler
 from gen0_policy.model.language import language_encoder
 from gen0_policy.model.modeling import Gen0Model
 from gen0_policy.model.processor import Processor
@@ -58,20 +59,26 @@ class Gen0Policy:
         meta: Mapping[str, Any],
         device: str | torch.device = "cpu",
         precision: str = "auto",
+        engine: str = "torch",
     ) -> None:
         if precision not in PRECISIONS:
             raise CheckpointError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.device = torch.device(device)
         if precision == "int8" and self.device.type != "cpu":
             raise CheckpointError("precision int8 is for CPU inference; use bf16 on GPUs")
-        self.precision = precision
-        self.bf16 = precision == "bf16" or (precision == "auto" and bf16_fast(self.device))
+        if engine != "torch" and (self.device.type != "cpu" or precision == "bf16"):
+            raise CheckpointError(
+                f"engine {engine} runs on the CPU in fp32 or int8; use engine torch for {device} {precision}"
+            )
+        self.precision, self.engine = precision, engine
+        self.bf16 = engine == "torch" and (precision == "bf16" or (precision == "auto" and bf16_fast(self.device)))
         self.model = model.to(self.device).eval()
         if self.bf16:  # weights in bf16 (half the bytes to read per chunk); the small conv net stays fp32
             self.model = self.model.to(torch.bfloat16)
             self.model.vision.float()
-        elif precision == "int8":
+        elif precision == "int8" and engine == "torch":
             self.model = quantize_linear_int8(self.model)
+        self._sample = build_sampler(self.model, engine, int8=precision == "int8")
         self.processor = processor
         self.meta = dict(meta)
         self.config: ModelConfig = model.config
@@ -80,7 +87,9 @@ class Gen0Policy:
         self.warnings: dict[str, str] = {}  # camera -> why its frames differ from the training data's
 
     @classmethod
-    def load(cls, checkpoint_dir: str | Path, device: str = "cpu", precision: str = "auto") -> Gen0Policy:
+    def load(
+        cls, checkpoint_dir: str | Path, device: str = "cpu", precision: str = "auto", engine: str = "torch"
+    ) -> Gen0Policy:
         """Load a checkpoint folder (or a training run folder: its latest checkpoint). Runs no code."""
         files = load_policy(checkpoint_dir)
         model = Gen0Model(files.config)
@@ -89,7 +98,7 @@ class Gen0Policy:
         except RuntimeError as exc:
             raise CheckpointError(f"weights in {files.path} do not fit the model config: {exc}") from exc
         processor = Processor(files.config, files.embodiments, files.stats)
-        return cls(model, processor, files.meta, device=device, precision=precision)
+        return cls(model, processor, files.meta, device=device, precision=precision, engine=engine)
 
     # -- what the runtime needs to know ---------------------------------------------------------
     @property
@@ -194,7 +203,7 @@ class Gen0Policy:
         with torch.inference_mode():
             batch = {k: v.to(self.device) for k, v in batch.items()}
             B = noise.shape[0]
-            x = self.model.sample(
+            x = self._sample(
                 batch,
                 torch.from_numpy(prefix).to(self.device, dtype)[None].expand(B, -1, -1),
                 torch.from_numpy(mask).to(self.device)[None].expand(B, -1),

@@ -46,7 +46,7 @@ from gen0_policy.runtime.task import Outcome, Slots, TaskMonitor, check_instruct
 from gen0_policy.runtime.trajectory import Chunk
 
 PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml)
-    "embodiment": "panda", "checkpoint": "", "device": "cpu", "instruction": "", "cameras": [""],
+    "embodiment": "panda", "checkpoint": "", "device": "cpu", "engine": "torch", "instruction": "", "cameras": [""],
     "joint_states_topic": "joint_states", "output_mode": "joint_trajectory", "command_horizon": 0.5,
     "horizon_refresh": 0.05, "mode": "harmonic",
     "control_rate": 100.0, "max_observation_age": 0.5, "uncertainty_threshold": 0.0, "num_samples": 1,
@@ -114,7 +114,7 @@ class PolicyNode(LifecycleNode):
         try:
             check_node_parameters(p)
             embodiment = load_embodiment(p["embodiment"])
-            policy = load_chunk_policy(p["checkpoint"], embodiment, p["device"])
+            policy = load_chunk_policy(p["checkpoint"], embodiment, p["device"], p["engine"])
             names = [c for c in p["cameras"] if c] or [c.name for c in embodiment.cameras]
             sizes = {c.name: (c.height, c.width) for c in embodiment.cameras}
             cameras = {name: sizes.get(name) if p["check_image_size"] else None for name in names}
@@ -321,8 +321,10 @@ class PolicyNode(LifecycleNode):
             response.success, response.message = False, "busy: another checkpoint is loading; try again when it is done"
             return response
         try:
-            embodiment, device = self.embodiment, self.p["device"]
-            future = runtime.load_policy(lambda: load_chunk_policy(request.path, embodiment, device), request.path)
+            embodiment, device, engine = self.embodiment, self.p["device"], self.p["engine"]
+            future = runtime.load_policy(
+                lambda: load_chunk_policy(request.path, embodiment, device, engine), request.path
+            )
             await self._until(future.done)  # the load runs on its own thread; the executor stays free
             policy = future.result()
             response.success, response.message = True, f"loaded {policy.checkpoint_id}; swapping at its first chunk"

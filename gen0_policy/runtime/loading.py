@@ -10,11 +10,14 @@ from gen0_policy.errors import CheckpointError
 from gen0_policy.runtime.policy import ChunkPolicy
 
 
-def load_chunk_policy(checkpoint: str | Path, embodiment: Embodiment, device: str = "cpu") -> ChunkPolicy:
-    """``Gen0Policy.load(checkpoint)``, checked against ``embodiment`` (name and joint order)."""
+def load_chunk_policy(
+    checkpoint: str | Path, embodiment: Embodiment, device: str = "cpu", engine: str = "torch"
+) -> ChunkPolicy:
+    """``Gen0Policy.load(checkpoint)`` on ``engine`` (torch, onnxruntime or openvino), checked against
+    ``embodiment`` (name and joint order)."""
     from gen0_policy.model.policy import Gen0Policy  # torch: only when a checkpoint is really loaded
 
-    policy = Gen0Policy.load(checkpoint, device=device)
+    policy = Gen0Policy.load(checkpoint, device=device, engine=engine)
     if embodiment.name not in policy.embodiments:
         raise CheckpointError(
             f"checkpoint {checkpoint} was not trained on {embodiment.name}; it knows {policy.embodiments}"

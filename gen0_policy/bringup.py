@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from gen0_policy.embodiment import load_embodiment
 from gen0_policy.errors import ConfigError
 from gen0_policy.paths import config_dir, shipped_checkpoint
 
@@ -131,7 +132,17 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM (systemd, docker) and SIGHUP (closed terminal) stop like Ctrl-C
 
 
+def check_robot_and_task(args: argparse.Namespace) -> None:
+    """Refuse an unknown embodiment or task in one line, before any node starts."""
+    load_embodiment(args.embodiment)
+    if args.target == "sim" and args.task:
+        from gen0_policy.sim.tasks import task_class  # the sim's own list; `bringup policy` never loads it
+
+        task_class(args.task, args.embodiment)
+
+
 def run(args: argparse.Namespace) -> int:
+    check_robot_and_task(args)
     check_checkpoint(args)
     if args.print_only:
         for _, command in commands(args):

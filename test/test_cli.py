@@ -38,3 +38,15 @@ def test_doctor_says_how_to_fix_a_missing_discovery_range():
     assert not checks["discovery range"]["ok"]
     assert "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST" in checks["discovery range"]["fix"]
     assert checks["rclpy"]["ok"]
+
+
+def test_bringup_refuses_an_unknown_robot_or_task_in_one_line_before_starting_nodes():
+    """Issue 17: `gen0 bringup --embodiment franka` printed a sim node's traceback."""
+    robot = run("bringup", "sim", "--embodiment", "franka", "--duration", "1")
+    assert robot.returncode == 2
+    assert robot.stderr.strip() == (
+        "gen0 bringup: unknown embodiment 'franka'; available embodiments are ['g1', 'panda', 'ur5e']"
+    )
+    task = run("bringup", "sim", "--embodiment", "g1", "--task", "stack", "--duration", "1")
+    assert task.returncode == 2 and len(task.stderr.strip().splitlines()) == 1
+    assert "task 'stack' is not defined for embodiment 'g1'" in task.stderr

@@ -52,7 +52,7 @@ def test_a_signal_to_bringup_stops_both_nodes(processes, no_process_left_behind,
 NODES = {
     "policy": (["gen0_policy.ros.policy_node", "--params-file", "config/policy_node.yaml"], "configured panda"),
     "sim": (["gen0_policy.ros.sim_node", "--params-file", "config/sim_node.yaml", "-p", "task:=reach"], "simulating"),
-    "recorder": (["gen0_policy.ros.recorder_node", "-p", "output_dir:={tmp}"], "recording"),
+    "recorder": (["gen0_policy.ros.recorder_node", "-p", "output_dir:={tmp}", "-p", "embodiment:=panda"], "recording"),
     "leader_mirror": (["gen0_policy.ros.leader_mirror_node"], "mirroring"),
 }
 

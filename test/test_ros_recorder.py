@@ -254,6 +254,8 @@ def test_full_disk_stops_episode_with_error(processes, tmp_path: Path, client: C
             f"topics:={TOPICS}",
             "-p",
             "flush_period:=0.2",
+            "-p",
+            "embodiment:=toy",
             name="recorder",
         )
     else:
@@ -300,6 +302,7 @@ def test_qos_follows_the_discovered_publishers_and_is_rechosen_when_they_change(
     reliable = client.node.create_publisher(Image, "/camera/scene/image_raw", QoSProfile(depth=10))
     config = tmp_path / "recorder.yaml"
     values = {"output_dir": str(tmp_path / "bags"), "topics": ["/camera/scene/image_raw"], "flush_period": 0.2}
+    values["embodiment"] = "panda"
     config.write_text(yaml.safe_dump({"recorder": {"ros__parameters": values}}))
     recorder = processes.python(
         "-m", "gen0_policy.ros.recorder_node", "--ros-args", "--params-file", str(config), name="recorder"
@@ -314,3 +317,11 @@ def test_qos_follows_the_discovered_publishers_and_is_rechosen_when_they_change(
     stopped = client.stop(episode_success=True)
     images = [m for topic, _, m in read_mcap(next(Path(stopped.bag_path).glob("*.mcap"))) if topic.endswith("raw")]
     assert len(images) > 10, processes.output(recorder)
+
+
+def test_the_embodiment_parameter_is_required_in_one_line(processes) -> None:
+    """Issue 17: without it every episode said embodiment '' and `gen0 data build` failed much later."""
+    recorder = processes.start(str(BIN / "gen0_recorder_node"), name="recorder")
+    assert recorder.wait(timeout=60) == 2
+    out = processes.output(recorder).strip().splitlines()
+    assert out[-1].startswith("gen0_recorder_node: parameter embodiment is required") and "'panda'" in out[-1]

@@ -72,6 +72,10 @@ def test_round_trip_and_derived_names() -> None:
         ({"precision": "fp8"}, "precision must be one of"),
         ({"min_lr_ratio": 2.0}, "min_lr_ratio"),
         ({"batch_size": "many"}, "batch_size must be an integer"),
+        # Nested sections talk like the top level (issue 17).
+        ({"model": {"widht": 64}}, "unknown model keys ['widht']; known keys are ['action_patch'"),
+        ({"datasets": [{"path": "a", "wieght": 2}]}, "unknown datasets entry keys ['wieght']; known keys are"),
+        ({"datasets": ["data/a"]}, "each datasets entry must be a mapping with a path"),
     ],
 )
 def test_invalid_settings_say_what_is_wrong(bad: dict, words: str) -> None:

@@ -15,7 +15,7 @@ from model_fixtures import ROBOTS, make_embodiment, make_episode, make_episodes
 from safetensors.torch import load_file
 
 from gen0_policy.data.windows import MixtureSource
-from gen0_policy.errors import DatasetError
+from gen0_policy.errors import ConfigError, DatasetError
 from gen0_policy.model.checkpoint import load_policy
 from gen0_policy.model.counting import component_of
 from gen0_policy.train.config import TrainConfig
@@ -77,6 +77,18 @@ def test_resume_continues_the_same_curve(tmp_path: Path) -> None:
     assert losses_a[:3] == losses_b
     # A run that is already finished does nothing more when started again.
     assert Trainer(tiny_config(tmp_path / "b", ema_decay=0.9), sources(), robots()).step == 6
+
+
+def test_a_changed_model_or_no_data_is_refused_with_a_message(tmp_path: Path) -> None:
+    """Issue 17: resuming a run folder with another model said 'size mismatch' in a traceback, and an
+    empty mixture said 'mixes control rates []'."""
+    first = Trainer(tiny_config(tmp_path / "run", steps=1), sources(), robots())
+    first.train_step()
+    first.save()
+    with pytest.raises(ConfigError, match=r"holds a run of another model \(width 128 -> 64\)"):
+        Trainer(tiny_config(tmp_path / "run", model={"language_encoder": "hash", "width": 64}), sources(), robots())
+    with pytest.raises(DatasetError, match="no datasets"):
+        Trainer(tiny_config(tmp_path / "empty"), [], robots())
 
 
 def test_loss_falls_and_validation_is_logged(tmp_path: Path) -> None:

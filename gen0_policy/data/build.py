@@ -48,6 +48,8 @@ def build_dataset(
     """Bags -> a LeRobot v3 dataset at ``out`` plus ``out/quality.json``. Unusable bags are reported, not fatal."""
     from gen0_policy.data.lerobot import LeRobotWriter
 
+    if (Path(out) / "meta" / "info.json").exists():  # refuse before reading any bag, not after the first
+        raise DatasetError(f"{out} already holds a dataset; choose a new output folder or delete it")
     config = config or BuildConfig()
     report = BuildReport()
     writer: LeRobotWriter | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import signal
+import sys
 from pathlib import Path
 
 import rclpy
@@ -23,6 +24,8 @@ from gen0_msgs.msg import EpisodeInfo
 from gen0_msgs.srv import StartEpisode, StopEpisode
 from gen0_policy.data.episode_recorder import EpisodeMeta, EpisodeRecorder, missing_topics
 from gen0_policy.data.recording import offered_qos, subscription_qos
+from gen0_policy.embodiment import available_embodiments
+from gen0_policy.errors import ConfigError, Gen0Error
 from gen0_policy.ros.qos import REQUESTS
 
 LATCHED = DurabilityPolicy.TRANSIENT_LOCAL
@@ -53,6 +56,16 @@ class RecorderNode(Node):
                 ("discovery_period", 0.2),  # s
             ]
         }
+        if not p["embodiment"]:
+            raise ConfigError(
+                "parameter embodiment is required: the robot whose joints are recorded, written into every "
+                f"episode (-p embodiment:=NAME; config/embodiments has {available_embodiments()})"
+            )
+        if p["embodiment"] not in available_embodiments():
+            self.get_logger().warn(
+                f"embodiment {p['embodiment']!r} is not in config/embodiments {available_embodiments()}; "
+                "`gen0 data build` will need its YAML there"
+            )
         self.topics, self.qos_depth = list(p["topics"]), int(p["qos_depth"])
         self.recorder = EpisodeRecorder(
             Path(p["output_dir"]),
@@ -150,7 +163,12 @@ def main(args: list[str] | None = None) -> None:
     # A file-size limit (ulimit -f) must fail the write, not kill the recorder: the bag is then closed cleanly.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     rclpy.init(args=args)
-    node = RecorderNode()
+    try:
+        node = RecorderNode()
+    except Gen0Error as exc:  # a setting to fix: one line, no traceback
+        print(f"gen0_recorder_node: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        sys.exit(2)
     # The events executor (C++) takes a message to its callback with much less CPU than the default
     # one: at 500 Hz joint states plus cameras that is the difference between keeping up or not.
     kind = node.declare_parameter("executor", "events").value

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from gen0_policy.errors import ConfigError, check_keys
+from gen0_policy.model.config import ModelConfig
 
 FREEZABLE = ("vision", "proprio", "language_projection", "embodiment", "backbone", "expert")
 FREEZE_ALIASES = {"language": "language_projection"}  # the text encoder itself is frozen anyway
@@ -101,7 +102,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         coerce_numbers(self)
-        self.datasets = [d if isinstance(d, DatasetSpec) else DatasetSpec(**d) for d in self.datasets]
+        self.datasets = [d if isinstance(d, DatasetSpec) else dataset_spec(d) for d in self.datasets]
+        check_keys(self.model, {f.name for f in fields(ModelConfig)}, "model")
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
         self.freeze = [FREEZE_ALIASES.get(f, f) for f in self.freeze if f]
         unknown = sorted(set(self.freeze) - set(FREEZABLE))
@@ -138,6 +140,14 @@ class TrainConfig:
             return cls(**data)
         except TypeError as exc:
             raise ConfigError(f"invalid train config: {exc}") from exc
+
+
+def dataset_spec(data: Any) -> DatasetSpec:
+    """A ``datasets:`` entry, its keys checked like the config's own."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"each datasets entry must be a mapping with a path, got {data!r}")
+    check_keys(data, {f.name for f in fields(DatasetSpec)}, "datasets entry")
+    return DatasetSpec(**data)
 
 
 # Post-training is this config with these defaults: the job, the ROS action and `gen0 posttrain` all

@@ -36,7 +36,7 @@ from gen0_policy.data.episode import Episode
 from gen0_policy.data.windows import MixtureSource, Window, WindowSampler, split_episodes
 from gen0_policy.embodiment import Embodiment, load_embodiment
 from gen0_policy.errors import CheckpointError, ConfigError, DatasetError
-from gen0_policy.model.checkpoint import load_policy, resolve, save_policy
+from gen0_policy.model.checkpoint import load_policy, read_json, resolve, save_policy
 from gen0_policy.model.config import ModelConfig, preset
 from gen0_policy.model.counting import component_of
 from gen0_policy.model.language import language_encoder
@@ -91,6 +91,8 @@ class Trainer:
                 self.val_sources.append(MixtureSource(s.name, val_eps, s.weight))
         all_train = [e for s in self.train_sources for e in s.episodes]
         fps = sorted({float(e.fps) for s in sources for e in s.episodes})
+        if not fps:
+            raise DatasetError("no datasets: the config's datasets (or the sources given) hold no episodes")
         if len(fps) != 1:
             raise DatasetError(f"the mixture mixes control rates {fps} Hz; resample the datasets to one rate")
         self.fps = fps[0]
@@ -210,6 +212,14 @@ class Trainer:
         self.params = decay + no_decay
 
     def _resume(self, ckpt: Path) -> None:
+        saved, now = read_json(ckpt / "config.json")["model"], self.module.config.to_dict()
+        changed = {k: (v, now.get(k)) for k, v in saved.items() if v != now.get(k)}
+        if changed:
+            described = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(changed.items()))
+            raise ConfigError(
+                f"{self.out_dir} holds a run of another model ({described}); resume with its model settings, "
+                "or train into a new out_dir (or with resume=false to start over there)"
+            )
         state = load_train_state(ckpt)
         set_model_state_dict(self.model, state["weights"], options=FULL)
         set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=FULL)

@@ -3,6 +3,7 @@ post-training with frozen parts and a new robot, the event hooks and the LR sche
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -100,6 +101,13 @@ def test_loss_falls_and_validation_is_logged(tmp_path: Path) -> None:
     metrics = trainer.validate()
     assert np.isfinite(metrics["val/next_action_mse"]) and metrics["val/sample_spread"] > 0
     trainer.run()  # already at the last step: logs, validates and saves only
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    assert "val/chunks" in events.Tags()["images"]  # predicted vs demonstrated chunks (issue 17)
+    image = events.Images("val/chunks")[-1]
+    assert image.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n" and image.height > 300
     events = list((tmp_path / "run" / "tb").glob("events.*"))
     assert events and events[0].stat().st_size > 0
     assert (tmp_path / "run" / "latest").read_text() == "ckpt-0000040"
@@ -264,3 +272,7 @@ def test_cli_ctrl_c_saves_resume_says_where_and_curves_are_drawn(dataset: Path, 
     assert f"at step {steps[-1]} of {steps[-1] + 2}" in resumed.stderr
     png = (out / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    # The same progress.jsonl as gen0 posttrain: both runs' events, the resumed steps last.
+    events = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
+    steps_logged = [e["step"] for e in events if e["event"] == "step"]
+    assert steps_logged[-1] == steps[-1] + 2 and {"checkpoint", "validation"} <= {e["event"] for e in events}

@@ -11,11 +11,13 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> int:
     from gen0_policy.train.config import load_train_config
     from gen0_policy.train.loop import train
+    from gen0_policy.train.progress import json_lines
 
     config = load_train_config(args.config, args.overrides)
     if args.print_config:
@@ -25,7 +27,9 @@ def _train(args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        metrics = train(config, should_stop=stop.is_set)
+        # The same progress.jsonl as `gen0 posttrain` writes: a run can be followed (or plotted) as it goes.
+        emit = json_lines(None, Path(config.out_dir) / "progress.jsonl") if os.environ.get("RANK", "0") == "0" else None
+        metrics = train(config, should_stop=stop.is_set, on_event=emit)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

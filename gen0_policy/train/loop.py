@@ -21,6 +21,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
@@ -46,9 +47,9 @@ from gen0_policy.model.processor import JointStats, Processor
 from gen0_policy.train.batch import BatchBuilder
 from gen0_policy.train.checkpoint import load_train_state, save_train_state
 from gen0_policy.train.config import TrainConfig
-from gen0_policy.train.curves import write_curves
+from gen0_policy.train.curves import chunk_figure, write_curves
 from gen0_policy.train.sources import joint_stats, load_sources
-from gen0_policy.train.validation import next_action_error
+from gen0_policy.train.validation import next_action_error, predicted_chunks
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 Emit = Callable[[dict[str, Any]], None]
@@ -282,6 +283,19 @@ class Trainer:
         finally:
             net.train()
 
+    def validation_chunks(self, count: int = 3, among: int = 32) -> dict[str, Any]:
+        """Predicted beside demonstrated chunks of ``count`` held-out windows (for TensorBoard): of the
+        first ``among``, those with the most predicted steps (not the end of an episode, all committed)."""
+        net = self.ema if self.ema is not None else self.model
+        net.eval()
+        try:
+            chunks = predicted_chunks(net, self.val_builder, self.val_windows[:among], self.device, self._autocast)
+        finally:
+            net.train()
+        predicted_steps = chunks["steps"] - chunks["committed"].sum(1)
+        best = np.sort(np.argsort(-predicted_steps, kind="stable")[:count])
+        return {key: value[best] for key, value in chunks.items()}
+
     # -- checkpoints --------------------------------------------------------------------------------
     def save(self, metrics: dict[str, float] | None = None) -> Path | None:
         """Write ckpt-<step>/ (all ranks gather, rank 0 writes) and point ``latest`` at it."""
@@ -350,6 +364,8 @@ class Trainer:
             if writer:
                 for key, value in val.items():
                     writer.add_scalar(key, value, self.step)
+                if self.val_windows and self.strategy != "fsdp":  # an FSDP forward needs every rank
+                    writer.add_figure("val/chunks", chunk_figure(self.validation_chunks()), self.step, close=True)
             return val
 
         def save(metrics: dict[str, float]) -> None:
@@ -407,12 +423,14 @@ def train(
     sources: Sequence[MixtureSource] | None = None,
     embodiments: Sequence[Embodiment] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, float]:
     """Train (or resume, or post-train) as ``config`` says; returns the last metrics. ``should_stop``:
-    asked before each step; a stop saves the steps trained so far (resume with the same command)."""
+    asked before each step; a stop saves the steps trained so far (resume with the same command).
+    ``on_event``: every progress event (see :meth:`Trainer.run`)."""
     trainer = Trainer(config, sources, embodiments)
     try:
-        return trainer.run(should_stop=should_stop)
+        return trainer.run(on_event, should_stop)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from gen0_policy.errors import ConfigError, DatasetError, Gen0Error, check_keys
+from gen0_policy.train.progress import Emit, json_lines
 
-Emit = Callable[[dict[str, Any]], None]
 PHASES = ("preparing data", "validating", "training", "saving", "loading into policy")
 
 
@@ -210,22 +210,6 @@ def classify(exc: BaseException) -> tuple[str, str]:
 # ----------------------------------------------------------------------------------- child process
 
 
-def _json_lines(stream: Any, log: Path | None) -> Emit:
-    lock = threading.Lock()
-    log_file = log.open("a") if log else None
-
-    def emit(event: dict[str, Any]) -> None:
-        line = json.dumps({**event, "time": time.time()}, default=float)
-        with lock:
-            stream.write(line + "\n")
-            stream.flush()
-            if log_file:
-                log_file.write(line + "\n")
-                log_file.flush()
-
-    return emit
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m gen0_policy.train.posttrain JOB.json [--watch-stdin]``: JSON lines on stdout.
 
@@ -252,10 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     if args.watch_stdin:
         threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
-    emit = _json_lines(events, None)
+    emit = json_lines(events, None)
     try:
         job = PostTrainJob.from_dict(json.loads(args.job.read_text()))
-        emit = _json_lines(events, Path(job.out_dir) / "progress.jsonl")
+        emit = json_lines(events, Path(job.out_dir) / "progress.jsonl")
         post_train(job, emit, stop.is_set)
         return 0
     except BaseException as exc:  # report every failure as one event; the parent decides what it means

@@ -46,3 +46,27 @@ def next_action_error(
     if spreads:
         out["val/sample_spread"] = float(torch.cat(spreads).mean())
     return out
+
+
+@torch.no_grad()
+def predicted_chunks(
+    net: torch.nn.Module,
+    builder: BatchBuilder,
+    windows: Sequence[Window],
+    device: torch.device,
+    autocast: Callable[[], AbstractContextManager[Any]],
+) -> dict[str, Any]:
+    """The deterministic chunk of each window beside its demonstration (normalized units), for pictures:
+    predicted and demonstrated (B, H, D), committed (B, H) and the valid joints (B, D), as numpy."""
+    indices = list(range(len(windows)))
+    batch = {k: v.to(device) for k, v in builder(list(windows), 999, 0, indices).items()}
+    with autocast():
+        pred = net({**batch, "noise": torch.zeros_like(batch["noise"])}, task="sample")
+    valid = batch["action_mask"]
+    return {
+        "predicted": pred.float().cpu().numpy(),
+        "demonstrated": batch["actions"].float().cpu().numpy(),
+        "committed": batch["committed"].cpu().numpy(),
+        "steps": valid.sum(1).cpu().numpy(),  # valid steps: a window at the end of an episode has few
+        "joints": batch["dof_mask"].cpu().numpy(),
+    }

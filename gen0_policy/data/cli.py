@@ -98,7 +98,7 @@ def _repair(args: argparse.Namespace) -> int:
 def _view(args: argparse.Namespace) -> int:
     from gen0_policy.embodiment import load_embodiment
     from gen0_policy.errors import DatasetError, EmbodimentError
-    from gen0_policy.viewer import PolicyViewer, view_episode
+    from gen0_policy.viewer import open_viewer, view_episode
 
     path = Path(args.path)
     names: list[str] = []
@@ -119,15 +119,17 @@ def _view(args: argparse.Namespace) -> int:
             names = list(load_embodiment(episode.embodiment).joint_names)
         except EmbodimentError:  # a robot we do not describe: number the joints
             names = [f"joint{i}" for i in range(episode.states.shape[1])]
+    suffix = ".rrd" if args.backend == "rerun" else ".mcap"
     if not (args.save or args.spawn or args.connect):
-        args.save = path.with_name(f"{path.name}_episode{args.episode}.rrd")
-    viewer = PolicyViewer(f"gen0 {path.name}", save=args.save, spawn=args.spawn, connect=args.connect or "")
+        args.save = path.with_name(f"{path.name}_episode{args.episode}{suffix}")
+    viewer = open_viewer(args.backend, f"gen0 {path.name}", args.save, args.spawn, args.connect or "")
     try:
         steps = view_episode(viewer, episode, names)
     finally:
         viewer.close()
     where = f" into {args.save}" if args.save else ""
-    print(f"logged {steps} steps of {episode.embodiment} '{episode.instruction}'{where} (open with: rerun FILE)")
+    how = "rerun FILE" if args.backend == "rerun" else "Foxglove: Open local file"
+    print(f"logged {steps} steps of {episode.embodiment} '{episode.instruction}'{where} (open with: {how})")
     return 0
 
 
@@ -165,13 +167,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     repair.add_argument("bags", nargs="+", type=Path, help="bag folders (each gets a <bag>_repaired copy)")
     repair.set_defaults(func=_repair)
 
-    view = sub.add_parser("view", help="play a recorded episode (bag) or a dataset's episode in the Rerun viewer")
+    view = sub.add_parser("view", help="play a recorded episode (bag) or a dataset's episode in Rerun or Foxglove")
     view.add_argument("path", type=Path, help="a LeRobot v3 dataset folder or a rosbag2 bag folder")
     view.add_argument("--episode", type=int, default=0, help="episode index in a dataset (default 0)")
     view.add_argument("--fps", type=float, default=20.0, help="resampling rate for a bag, Hz (default 20)")
-    view.add_argument("--save", type=Path, help="write a Rerun recording (.rrd) for later (default without a viewer)")
-    view.add_argument("--spawn", action="store_true", help="open the Rerun viewer (needs a display)")
-    view.add_argument("--connect", default="", help="send to a running viewer at this gRPC address")
+    view.add_argument("--backend", choices=("rerun", "foxglove"), default="rerun", help="viewer (default rerun)")
+    view.add_argument("--save", type=Path, help="write a recording (.rrd; foxglove: .mcap); default without a viewer")
+    view.add_argument(
+        "--spawn", action="store_true", help="rerun: open its viewer; foxglove: serve ws://127.0.0.1:8765"
+    )
+    view.add_argument("--connect", default="", help="rerun: a running viewer's gRPC URL; foxglove: HOST:PORT to serve")
     view.set_defaults(func=_view)
 
     data.set_defaults(func=lambda args: data.print_help() or 0)

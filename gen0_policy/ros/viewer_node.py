@@ -1,10 +1,12 @@
-"""Viewer node: shows a running policy in Rerun without touching its control path.
+"""Viewer node: shows a running policy in Rerun or Foxglove without touching its control path.
 
 A separate process that only subscribes (cameras, /joint_states, the controllers' command topics,
 the policy's chunks and status), so the policy never waits for it. Everything it logs goes through
-:class:`gen0_policy.viewer.PolicyViewer`; times are the messages' own stamps (sim time in simulation).
+:func:`gen0_policy.viewer.open_viewer` (parameter ``backend``); times are the messages' own stamps
+(sim time in simulation).
 
     gen0_viewer_node --ros-args -p embodiment:=panda -p save_path:=/tmp/policy.rrd   # or -p spawn:=true
+    gen0_viewer_node --ros-args -p backend:=foxglove -p spawn:=true   # Foxglove: ws://127.0.0.1:8765
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from gen0_policy.errors import Gen0Error
 from gen0_policy.ros.conversions import image_to_array, joint_state_positions, to_seconds
 from gen0_policy.ros.spin import run_node
 from gen0_policy.runtime.status import RuntimeState
-from gen0_policy.viewer import PolicyViewer
+from gen0_policy.viewer import open_viewer
 
 
 class ViewerNode(Node):
@@ -29,11 +31,12 @@ class ViewerNode(Node):
         super().__init__("gen0_viewer")
         self.embodiment = load_embodiment(self.declare_parameter("embodiment", "panda").value)
         policy = str(self.declare_parameter("policy_node", "/gen0_policy").value).rstrip("/")
-        self.viewer = PolicyViewer(
+        self.viewer = open_viewer(
+            str(self.declare_parameter("backend", "rerun").value),
             f"gen0 {self.embodiment.name}",
             save=self.declare_parameter("save_path", "").value or None,
-            spawn=bool(self.declare_parameter("spawn", False).value),
-            connect=str(self.declare_parameter("connect", "").value),
+            live=bool(self.declare_parameter("spawn", False).value),
+            address=str(self.declare_parameter("connect", "").value),
             model_image_size=int(self.declare_parameter("model_image_size", 64).value),
         )
         self.names = list(self.embodiment.joint_names)

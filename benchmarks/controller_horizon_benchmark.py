@@ -19,6 +19,8 @@ velocities, linear with positions only; the last point is held). Prints JSON per
 
     .venv/bin/python benchmarks/controller_horizon_benchmark.py --checkpoint checkpoints/multitask_cpu
     .venv/bin/python benchmarks/controller_horizon_benchmark.py --checkpoint CKPT --duration 6 --modes horizon
+    .venv/bin/python benchmarks/controller_horizon_benchmark.py --checkpoint CKPT --modes horizon,horizon_viewer \
+        --freezes 0   # the viewer node on and off (recording to a file), side by side
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from trajectory_msgs.msg import JointTrajectory
 
-MODES = {"horizon": 0.5, "one_point": 0.0}  # the policy node's command_horizon, s
+# The policy node's command_horizon (s) per mode; *_viewer modes also run the viewer node (issue 17:
+# the control rate must not drop when the viewer is on), recording to a file in the log folder.
+MODES = {"horizon": 0.5, "one_point": 0.0, "horizon_viewer": 0.5, "one_point_viewer": 0.0}
 TOPIC = "/joint_trajectory_controller/joint_trajectory"
 
 
@@ -260,7 +264,15 @@ def start_nodes(args: argparse.Namespace, horizon: float, log_dir: Path, mode: s
     env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(config_dir() / "fastdds.xml"))
     env.setdefault("MUJOCO_GL", "egl")  # as `gen0` sets it: headless machines render offscreen
     procs = {}
-    for name, command in commands(bringup):
+    named = commands(bringup)
+    if mode.endswith("_viewer"):
+        from gen0_policy.bringup import node_command
+
+        suffix = ".rrd" if args.viewer_backend == "rerun" else ".mcap"
+        params = {"embodiment": args.embodiment, "backend": args.viewer_backend,
+                  "save_path": str(log_dir / f"{mode}{suffix}")}  # fmt: skip
+        named.append(("viewer", node_command("gen0_policy.ros.viewer_node", config_dir() / "viewer_node.yaml", params)))
+    for name, command in named:
         log = (log_dir / f"{mode}-{name}.log").open("w")
         procs[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return procs
@@ -329,6 +341,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--freeze-ms", type=float, default=300.0, help="length of each freeze, wall ms")
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="wall s to wait for the first commands")
     parser.add_argument("--log-dir", default="", help="where the nodes' logs go (default: a temp folder)")
+    parser.add_argument("--viewer-backend", default="rerun", choices=("rerun", "foxglove"), help="for *_viewer modes")
     args = parser.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     log_dir = Path(args.log_dir or f"/tmp/gen0_controller_horizon_{os.getpid()}")

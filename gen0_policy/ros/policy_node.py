@@ -32,7 +32,7 @@ from trajectory_msgs.msg import JointTrajectory
 from gen0_msgs.action import RunTask
 from gen0_msgs.msg import ActionChunk, PolicyStatus, TaskStatus
 from gen0_msgs.srv import LoadCheckpoint, SetInstruction
-from gen0_policy.embodiment import load_embodiment
+from gen0_policy.embodiment import ControllerSpec, command_topic, load_embodiment
 from gen0_policy.errors import Gen0Error
 from gen0_policy.messages import header_seconds
 from gen0_policy.ros import conversions as conv
@@ -129,19 +129,15 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _make_outputs(self) -> None:
-        """One publisher per controller: (publisher, joint indices, message kind)."""
-        controllers = self.embodiment.controllers
-        self._outputs = []
-        for spec in controllers:
-            forward = spec.type == "forward_position_controller" or self.p["output_mode"] == "forward_position"
-            kind, topic = (Float64MultiArray, "commands") if forward else (JointTrajectory, "joint_trajectory")
-            pub = self.create_publisher(kind, f"{spec.name}/{topic}", 10)
+        """One publisher per controller: (publisher, joint indices, joint names, forward position or not)."""
+        emb, self._outputs = self.embodiment, []
+        everything = ControllerSpec("joint_trajectory_controller", "joint_trajectory_controller", emb.joint_names)
+        for spec in emb.controllers or [everything]:  # no controllers: one trajectory controller for all joints
+            forward = not spec.trajectory or self.p["output_mode"] == "forward_position"
+            kind = Float64MultiArray if forward else JointTrajectory
+            pub = self.create_publisher(kind, command_topic(spec.name, not forward), 10)
             self._entities.append(pub)
-            self._outputs.append((pub, self.embodiment.joint_indices(spec.joints), spec.joints, forward))
-        if not controllers:
-            pub = self.create_publisher(JointTrajectory, "joint_trajectory_controller/joint_trajectory", 10)
-            self._entities.append(pub)
-            self._outputs.append((pub, np.arange(self.embodiment.dof), self.embodiment.joint_names, False))
+            self._outputs.append((pub, emb.joint_indices(spec.joints), spec.joints, forward))
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         sim_time = bool(self.get_parameter("use_sim_time").value)

@@ -61,10 +61,7 @@ class SimNode(Node):
         }
         self.teleop_pubs = {}  # controller -> publisher of the expert's commands
         for spec in embodiment.controllers:
-            if spec.type == "joint_trajectory_controller":
-                topic, msg_type = f"{spec.name}/joint_trajectory", JointTrajectory
-            else:
-                topic, msg_type = f"{spec.name}/commands", Float64MultiArray
+            topic, msg_type = spec.command_topic, JointTrajectory if spec.trajectory else Float64MultiArray
             self.create_subscription(msg_type, topic, lambda msg, n=spec.name, t=topic: self._on_command(n, t, msg), 10)
             if config.expert_teleop:
                 self.teleop_pubs[spec.name] = self.create_publisher(msg_type, topic, 10)

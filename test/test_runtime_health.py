@@ -40,3 +40,15 @@ def test_meters_average_periods_and_latencies() -> None:
     meters.inference(latency=0.1, wall_latency=0.08, observation_age=0.02, alpha=0.5)
     assert meters.latency_estimate == pytest.approx(0.15)  # the first sets it, then the EMA
     assert (meters.inference_latency, meters.observation_age) == (0.08, 0.02)
+
+
+def test_a_dying_worker_leaves_its_reason_a_returning_one_none() -> None:
+    health = Health()
+    health.watch(lambda: None)()
+    assert health.worker_error == ""
+
+    def crash() -> None:
+        raise ZeroDivisionError("division by zero")
+
+    health.watch(crash)()  # does not raise: the thread ends, the supervisor reports it
+    assert health.worker_error == "inference worker died: ZeroDivisionError: division by zero"

@@ -5,10 +5,13 @@ reads them. Every write is one assignment, so the threads share them without a l
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -20,6 +23,18 @@ class Health:
     uncertain: bool = False  # the last chunk's spread was above uncertainty_threshold
     restart_reason: str = ""  # the stream restarted (clock jump, re-anchor); cleared by a chunk computed after it
     busy_since: float | None = None  # wall time (monotonic) the running inference started; None when idle
+
+    def watch(self, worker: Callable[[], None]) -> Callable[[], None]:
+        """``worker`` for a thread: if it dies, ``worker_error`` says why (a fault, never a silent stop)."""
+
+        def run() -> None:
+            try:
+                worker()
+            except Exception as exc:
+                log.exception("inference worker died")
+                self.worker_error = f"inference worker died: {type(exc).__name__}: {exc}"
+
+        return run
 
     @contextmanager
     def inferring(self) -> Iterator[None]:

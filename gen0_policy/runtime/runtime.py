@@ -114,7 +114,7 @@ class Runtime:
         self._stop.clear()
         self._running = True
         target = self._harmonic_worker if self.config.mode == "harmonic" else self._synchronous_loop
-        thread = threading.Thread(target=self._guard(target), name=f"gen0-{self.config.mode}", daemon=True)
+        thread = threading.Thread(target=self.health.watch(target), name=f"gen0-{self.config.mode}", daemon=True)
         thread.start()
         self._threads = [thread]  # only once alive: a status read meanwhile must not see a "dead" worker
         if drive and self.config.mode == "harmonic":
@@ -276,16 +276,6 @@ class Runtime:
         return RuntimeState.RUNNING, self.swap.error
 
     # ------------------------------------------------------------------ inference
-    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                fn()
-            except Exception as exc:  # a dead worker is reported as a fault, never a silent stop
-                log.exception("inference worker died")
-                self.health.worker_error = f"inference worker died: {type(exc).__name__}: {exc}"
-
-        return run
-
     def _committed_steps(self, policy: ChunkPolicy) -> int:
         """Steps of ``step_dt`` that execute between a chunk's row 0 and its takeover (the estimate of
         that delay: the observation's age plus the inference, in harmonic mode; plus a margin)."""
@@ -351,21 +341,12 @@ class Runtime:
         self.swap.first_chunk(policy)  # the new model's first chunk is ready
         return chunk
 
-    def _fresh_observation(self, seq: int) -> tuple[Observation | None, int]:
-        """The next observation newer than ``seq`` if it is fresh enough to act on, and its seq."""
-        observation = self.perception.wait_newer(seq, timeout=0.05)
-        if observation is None:
-            return None, seq
-        if observation.age(self.clock.now()) > self.config.max_observation_age:
-            return None, observation.seq
-        return observation, observation.seq
-
     def _harmonic_worker(self) -> None:
         set_nice(self.config.worker_nice)
         set_realtime(self.config.worker_realtime_priority)
         seq = -1
         while not self._stop.is_set():
-            observation, seq = self._fresh_observation(seq)
+            observation, seq = self.perception.wait_fresh(seq, self.config.max_observation_age)
             if observation is None or not self.stream.started or self._operator_hold:
                 time.sleep(0.002)
                 continue
@@ -397,7 +378,7 @@ class Runtime:
                 self.tick()
                 time.sleep(period)
                 continue
-            observation, seq = self._fresh_observation(seq)
+            observation, seq = self.perception.wait_fresh(seq, self.config.max_observation_age)
             if observation is None:
                 self.tick()  # hold (stale or missing input)
                 time.sleep(period)

@@ -462,7 +462,7 @@ def test_activation_cycles_do_not_multiply_commands_and_inactive_means_silent(pr
         assert probe.transition(Transition.TRANSITION_DEACTIVATE)
     assert probe.transition(Transition.TRANSITION_ACTIVATE)
     probe.status(PolicyStatus.STATE_RUNNING, timeout=60)
-    assert commands_per_sim_second(2.0) < 110  # control_rate 100 Hz, however many cycles before
+    assert commands_per_sim_second(2.0) < 110  # control_rate_hz 100, however many cycles before
     assert probe.transition(Transition.TRANSITION_DEACTIVATE)
     # Braking to rest takes a fraction of a sim second; on a loaded machine sim time runs slow.
     wait_until(lambda: commands_per_sim_second(0.5) == 0, 30, what="silence after braking to rest")

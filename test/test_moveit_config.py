@@ -3,12 +3,15 @@ nothing plans; every file is read and held against the robot it describes. SRDF 
 against the expanded URDF, the arm chain against the joint_trajectory_controller, group states
 against the URDF limits and the embodiment's home, joint limits against the embodiment YAML,
 MoveIt's controllers against config/controllers; tools/moveit_config.py would write the same
-files."""
+files; the moves refuse with one line where MoveIt is missing."""
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from functools import cache
 
@@ -19,9 +22,10 @@ import yourdfpy
 
 from conftest import REPO
 from gen0_policy.embodiment import available_embodiments, load_embodiment
-from gen0_policy.errors import ConfigError
+from gen0_policy.errors import ConfigError, Gen0Error
 from gen0_policy.moveit_config import ARM_GROUP, ARMS, GRIPPER_GROUP, moveit_dir, moveit_parameters
 from gen0_policy.paths import config_dir
+from gen0_policy.ros import moveit_moves
 
 FILES = ("kinematics.yaml", "joint_limits.yaml", "moveit_controllers.yaml", "moveit_py.yaml")
 
@@ -195,3 +199,27 @@ def test_the_tool_would_write_the_same_files(name: str) -> None:
     spec.loader.exec_module(tool)
     for file, text in tool.files(name).items():
         assert (moveit_dir(name) / file).read_text() == text, f"{file} is stale: run python tools/moveit_config.py"
+
+
+def test_moves_parameters_file_matches_the_node() -> None:
+    params = yaml.safe_load((config_dir() / "moveit_moves.yaml").read_text())["gen0_moveit_moves"]["ros__parameters"]
+    assert params == moveit_moves.PARAMETERS
+    moveit_moves.check_moves(params["moves"], params["approach_pose"])
+    with pytest.raises(ConfigError, match="unknown moves \\['dance'\\]; known moves are home, approach"):
+        moveit_moves.check_moves(["dance"], [])
+    with pytest.raises(ConfigError, match="approach_pose must be"):
+        moveit_moves.check_moves(["approach"], [0.5, 0.0, 0.3])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("moveit") is not None, reason="MoveIt is installed here")
+def test_without_moveit_the_moves_refuse_in_one_line() -> None:
+    with pytest.raises(Gen0Error, match="MoveIt is required") as info:
+        moveit_moves.import_moveit_py()
+    assert "\n" not in str(info.value) and "ros-jazzy-moveit-py" in str(info.value)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "gen0_policy.ros.moveit_moves", "--ros-args", "-p", "embodiment:=ur5e"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"gen0_moveit_moves: {moveit_moves.MOVEIT_REQUIRED}"]

@@ -9,7 +9,7 @@ no action for MoveIt, so ``home`` also writes the gripper's home opening to
 /gripper_controller/commands. moveit_py is imported only when a move is asked for: without MoveIt
 the process says that MoveIt is required instead of a traceback.
 
-    ros2 run gen0_policy gen0_moveit_moves --ros-args --params-file config/moveit_moves.yaml -p embodiment:=ur5e
+    ros2 run gen0_policy gen0_moveit_moves --ros-args -p embodiment:=ur5e -p "moves:=[home, approach]"
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from gen0_policy.runtime.task import check_instruction
 from gen0_policy.runtime.trajectory import Chunk
 
 log = logging.getLogger(__name__)
+RESUME_TOLERANCE = 0.01  # rad or m an arm joint may have moved while deactivated and the stream still continue
 
 
 class Runtime:
@@ -90,6 +91,7 @@ class Runtime:
         self._epoch = 0  # bumped by a clock jump: chunks from an older epoch are discarded
         self._running = False
         self._operator_hold = ""
+        self._check_resume = False  # after resume: did the arm move while deactivated?
         self._clock_seen = (math.nan, time.monotonic())  # (runtime clock, wall time it last moved)
 
     # ----------------------------------------------------------------- control
@@ -150,6 +152,7 @@ class Runtime:
         self.meters.last_tick = None
         self._clock_seen = (math.nan, time.monotonic())
         self._operator_hold = ""
+        self._check_resume = True
 
     def swap_policy(self, policy: ChunkPolicy) -> None:
         """Hot swap: the executing chunk continues until the new policy's first chunk is ready."""
@@ -171,6 +174,9 @@ class Runtime:
         if jump is not None:
             self._on_clock_jump(now, jump.describe())
         joints = self.perception.latest_joints()
+        if self._check_resume and joints is not None:
+            self._check_resume = False
+            self._start_anew_if_moved(joints)
         if not self.stream.started:
             if joints is None:
                 return None
@@ -187,6 +193,23 @@ class Runtime:
             if horizon is not None:
                 self.on_horizon(horizon)
         return command
+
+    def _start_anew_if_moved(self, measured: np.ndarray) -> None:
+        """After resume: if the arm was moved while the stream rested (MoveIt moves between episodes,
+        a hand), start from where it is, as a new activation does. Re-anchoring instead would first
+        command the arm back towards where the stream stopped."""
+        if not (self.stream.started and self.stream.at_rest):
+            return  # never started, or still braking: continue
+        error = np.where(self._arm, np.abs(measured - self.stream.position()), 0.0)
+        worst = int(np.argmax(error))
+        if error[worst] > RESUME_TOLERANCE:
+            log.warning(
+                "starting from the measured position: %s moved %.3f while deactivated",
+                self.embodiment.joint_names[worst],
+                error[worst],
+            )
+            self._epoch += 1  # chunks in flight were planned from where the arm no longer is
+            self.stream.clear()
 
     def _check_tracking(self, now: float, measured: np.ndarray) -> None:
         """Restart from the measured position if the robot teleported (a joint state jumped faster than

@@ -47,22 +47,43 @@ class Horizon:
     limits: SafetyLimits | None = None  # of all joints, for select
     stride: int = 1  # points per chunk step
     tolerance: float = 1e-3  # rad or m the message's curve may leave the planned steps (else more points)
+    keep: np.ndarray | None = None  # indices of the points every controller's message holds (see kept)
 
     @property
     def end(self) -> float:
         return self.start + float(self.times[-1])
 
     def select(self, joints: np.ndarray) -> Horizon:
-        """The message for one controller's ``joints``: one point per chunk step after the start where
-        the cubic Hermite curve through those points (from point 0, the controller's state at the start)
-        keeps these joints inside their limits and within ``tolerance`` of the planned steps, every
-        control step where it would not (each step is exact)."""
+        """The message for one controller's ``joints``: the points :meth:`kept` (all joints' choice, so
+        every controller executes the same curve per joint as :meth:`executed` describes), point 0 left
+        out; without limits, every point."""
         idx = np.asarray(joints)
         p, v = self.positions[:, idx], self.velocities[:, idx]
         if self.limits is None:
             return replace(self, positions=p, velocities=v)
-        lim = self.limits
-        safety = SafetyFilter(SafetyLimits(lim.lower[idx], lim.upper[idx], lim.velocity[idx], lim.acceleration[idx]))
+        keep = self.kept() if self.keep is None else self.keep
+        return replace(self, times=self.times[keep], positions=p[keep], velocities=v[keep], limits=None)
+
+    def executed(self) -> Horizon:
+        """What a controller executes of its message: from point 0 (where it is at the stamp, as the
+        previous horizon put it) through the kept points. The next horizon starts on this curve, not on
+        the plan between the points: a curve the controller never follows would hand over with a jump."""
+        if self.limits is None:
+            return self
+        rest = self.kept() if self.keep is None else self.keep
+        keep = rest if len(rest) and rest[0] == 0 else np.concatenate([[0], rest]).astype(int)
+        return replace(self, times=self.times[keep], positions=self.positions[keep], velocities=self.velocities[keep],
+                       limits=None, keep=None)  # fmt: skip
+
+    def kept(self) -> np.ndarray:
+        """Indices after point 0 of the points a message holds: one per chunk step where the cubic
+        Hermite curve through those points (from point 0) keeps every joint inside its limits and
+        within ``tolerance`` of the planned steps, every control step where it would not (each step
+        is exact). Without limits: every point."""
+        p, v, lim = self.positions, self.velocities, self.limits
+        if lim is None:
+            return np.arange(1, len(self.times)) if len(self.times) > 1 else np.arange(1)
+        safety = SafetyFilter(lim)
         n = len(self.times)
         coarse = np.array(sorted(set(range(0, n, self.stride)) | {n - 1}))
         bad = safety.segment_violations(self.times[coarse], p[coarse], v[coarse])
@@ -78,8 +99,7 @@ class Horizon:
         # Point 0 is where the controller already is at the stamp: leave it out and the controller bridges
         # from its executing state there (a first point at 0 would make it drop that bridge, and a late
         # message would then step back to it; ros2_controllers places a policy's first point ahead too).
-        keep = keep[1:] if len(keep) > 1 else keep
-        return replace(self, times=self.times[keep], positions=p[keep], velocities=v[keep], limits=None)
+        return np.asarray(keep[1:] if len(keep) > 1 else keep)
 
     def sample(self, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Position, velocity, acceleration the controller executes at ``t`` (before the start: point 0)."""
@@ -161,7 +181,9 @@ class HorizonPlanner:
         if not self.due(command):
             return None
         horizon = self.plan(command, trajectory)
-        self.last, self._key, self._published = horizon, (command.chunk_seq, command.holding), command.t
+        if horizon.limits is not None:
+            horizon = replace(horizon, keep=horizon.kept())  # one choice of points for every controller
+        self.last, self._key, self._published = horizon.executed(), (command.chunk_seq, command.holding), command.t
         return horizon
 
     def plan(self, command: Command, trajectory: Trajectory | None) -> Horizon:

@@ -44,18 +44,21 @@ from gen0_policy.runtime.horizon import Horizon
 from gen0_policy.runtime.loading import load_chunk_policy
 from gen0_policy.runtime.task import Outcome, Slots, TaskMonitor, check_instruction, check_timeout
 from gen0_policy.runtime.trajectory import Chunk
+from gen0_policy.runtime.uncertainty import Calibration
 
 PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml)
     "embodiment": "panda", "checkpoint": "", "device": "cpu", "instruction": "", "cameras": [""],
     "joint_states_topic": "joint_states", "output_mode": "joint_trajectory", "command_horizon": 0.5,
     "horizon_refresh": 0.05, "mode": "harmonic",
     "control_rate": 100.0, "max_observation_age": 0.5, "uncertainty_threshold": 0.0, "num_samples": 1,
+    "uncertainty_signal": "sample_spread", "uncertainty_calibration": "",
     "worker_timeout": 2.0, "limit_scale": 1.0, "resync_tolerance": 1.0, "synchronize_joints": True,
     "replan_period": 0.0, "check_image_size": True, "status_rate": 10.0, "realtime_priority": 0,
     "worker_realtime_priority": 0, "uncertain_timeout": 2.0, "autostart": False,
 }  # fmt: skip
 RUNTIME_PARAMETERS = {  # parameter: RuntimeConfig field
     **{name: name for name in ("mode", "max_observation_age", "num_samples", "worker_timeout", "limit_scale")},
+    "uncertainty_signal": "uncertainty_signal",
     **{name: name for name in ("resync_tolerance", "synchronize_joints", "replan_period", "realtime_priority")},
     "worker_realtime_priority": "worker_realtime_priority",
     "horizon_refresh": "horizon_refresh",
@@ -124,6 +127,8 @@ class PolicyNode(LifecycleNode):
                 uncertainty_threshold=p["uncertainty_threshold"] or math.inf,
                 command_horizon=p["command_horizon"] or 1.0 / p["control_rate"],  # 0: one point per tick
             )
+            if p["uncertainty_calibration"]:  # a measured signal and threshold replace the two parameters
+                config = Calibration.load(p["uncertainty_calibration"]).apply(config)
             clock = FunctionClock(lambda: self.get_clock().now().nanoseconds * 1e-9)
             on_horizon = self._on_horizon if p["command_horizon"] > 0 else None
             runtime = Runtime(policy, embodiment, config, clock, cameras, self._on_command, self._on_chunk, on_horizon)

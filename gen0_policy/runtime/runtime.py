@@ -32,6 +32,7 @@ from gen0_policy.runtime.safety import SafetyFilter, SafetyLimits
 from gen0_policy.runtime.status import RuntimeState, RuntimeStatus
 from gen0_policy.runtime.task import check_instruction
 from gen0_policy.runtime.trajectory import Chunk
+from gen0_policy.runtime.uncertainty import SignalMonitor
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ class Runtime:
         self._worker_error = ""
         self._chunk_error = ""
         self._uncertain = False
+        self._signals = SignalMonitor(embodiment.upper - embodiment.lower)  # compares each chunk with the last
+        self._signals_epoch = 0  # a chunk from before a restart or clock jump is not compared with
         self._restart_reason = ""
         self._swap_target: ChunkPolicy | None = None
         self._loading = ""
@@ -312,7 +315,8 @@ class Runtime:
             return RuntimeState.HOLDING, self._chunk_error
         if self._uncertain:
             return RuntimeState.UNCERTAIN, (
-                f"uncertainty {self._uncertainty:.3f} above threshold {self.config.uncertainty_threshold:.3f}"
+                f"uncertainty ({self.config.uncertainty_signal}) {self._uncertainty:.3f} "
+                f"above threshold {self.config.uncertainty_threshold:.3f}"
             )
         if self._restart_reason:
             return RuntimeState.HOLDING, f"{self._restart_reason}; waiting for a chunk computed after it"
@@ -385,21 +389,28 @@ class Runtime:
         except CommandError as exc:
             self._chunk_error = str(exc)
             return None
+        n_committed = 0 if committed is None else len(committed)
+        if self._signals_epoch != epoch:
+            self._signals.reset()
+            self._signals_epoch = epoch
+        checked = {**out, "actions": result.actions, "uncertainty": result.uncertainty}
+        signals = self._signals.update(checked, t0, float(policy.step_dt), n_committed)
+        uncertainty = signals[self.config.uncertainty_signal]
         self._seq += 1
         chunk = Chunk(
             actions=result.actions,
             t0=t0,
             step_dt=float(policy.step_dt),
             observation_stamp=observation.stamp,
-            uncertainty=result.uncertainty,
+            uncertainty=uncertainty,
             inference_latency=wall_latency,
-            committed=0 if committed is None else len(committed),
+            committed=n_committed,
             checkpoint_id=str(getattr(policy, "checkpoint_id", "")),
             seq=self._seq,
         )
-        self._uncertainty = result.uncertainty
+        self._uncertainty = uncertainty
         self._chunk_error = ""
-        self._uncertain = result.uncertainty > self.config.uncertainty_threshold
+        self._uncertain = uncertainty > self.config.uncertainty_threshold  # NaN (not measured) never holds
         if self.on_chunk is not None:
             self.on_chunk(chunk)
         if self._uncertain:
@@ -491,6 +502,7 @@ class Runtime:
             reason=reason,
             uncertainty=self._uncertainty,
             uncertainty_threshold=self.config.uncertainty_threshold,
+            uncertainty_signal=self.config.uncertainty_signal,
             inference_latency=self._inference_latency,
             observation_age=self._observation_age,
             control_rate=1.0 / self._period_estimate if self._period_estimate > 0 else 0.0,

@@ -298,6 +298,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--plot", type=Path, default=Path("docs/results/uncertainty.png"))
     parser.add_argument("--calibration-out", type=Path, default=Path("config/uncertainty/multitask_cpu.json"))
     parser.add_argument("--progress", type=Path, default=None, help="append one line per episode here")
+    parser.add_argument(
+        "--reuse", type=Path, default=None, help="take the episodes from this earlier output instead of running them"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -315,7 +318,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seeds = range(args.seed, args.seed + args.episodes)
     start = time.perf_counter()
     results = []
-    for condition in [c.strip() for c in args.conditions.split(",") if c.strip()]:
+    if args.reuse:  # analyse (and hold) again without re-running the same episodes
+        for episode in json.loads(args.reuse.read_text())["episodes"]:
+            extra = {k: episode[k] for k in ("instruction", "motion_rad", "holds")}
+            results.append((EpisodeTrace.from_dict(episode), extra))
+    for condition in [c.strip() for c in args.conditions.split(",") if c.strip() and not args.reuse]:
         for task in tasks:
             results += run_condition(controller, task, condition, seeds, None, log)
     traces = [trace for trace, _ in results]

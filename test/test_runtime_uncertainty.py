@@ -120,6 +120,19 @@ def test_chunk_disagreement_compares_the_rows_both_chunks_cover() -> None:
     assert chunk_disagreement(previous, 0.0, moved, 0.3, 0.1, scale, skip=2) == pytest.approx(0.05)
 
 
+def test_after_a_hold_the_unexecuted_plan_is_compared_from_where_it_would_have_started() -> None:
+    """Held, the robot did not follow the last chunk; the next one (planned from the same place a step
+    later) must not look a step behind it, or a hold on disagreement would never end."""
+    monitor = SignalMonitor(np.array([1.0]))
+    plan = {"actions": np.arange(8.0)[:, None] * 0.1}
+    monitor.update(plan, 0.0, 0.1)
+    late = monitor.update(plan, 0.1, 0.1)["chunk_disagreement"]  # the same plan a step later: behind by 0.1
+    assert late == pytest.approx(0.1)
+    monitor.held()
+    assert monitor.update(plan, 0.2, 0.1)["chunk_disagreement"] == pytest.approx(0.0)
+    assert monitor.update(plan, 0.3, 0.1)["chunk_disagreement"] == pytest.approx(0.1)  # executed again
+
+
 def test_calibration_file_round_trip_and_applied_to_the_runtime_config(tmp_path: Path) -> None:
     path = Calibration("near_spread", 0.02, num_samples=8, false_hold_rate=0.1, checkpoint_id="ck").save(
         tmp_path / "cal" / "c.json"

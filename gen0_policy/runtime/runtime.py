@@ -414,6 +414,7 @@ class Runtime:
         if self.on_chunk is not None:
             self.on_chunk(chunk)
         if self._uncertain:
+            self._signals.held()
             return None
         self._restart_reason = ""
         if policy is self._swap_target:

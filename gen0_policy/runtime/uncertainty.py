@@ -78,6 +78,13 @@ class SignalMonitor:
     def reset(self) -> None:
         """Forget the previous chunk (a new episode, or a restart after which it no longer applies)."""
         self._previous: tuple[np.ndarray, float] | None = None
+        self._held = False
+
+    def held(self) -> None:
+        """The last chunk was not executed (the robot held): the next one is compared with it as a
+        plan that starts when the next one does. Compared at their own times instead, a held plan
+        looks a step further behind at every inference, and a hold on disagreement never ends."""
+        self._held = True
 
     def update(self, out: Mapping[str, Any], t0: float, step_dt: float, skip: int = 0) -> dict[str, float]:
         """Signals for ``out`` (an ``infer`` result: actions, uncertainty, optional samples) placed at
@@ -92,10 +99,11 @@ class SignalMonitor:
             values["near_spread"] = float((near.std(axis=0) / self.scale).mean()) if near.size else math.nan
         if self._previous is not None:
             previous, previous_t0 = self._previous
+            previous_t0 = t0 if self._held else previous_t0
             values["chunk_disagreement"] = chunk_disagreement(
                 previous, previous_t0, actions, t0, step_dt, self.scale, skip
             )
-        self._previous = (actions, float(t0))
+        self._previous, self._held = (actions, float(t0)), False
         return values
 
 
@@ -154,8 +162,10 @@ class EpisodeTrace:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EpisodeTrace:
+        """From :meth:`to_dict`'s output; other keys (a benchmark's extras) are ignored."""
         signals = {k: [math.nan if v is None else float(v) for v in vs] for k, vs in data.get("signals", {}).items()}
-        return cls(**{**data, "signals": signals})
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known} | {"signals": signals})
 
 
 def _json_float(value: float) -> float | None:

@@ -69,6 +69,7 @@ class CheckpointController:
         policy step later, as the runtime holds and re-infers."""
         self._chunk = np.repeat(np.asarray(target, np.float64)[None], self.policy.chunk_size, axis=0)
         self._chunk_start = now - (self.execute - 1) * self.policy.step_dt
+        self._monitor.held()
 
     def wants_images(self, now: float) -> bool:
         """Images are rendered only for the steps that run inference."""

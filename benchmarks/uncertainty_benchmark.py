@@ -16,8 +16,13 @@ the default rollout's). Conditions:
   occluded_camera        the left half of the scene camera grey (something in front of it)
   recoloured_objects     the task's objects in other colours (red ball -> green, yellow button -> cyan, ...)
 
-    MUJOCO_GL=egl nice -n 5 .venv/bin/python benchmarks/uncertainty_benchmark.py --episodes 20 --hold \\
-        --progress /tmp/uncertainty.log
+docs/results/uncertainty.json, .png and config/uncertainty/multitask_cpu.json were made by (2026-12-02,
+shared 2-core CPU: 21 min for the 540 episodes, 6 min for the holding pass):
+
+    MUJOCO_GL=egl nice -n 5 .venv/bin/python benchmarks/uncertainty_benchmark.py --episodes 30 --num-samples 8 \\
+        --hold --progress /tmp/uncertainty.log
+
+(the analysis and holding pass were rerun from those episodes with ``--reuse`` after a fix to holding).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np
 
 from gen0_policy.runtime.uncertainty import (
+    NEEDS_SAMPLES,
     SIGNALS,
     Calibration,
     EpisodeTrace,
@@ -191,6 +197,22 @@ def analyse(traces: list[EpisodeTrace], false_hold_rate: float) -> dict[str, Any
         for how, key in (("mean", "auroc"), ("max", "auroc_max")):
             ok, failed = [t.score(signal, how) for t in good], [t.score(signal, how) for t in bad]
             entry[key]["failure"] = _round(auroc(ok, failed))
+            # Pooled, a signal that is merely higher on a harder task (push) looks predictive; within a
+            # task it must tell this episode's failure from that one's success.
+            per_task = {
+                task: auroc(
+                    [t.score(signal, how) for t in good if t.task == task],
+                    [t.score(signal, how) for t in bad if t.task == task],
+                )
+                for task in sorted({t.task for t in ind})
+            }
+            entry[key]["failure_by_task"] = {task: _round(v) for task, v in per_task.items()}
+            counted = [
+                v
+                for task, v in per_task.items()
+                if min(sum(t.task == task for t in good), sum(t.task == task for t in bad)) >= 3
+            ]
+            entry[key]["failure_within_task"] = _round(float(np.mean(counted)) if counted else None)
             for shift in shifts:
                 shifted = [t.score(signal, how) for t in traces if t.condition == shift]
                 entry[key][shift] = _round(auroc([t.score(signal, how) for t in ind], shifted))
@@ -223,10 +245,10 @@ def analyse(traces: list[EpisodeTrace], false_hold_rate: float) -> dict[str, Any
 
 
 def choose(report: dict[str, Any]) -> str:
-    """The signal with the best mean AUROC over failure and the clear shifts (ties: the first listed)."""
+    """The signal with the best mean AUROC over failure (within a task) and the clear shifts."""
 
     def merit(signal: str) -> float:
-        values = [report[signal]["auroc"].get(k) for k in ("failure", *CLEAR_SHIFTS)]
+        values = [report[signal]["auroc"].get(k) for k in ("failure_within_task", *CLEAR_SHIFTS)]
         values = [v for v in values if v is not None]
         return float(np.mean(values)) if values and report[signal].get("threshold") else -1.0
 
@@ -351,7 +373,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         calibration = Calibration(
             signal=chosen,
             threshold=float(threshold),
-            num_samples=args.num_samples,
+            num_samples=args.num_samples if chosen in NEEDS_SAMPLES else 1,
             false_hold_rate=args.false_hold_rate,
             checkpoint_id=controller.policy.checkpoint_id,
             notes=f"benchmarks/uncertainty_benchmark.py on Panda {','.join(tasks)}, seeds {seeds[0]}-{seeds[-1]}; "

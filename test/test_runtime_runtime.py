@@ -196,8 +196,9 @@ def test_chunk_disagreement_needs_one_sample_and_is_the_reported_uncertainty(sta
     policy = GoalPolicy(goal=goal, speed=1.0, delay_s=0.02)
     runtime, commands = make(policy, uncertainty_signal="chunk_disagreement", uncertainty_threshold=0.02)
     start(started, runtime, commands)
-    status = wait_until(lambda: (s := runtime.status()).state == RuntimeState.RUNNING and s, 10, what="running")
-    assert status.uncertainty_signal == "chunk_disagreement" and status.uncertainty < 0.02  # keeps its plan
+    running = RuntimeState.RUNNING
+    status = wait_until(lambda: (s := runtime.status()).state == running and s.chunk_count >= 3 and s, 10, what="run")
+    assert status.uncertainty_signal == "chunk_disagreement" and status.uncertainty < 0.02  # (NaN for chunk 1)
     assert runtime.config.num_samples == 1
     flip["on"] = True
     status = wait_until(lambda: (s := runtime.status()).state == RuntimeState.UNCERTAIN and s, 5, what="uncertain")

@@ -206,3 +206,11 @@ def test_signals_of_a_trained_tiny_model_over_an_episode(tiny) -> None:
     single = monitor.update(policy.infer(obs), 0.1, policy.step_dt)  # one sample: only the disagreement
     assert math.isnan(single["sample_spread"]) and math.isnan(single["near_spread"])
     assert math.isfinite(single["chunk_disagreement"])
+
+
+def test_the_shipped_calibration_loads() -> None:
+    from conftest import REPO
+
+    calibration = Calibration.load(REPO / "config" / "uncertainty" / "multitask_cpu.json")
+    assert calibration.signal in SIGNALS and 0 < calibration.threshold < 1
+    assert calibration.checkpoint_id.startswith("multitask_cpu")

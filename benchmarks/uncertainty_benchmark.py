@@ -41,6 +41,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
 
+from gen0_policy.errors import ConfigError
 from gen0_policy.runtime.uncertainty import (
     NEEDS_SAMPLES,
     SIGNALS,
@@ -218,7 +219,7 @@ def analyse(traces: list[EpisodeTrace], false_hold_rate: float) -> dict[str, Any
                 entry[key][shift] = _round(auroc([t.score(signal, how) for t in ind], shifted))
         try:
             threshold = calibrate_threshold(calib, signal, false_hold_rate)
-        except Exception as exc:  # never measured (one sample): say so, keep going
+        except ConfigError as exc:  # never measured (one sample): say so, keep going
             entry["threshold"] = None
             entry["why_no_threshold"] = str(exc)
             report[signal] = entry

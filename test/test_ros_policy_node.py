@@ -383,6 +383,28 @@ def test_invalid_transitions_and_parameters_are_refused_and_the_node_lives(proce
     assert policy.poll() is None, processes.output(policy)
 
 
+def test_an_uncertainty_calibration_file_sets_the_signal_and_threshold(processes, probe, checkpoints, tmp_path) -> None:
+    """The node's uncertainty_calibration: a missing file fails configure with what to do; a file's
+    signal and threshold replace the parameters, and the node holds on them and says which."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+
+    from gen0_policy.runtime.uncertainty import Calibration
+
+    start_policy(processes, checkpoints[0], f"uncertainty_calibration:={tmp_path / 'missing.json'}")
+    probe.status(PolicyStatus.STATE_IDLE, "not configured", timeout=60)
+    assert not probe.transition(Transition.TRANSITION_CONFIGURE)
+    probe.status(PolicyStatus.STATE_FAULT, "does not exist")
+    # The node's num_samples is 1; the file's signal needs 2, so it must be raised or nothing is measured.
+    path = Calibration("sample_spread", 1e-6, num_samples=2).save(tmp_path / "calibration.json")
+    value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(path))
+    request = SetParameters.Request(parameters=[Parameter(name="uncertainty_calibration", value=value)])
+    assert probe.call(SetParameters, "set_parameters", request).results[0].successful
+    assert probe.transition(Transition.TRANSITION_CONFIGURE)
+    assert probe.transition(Transition.TRANSITION_ACTIVATE)
+    status = probe.status(PolicyStatus.STATE_UNCERTAIN, "(sample_spread)", timeout=60)
+    assert status.uncertainty_threshold == pytest.approx(1e-6) and status.uncertainty > 1e-6
+
+
 def rate(value: float):
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 

@@ -13,6 +13,7 @@ from runtime_helpers import image, toy_embodiment
 
 from conftest import wait_until
 from gen0_policy.runtime import Command, GoalPolicy, ManualClock, Runtime, RuntimeConfig, RuntimeState
+from gen0_policy.runtime.uncertainty import Calibration
 
 EMB = toy_embodiment(dof=3, cameras=1)
 GOAL = np.array([1.0, -1.0, 0.8])
@@ -166,6 +167,44 @@ def test_uncertain_model_holds_and_reports_uncertain(started) -> None:
     wait_until(lambda: commands[-1].holding, 5, what="holding")
     spread["value"] = 0.0
     wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="confident again")
+
+
+def test_the_threshold_and_signal_of_a_calibration_file_are_used(started, tmp_path) -> None:
+    spread = {"value": 0.05}
+    policy = GoalPolicy(goal=GOAL, speed=0.5, delay_s=0.02, uncertainty=lambda obs: spread["value"])
+    path = Calibration("sample_spread", 0.1, num_samples=4, checkpoint_id="goal-policy").save(tmp_path / "cal.json")
+    config = Calibration.load(path).apply(RuntimeConfig())  # as the policy node's uncertainty_calibration does
+    assert config.num_samples == 4  # raised: the spread needs samples
+    commands = Recorder()
+    runtime = Runtime(policy, EMB, config, on_command=commands)
+    start(started, runtime, commands)
+    status = wait_until(lambda: (s := runtime.status()).state == RuntimeState.RUNNING and s, 10, what="running")
+    assert status.uncertainty_threshold == 0.1 and status.uncertainty_signal == "sample_spread"
+    spread["value"] = 0.3  # above the calibrated 0.1, below the default (never hold)
+    status = wait_until(lambda: (s := runtime.status()).state == RuntimeState.UNCERTAIN and s, 5, what="uncertain")
+    assert "(sample_spread) 0.300 above threshold 0.100" in status.reason
+
+
+def test_chunk_disagreement_needs_one_sample_and_is_the_reported_uncertainty(started) -> None:
+    """A policy that changes its mind every chunk (heading to one goal, then the opposite) is
+    uncertain by chunk_disagreement; one that keeps its plan is not. The status reports that signal."""
+    flip = {"on": False}
+
+    def goal(obs):
+        return -GOAL if flip["on"] and policy.calls % 2 else GOAL
+
+    policy = GoalPolicy(goal=goal, speed=1.0, delay_s=0.02)
+    runtime, commands = make(policy, uncertainty_signal="chunk_disagreement", uncertainty_threshold=0.02)
+    start(started, runtime, commands)
+    running = RuntimeState.RUNNING
+    status = wait_until(lambda: (s := runtime.status()).state == running and s.chunk_count >= 3 and s, 10, what="run")
+    assert status.uncertainty_signal == "chunk_disagreement" and status.uncertainty < 0.02  # (NaN for chunk 1)
+    assert runtime.config.num_samples == 1
+    flip["on"] = True
+    status = wait_until(lambda: (s := runtime.status()).state == RuntimeState.UNCERTAIN and s, 5, what="uncertain")
+    assert status.uncertainty > 0.02 and "(chunk_disagreement)" in status.reason
+    wait_until(lambda: commands[-1].holding, 5, what="holding")
+    assert status.to_dict()["uncertainty_signal"] == "chunk_disagreement"
 
 
 def test_hung_and_dead_workers_hold_and_fault(started) -> None:

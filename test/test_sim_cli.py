@@ -125,3 +125,35 @@ def test_rollout_video_is_a_decodable_mp4_with_every_recorded_frame(tmp_path):
     strip_first, strip_last = frames[0][-6:].reshape(-1, 3).mean(0), frames[-1][-6:].reshape(-1, 3).mean(0)
     assert abs(strip_first[1] - strip_first[0]) < 20  # grey while running
     assert strip_last[1] > 150 and strip_last[0] < 100  # green after success
+
+
+def test_checkpoint_rollout_records_uncertainty_signals_without_changing_the_outcome():
+    """What benchmarks/uncertainty_benchmark.py relies on: samples only measure the spread (the same
+    episode with 1 or 2 samples), every inference leaves its signals, and a hold re-infers a step later."""
+    import math
+
+    import numpy as np
+
+    from gen0_policy.runtime.uncertainty import SIGNALS
+    from gen0_policy.sim import make_env
+    from gen0_policy.sim.policies import CheckpointController
+    from gen0_policy.sim.rollout import RolloutConfig, run_episode
+
+    results = {}
+    with make_env("panda", "reach") as env:
+        for k in (1, 2):
+            controller = CheckpointController(str(REPO / "checkpoints" / "multitask_cpu"), num_samples=k)
+            result = run_episode(env, controller, 101, RolloutConfig(linger=0.0, max_duration=1.0))
+            results[k] = (result.steps, result.success, [t for t, _ in controller.signals], controller.signals)
+    assert results[1][:3] == results[2][:3]  # the executed chunk is the deterministic one either way
+    signals = results[2][3]
+    assert len(signals) == math.ceil(results[2][0] / 100 / (controller.execute * controller.policy.step_dt))
+    assert all(set(values) == set(SIGNALS) for _, values in signals)
+    assert all(math.isfinite(v) for _, values in signals[1:] for v in values.values())
+    assert math.isnan(results[1][3][0][1]["sample_spread"])  # one sample: no spread
+    now = signals[-1][0]
+    home = controller.env.embodiment.home
+    controller.hold(home, now)
+    assert not controller.wants_images(now + 0.5 * controller.policy.step_dt)
+    assert controller.wants_images(now + controller.policy.step_dt)
+    np.testing.assert_allclose(controller.act({"time": now, "joint_positions": np.ones(8)}), home)  # held

@@ -44,11 +44,12 @@ from gen0_policy.runtime.horizon import Horizon
 from gen0_policy.runtime.loading import load_chunk_policy
 from gen0_policy.runtime.task import Outcome, Slots, TaskMonitor, TaskReport, check_instruction, check_timeout
 from gen0_policy.runtime.trajectory import Chunk
+from gen0_policy.runtime.uncertainty import Calibration
 
 PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml): the node's own, then the runtime's
     "embodiment": "panda", "checkpoint": "", "device": "cpu", "engine": "torch", "instruction": "", "cameras": [""],
     "joint_states_topic": "joint_states", "output_mode": "joint_trajectory", "check_image_size": True,
-    "status_rate": 10.0, "uncertain_timeout": 2.0, "autostart": False,
+    "status_rate": 10.0, "uncertain_timeout": 2.0, "uncertainty_calibration": "", "autostart": False,
     **runtime_parameters(),  # every RuntimeConfig field under its own name (runtime/config.py)
 }  # fmt: skip
 MAX_TASK_GOALS = 1  # one instruction at a time; further goals are rejected at once, never queued
@@ -109,6 +110,8 @@ class PolicyNode(LifecycleNode):
             sizes = {c.name: (c.height, c.width) for c in embodiment.cameras}
             cameras = {name: sizes.get(name) if p["check_image_size"] else None for name in names}
             config = runtime_config(p)
+            if p["uncertainty_calibration"]:  # a measured signal and threshold replace the two parameters
+                config = Calibration.load(p["uncertainty_calibration"]).apply(config)
             clock = FunctionClock(lambda: self.get_clock().now().nanoseconds * 1e-9)
             on_horizon = self._on_horizon if p["command_horizon"] > 0 else None
             runtime = Runtime(policy, embodiment, config, clock, cameras, self._on_command, self._on_chunk, on_horizon)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from gen0_policy.errors import ConfigError
+from gen0_policy.runtime.uncertainty import SIGNALS
 
 MODES = ("harmonic", "synchronous")
 
@@ -17,8 +18,9 @@ class RuntimeConfig:
     mode: str = "harmonic"  # harmonic: think while acting; synchronous: infer, then act the chunk
     control_rate_hz: float = 100.0  # action-stream rate, Hz (1..500)
     max_observation_age: float = 0.5  # s; older observations make the runtime hold
-    uncertainty_threshold: float = math.inf  # sample spread above which the runtime holds (inf: never)
-    num_samples: int = 1  # action samples per inference; >= 2 to measure uncertainty
+    uncertainty_threshold: float = math.inf  # the signal's value above which the runtime holds (inf: never)
+    num_samples: int = 1  # action samples per inference; >= 2 to measure the sample spread
+    uncertainty_signal: str = "sample_spread"  # which signal of runtime/uncertainty.py decides (SIGNALS)
     worker_timeout: float = 2.0  # s an inference may run before the worker counts as hung
     latency_ema: float = 0.3  # weight of the newest latency in the latency estimate
     latency_margin: float = 0.2  # extra fraction of the latency estimate committed for safety
@@ -59,6 +61,7 @@ class RuntimeConfig:
             "max_observation_age": self.max_observation_age > 0,
             "uncertainty_threshold": self.uncertainty_threshold > 0,
             "num_samples": self.num_samples >= 1,
+            "uncertainty_signal": self.uncertainty_signal in SIGNALS,
             "worker_timeout": self.worker_timeout > 0,
             "latency_ema": 0 < self.latency_ema <= 1,
             "latency_margin": self.latency_margin >= 0,

@@ -32,6 +32,7 @@ from gen0_policy.runtime.status import RuntimeState, RuntimeStatus
 from gen0_policy.runtime.swap import HotSwap
 from gen0_policy.runtime.task import check_instruction
 from gen0_policy.runtime.trajectory import Chunk
+from gen0_policy.runtime.uncertainty import SignalMonitor
 
 log = logging.getLogger(__name__)
 RESUME_TOLERANCE = 0.01  # rad or m an arm joint may have moved while deactivated and the stream still continue
@@ -92,6 +93,8 @@ class Runtime:
         self._running = False
         self._operator_hold = ""
         self._check_resume = False  # after resume: did the arm move while deactivated?
+        self._signals = SignalMonitor(embodiment.upper - embodiment.lower)  # compares each chunk with the last
+        self._signals_epoch = 0
         self._clock_seen = (math.nan, time.monotonic())  # (runtime clock, wall time it last moved)
 
     # ----------------------------------------------------------------- control
@@ -288,7 +291,8 @@ class Runtime:
             return RuntimeState.HOLDING, health.chunk_error
         if health.uncertain:
             return RuntimeState.UNCERTAIN, (
-                f"uncertainty {self.meters.uncertainty:.3f} above threshold {self.config.uncertainty_threshold:.3f}"
+                f"uncertainty ({self.config.uncertainty_signal}) {self.meters.uncertainty:.3f} "
+                f"above threshold {self.config.uncertainty_threshold:.3f}"
             )
         if health.restart_reason:
             return RuntimeState.HOLDING, f"{health.restart_reason}; waiting for a chunk computed after it"
@@ -342,24 +346,32 @@ class Runtime:
         except CommandError as exc:
             self.health.chunk_error = str(exc)
             return None
+        n_committed = 0 if committed is None else len(committed)
+        if self._signals_epoch != epoch:  # a chunk from before a restart or clock jump is not compared with
+            self._signals.reset()
+            self._signals_epoch = epoch
+        checked = {**out, "actions": result.actions, "uncertainty": result.uncertainty}
+        signals = self._signals.update(checked, t0, float(policy.step_dt), n_committed)
+        uncertainty = signals[self.config.uncertainty_signal]
         self.meters.chunks += 1
         chunk = Chunk(
             actions=result.actions,
             t0=t0,
             step_dt=float(policy.step_dt),
             observation_stamp=observation.stamp,
-            uncertainty=result.uncertainty,
+            uncertainty=uncertainty,
             inference_latency=wall_latency,
-            committed=0 if committed is None else len(committed),
+            committed=n_committed,
             checkpoint_id=str(getattr(policy, "checkpoint_id", "")),
             seq=self.meters.chunks,
         )
-        self.meters.uncertainty = result.uncertainty
-        uncertain = result.uncertainty > self.config.uncertainty_threshold
+        self.meters.uncertainty = uncertainty
+        uncertain = uncertainty > self.config.uncertainty_threshold  # NaN (not measured) never holds
         self.health.chunk(uncertain)
         if self.on_chunk is not None:
             self.on_chunk(chunk)
         if uncertain:
+            self._signals.held()
             return None
         self.swap.first_chunk(policy)  # the new model's first chunk is ready
         return chunk
@@ -437,6 +449,7 @@ class Runtime:
             reason=reason,
             uncertainty=self.meters.uncertainty,
             uncertainty_threshold=self.config.uncertainty_threshold,
+            uncertainty_signal=self.config.uncertainty_signal,
             inference_latency=self.meters.inference_latency,
             observation_age=self.meters.observation_age,
             control_rate=self.meters.control_rate,

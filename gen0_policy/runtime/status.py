@@ -28,7 +28,7 @@ class RuntimeStatus:
 
     state: RuntimeState
     reason: str
-    uncertainty: float  # spread of sampled chunks, normalized action units
+    uncertainty: float  # the value of ``uncertainty_signal`` at the last inference (dimensionless)
     uncertainty_threshold: float
     inference_latency: float  # duration of the last chunk inference, s
     observation_age: float  # age of the newest observation at the last inference, s
@@ -39,6 +39,7 @@ class RuntimeStatus:
     instruction: str
     stamp: float  # runtime clock time of this snapshot, s
     warnings: tuple[str, ...] = ()  # conditions that degrade but do not stop the policy (camera mismatch, ...)
+    uncertainty_signal: str = "sample_spread"  # which signal ``uncertainty`` is (runtime/uncertainty.py)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

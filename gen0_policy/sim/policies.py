@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from gen0_policy.errors import CheckpointError, ConfigError
+from gen0_policy.runtime.uncertainty import SignalMonitor
 from gen0_policy.sim.env import SimEnv
 from gen0_policy.sim.experts import Controller, make_expert
 
@@ -31,11 +32,15 @@ class ExpertController:
 class CheckpointController:
     """Runs a trained Gen0Policy synchronously: infer a chunk, play ``execute`` of its steps (linearly
     interpolated from the policy's step to the control rate), infer again. Targets are clipped to the
-    joint limits, as a robot's controller would."""
+    joint limits, as a robot's controller would.
+
+    ``num_samples >= 2`` also draws samples for the spread (the executed chunk is the deterministic
+    estimate either way, so outcomes do not change); every candidate uncertainty signal of each
+    inference is kept in ``signals`` as (sim time, {signal: value}) for the episode."""
 
     needs_images = True
 
-    def __init__(self, path: str, execute: int | None = None) -> None:
+    def __init__(self, path: str, execute: int | None = None, num_samples: int = 1) -> None:
         try:
             from gen0_policy.model.policy import Gen0Policy
         except ImportError as exc:
@@ -47,13 +52,24 @@ class CheckpointController:
         self.execute = execute or max(1, (3 * self.policy.chunk_size) // 4)
         if self.execute > self.policy.chunk_size:
             raise ConfigError(f"execute {self.execute} exceeds the policy's chunk size {self.policy.chunk_size}")
+        self.num_samples = num_samples
         self.env: SimEnv | None = None
+        self.signals: list[tuple[float, dict[str, float]]] = []
 
     def reset(self, env: SimEnv) -> None:
         self.policy.check_embodiment(env.embodiment)
         self.env = env
         self._chunk: np.ndarray | None = None
         self._chunk_start = 0.0
+        self._monitor = SignalMonitor(env.embodiment.upper - env.embodiment.lower)
+        self.signals = []
+
+    def hold(self, target: np.ndarray, now: float) -> None:
+        """Do not act on the chunk just inferred (too uncertain): keep ``target`` and think again one
+        policy step later, as the runtime holds and re-infers."""
+        self._chunk = np.repeat(np.asarray(target, np.float64)[None], self.policy.chunk_size, axis=0)
+        self._chunk_start = now - (self.execute - 1) * self.policy.step_dt
+        self._monitor.held()
 
     def wants_images(self, now: float) -> bool:
         """Images are rendered only for the steps that run inference."""
@@ -70,8 +86,10 @@ class CheckpointController:
                     "instruction": env.instruction,
                     "joint_positions": observation["joint_positions"],
                     "images": observation["images"],
-                }
+                },
+                num_samples=self.num_samples,
             )
+            self.signals.append((now, self._monitor.update(out, now, step_dt)))
             # Row k is the target for k policy steps from now (the recorded data's convention).
             self._chunk = np.asarray(out["actions"], np.float64)
             self._chunk_start = now

@@ -229,12 +229,12 @@ class Embodiment:
     def action_upper(self) -> np.ndarray:
         return np.array(self.action.upper if self.action is not None else self.upper, dtype=np.float64)
 
-    def require_joint_space(self, purpose: str) -> None:
+    def require_joint_space(self, purpose: str, hint: str = "") -> None:
         """Refuse, naming the robot and the purpose, where only joint-position actions make sense."""
         if not self.joint_space:
             raise EmbodimentError(
                 f"{purpose} works on joint-position robots only; embodiment {self.name} takes "
-                f"{self.action_space} actions ({list(self.action_names)})"
+                f"{self.action_space} actions ({list(self.action_names)})" + (f"; {hint}" if hint else "")
             )
 
     def camera(self, name: str) -> CameraSpec:

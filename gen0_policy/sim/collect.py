@@ -103,3 +103,76 @@ def collect(config: CollectConfig, out: Path, progress: bool = False) -> dict[st
         "failed_episodes": failed,
         "per_task": per_task,
     }
+
+
+@dataclass(frozen=True)
+class MetaWorldCollectConfig:
+    tasks: tuple[str, ...]  # Meta-World task names, or one suite name (mt10, mt50, ml45_train, ml45_test)
+    episodes: int = 10  # per task
+    seed: int = 0
+    camera_size: tuple[int, int] | None = None  # (W, H) rendered; None = the Sawyer description's
+    image_size: tuple[int, int] | None = None  # (W, H) stored (images.py); None = as rendered
+    keep_failed: bool = False
+    max_steps: int | None = None  # cut episodes short (tests); None = the env's limit
+
+    def __post_init__(self) -> None:
+        from gen0_policy.sim.metaworld_env import SUITES, task_name
+
+        tasks = SUITES.get(self.tasks[0], self.tasks) if len(self.tasks) == 1 else self.tasks
+        object.__setattr__(self, "tasks", tuple(task_name(t) for t in tasks))
+        if not self.tasks:
+            raise ConfigError("collect-metaworld needs at least one task")
+        if self.episodes < 1:
+            raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
+
+
+def collect_metaworld(config: MetaWorldCollectConfig, out: Path, progress: bool = False) -> dict[str, Any]:
+    """Meta-World scripted-expert demonstrations, every env step recorded (the actions are per-step
+    deltas, so the dataset runs at the env's 80 Hz), into a new LeRobot v3 dataset of the Sawyer;
+    failed expert episodes are dropped unless ``keep_failed``. Episode i of a task uses seed SEED+i."""
+    import time
+
+    from gen0_policy.data.lerobot import LeRobotWriter
+    from gen0_policy.embodiment import load_embodiment
+    from gen0_policy.sim.metaworld_env import EMBODIMENT, MetaWorldEnv, MetaWorldExpert, run_episode
+
+    embodiment = load_embodiment(EMBODIMENT)
+    fps = embodiment.control_rate_hz  # one recorded frame per env step
+    expert = MetaWorldExpert()
+    per_task: dict[str, dict[str, int]] = {t: {"written": 0, "failed": 0} for t in config.tasks}
+    failed: list[dict[str, Any]] = []
+    written = frames = 0
+    start = time.perf_counter()
+    with LeRobotWriter(Path(out), embodiment, fps) as writer:
+        for task in config.tasks:
+            with MetaWorldEnv(task, camera_size=config.camera_size) as env:
+                if abs(env.control_dt * fps - 1.0) > 1e-6:
+                    raise ConfigError(f"Meta-World steps every {env.control_dt} s; sawyer.yaml says {fps} Hz")
+                for i in range(config.episodes):
+                    seed = config.seed + i
+                    result = run_episode(
+                        env, expert, seed, record=True, image_size=config.image_size, max_steps=config.max_steps
+                    )
+                    if result.success or config.keep_failed:
+                        writer.add_episode(result.episode)
+                        written += 1
+                        frames += len(result.episode)
+                        per_task[task]["written"] += 1
+                    if not result.success:
+                        failed.append({"task": task, "seed": seed})
+                        per_task[task]["failed"] += 1
+                    if progress:
+                        print(f"\r{task}: {i + 1}/{config.episodes}, {len(failed)} failed in all", end="", flush=True)
+    if progress:
+        print()
+    return {
+        "out": str(out),
+        "embodiment": EMBODIMENT,
+        "fps": fps,
+        "written": written,
+        "frames": frames,
+        "failed": len(failed),
+        "failed_episodes": failed,
+        "per_task": per_task,
+        "wall_seconds": round(time.perf_counter() - start, 2),
+    }

@@ -222,3 +222,49 @@ def test_bench_bookkeeping_per_task_per_group_and_resume(tmp_path):
         run_bench(BenchConfig("mt10", episodes=2, seed=5), results)
     with pytest.raises(Exception, match="not in mt10"):
         BenchConfig("mt10", tasks=("hammer",))
+
+
+@pytest.mark.slow  # ~30 s: collect, train a few steps, evaluate
+def test_one_network_for_a_joint_space_arm_and_the_sawyer_runs_the_bench(tmp_path):
+    """The pipeline end to end, tiny: Meta-World demonstrations beside a joint-space arm's train one
+    network; its checkpoint carries the Sawyer's action space and drives gen0 bench metaworld."""
+    import torch
+    from model_fixtures import make_embodiment, make_episodes
+
+    from gen0_policy.data.lerobot import load_episodes
+    from gen0_policy.data.windows import MixtureSource
+    from gen0_policy.model.policy import Gen0Policy
+    from gen0_policy.sim.collect import MetaWorldCollectConfig, collect_metaworld
+    from gen0_policy.sim.metaworld_bench import BenchConfig, run_bench
+    from gen0_policy.train.config import TrainConfig
+    from gen0_policy.train.loop import train
+
+    torch.set_num_threads(1)
+    collect_metaworld(MetaWorldCollectConfig(("reach",), 1, camera_size=(32, 32)), tmp_path / "mw")
+    sources = [
+        MixtureSource("sawyer", load_episodes(tmp_path / "mw")),
+        MixtureSource("panda", make_episodes("panda", 2, fps=80.0)),
+    ]
+    config = TrainConfig(
+        out_dir=str(tmp_path / "run"),
+        preset="test",
+        model={"language_encoder": "hash"},
+        steps=4,
+        batch_size=4,
+        warmup_steps=1,
+        val_every=4,
+        save_every=4,
+        log_every=4,
+        precision="fp32",
+        threads=1,
+        progress=False,
+    )
+    train(config, sources, [load_embodiment("sawyer"), make_embodiment("panda")])
+    policy = Gen0Policy.load(tmp_path / "run")
+    assert policy.processor.action_space("sawyer") == "end_effector_delta"
+    assert policy.processor.embodiment("sawyer").action == load_embodiment("sawyer").action
+    summary = run_bench(
+        BenchConfig("mt10", episodes=1, policy=str(tmp_path / "run"), tasks=("reach",), max_steps=12),
+        tmp_path / "bench.jsonl",
+    )
+    assert summary["per_task"]["reach"]["episodes"] == 1 and summary["policy_id"] == policy.checkpoint_id

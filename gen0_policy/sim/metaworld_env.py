@@ -341,6 +341,10 @@ class ChunkController:
     def reset(self, env: MetaWorldEnv) -> None:
         self._chunk, self._row = None, 0
 
+    def wants_images(self) -> bool:
+        """Only the steps that run inference need rendered cameras."""
+        return self._chunk is None or self._row >= self.execute
+
     def act(self, observation: dict[str, Any]) -> np.ndarray:
         if self._chunk is None or self._row >= self.execute:
             keys = ("embodiment", "instruction", "joint_positions", "images")
@@ -381,8 +385,12 @@ def run_episode(
     from gen0_policy.images import fit_image
 
     controller.reset(env)
-    looks = record or controller.needs_images
-    obs = env.reset(seed, images=looks)
+
+    def looks() -> bool:  # render only when the frame is recorded or the controller will look at it
+        wants = getattr(controller, "wants_images", None)
+        return record or (wants() if callable(wants) else controller.needs_images)
+
+    obs = env.reset(seed, images=looks())
     limit = min(env.max_steps, max_steps or env.max_steps)
     states, actions, frames = [], [], {cam: [] for cam in env.camera_sizes}
     success_step: int | None = None
@@ -393,7 +401,7 @@ def run_episode(
             actions.append(np.clip(action, -1.0, 1.0))
             for cam, frame in obs["images"].items():
                 frames[cam].append(frame if image_size is None else fit_image(frame, *image_size))
-        obs, success = env.step(action, images=looks)
+        obs, success = env.step(action, images=looks())
         if success and success_step is None:
             success_step = env.steps
         if success_step is not None and (not record or env.steps >= success_step + linger):

@@ -268,3 +268,19 @@ def test_one_network_for_a_joint_space_arm_and_the_sawyer_runs_the_bench(tmp_pat
         tmp_path / "bench.jsonl",
     )
     assert summary["per_task"]["reach"]["episodes"] == 1 and summary["policy_id"] == policy.checkpoint_id
+
+
+def test_goal_loss_keyframes_find_the_sawyers_grasp():
+    """The keyframe (where a gripper command crosses half way) is read against the action's range:
+    for the Sawyer an effort in [-1, 1], not the gripper opening's [0, 1]."""
+    from gen0_policy.sim.metaworld_env import MetaWorldEnv, MetaWorldExpert, run_episode
+    from gen0_policy.train.batch import next_keyframes
+
+    sawyer = load_embodiment("sawyer")
+    with MetaWorldEnv("pick-place", cameras=[]) as env:
+        result = run_episode(env, MetaWorldExpert(), 0, record=True)
+    assert result.success
+    actions = result.episode.actions
+    keys = next_keyframes(actions, sawyer.gripper_mask, sawyer.action_lower, sawyer.action_upper)
+    grasp = int(keys[0])
+    assert 0 < grasp < len(actions) - 1 and actions[grasp - 1, 3] <= 0 < actions[grasp, 3]

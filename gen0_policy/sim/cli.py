@@ -245,6 +245,7 @@ def _register_collect_metaworld(subparsers: argparse._SubParsersAction) -> None:
         "--image-size", type=_size, default=None, help="store frames downscaled to WxH (default: as rendered)"
     )
     p.add_argument("--keep-failed", action="store_true", help="also write episodes the expert failed")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (same dataset for any number)")
     p.add_argument("--max-steps", type=int, default=None, help="cut episodes short (for tests; default the env's 500)")
     p.add_argument("--out", required=True, type=Path, help="new dataset folder")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -262,6 +263,7 @@ def _collect_metaworld(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         keep_failed=args.keep_failed,
         max_steps=args.max_steps,
+        workers=args.workers,
     )
     return _report_collection(collect_metaworld(config, args.out, progress=not args.json), args)
 

@@ -42,6 +42,7 @@ setup(
         "console_scripts": [
             "gen0 = gen0_policy.cli:main",
             "gen0_leader_mirror_node = gen0_policy.ros.leader_mirror_node:main",
+            "gen0_moveit_moves = gen0_policy.ros.moveit_moves:main",
             "gen0_policy_node = gen0_policy.ros.policy_node:main",
             "gen0_posttrain_node = gen0_policy.ros.posttrain_node:main",
             "gen0_recorder_node = gen0_policy.ros.recorder_node:main",

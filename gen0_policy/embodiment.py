@@ -85,6 +85,21 @@ class ControllerSpec:
         if self.type not in CONTROLLER_TYPES:
             raise EmbodimentError(f"controller {self.name}: type must be one of {CONTROLLER_TYPES}, got {self.type!r}")
 
+    @property
+    def trajectory(self) -> bool:
+        """Commanded with a JointTrajectory (joint_trajectory_controller), else a Float64MultiArray."""
+        return self.type == "joint_trajectory_controller"
+
+    @property
+    def command_topic(self) -> str:
+        """Its command topic by the ros2_control conventions, relative: ``<name>/joint_trajectory`` or
+        ``<name>/commands``."""
+        return command_topic(self.name, self.trajectory)
+
+
+def command_topic(controller: str, trajectory: bool) -> str:
+    return f"{controller}/{'joint_trajectory' if trajectory else 'commands'}"
+
 
 @dataclass(frozen=True)
 class ActionSpec:

@@ -28,6 +28,12 @@ def stamp_seconds(stamp: Any) -> float:
     return stamp.sec + stamp.nanosec / NANOSECONDS_PER_SECOND
 
 
+def header_seconds(stamp: Any) -> float | None:
+    """A header stamp in s, or None for a zero stamp: by ROS convention "unstamped", to be read as the
+    time of arrival (never as the epoch, which would make the data decades stale)."""
+    return stamp_seconds(stamp) or None
+
+
 def split_seconds(seconds: float) -> tuple[int, int]:
     """Float seconds -> (sec, nanosec) with 0 <= nanosec < 1e9 (sec < 0 for negative durations)."""
     if not math.isfinite(seconds):

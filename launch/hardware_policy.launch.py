@@ -6,7 +6,8 @@ the arguments whose defaults differ on hardware; every other argument of policy.
     ros2 launch gen0_policy hardware_policy.launch.py embodiment:=ur5e checkpoint:=/path/to/checkpoint
 
 Start the robot's ros2_control stack (joint_state_broadcaster and the embodiment's controllers) and
-camera drivers publishing /<camera>/image_raw first.
+camera drivers publishing /<camera>/image_raw first. premove:=true (needs MoveIt; README "MoveIt")
+moves the arm home with MoveIt before the policy starts.
 """
 
 from launch import LaunchDescription

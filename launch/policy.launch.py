@@ -7,12 +7,16 @@ Subscribes /<camera>/image_raw and /joint_states; publishes to the embodiment's 
 /gen0_policy/action_chunk; services /gen0_policy/load_checkpoint and /gen0_policy/set_instruction;
 action /gen0_policy/run_task. With autostart:=false, drive the lifecycle yourself
 (ros2 lifecycle set /gen0_policy configure, then activate).
+
+premove:=true (off by default; needs MoveIt, README "MoveIt") first runs gen0_moveit_moves
+(config/moveit_moves.yaml: the arm home with moveit_py) and starts the policy only once it succeeded.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, Shutdown
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import LifecycleNode
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
@@ -35,6 +39,9 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument(
             "output_mode", default_value="joint_trajectory", description="joint_trajectory or forward_position"
+        ),
+        DeclareLaunchArgument(
+            "premove", default_value="false", description="MoveIt moves (home) before the policy starts; needs MoveIt"
         ),
         DeclareLaunchArgument(
             "params_file",
@@ -63,4 +70,28 @@ def generate_launch_description() -> LaunchDescription:
             },
         ],
     )
-    return LaunchDescription([*arguments, node])
+    premove = Node(
+        package="gen0_policy",
+        executable="gen0_moveit_moves",
+        name="gen0_moveit_moves",
+        output="screen",
+        parameters=[
+            PathJoinSubstitution([share, "config", "moveit_moves.yaml"]),
+            {
+                "embodiment": LaunchConfiguration("embodiment"),
+                "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
+            },
+        ],
+    )
+
+    def start(context) -> list:
+        """The policy at once, or after the MoveIt moves: never both commanding the arm."""
+        if LaunchConfiguration("premove").perform(context) != "true":
+            return [node]
+
+        def after_premove(event, _context) -> list:
+            return [node] if event.returncode == 0 else [Shutdown(reason="premove failed; the policy was not started")]
+
+        return [premove, RegisterEventHandler(OnProcessExit(target_action=premove, on_exit=after_premove))]
+
+    return LaunchDescription([*arguments, OpaqueFunction(function=start)])

@@ -53,6 +53,13 @@ def test_derived_views():
     assert Embodiment.from_dict(e.to_dict()) == e
 
 
+def test_controllers_name_their_message_and_topic_by_the_ros2_control_conventions():
+    panda = load_embodiment("panda")
+    arm, gripper = panda.controller("joint_trajectory_controller"), panda.controller("gripper_controller")
+    assert arm.trajectory and arm.command_topic == "joint_trajectory_controller/joint_trajectory"
+    assert not gripper.trajectory and gripper.command_topic == "gripper_controller/commands"
+
+
 def test_yaml_round_trip_by_path(tmp_path):
     path = tmp_path / "two_link.yaml"
     path.write_text(yaml.safe_dump(arm()))

@@ -27,6 +27,7 @@ NODE_PARAMS = {
     "gen0_recorder_node": ("recorder", "recorder.yaml"),
     "gen0_leader_mirror_node": ("leader_mirror", "leader_mirror.yaml"),
     "gen0_posttrain_node": ("gen0_posttrain", "posttrain_node.yaml"),
+    "gen0_moveit_moves": ("gen0_moveit_moves", "moveit_moves.yaml"),
 }
 ROS_PARAMETERS = {"use_sim_time"}  # every rclpy node has these
 
@@ -135,7 +136,7 @@ def node_parameters(executable: str) -> tuple[str, dict]:
 
 
 def test_every_launch_file_is_checked() -> None:
-    assert len(LAUNCH_FILES) == 7 and "hardware_policy.launch.py" in LAUNCH_FILES
+    assert len(LAUNCH_FILES) == 8 and {"hardware_policy.launch.py", "moveit.launch.py"} <= set(LAUNCH_FILES)
 
 
 @pytest.mark.parametrize("launch_file", LAUNCH_FILES)
@@ -195,3 +196,14 @@ def test_hardware_launch_is_the_policy_launch_with_derated_arguments() -> None:
     _, params = node_parameters("gen0_policy_node")
     for arg in ("mode", "limit_scale", "realtime_priority", "output_mode"):
         assert yaml.safe_load(str(policy.declared[arg])) == params[arg], f"policy.launch.py default of {arg}"
+
+
+def test_moveit_moves_are_off_by_default_and_moveit_launch_serves_the_arms() -> None:
+    """premove:=true (needs MoveIt) runs gen0_moveit_moves before the policy; by default only the
+    policy starts. moveit.launch.py's default embodiment has a MoveIt configuration."""
+    from gen0_policy.moveit_config import ARMS
+
+    policy = read_launch_file("policy.launch.py")
+    assert policy.declared["premove"] == "false"
+    assert sorted(n.executable for n in policy.nodes) == ["gen0_moveit_moves", "gen0_policy_node"]
+    assert read_launch_file("moveit.launch.py").declared["embodiment"] in ARMS

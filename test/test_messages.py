@@ -17,6 +17,7 @@ from gen0_policy.messages import (
     IMAGE_ENCODINGS,
     NANOSECONDS_PER_SECOND,
     SECONDS_PER_NANOSECOND,
+    header_seconds,
     image_to_rgb,
     split_nanoseconds,
     split_seconds,
@@ -40,6 +41,12 @@ def test_seconds_split_round_trips_to_a_nanosecond(seconds: float) -> None:
     assert 0 <= nanosec < NANOSECONDS_PER_SECOND
     back = stamp_seconds(SimpleNamespace(sec=sec, nanosec=nanosec))
     assert abs(back - seconds) <= 1e-9 + abs(seconds) * 1e-15  # ns resolution, float rounding at ~1e9 s
+
+
+def test_a_zero_header_stamp_means_unstamped_not_the_epoch() -> None:
+    assert header_seconds(SimpleNamespace(sec=0, nanosec=0)) is None
+    assert header_seconds(SimpleNamespace(sec=0, nanosec=1)) == 1e-9
+    assert header_seconds(SimpleNamespace(sec=12, nanosec=500_000_000)) == 12.5
 
 
 def test_non_finite_seconds_are_refused() -> None:

@@ -76,6 +76,18 @@ def test_wait_newer_wakes_on_the_next_complete_observation(clock) -> None:
     assert stream.latest() is None and stream.wait_newer(observation.seq, timeout=0.01) is None
 
 
+def test_wait_fresh_passes_over_a_stale_observation_once(clock) -> None:
+    stream = PerceptionStream(dof=1, cameras={}, clock=clock)
+    assert stream.wait_fresh(-1, max_age=0.5, timeout=0.01) == (None, -1)
+    stream.put_joints(np.ones(1), stamp=9.0)  # 1 s old
+    observation, seq = stream.wait_fresh(-1, max_age=0.5, timeout=0.01)
+    assert observation is None and seq >= 0  # stale: not acted on, and not waited for again
+    assert stream.wait_fresh(seq, max_age=0.5, timeout=0.01) == (None, seq)
+    stream.put_joints(np.ones(1), stamp=9.9)
+    observation, newer = stream.wait_fresh(seq, max_age=0.5, timeout=0.01)
+    assert observation is not None and newer == observation.seq > seq
+
+
 def test_jump_detector_sees_backwards_and_large_forward_jumps() -> None:
     detector = JumpDetector(forward_limit=1.0)
     assert detector.check(5.0) is None and detector.check(5.01) is None

@@ -280,6 +280,29 @@ def test_deactivated_it_brakes_then_sends_nothing_until_resumed(started) -> None
     assert np.all(steps <= EMB.velocity_limits * runtime.config.period * (1 + 1e-9))
 
 
+def test_moved_while_deactivated_it_resumes_from_where_the_robot_is(started, caplog) -> None:
+    """MoveIt moves (or a hand) may move the arm while the policy is inactive, less than
+    resync_tolerance: resuming must start from there, never drive the arm back to where it stopped."""
+    runtime, commands = make(GoalPolicy(goal=GOAL, speed=0.3, delay_s=0.03))
+    feeder = start(started, runtime, commands)
+    wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="running")
+    runtime.hold("deactivated")
+    wait_until(lambda: runtime.quiescent, 5, what="at rest")
+    caplog.set_level("WARNING", logger="gen0_policy.runtime")
+    for _ in range(50):  # 0.2 rad in 0.5 s: a smooth move, no teleport
+        feeder.position = feeder.position + np.array([0.004, 0.0, 0.0])
+        time.sleep(0.01)
+    moved, count = feeder.position.copy(), len(commands)
+    runtime.resume()
+    wait_until(lambda: len(commands) > count + 20, 5, what="commands again")
+    assert "starting from the measured position: j0 moved 0.200 while deactivated" in caplog.messages
+    assert not [m for m in caplog.messages if m.startswith("re-anchored")]  # no detour back, no teleport
+    after = np.array([c.positions for c in list(commands)[count:]])
+    assert np.allclose(after[0], moved, atol=1e-9)
+    steps = np.abs(np.diff(after, axis=0))
+    assert np.all(steps <= EMB.velocity_limits * runtime.config.period * (1 + 1e-9))
+
+
 def test_a_frozen_clock_is_reported_as_a_fault_not_silence(started) -> None:
     clock = ManualClock(5.0)
     runtime = Runtime(GoalPolicy(goal=GOAL), EMB, RuntimeConfig(clock_stall_timeout=0.3), clock)

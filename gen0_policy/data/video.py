@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen0_policy.data.lerobot import VideoFile
+from gen0_policy.data.lerobot.codec import VideoFile
 
 STRIP_PX = 12  # height of the status strip
 GREY, GREEN, RED = (90, 90, 90), (40, 200, 60), (220, 40, 40)

@@ -45,11 +45,9 @@ class LeaderMirrorNode(Node):
         self.outputs = []  # (publisher, indices into the embodiment's joints, is_trajectory, joint names)
         for controller in self.embodiment.controllers:
             idx = self.embodiment.joint_indices(controller.joints)
-            if controller.type == "joint_trajectory_controller":
-                pub = self.create_publisher(JointTrajectory, f"/{controller.name}/joint_trajectory", 10)
-            else:
-                pub = self.create_publisher(Float64MultiArray, f"/{controller.name}/commands", 10)
-            self.outputs.append((pub, idx, controller.type == "joint_trajectory_controller", controller.joints))
+            kind = JointTrajectory if controller.trajectory else Float64MultiArray
+            pub = self.create_publisher(kind, f"/{controller.command_topic}", 10)
+            self.outputs.append((pub, idx, controller.trajectory, controller.joints))
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.state_pub = self.create_publisher(String, "~/state", latched)
         self.state = ""

@@ -11,7 +11,6 @@ All the behaviour lives in gen0_policy.runtime; this file converts messages.
 
 from __future__ import annotations
 
-import math
 import signal
 import threading
 import time
@@ -33,34 +32,25 @@ from trajectory_msgs.msg import JointTrajectory
 from gen0_msgs.action import RunTask
 from gen0_msgs.msg import ActionChunk, PolicyStatus, TaskStatus
 from gen0_msgs.srv import LoadCheckpoint, SetInstruction
-from gen0_policy.embodiment import load_embodiment
+from gen0_policy.embodiment import ControllerSpec, command_topic, load_embodiment
 from gen0_policy.errors import Gen0Error
+from gen0_policy.messages import header_seconds
 from gen0_policy.ros import conversions as conv
 from gen0_policy.ros.lifecycle import refuse_invalid_transitions
 from gen0_policy.ros.qos import REQUESTS
-from gen0_policy.runtime import Command, FunctionClock, Runtime, RuntimeConfig, RuntimeState
-from gen0_policy.runtime.config import check_node_parameters
+from gen0_policy.runtime import Command, FunctionClock, Runtime, RuntimeState
+from gen0_policy.runtime.config import check_node_parameters, runtime_config, runtime_parameters
 from gen0_policy.runtime.horizon import Horizon
 from gen0_policy.runtime.loading import load_chunk_policy
-from gen0_policy.runtime.task import Outcome, Slots, TaskMonitor, check_instruction, check_timeout
+from gen0_policy.runtime.task import Outcome, Slots, TaskMonitor, TaskReport, check_instruction, check_timeout
 from gen0_policy.runtime.trajectory import Chunk
 
-PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml)
+PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml): the node's own, then the runtime's
     "embodiment": "panda", "checkpoint": "", "device": "cpu", "engine": "torch", "instruction": "", "cameras": [""],
-    "joint_states_topic": "joint_states", "output_mode": "joint_trajectory", "command_horizon": 0.5,
-    "horizon_refresh": 0.05, "mode": "harmonic",
-    "control_rate": 100.0, "max_observation_age": 0.5, "uncertainty_threshold": 0.0, "num_samples": 1,
-    "worker_timeout": 2.0, "limit_scale": 1.0, "resync_tolerance": 1.0, "synchronize_joints": True,
-    "replan_period": 0.0, "check_image_size": True, "status_rate": 10.0, "realtime_priority": 0,
-    "worker_realtime_priority": 0, "uncertain_timeout": 2.0, "autostart": False,
+    "joint_states_topic": "joint_states", "output_mode": "joint_trajectory", "check_image_size": True,
+    "status_rate": 10.0, "uncertain_timeout": 2.0, "autostart": False,
+    **runtime_parameters(),  # every RuntimeConfig field under its own name (runtime/config.py)
 }  # fmt: skip
-RUNTIME_PARAMETERS = {  # parameter: RuntimeConfig field
-    **{name: name for name in ("mode", "max_observation_age", "num_samples", "worker_timeout", "limit_scale")},
-    **{name: name for name in ("resync_tolerance", "synchronize_joints", "replan_period", "realtime_priority")},
-    "worker_realtime_priority": "worker_realtime_priority",
-    "horizon_refresh": "horizon_refresh",
-    "control_rate": "control_rate_hz",
-}
 MAX_TASK_GOALS = 1  # one instruction at a time; further goals are rejected at once, never queued
 
 
@@ -118,12 +108,7 @@ class PolicyNode(LifecycleNode):
             names = [c for c in p["cameras"] if c] or [c.name for c in embodiment.cameras]
             sizes = {c.name: (c.height, c.width) for c in embodiment.cameras}
             cameras = {name: sizes.get(name) if p["check_image_size"] else None for name in names}
-            settings = {field: p[name] for name, field in RUNTIME_PARAMETERS.items()}
-            config = RuntimeConfig(
-                **settings,
-                uncertainty_threshold=p["uncertainty_threshold"] or math.inf,
-                command_horizon=p["command_horizon"] or 1.0 / p["control_rate"],  # 0: one point per tick
-            )
+            config = runtime_config(p)
             clock = FunctionClock(lambda: self.get_clock().now().nanoseconds * 1e-9)
             on_horizon = self._on_horizon if p["command_horizon"] > 0 else None
             runtime = Runtime(policy, embodiment, config, clock, cameras, self._on_command, self._on_chunk, on_horizon)
@@ -144,19 +129,15 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _make_outputs(self) -> None:
-        """One publisher per controller: (publisher, joint indices, message kind)."""
-        controllers = self.embodiment.controllers
-        self._outputs = []
-        for spec in controllers:
-            forward = spec.type == "forward_position_controller" or self.p["output_mode"] == "forward_position"
-            kind, topic = (Float64MultiArray, "commands") if forward else (JointTrajectory, "joint_trajectory")
-            pub = self.create_publisher(kind, f"{spec.name}/{topic}", 10)
+        """One publisher per controller: (publisher, joint indices, joint names, forward position or not)."""
+        emb, self._outputs = self.embodiment, []
+        everything = ControllerSpec("joint_trajectory_controller", "joint_trajectory_controller", emb.joint_names)
+        for spec in emb.controllers or [everything]:  # no controllers: one trajectory controller for all joints
+            forward = not spec.trajectory or self.p["output_mode"] == "forward_position"
+            kind = Float64MultiArray if forward else JointTrajectory
+            pub = self.create_publisher(kind, command_topic(spec.name, not forward), 10)
             self._entities.append(pub)
-            self._outputs.append((pub, self.embodiment.joint_indices(spec.joints), spec.joints, forward))
-        if not controllers:
-            pub = self.create_publisher(JointTrajectory, "joint_trajectory_controller/joint_trajectory", 10)
-            self._entities.append(pub)
-            self._outputs.append((pub, np.arange(self.embodiment.dof), self.embodiment.joint_names, False))
+            self._outputs.append((pub, emb.joint_indices(spec.joints), spec.joints, forward))
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         sim_time = bool(self.get_parameter("use_sim_time").value)
@@ -213,8 +194,7 @@ class PolicyNode(LifecycleNode):
         if runtime is None:
             return  # cleaned up while this message was in flight
         try:
-            stamp = conv.to_seconds(msg.header.stamp) or None
-            runtime.perception.put_image(camera, conv.image_to_array(msg), stamp)
+            runtime.perception.put_image(camera, conv.image_to_array(msg), header_seconds(msg.header.stamp))
         except Gen0Error as exc:
             runtime.perception.note_rejection(f"{camera}: {exc}", camera)
             self.get_logger().warn(f"rejected image from {camera}: {exc}", throttle_duration_sec=2.0)
@@ -225,7 +205,7 @@ class PolicyNode(LifecycleNode):
             return
         try:
             positions = conv.joint_state_positions(msg, self.embodiment.joint_names)
-            runtime.perception.put_joints(positions, conv.to_seconds(msg.header.stamp) or None)
+            runtime.perception.put_joints(positions, header_seconds(msg.header.stamp))
         except Gen0Error as exc:
             runtime.perception.note_rejection(f"joint_states: {exc}", "joint_states")
             self.get_logger().warn(f"rejected joint state: {exc}", throttle_duration_sec=2.0)
@@ -366,25 +346,22 @@ class PolicyNode(LifecycleNode):
         goal, result = goal_handle.request, RunTask.Result()
         try:
             monitor = TaskMonitor(self._now(), check_timeout(goal.timeout), self.p["uncertain_timeout"])
-            runtime, next_feedback = self.runtime, 0.0
+            runtime = self.runtime
             if runtime is not None:
                 runtime.set_instruction(goal.instruction)
             while rclpy.ok():
-                status, task, now = self._status(), self._task, self._now()
-                state = RuntimeState(status.state) if self.runtime is not None else RuntimeState.FAULT
-                done = task is not None and task.success and self._task_time() > monitor.start
-                succeeded = task.task if done else None
+                status, now = self._status(), self._now()
+                state = RuntimeState(status.state) if self.runtime is not None else None
                 canceled = goal_handle.is_cancel_requested
-                ended = monitor.step(now, time.monotonic(), state, status.reason, canceled, succeeded)
+                ended = monitor.step(now, time.monotonic(), state, status.reason, canceled, self._task_report())
                 if ended is not None:
-                    result.outcome, result.message, result.duration = int(ended[0]), ended[1], now - monitor.start
+                    result.outcome, result.message, result.duration = int(ended[0]), ended[1], monitor.elapsed(now)
                     (goal_handle.canceled if ended[0] == Outcome.CANCELED else goal_handle.succeed)()
                     return result
-                if time.monotonic() >= next_feedback:
-                    feedback = RunTask.Feedback(elapsed=now - monitor.start, policy_state=status.state)
+                if monitor.feedback_due(time.monotonic()):
+                    feedback = RunTask.Feedback(elapsed=monitor.elapsed(now), policy_state=status.state)
                     feedback.uncertainty, feedback.status = status.uncertainty, status.reason or state.label
                     goal_handle.publish_feedback(feedback)
-                    next_feedback = time.monotonic() + 0.1
                 wake = self._wake
                 await self._until(wake.done)
             goal_handle.abort()
@@ -395,8 +372,9 @@ class PolicyNode(LifecycleNode):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _task_time(self) -> float:
-        return conv.to_seconds(self._task.header.stamp)
+    def _task_report(self) -> TaskReport | None:
+        task = self._task  # read once: the subscription replaces it on another executor thread
+        return None if task is None else TaskReport(task.task, task.success, conv.to_seconds(task.header.stamp))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -50,13 +50,11 @@ class ViewerNode(Node):
         self.create_subscription(JointState, "/joint_states", lambda m: self._guard(self._joints, m), 10)
         for controller in self.embodiment.controllers:
             joints = list(controller.joints)
-            if controller.type == "joint_trajectory_controller":
-                topic, kind = f"/{controller.name}/joint_trajectory", JointTrajectory
-                callback = lambda m, j=joints: self._guard(self._trajectory, m, j)  # noqa: E731
+            if controller.trajectory:
+                kind, callback = JointTrajectory, lambda m, j=joints: self._guard(self._trajectory, m, j)
             else:
-                topic, kind = f"/{controller.name}/commands", Float64MultiArray
-                callback = lambda m, j=joints: self._guard(self._forward, m, j)  # noqa: E731
-            self.create_subscription(kind, topic, callback, 10)
+                kind, callback = Float64MultiArray, lambda m, j=joints: self._guard(self._forward, m, j)
+            self.create_subscription(kind, f"/{controller.command_topic}", callback, 10)
         self.create_subscription(ActionChunk, f"{policy}/action_chunk", lambda m: self._guard(self._chunk, m), 10)
         self.create_subscription(PolicyStatus, f"{policy}/status", lambda m: self._guard(self._status, m), 10)
         self._last_state_time = 0.0

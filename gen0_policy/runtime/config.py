@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 from gen0_policy.errors import ConfigError
 
@@ -73,7 +75,7 @@ class RuntimeConfig:
             "worker_nice": -20 <= self.worker_nice <= 19,
             "worker_duty_cycle": 0 < self.worker_duty_cycle <= 1,
             "replan_period": self.replan_period >= 0,
-            "command_horizon": self.command_horizon >= self.period,
+            "command_horizon": self.control_rate_hz > 0 and self.command_horizon >= self.period,
             "horizon_refresh": self.horizon_refresh > 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
@@ -92,9 +94,28 @@ class RuntimeConfig:
 OUTPUT_MODES = ("joint_trajectory", "forward_position")
 
 
+def runtime_parameters() -> dict[str, Any]:
+    """Node parameters for every runtime setting: {field name: default}, declared under the same names."""
+    return {f.name: f.default for f in fields(RuntimeConfig)}
+
+
+def runtime_config(params: Mapping[str, Any]) -> RuntimeConfig:
+    """The :class:`RuntimeConfig` in a node's parameters (named as its fields; the others ignored), where
+    0 keeps its meaning in the parameter file: ``uncertainty_threshold`` 0 never holds, ``command_horizon``
+    0 sends one point per control tick (one control period)."""
+    settings = {f.name: params[f.name] for f in fields(RuntimeConfig) if f.name in params}
+    if settings.get("uncertainty_threshold") == 0:
+        settings["uncertainty_threshold"] = math.inf
+    rate = settings.get("control_rate_hz", RuntimeConfig.control_rate_hz)
+    if settings.get("command_horizon") == 0 and rate > 0:
+        settings["command_horizon"] = 1.0 / rate
+    return RuntimeConfig(**settings)
+
+
 def check_node_parameters(p: dict) -> None:
-    """The policy node's own parameters (the rest become a :class:`RuntimeConfig`, which checks itself):
-    a bad value is refused at configure with what is allowed, never found later by a crash."""
+    """The policy node's parameters that :class:`RuntimeConfig` does not check, or checks only after
+    :func:`runtime_config` gave their zeros a meaning: a bad value is refused at configure with what is
+    allowed, never found later by a crash."""
     problems = []
     if p["output_mode"] not in OUTPUT_MODES:
         problems.append(f"output_mode must be one of {OUTPUT_MODES}, got {p['output_mode']!r}")
@@ -106,7 +127,7 @@ def check_node_parameters(p: dict) -> None:
         problems.append(f"uncertain_timeout must be a positive number of seconds, got {p['uncertain_timeout']}")
     if not 0 <= p.get("command_horizon", 0.0) < math.inf:
         problems.append(f"command_horizon must be >= 0 s (0: one point per control tick), got {p['command_horizon']}")
-    if not 0 <= p["uncertainty_threshold"] < math.inf:
-        problems.append(f"uncertainty_threshold must be >= 0 (0: never hold), got {p['uncertainty_threshold']}")
+    if not p["uncertainty_threshold"] >= 0:  # also refuses NaN
+        problems.append(f"uncertainty_threshold must be >= 0 (0 or inf: never hold), got {p['uncertainty_threshold']}")
     if problems:
         raise ConfigError("; ".join(problems))

@@ -230,6 +230,16 @@ class PerceptionStream:
             )
             return self._snapshot(synchronize=True) if ready else None
 
+    def wait_fresh(self, seq: int, max_age: float, timeout: float = 0.05) -> tuple[Observation | None, int]:
+        """:meth:`wait_newer`, but only an observation at most ``max_age`` s old is returned (else None);
+        with the seq to wait past next time, so a stale observation is not looked at twice."""
+        observation = self.wait_newer(seq, timeout)
+        if observation is None:
+            return None, seq
+        if observation.age(self.clock.now()) > max_age:
+            return None, observation.seq
+        return observation, observation.seq
+
     def latest_joints(self) -> np.ndarray | None:
         """The newest joint state alone (the runtime starts from it before any camera has spoken)."""
         with self._lock:

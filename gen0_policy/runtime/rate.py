@@ -5,11 +5,22 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
+
+
+def configure_threads(gil_switch_interval: float, torch_threads: int) -> None:
+    """Leave a core for the control path and make the GIL change hands often enough for it."""
+    if gil_switch_interval > 0:
+        sys.setswitchinterval(gil_switch_interval)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(torch_threads or max(1, (os.cpu_count() or 2) - 1))
 
 
 def set_realtime(priority: int) -> bool:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,26 +22,19 @@ from gen0_policy.errors import CommandError, Gen0Error
 from gen0_policy.runtime.action_stream import ActionStream, Command
 from gen0_policy.runtime.clock import Clock, JumpDetector, MonotonicClock
 from gen0_policy.runtime.config import RuntimeConfig
+from gen0_policy.runtime.health import Health, Meters
 from gen0_policy.runtime.horizon import Horizon, HorizonPlanner
 from gen0_policy.runtime.perception import JOINTS, Observation, PerceptionStream
 from gen0_policy.runtime.policy import ChunkPolicy, validate_output
-from gen0_policy.runtime.rate import RateLoop, set_nice, set_realtime
+from gen0_policy.runtime.rate import RateLoop, configure_threads, set_nice, set_realtime
 from gen0_policy.runtime.safety import SafetyFilter, SafetyLimits
 from gen0_policy.runtime.status import RuntimeState, RuntimeStatus
+from gen0_policy.runtime.swap import HotSwap
 from gen0_policy.runtime.task import check_instruction
 from gen0_policy.runtime.trajectory import Chunk
 
 log = logging.getLogger(__name__)
-
-
-def configure_threads(config: RuntimeConfig) -> None:
-    """Leave a core for the control path and make the GIL change hands often enough for it."""
-    if config.gil_switch_interval > 0:
-        sys.setswitchinterval(config.gil_switch_interval)
-    if "torch" in sys.modules:
-        import torch
-
-        torch.set_num_threads(config.torch_threads or max(1, (os.cpu_count() or 2) - 1))
+RESUME_TOLERANCE = 0.01  # rad or m an arm joint may have moved while deactivated and the stream still continue
 
 
 class Runtime:
@@ -90,8 +81,9 @@ class Runtime:
         )
         self.instruction = ""
         self._policy = policy
-        self._next_policy: ChunkPolicy | None = None
-        self._lock = threading.Lock()
+        self.swap = HotSwap()
+        self.health = Health()  # read by the supervisor; written by the worker and the control path
+        self.meters = Meters()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._rate: RateLoop | None = None
@@ -100,24 +92,7 @@ class Runtime:
         self._epoch = 0  # bumped by a clock jump: chunks from an older epoch are discarded
         self._running = False
         self._operator_hold = ""
-        # Worker results and health, read by the supervisor.
-        self._busy_since: float | None = None  # wall time the current inference started
-        self._worker_error = ""
-        self._chunk_error = ""
-        self._uncertain = False
-        self._restart_reason = ""
-        self._swap_target: ChunkPolicy | None = None
-        self._loading = ""
-        self._load_error = ""
-        self._latency_estimate = 0.0  # runtime-clock seconds, EMA
-        self._seq = 0
-        # Status fields.
-        self._last_status_state = RuntimeState.IDLE
-        self._uncertainty = 0.0
-        self._inference_latency = 0.0
-        self._observation_age = 0.0
-        self._period_estimate = 0.0
-        self._last_tick: float | None = None
+        self._check_resume = False  # after resume: did the arm move while deactivated?
         self._clock_seen = (math.nan, time.monotonic())  # (runtime clock, wall time it last moved)
 
     # ----------------------------------------------------------------- control
@@ -137,12 +112,12 @@ class Runtime:
         """Start thinking (and, with ``drive``, acting at ``control_rate_hz`` on a wall-clock thread)."""
         if self._running:
             return
-        configure_threads(self.config)
+        configure_threads(self.config.gil_switch_interval, self.config.torch_threads)
         self._threads = []  # the last run's (dead) worker must not be judged while the new one starts
         self._stop.clear()
         self._running = True
         target = self._harmonic_worker if self.config.mode == "harmonic" else self._synchronous_loop
-        thread = threading.Thread(target=self._guard(target), name=f"gen0-{self.config.mode}", daemon=True)
+        thread = threading.Thread(target=self.health.watch(target), name=f"gen0-{self.config.mode}", daemon=True)
         thread.start()
         self._threads = [thread]  # only once alive: a status read meanwhile must not see a "dead" worker
         if drive and self.config.mode == "harmonic":
@@ -175,34 +150,18 @@ class Runtime:
     def resume(self) -> None:
         """Act again (lifecycle activate): the time between is no clock jump and no frozen clock."""
         self._jumps.reset()
-        self._last_tick = None
+        self.meters.last_tick = None
         self._clock_seen = (math.nan, time.monotonic())
         self._operator_hold = ""
+        self._check_resume = True
 
     def swap_policy(self, policy: ChunkPolicy) -> None:
         """Hot swap: the executing chunk continues until the new policy's first chunk is ready."""
-        with self._lock:
-            self._next_policy = self._swap_target = policy
-            self._loading = str(getattr(policy, "checkpoint_id", "new policy"))
+        self.swap.offer(policy)
 
     def load_policy(self, loader: Callable[[], ChunkPolicy], name: str = "checkpoint") -> Future:
-        """Load on a background thread (acting continues), then :meth:`swap_policy`. The future gives
-        the loaded policy or the load error; a failed load leaves the old policy running."""
-        future: Future = Future()
-        self._loading, self._load_error = name, ""
-
-        def load() -> None:
-            try:
-                policy = loader()
-            except Exception as exc:
-                self._loading, self._load_error = "", f"loading {name} failed: {exc}"
-                future.set_exception(exc)
-                return
-            self.swap_policy(policy)
-            future.set_result(policy)
-
-        threading.Thread(target=load, name="gen0-loader", daemon=True).start()
-        return future
+        """Load on a background thread (acting continues), then swap (see :class:`HotSwap`)."""
+        return self.swap.load(loader, name)
 
     # ------------------------------------------------------------ the control path
     def tick(self, now: float | None = None) -> Command | None:
@@ -210,22 +169,22 @@ class Runtime:
         now = self.clock.now() if now is None else now
         if self._operator_hold and (not self.stream.started or self.stream.at_rest):
             self._jumps.reset()  # deactivated and at rest: no commands at all, and no clock to watch
-            self._last_tick = None
+            self.meters.last_tick = None
             return None
         jump = self._jumps.check(now)
         if jump is not None:
             self._on_clock_jump(now, jump.describe())
         joints = self.perception.latest_joints()
+        if self._check_resume and joints is not None:
+            self._check_resume = False
+            self._start_anew_if_moved(joints)
         if not self.stream.started:
             if joints is None:
                 return None
             self.stream.reset(now, joints)  # start from the measured position
         elif joints is not None:
             self._check_tracking(now, joints)
-        if self._last_tick is not None and now > self._last_tick:  # average periods, not rates: a late
-            period = now - self._last_tick  # tick followed by a quick catch-up must not read as a fast clock
-            self._period_estimate = period if self._period_estimate == 0 else 0.9 * self._period_estimate + 0.1 * period
-        self._last_tick = now
+        self.meters.tick(now)
         state, _ = self._supervise(now)
         command = self.stream.tick(now, hold=state not in (RuntimeState.RUNNING, RuntimeState.LOADING))
         if command is not None and self.on_command is not None:
@@ -235,6 +194,23 @@ class Runtime:
             if horizon is not None:
                 self.on_horizon(horizon)
         return command
+
+    def _start_anew_if_moved(self, measured: np.ndarray) -> None:
+        """After resume: if the arm was moved while the stream rested (MoveIt moves between episodes,
+        a hand), start from where it is, as a new activation does. Re-anchoring instead would first
+        command the arm back towards where the stream stopped."""
+        if not (self.stream.started and self.stream.at_rest):
+            return  # never started, or still braking: continue
+        error = np.where(self._arm, np.abs(measured - self.stream.position()), 0.0)
+        worst = int(np.argmax(error))
+        if error[worst] > RESUME_TOLERANCE:
+            log.warning(
+                "starting from the measured position: %s moved %.3f while deactivated",
+                self.embodiment.joint_names[worst],
+                error[worst],
+            )
+            self._epoch += 1  # chunks in flight were planned from where the arm no longer is
+            self.stream.clear()
 
     def _check_tracking(self, now: float, measured: np.ndarray) -> None:
         """Restart from the measured position if the robot teleported (a joint state jumped faster than
@@ -253,18 +229,18 @@ class Runtime:
                 )
         if why:
             self._epoch += 1  # chunks in flight were planned from where the robot no longer is
-            self._restart_reason = f"re-anchored at the measured position: {why}"
-            log.warning(self._restart_reason)
+            self.health.restart_reason = f"re-anchored at the measured position: {why}"
+            log.warning(self.health.restart_reason)
             self.stream.restart(now, measured)
 
     def _on_clock_jump(self, now: float, reason: str) -> None:
         log.warning("%s: holding until fresh observations arrive", reason)
         self._epoch += 1
-        self._restart_reason = reason
+        self.health.restart_reason = reason
         self.perception.clear()
         if self.stream.started:
             self.stream.reset(now, self.stream.position())
-        self._last_tick = None
+        self.meters.last_tick = None
 
     def _supervise(self, now: float) -> tuple[RuntimeState, str]:
         """The state the runtime is in right now and why: the first reason to not act wins."""
@@ -280,23 +256,23 @@ class Runtime:
                 f"the runtime clock has not advanced for {wall - self._clock_seen[1]:.1f} s "
                 "(is /clock still published? is the simulator paused?)"
             )
-        if self._worker_error:
-            return RuntimeState.FAULT, self._worker_error
+        health = self.health
+        if health.worker_error:
+            return RuntimeState.FAULT, health.worker_error
         if self._rate is not None and not self._rate.alive and self._rate.error is not None:
             return RuntimeState.FAULT, f"action stream died: {self._rate.error!r}"
         if self.config.mode == "harmonic":
             worker = self._threads[0] if self._threads else None
             if worker is not None and not worker.is_alive() and not self._stop.is_set():
                 return RuntimeState.FAULT, "inference worker died"
-            busy = self._busy_since
-            if busy is not None and time.monotonic() - busy > self.config.worker_timeout:
+            busy = health.hung_for()
+            if busy > self.config.worker_timeout:
                 return RuntimeState.HOLDING, (
-                    f"inference worker hung: no chunk for {time.monotonic() - busy:.1f} s "
-                    f"(worker_timeout {self.config.worker_timeout} s)"
+                    f"inference worker hung: no chunk for {busy:.1f} s (worker_timeout {self.config.worker_timeout} s)"
                 )
         missing = self.perception.missing()
         if missing:
-            why = self._restart_reason or self.perception.why(missing)
+            why = health.restart_reason or self.perception.why(missing)
             return RuntimeState.HOLDING, f"waiting for {', '.join(missing)}" + (f" ({why})" if why else "")
         observation = self.perception.latest()
         if observation is not None:
@@ -309,44 +285,31 @@ class Runtime:
                     f"stale observation: {observation.stalest()} is {age:.2f} s old "
                     f"(max_observation_age {self.config.max_observation_age} s){error}"
                 )
-        if self._chunk_error:
-            return RuntimeState.HOLDING, self._chunk_error
-        if self._uncertain:
+        if health.chunk_error:
+            return RuntimeState.HOLDING, health.chunk_error
+        if health.uncertain:
             return RuntimeState.UNCERTAIN, (
-                f"uncertainty {self._uncertainty:.3f} above threshold {self.config.uncertainty_threshold:.3f}"
+                f"uncertainty {self.meters.uncertainty:.3f} above threshold {self.config.uncertainty_threshold:.3f}"
             )
-        if self._restart_reason:
-            return RuntimeState.HOLDING, f"{self._restart_reason}; waiting for a chunk computed after it"
+        if health.restart_reason:
+            return RuntimeState.HOLDING, f"{health.restart_reason}; waiting for a chunk computed after it"
         if not self.stream.executing and self.config.mode == "harmonic":
             return RuntimeState.HOLDING, "waiting for a chunk computed from fresh observations"
-        if self._loading:
-            return RuntimeState.LOADING, f"loading {self._loading}; executing the previous chunk meanwhile"
-        return RuntimeState.RUNNING, self._load_error
+        if self.swap.loading:
+            return RuntimeState.LOADING, f"loading {self.swap.loading}; executing the previous chunk meanwhile"
+        return RuntimeState.RUNNING, self.swap.error
 
     # ------------------------------------------------------------------ inference
-    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                fn()
-            except Exception as exc:  # a dead worker is reported as a fault, never a silent stop
-                log.exception("inference worker died")
-                self._worker_error = f"inference worker died: {type(exc).__name__}: {exc}"
-
-        return run
-
     def _committed_steps(self, policy: ChunkPolicy) -> int:
         """Steps of ``step_dt`` that execute between a chunk's row 0 and its takeover (the estimate of
         that delay: the observation's age plus the inference, in harmonic mode; plus a margin)."""
-        expected = self._latency_estimate * (1 + self.config.latency_margin)
+        expected = self.meters.latency_estimate * (1 + self.config.latency_margin)
         steps = math.ceil(expected / policy.step_dt) + 1 if expected > 0 else 0
         return min(steps, int(policy.max_prefix), int(policy.chunk_size) - 1)
 
     def _infer(self, observation: Observation, harmonic: bool) -> Chunk | None:
         """One inference on ``observation``; returns the validated chunk or records why there is none."""
-        with self._lock:
-            if self._next_policy is not None:
-                self._policy, self._next_policy = self._next_policy, None
-            policy = self._policy
+        policy = self._policy = self.swap.take(self._policy)
         epoch = self._epoch
         started_at = self.clock.now()
         # Row 0 of a chunk is the action at the observation's time, as in training. Harmonic: the stream
@@ -360,33 +323,27 @@ class Runtime:
         if prefix > 0:
             committed = self.stream.plan(t0 + np.arange(prefix) * policy.step_dt)
         started = time.monotonic()
-        self._busy_since = started
         try:
-            out = policy.infer(
-                observation.to_policy_input(self.embodiment.name, self.instruction),
-                None if committed is None else committed.astype(np.float32),
-                self.config.num_samples,
-            )
+            with self.health.inferring():
+                out = policy.infer(
+                    observation.to_policy_input(self.embodiment.name, self.instruction),
+                    None if committed is None else committed.astype(np.float32),
+                    self.config.num_samples,
+                )
         except Gen0Error as exc:  # the policy refused this input (wrong embodiment, bad image): hold, say why
-            self._chunk_error = f"policy refused the observation: {exc}"
+            self.health.chunk_error = f"policy refused the observation: {exc}"
             return None
-        finally:
-            self._busy_since = None
         wall_latency = time.monotonic() - started
         latency = max(self.clock.now() - t0, 0.0)
-        alpha = self.config.latency_ema
-        estimate = self._latency_estimate
-        self._latency_estimate = latency if estimate == 0 else (1 - alpha) * estimate + alpha * latency
-        self._inference_latency = wall_latency
-        self._observation_age = started_at - observation.stamp
+        self.meters.inference(latency, wall_latency, started_at - observation.stamp, self.config.latency_ema)
         if epoch != self._epoch:
             return None  # the clock jumped while thinking: this chunk's times mean nothing
         try:
             result = validate_output(out, self.embodiment.dof)
         except CommandError as exc:
-            self._chunk_error = str(exc)
+            self.health.chunk_error = str(exc)
             return None
-        self._seq += 1
+        self.meters.chunks += 1
         chunk = Chunk(
             actions=result.actions,
             t0=t0,
@@ -396,35 +353,24 @@ class Runtime:
             inference_latency=wall_latency,
             committed=0 if committed is None else len(committed),
             checkpoint_id=str(getattr(policy, "checkpoint_id", "")),
-            seq=self._seq,
+            seq=self.meters.chunks,
         )
-        self._uncertainty = result.uncertainty
-        self._chunk_error = ""
-        self._uncertain = result.uncertainty > self.config.uncertainty_threshold
+        self.meters.uncertainty = result.uncertainty
+        uncertain = result.uncertainty > self.config.uncertainty_threshold
+        self.health.chunk(uncertain)
         if self.on_chunk is not None:
             self.on_chunk(chunk)
-        if self._uncertain:
+        if uncertain:
             return None
-        self._restart_reason = ""
-        if policy is self._swap_target:
-            self._loading, self._swap_target = "", None  # the new model's first chunk is ready
+        self.swap.first_chunk(policy)  # the new model's first chunk is ready
         return chunk
-
-    def _fresh_observation(self, seq: int) -> tuple[Observation | None, int]:
-        """The next observation newer than ``seq`` if it is fresh enough to act on, and its seq."""
-        observation = self.perception.wait_newer(seq, timeout=0.05)
-        if observation is None:
-            return None, seq
-        if observation.age(self.clock.now()) > self.config.max_observation_age:
-            return None, observation.seq
-        return observation, observation.seq
 
     def _harmonic_worker(self) -> None:
         set_nice(self.config.worker_nice)
         set_realtime(self.config.worker_realtime_priority)
         seq = -1
         while not self._stop.is_set():
-            observation, seq = self._fresh_observation(seq)
+            observation, seq = self.perception.wait_fresh(seq, self.config.max_observation_age)
             if observation is None or not self.stream.started or self._operator_hold:
                 time.sleep(0.002)
                 continue
@@ -456,7 +402,7 @@ class Runtime:
                 self.tick()
                 time.sleep(period)
                 continue
-            observation, seq = self._fresh_observation(seq)
+            observation, seq = self.perception.wait_fresh(seq, self.config.max_observation_age)
             if observation is None:
                 self.tick()  # hold (stale or missing input)
                 time.sleep(period)
@@ -469,7 +415,7 @@ class Runtime:
             self.stream.rebase(now - period)  # the controller held still while we thought
             self.stream.submit(chunk)
             self._jumps.reset()
-            self._last_tick = None
+            self.meters.last_tick = None
             end = now + (chunk.t_end - chunk.t0) * self.config.sync_execute_fraction
             deadline = time.monotonic()
             while not self._stop.is_set():
@@ -485,17 +431,17 @@ class Runtime:
     def status(self) -> RuntimeStatus:
         now = self.clock.now()
         state, reason = self._supervise(now)
-        if state == RuntimeState.RUNNING and self._loading:
+        if state == RuntimeState.RUNNING and self.swap.loading:
             state = RuntimeState.LOADING
         return RuntimeStatus(
             state=state,
             reason=reason,
-            uncertainty=self._uncertainty,
+            uncertainty=self.meters.uncertainty,
             uncertainty_threshold=self.config.uncertainty_threshold,
-            inference_latency=self._inference_latency,
-            observation_age=self._observation_age,
-            control_rate=1.0 / self._period_estimate if self._period_estimate > 0 else 0.0,
-            chunk_count=self._seq,
+            inference_latency=self.meters.inference_latency,
+            observation_age=self.meters.observation_age,
+            control_rate=self.meters.control_rate,
+            chunk_count=self.meters.chunks,
             checkpoint_id=self.checkpoint_id,
             embodiment=self.embodiment.name,
             instruction=self.instruction,

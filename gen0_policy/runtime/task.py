@@ -41,6 +41,15 @@ def check_timeout(timeout: float) -> float:
     return math.inf if timeout == 0 else timeout
 
 
+@dataclass(frozen=True)
+class TaskReport:
+    """The environment's latest word on its task (a simulator's /task_status)."""
+
+    task: str
+    success: bool
+    stamp: float  # s, runtime clock
+
+
 @dataclass
 class TaskMonitor:
     """Decides when one task goal ends. ``start`` and every ``now`` are on the runtime clock; the
@@ -49,34 +58,47 @@ class TaskMonitor:
     start: float
     timeout: float  # s, validated by check_timeout
     uncertain_timeout: float  # s of continuous uncertainty that end the goal
+    feedback_period: float = 0.1  # s (wall) between feedback messages
     uncertain_since: float | None = None
+    next_feedback: float = -math.inf
 
     def step(
         self,
         now: float,
         wall: float,
-        state: RuntimeState,
+        state: RuntimeState | None,
         reason: str,
         canceled: bool,
-        succeeded_task: str | None,
+        report: TaskReport | None,
     ) -> tuple[Outcome, str] | None:
-        """The outcome and its message if the goal ends now, else None. ``succeeded_task`` names the
-        task if the environment reported success after the goal started."""
+        """The outcome and its message if the goal ends now, else None. ``state`` None: no runtime (not
+        configured, or cleaned up), a fault. Success counts only if reported after the goal started:
+        an older report is about an earlier episode."""
         if state == RuntimeState.UNCERTAIN:
             self.uncertain_since = wall if self.uncertain_since is None else self.uncertain_since
         else:
             self.uncertain_since = None
         if canceled:
             return Outcome.CANCELED, "canceled"
-        if state == RuntimeState.FAULT:
+        if state is None or state == RuntimeState.FAULT:
             return Outcome.FAULT, reason or "not active"
-        if succeeded_task is not None:
-            return Outcome.SUCCEEDED, f"task {succeeded_task} succeeded"
+        if report is not None and report.success and report.stamp > self.start:
+            return Outcome.SUCCEEDED, f"task {report.task} succeeded"
         if now - self.start > self.timeout:
             return Outcome.TIMED_OUT, f"no success within {self.timeout} s"
         if self.uncertain_since is not None and wall - self.uncertain_since > self.uncertain_timeout:
             return Outcome.UNCERTAIN, reason
         return None
+
+    def elapsed(self, now: float) -> float:
+        return now - self.start
+
+    def feedback_due(self, wall: float) -> bool:
+        """True at most once per ``feedback_period``: feedback is for people, not a firehose."""
+        if wall < self.next_feedback:
+            return False
+        self.next_feedback = wall + self.feedback_period
+        return True
 
 
 class Slots:

@@ -326,7 +326,7 @@ class ControllerSet:
         self.controllers: dict[str, Controller] = {}
         self._indices: dict[str, np.ndarray] = {}
         for spec in embodiment.controllers:
-            if spec.type == "joint_trajectory_controller":
+            if spec.trajectory:
                 ctrl: Controller = JointTrajectoryFollower.from_embodiment(
                     embodiment,
                     spec,

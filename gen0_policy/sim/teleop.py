@@ -38,10 +38,7 @@ class ExpertTeleop:
         self.expert: ScriptedExpert = make_expert(env)
         self.period = env.control_dt  # s
         emb = env.embodiment
-        self._split = [
-            (c.name, c.type == "joint_trajectory_controller", tuple(c.joints), emb.joint_indices(c.joints))
-            for c in emb.controllers
-        ]
+        self._split = [(c.name, c.trajectory, tuple(c.joints), emb.joint_indices(c.joints)) for c in emb.controllers]
         self._next = 0.0  # env time of the next decision, s
 
     def reset(self) -> None:

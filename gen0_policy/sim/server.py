@@ -1,0 +1,328 @@
+"""The simulator as a ros2_control robot, without ROS: what gen0_sim_node serves, testable on its own.
+
+Physics runs on its own thread at ``update_rate`` in sim time, paced against the wall clock by
+``real_time_factor``; cameras render snapshots of the physics state on another thread, so slow CPU
+rendering never delays the joint states. Commands arrive through :meth:`SimServer.command_trajectory`
+and :meth:`SimServer.command_positions` from any thread; what the robot publishes leaves through the
+callbacks. The sim clock (what /clock says) continues monotonically across resets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from gen0_policy.commands import TrajectoryCommand
+from gen0_policy.embodiment import CameraSpec
+from gen0_policy.errors import CommandError, ConfigError, Gen0Error
+from gen0_policy.sim.controllers import ControllerSet
+from gen0_policy.sim.env import SimEnv, make_env
+from gen0_policy.sim.tasks import available_tasks
+from gen0_policy.sim.teleop import ControllerCommand, ExpertTeleop
+
+log = logging.getLogger(__name__)
+
+# A start time this far ahead of the sim clock is almost surely a wall-clock stamp from a node
+# that does not run with use_sim_time; executing it would mean waiting for decades.
+MAX_START_AHEAD = 3600.0  # s
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """gen0_sim_node's parameters, under the same names (units and meaning in config/sim_node.yaml)."""
+
+    embodiment: str = "panda"  # config/embodiments/<name>.yaml
+    task: str = ""  # task name; "" = the first available task
+    seed: int = 0  # seed of the first episode
+    update_rate: float = 200.0  # Hz: controllers, physics ticks, /joint_states and /clock
+    camera_rate: float = 30.0  # Hz per camera (sim time); 0 disables cameras
+    camera_width: int = 0  # px; 0 = the embodiment's camera size
+    camera_height: int = 0  # px; 0 = the embodiment's camera size
+    status_rate: float = 10.0  # Hz of the task status
+    real_time_factor: float = 1.0  # sim seconds per wall second; 0 = as fast as possible
+    allow_partial_joints_goal: bool = False  # as joint_trajectory_controller's parameters
+    allow_nonzero_velocity_at_trajectory_end: bool = False
+    allow_trajectory_replacement: bool = True
+    expert_teleop: bool = False  # the scripted expert publishes commands on the controller topics
+
+    def __post_init__(self) -> None:
+        if not (self.update_rate > 0 and self.status_rate > 0 and self.camera_rate >= 0 and self.real_time_factor >= 0):
+            raise ConfigError("update_rate and status_rate must be > 0, camera_rate and real_time_factor >= 0")
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> SimConfig:
+        """The fields found in ``values`` (node parameters), the defaults for the rest."""
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+    @property
+    def camera_size(self) -> tuple[int, int] | None:
+        """(width, height) of every camera, or None for the embodiment's own sizes."""
+        w, h = int(self.camera_width), int(self.camera_height)
+        return (w, h) if w and h else None
+
+
+@dataclass(frozen=True)
+class EpisodeStatus:
+    """What /task_status says: the episode, whether it has succeeded, and when (sim clock, s)."""
+
+    task: str
+    instruction: str
+    seed: int
+    episode: int
+    success: bool
+    elapsed: float
+    stamp: float
+
+
+class RealTimePacer:
+    """Keeps the sim clock at ``real_time_factor`` times the wall clock (0: as fast as possible). Fallen
+    behind by more than ``max_lag`` s (a slow machine), it starts over from now instead of catching up
+    in a burst."""
+
+    def __init__(self, real_time_factor: float, sim_now: float, wall_now: float, max_lag: float = 0.5) -> None:
+        self.real_time_factor, self.max_lag = real_time_factor, max_lag
+        self._sim_start, self._wall_start = sim_now, wall_now
+
+    def delay(self, sim_now: float, wall_now: float) -> float:
+        """Seconds of wall time to wait before simulating past ``sim_now``."""
+        if self.real_time_factor <= 0:
+            return 0.0
+        ahead = self._wall_start + (sim_now - self._sim_start) / self.real_time_factor - wall_now
+        if ahead < -self.max_lag:
+            self._sim_start, self._wall_start = sim_now, wall_now
+        return max(ahead, 0.0)
+
+
+class SnapshotRenderer:
+    """Renders cameras from a copy of the physics state: :meth:`capture` (physics lock held) copies
+    only what drawing needs; :meth:`render` then runs without the lock. Every ``period`` s of sim time
+    at most; one mujoco.Renderer per size, made and used on the calling thread (GL contexts are)."""
+
+    def __init__(self, period: float, camera_size: tuple[int, int] | None) -> None:
+        self.period, self.camera_size = period, camera_size
+        self.last = -float("inf")  # sim time of the last capture
+        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._model: mujoco.MjModel | None = None
+        self._snapshot: mujoco.MjData | None = None
+
+    def due(self, now: float) -> bool:
+        return now >= self.last + self.period - 1e-9
+
+    def capture(self, env: SimEnv, now: float) -> None:
+        if self._model is not env.model:  # a new task built a new model
+            self.close()
+            self._model, self._snapshot = env.model, mujoco.MjData(env.model)
+        data, snapshot = env.data, self._snapshot
+        snapshot.qpos[:], snapshot.qvel[:], snapshot.time = data.qpos, data.qvel, data.time
+        snapshot.mocap_pos[:], snapshot.mocap_quat[:] = data.mocap_pos, data.mocap_quat
+        # On schedule, unless far behind (a reset moved the clock, cameras were unwatched): then from now.
+        self.last = now if now - self.last > 2 * self.period else self.last + self.period
+
+    def render(self, cameras: Iterable[CameraSpec]) -> dict[str, np.ndarray]:
+        """{camera: (H, W, 3) uint8} of the last capture."""
+        mujoco.mj_forward(self._model, self._snapshot)  # positions of bodies and cameras
+        images = {}
+        for cam in cameras:
+            w, h = self.camera_size or (cam.width, cam.height)
+            if (w, h) not in self._renderers:
+                self._renderers[(w, h)] = mujoco.Renderer(self._model, height=h, width=w)
+            renderer = self._renderers[(w, h)]
+            renderer.update_scene(self._snapshot, camera=cam.name)
+            images[cam.name] = renderer.render()
+        return images
+
+    def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
+
+
+def _ignore(*_: Any) -> None:
+    pass
+
+
+class SimServer:
+    """One simulated robot: a task's world, its ros2_control controllers and (with ``expert_teleop``)
+    the scripted expert as teleoperator. :meth:`start` runs the physics and camera threads, which call
+
+    - ``on_state(now, positions, velocities, efforts)`` every physics tick (the physics lock held),
+    - ``on_teleop(commands)`` with the expert's commands, to be sent where a teleop would send them,
+    - ``on_status(status)`` at ``status_rate``,
+    - ``on_images(now, {camera: rgb})`` at ``camera_rate`` for the cameras ``watched()`` names.
+
+    ``alive()`` turning False (the ROS context shut down) ends the threads as quietly as :meth:`stop`."""
+
+    def __init__(
+        self,
+        config: SimConfig,
+        on_state: Callable[[float, np.ndarray, np.ndarray, np.ndarray], None] = _ignore,
+        on_teleop: Callable[[list[ControllerCommand]], None] = _ignore,
+        on_status: Callable[[EpisodeStatus], None] = _ignore,
+        on_images: Callable[[float, dict[str, np.ndarray]], None] = _ignore,
+        watched: Callable[[], Iterable[str]] = lambda: (),
+        alive: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.config = config
+        self.on_state, self.on_teleop, self.on_status, self.on_images = on_state, on_teleop, on_status, on_images
+        self.watched, self.alive = watched, alive
+        self.lock = threading.Lock()  # the world, the controllers and the clock
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._episode = 0
+        self._offset = 0.0  # sim clock = offset + env.time, kept monotonic across resets
+        self.teleop: ExpertTeleop | None = None
+        self.env: SimEnv | None = None
+        self._build(config.task or available_tasks(config.embodiment)[0], int(config.seed))
+
+    # ------------------------------------------------------------ episodes
+    def now(self) -> float:
+        """Sim clock, s (what /clock says)."""
+        return self._offset + self.env.time if self.env is not None else 0.0
+
+    def next_seed(self, requested: int) -> int:
+        """The seed of the next episode: ``requested``, or the last one + 1 if it is negative."""
+        return int(requested) if requested >= 0 else self._seed + 1
+
+    def reset(self, task: str, seed: int) -> EpisodeStatus:
+        """A new episode of ``task`` ("" = the current one); raises Gen0Error, changing nothing, for an
+        unknown task."""
+        with self.lock:
+            if task and task != self.env.task_name:
+                tasks = available_tasks(self.env.embodiment.name)
+                if task not in tasks:
+                    name = self.env.embodiment.name
+                    raise Gen0Error(f"unknown task {task!r} for {name}; available tasks are {tasks}")
+                self._build(task, seed)
+            else:
+                self._reset(seed)
+        return self.status()
+
+    def status(self) -> EpisodeStatus:
+        with self.lock:
+            now, env = self.now(), self.env
+            return EpisodeStatus(
+                env.task_name, env.instruction, self._seed, self._episode, bool(env.success()), now - self._start, now
+            )
+
+    def _build(self, task: str, seed: int) -> None:
+        now = self.now()  # before the env is replaced: the clock continues from here
+        c = self.config
+        self.env = make_env(c.embodiment, task, seed=seed, camera_size=c.camera_size)
+        self.controllers = ControllerSet(
+            self.env.embodiment,
+            allow_partial_joints_goal=bool(c.allow_partial_joints_goal),
+            allow_nonzero_velocity_at_trajectory_end=bool(c.allow_nonzero_velocity_at_trajectory_end),
+            allow_trajectory_replacement=bool(c.allow_trajectory_replacement),
+        )
+        if c.expert_teleop:
+            self.teleop = ExpertTeleop(self.env)
+        self._reset(seed, now)
+
+    def _reset(self, seed: int, now: float | None = None) -> None:
+        now = self.now() if now is None else now
+        self.env.reset(seed=seed)
+        self._offset = now - self.env.time
+        self._seed, self._start = seed, now
+        self._episode += 1
+        self.controllers.reset(self.env.joint_positions(), now)
+        if self.teleop is not None:
+            self.teleop.reset()
+
+    # ------------------------------------------------------------ commands (any thread)
+    def command_trajectory(self, controller: str, cmd: TrajectoryCommand) -> None:
+        """Raises CommandError (nothing executed) for a command the controller refuses."""
+        with self.lock:
+            now = self.now()
+            if cmd.start_time - now > MAX_START_AHEAD:
+                raise CommandError(
+                    f"start time {cmd.start_time:.3f} s is {cmd.start_time - now:.0f} s after the sim clock "
+                    f"({now:.3f} s); stamp with sim time (use_sim_time:=true) or send a zero stamp"
+                )
+            self.controllers.command_trajectory(controller, cmd, now)
+
+    def command_positions(self, controller: str, positions: np.ndarray) -> None:
+        with self.lock:
+            self.controllers.command_positions(controller, positions, self.now())
+
+    # ------------------------------------------------------------ threads
+    def start(self) -> None:
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self._guard(self._physics_loop, "physics"), daemon=True)]
+        if self.config.camera_rate > 0 and self.env.embodiment.cameras:
+            self._threads.append(threading.Thread(target=self._guard(self._camera_loop, "camera"), daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+
+    def _running(self) -> bool:
+        return not self._stop.is_set() and self.alive()
+
+    def _guard(self, loop: Callable[[], None], name: str) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                loop()
+            except Exception as exc:  # a dead loop must not leave a silently frozen robot
+                if self._running():  # else shutting down (Ctrl-C ends the context before spin returns)
+                    log.critical("%s loop stopped: %s: %s", name, type(exc).__name__, exc)
+                    raise
+
+        return run
+
+    def step(self, next_tick: float) -> tuple[float, list[ControllerCommand]]:
+        """One physics tick: the whole physics steps that reach ``next_tick`` (at least one), then
+        ``on_state``. Returns the sim time reached and the expert's commands due at the tick."""
+        with self.lock:
+            env = self.env
+            commands = self.teleop.step() if self.teleop is not None else []
+            env.set_targets(self.controllers.targets(self.now()))
+            timestep = float(env.model.opt.timestep)
+            env.step(duration=max(1, round((next_tick - self.now()) / timestep)) * timestep)
+            now = self.now()
+            self.on_state(now, env.joint_positions(), env.joint_velocities(), env.joint_efforts())
+        return now, commands
+
+    def _physics_loop(self) -> None:
+        # Ticks land on multiples of 1 / update_rate: 200 Hz on a 2 ms timestep alternates 2 and 3 steps
+        # (a fixed round(2.5) = 2 steps ran at 250 Hz).
+        period, status_period = 1.0 / self.config.update_rate, 1.0 / self.config.status_rate
+        next_tick, next_status = self.now() + period, 0.0
+        pacer = RealTimePacer(self.config.real_time_factor, self.now(), time.monotonic())
+        while self._running():
+            now, commands = self.step(next_tick)
+            timestep = float(self.env.model.opt.timestep)
+            next_tick = max(next_tick + period, now + timestep / 2)  # a reset may move the clock on
+            if commands:
+                self.on_teleop(commands)
+            if now >= next_status:
+                next_status = max(next_status + status_period, now)
+                self.on_status(self.status())
+            time.sleep(pacer.delay(now, time.monotonic()))  # sleep(0) still lets command callbacks run
+
+    def _camera_loop(self) -> None:
+        snapshots = SnapshotRenderer(1.0 / self.config.camera_rate, self.config.camera_size)
+        try:
+            while self._running():
+                names = set(self.watched())
+                cameras = [cam for cam in self.env.embodiment.cameras if cam.name in names]
+                with self.lock:
+                    now = self.now()
+                    due = bool(cameras) and snapshots.due(now)
+                    if due:
+                        snapshots.capture(self.env, now)
+                if not due:
+                    time.sleep(0.002)
+                    continue
+                self.on_images(now, snapshots.render(cameras))
+        finally:
+            snapshots.close()

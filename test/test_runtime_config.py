@@ -1,0 +1,45 @@
+"""Runtime settings: validated once, declared as node parameters under their own names, and the
+parameter file's zeros given their meaning in one place."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+
+import pytest
+
+from gen0_policy.errors import ConfigError
+from gen0_policy.runtime.config import RuntimeConfig, check_node_parameters, runtime_config, runtime_parameters
+
+
+def test_every_setting_is_a_parameter_with_its_default() -> None:
+    params = runtime_parameters()
+    assert list(params) == [f.name for f in fields(RuntimeConfig)]
+    assert runtime_config(params) == RuntimeConfig()
+
+
+def test_parameters_map_by_name_and_zeros_keep_their_file_meaning() -> None:
+    config = runtime_config({"control_rate_hz": 50.0, "uncertainty_threshold": 0.0, "command_horizon": 0.0, "x": 1})
+    assert config.control_rate_hz == 50.0
+    assert config.uncertainty_threshold == math.inf  # 0: never hold
+    assert config.command_horizon == pytest.approx(0.02)  # 0: one point per tick, one control period
+    assert runtime_config({"uncertainty_threshold": 0.2, "command_horizon": 0.3}).command_horizon == 0.3
+
+
+@pytest.mark.parametrize(
+    "bad", [{"control_rate_hz": 0.0}, {"control_rate_hz": 0.0, "command_horizon": 0.0}, {"mode": "dreamy"},
+            {"limit_scale": 1.5}, {"command_horizon": 0.001}, {"max_observation_age": math.nan}],
+)  # fmt: skip
+def test_bad_settings_are_refused_saying_what_is_allowed(bad: dict) -> None:
+    with pytest.raises(ConfigError, match="invalid runtime settings"):
+        runtime_config(bad)
+
+
+def test_node_parameters_the_runtime_does_not_check_are_checked_together() -> None:
+    good = {"output_mode": "joint_trajectory", "checkpoint": "ckpt", "status_rate": 10.0, "uncertain_timeout": 2.0,
+            "command_horizon": 0.5, "uncertainty_threshold": math.inf}  # fmt: skip
+    check_node_parameters(good)
+    bad = {**good, "output_mode": "teleport", "checkpoint": "", "uncertainty_threshold": math.nan}
+    with pytest.raises(ConfigError) as err:
+        check_node_parameters(bad)
+    assert all(word in str(err.value) for word in ("output_mode", "checkpoint:=PATH", "uncertainty_threshold"))

@@ -1,0 +1,93 @@
+"""The simulated robot without ROS: pacing against the wall clock, commands and their refusals, episodes
+on a monotonic clock, ticks on the update rate, camera snapshots, and the threads reporting through
+callbacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import wait_until
+from gen0_policy.commands import TrajectoryCommand
+from gen0_policy.errors import CommandError, ConfigError, Gen0Error
+from gen0_policy.sim.server import MAX_START_AHEAD, RealTimePacer, SimConfig, SimServer
+
+
+def test_the_pacer_waits_to_match_the_real_time_factor_and_does_not_burst_to_catch_up() -> None:
+    pacer = RealTimePacer(2.0, sim_now=10.0, wall_now=100.0)
+    assert pacer.delay(11.0, 100.0) == pytest.approx(0.5)  # 1 sim s at 2x = 0.5 wall s
+    assert pacer.delay(11.0, 100.4) == pytest.approx(0.1)
+    assert pacer.delay(11.0, 100.7) == 0.0  # behind by 0.2 s: no wait, keep the schedule
+    assert pacer.delay(11.0, 102.0) == 0.0  # behind by 1.5 s: start over from here
+    assert pacer.delay(11.2, 102.0) == pytest.approx(0.1)
+    assert RealTimePacer(0.0, 0.0, 0.0).delay(1e6, 0.0) == 0.0  # as fast as possible
+
+
+def test_config_takes_node_parameters_by_name_and_refuses_bad_rates() -> None:
+    config = SimConfig.from_mapping({"update_rate": 100.0, "camera_width": 64, "camera_height": 48, "other": 1})
+    assert config.update_rate == 100.0 and config.camera_size == (64, 48) and config.embodiment == "panda"
+    assert SimConfig(camera_width=64).camera_size is None  # both or neither
+    for bad in ({"update_rate": 0.0}, {"status_rate": -1.0}, {"camera_rate": -1.0}, {"real_time_factor": -0.5}):
+        with pytest.raises(ConfigError, match="update_rate and status_rate must be > 0"):
+            SimConfig(**bad)
+
+
+@pytest.fixture(scope="module")
+def server() -> SimServer:
+    return SimServer(SimConfig(task="reach", camera_width=32, camera_height=24))
+
+
+def test_ticks_land_on_the_update_rate_and_report_the_state(server: SimServer) -> None:
+    states: list[tuple[float, np.ndarray]] = []
+    server.on_state = lambda now, q, qd, effort: states.append((now, q))
+    start = server.now()
+    for k in range(1, 6):  # 200 Hz on a 2 ms timestep: the whole steps nearest each 5 ms multiple, 2 or 3
+        server.step(start + k * 0.005)
+    times = np.array([t for t, _ in states]) - start
+    np.testing.assert_allclose(times, [0.004, 0.01, 0.014, 0.02, 0.024], atol=1e-9)
+    assert states[-1][1].shape == (server.env.embodiment.dof,)
+
+
+def test_wall_clock_stamps_and_bad_commands_are_refused_without_effect(server: SimServer) -> None:
+    arm = server.env.embodiment.controller("joint_trajectory_controller")
+    home = server.env.embodiment.home[server.env.embodiment.joint_indices(arm.joints)]
+    before = server.controllers.targets(server.now())
+    future = TrajectoryCommand(arm.joints, [0.1], home[None], start_time=server.now() + MAX_START_AHEAD + 1)
+    with pytest.raises(CommandError, match="stamp with sim time"):
+        server.command_trajectory("joint_trajectory_controller", future)
+    with pytest.raises(CommandError, match="has 2 values"):
+        server.command_positions("gripper_controller", np.zeros(2))
+    np.testing.assert_array_equal(server.controllers.targets(server.now()), before)
+    server.command_trajectory("joint_trajectory_controller", TrajectoryCommand(arm.joints, [0.1], home[None]))
+
+
+def test_resets_keep_the_clock_monotonic_and_an_unknown_task_changes_nothing(server: SimServer) -> None:
+    server.step(server.now() + 0.05)
+    before = server.status()
+    status = server.reset("", server.next_seed(-1))
+    assert (status.seed, status.episode) == (before.seed + 1, before.episode + 1)
+    assert status.stamp >= before.stamp and status.elapsed == 0.0 and not status.success
+    with pytest.raises(Gen0Error, match="available tasks are"):
+        server.reset("juggle", 7)
+    assert server.status().episode == status.episode and server.next_seed(5) == 5
+
+
+def test_camera_snapshots_render_the_watched_cameras_at_their_rate() -> None:
+    images: list[tuple[float, dict]] = []
+    statuses: list = []
+    config = SimConfig(task="reach", camera_rate=20.0, camera_width=32, camera_height=24, real_time_factor=0.0)
+    sim = SimServer(
+        config,
+        on_images=lambda now, frames: images.append((now, frames)),
+        on_status=statuses.append,
+        watched=lambda: ["wrist"],
+    )
+    sim.start()
+    try:
+        wait_until(lambda: len(images) >= 3, timeout=60, what="three camera snapshots")
+    finally:
+        sim.stop()
+    assert all(set(frames) == {"wrist"} and frames["wrist"].shape == (24, 32, 3) for _, frames in images)
+    gaps = np.diff([now for now, _ in images])
+    assert np.all(gaps >= 0.05 - 1e-9)  # never faster than camera_rate in sim time
+    assert statuses and statuses[-1].task == "reach"

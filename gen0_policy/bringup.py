@@ -134,7 +134,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def check_robot_and_task(args: argparse.Namespace) -> None:
     """Refuse an unknown embodiment or task in one line, before any node starts."""
-    load_embodiment(args.embodiment)
+    load_embodiment(args.embodiment).require_joint_space(
+        "the policy node (joint trajectories)", "a ROS path for Meta-World's Sawyer is not built yet (issue 15)"
+    )
     if args.target == "sim" and args.task:
         from gen0_policy.sim.tasks import task_class  # the sim's own list; `bringup policy` never loads it
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "gen0_policy.data.cli",
     "gen0_policy.model.cli",
     "gen0_policy.sim.cli",
+    "gen0_policy.sim.metaworld_bench",
     "gen0_policy.train.cli",
     "gen0_policy.train.posttrain_cli",
     "gen0_policy.scaling.cli",

@@ -1,8 +1,16 @@
 """Embodiment descriptions: one YAML file per robot in ``config/embodiments/``, read by the
 simulator, the model (padding and masks), the runtime (safety limits) and the ROS nodes alike.
 
-The action vector of a robot is its ``action_joints`` (arm joints, then gripper/hand joints) as
-absolute position targets; its state vector is the measured positions of the same joints.
+Two kinds of action space (``action_space``), so the model, the data and the runtime know what a
+robot's action vector means:
+
+- ``joint_position``: the action is absolute position targets of the robot's ``joints`` (arm joints,
+  then gripper/hand joints); the state is the measured positions of the same joints.
+- ``end_effector_delta``: the state is the end effector's position (and gripper opening), listed as
+  ``joints``; the action is described by ``action`` (:class:`ActionSpec`): per control step, a
+  bounded displacement of the end effector plus a gripper command (Meta-World's Sawyer). Paths that
+  only make sense in joint space (the safety filter, the planned horizon, joint teleoperation, our
+  MuJoCo robots) refuse such a robot by :meth:`Embodiment.require_joint_space`.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import yaml
 from gen0_policy.errors import EmbodimentError
 from gen0_policy.paths import config_dir
 
-ACTION_SPACES = ("joint_position",)
+ACTION_SPACES = ("joint_position", "end_effector_delta")
 CONTROLLER_TYPES = ("joint_trajectory_controller", "forward_position_controller")
 
 
@@ -94,6 +102,51 @@ def command_topic(controller: str, trajectory: bool) -> str:
 
 
 @dataclass(frozen=True)
+class ActionSpec:
+    """The action vector of an ``end_effector_delta`` robot, one entry per state entry.
+
+    ``scale[i] > 0``: entry i is a displacement, target = state + clip(action, lower, upper) * scale
+    (state units per action unit per control step, e.g. m). ``scale[i] == 0``: entry i is an absolute
+    command passed through as is (a gripper effort), its target is the action itself.
+    """
+
+    names: tuple[str, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    scale: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        for key in ("names", "lower", "upper", "scale"):
+            object.__setattr__(self, key, tuple(getattr(self, key)))
+        n = len(self.names)
+        if n == 0 or {len(self.lower), len(self.upper), len(self.scale)} != {n}:
+            raise EmbodimentError(
+                f"action needs names, lower, upper and scale of one equal, non-zero length, got "
+                f"{n}, {len(self.lower)}, {len(self.upper)}, {len(self.scale)}"
+            )
+        if not all(lo < hi for lo, hi in zip(self.lower, self.upper, strict=True)):
+            raise EmbodimentError(f"action lower {list(self.lower)} must be < upper {list(self.upper)}")
+        if not all(s >= 0 and math.isfinite(s) for s in self.scale):
+            raise EmbodimentError(f"action scale must be >= 0 and finite, got {list(self.scale)}")
+
+    @property
+    def delta_mask(self) -> np.ndarray:
+        return np.array([s > 0 for s in self.scale], dtype=bool)
+
+    def to_targets(self, state: np.ndarray, action: np.ndarray) -> np.ndarray:
+        """Where an action sends the robot from ``state`` (before the robot's own workspace clip)."""
+        action = np.clip(np.asarray(action, np.float64), self.lower, self.upper)
+        return np.where(self.delta_mask, np.asarray(state, np.float64) + action * np.asarray(self.scale), action)
+
+    def from_targets(self, state: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """The action that moves ``state`` to ``targets`` in one step (clipped to the action bounds):
+        how a demonstration given as poses, or a Cartesian controller's goal, becomes an action."""
+        scale = np.where(self.delta_mask, self.scale, 1.0)
+        delta = (np.asarray(targets, np.float64) - np.where(self.delta_mask, state, 0.0)) / scale
+        return np.clip(delta, self.lower, self.upper)
+
+
+@dataclass(frozen=True)
 class Embodiment:
     """Everything the suite needs to know about one robot."""
 
@@ -104,6 +157,7 @@ class Embodiment:
     controllers: tuple[ControllerSpec, ...]
     action_space: str = "joint_position"
     control_rate_hz: float = 100.0
+    action: ActionSpec | None = None  # end_effector_delta only: what the action vector means
     sim: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -114,6 +168,22 @@ class Embodiment:
             raise EmbodimentError(f"embodiment {self.name}: duplicate joint names in {names}")
         if self.action_space not in ACTION_SPACES:
             raise EmbodimentError(f"embodiment {self.name}: action_space must be one of {ACTION_SPACES}")
+        if self.action_space == "end_effector_delta":
+            if self.action is None:
+                raise EmbodimentError(
+                    f"embodiment {self.name}: an end_effector_delta robot needs an 'action' section "
+                    "(names, lower, upper, scale), one entry per state entry in 'joints'"
+                )
+            if len(self.action.names) != len(names):
+                raise EmbodimentError(
+                    f"embodiment {self.name}: action has {len(self.action.names)} entries but the state "
+                    f"has {len(names)} ({names}); the model pads both to the same width"
+                )
+        elif self.action is not None:
+            raise EmbodimentError(
+                f"embodiment {self.name}: 'action' describes end_effector_delta actions; a joint_position "
+                "robot's actions are its joints' targets, so remove it or set action_space: end_effector_delta"
+            )
         for controller in self.controllers:
             unknown = set(controller.joints) - set(names)
             if unknown:
@@ -157,6 +227,30 @@ class Embodiment:
     @property
     def gripper_mask(self) -> np.ndarray:
         return np.array([j.gripper for j in self.joints], dtype=bool)
+
+    @property
+    def joint_space(self) -> bool:
+        return self.action_space == "joint_position"
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        return self.action.names if self.action is not None else self.joint_names
+
+    @property
+    def action_lower(self) -> np.ndarray:
+        return np.array(self.action.lower if self.action is not None else self.lower, dtype=np.float64)
+
+    @property
+    def action_upper(self) -> np.ndarray:
+        return np.array(self.action.upper if self.action is not None else self.upper, dtype=np.float64)
+
+    def require_joint_space(self, purpose: str, hint: str = "") -> None:
+        """Refuse, naming the robot and the purpose, where only joint-position actions make sense."""
+        if not self.joint_space:
+            raise EmbodimentError(
+                f"{purpose} works on joint-position robots only; embodiment {self.name} takes "
+                f"{self.action_space} actions ({list(self.action_names)})" + (f"; {hint}" if hint else "")
+            )
 
     def camera(self, name: str) -> CameraSpec:
         for cam in self.cameras:
@@ -207,6 +301,7 @@ class Embodiment:
                 ),
                 action_space=str(data.get("action_space", "joint_position")),
                 control_rate_hz=float(data.get("control_rate_hz", 100.0)),
+                action=ActionSpec(**data["action"]) if data.get("action") is not None else None,
                 sim=dict(data.get("sim", {})),
             )
         except (KeyError, TypeError) as exc:
@@ -223,7 +318,7 @@ class Embodiment:
             "cameras": [vars(c).copy() for c in self.cameras],
             "controllers": [{"name": c.name, "type": c.type, "joints": list(c.joints)} for c in self.controllers],
             "sim": dict(self.sim),
-        }
+        } | ({"action": {k: list(v) for k, v in vars(self.action).items()}} if self.action is not None else {})
 
 
 def embodiments_dir() -> Path:

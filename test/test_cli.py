@@ -45,8 +45,10 @@ def test_bringup_refuses_an_unknown_robot_or_task_in_one_line_before_starting_no
     robot = run("bringup", "sim", "--embodiment", "franka", "--duration", "1")
     assert robot.returncode == 2
     assert robot.stderr.strip() == (
-        "gen0 bringup: unknown embodiment 'franka'; available embodiments are ['g1', 'panda', 'ur5e']"
+        "gen0 bringup: unknown embodiment 'franka'; available embodiments are ['g1', 'panda', 'sawyer', 'ur5e']"
     )
+    sawyer = run("bringup", "sim", "--embodiment", "sawyer", "--duration", "1")  # issue 15: no ROS path yet
+    assert sawyer.returncode == 2 and "works on joint-position robots only" in sawyer.stderr
     task = run("bringup", "sim", "--embodiment", "g1", "--task", "stack", "--duration", "1")
     assert task.returncode == 2 and len(task.stderr.strip().splitlines()) == 1
     assert "task 'stack' is not defined for embodiment 'g1'" in task.stderr

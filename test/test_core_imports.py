@@ -54,7 +54,7 @@ def test_blocker_really_blocks():
 BLOCK_SIM_AND_IMPORT_HARDWARE_PATH = r"""
 import importlib, importlib.abc, sys
 
-BLOCKED = ("mujoco", "gen0_policy.sim", "gen0_policy.train", "gen0_policy.scaling")
+BLOCKED = ("mujoco", "metaworld", "gen0_policy.sim", "gen0_policy.train", "gen0_policy.scaling")
 attempts = []
 
 class BlockSimAndTraining(importlib.abc.MetaPathFinder):

@@ -163,7 +163,9 @@ class Gen0Policy:
         observation: {"embodiment": str, "instruction": str, "joint_positions": (D,),
                       "images": {camera: (H, W, 3) uint8}}
         committed:   (P, D) absolute targets that execute while the model thinks (P <= max_prefix).
-        Returns {"actions": (H, D) float32 absolute targets whose first P rows are ``committed``,
+        Returns {"actions": (H, D) float32 actions in the robot's action space whose first P rows are
+                 ``committed`` (absolute joint targets, or per-step end-effector deltas),
+                 "action_space": the robot's kind of action, so no consumer guesses,
                  "uncertainty": mean std of the samples in normalized units (NaN when num_samples == 1),
                  "samples": (K, H, D) when num_samples > 1}. ``actions`` is the deterministic estimate.
         """
@@ -213,7 +215,7 @@ class Gen0Policy:
         actions = self.processor.unnormalize_actions(embodiment.name, normalized)  # (B, H, dof)
         if P:
             actions[:, :P] = committed  # exactly what will execute, not a round trip through the scale
-        out: dict[str, Any] = {"actions": actions[0], "uncertainty": math.nan}
+        out: dict[str, Any] = {"actions": actions[0], "action_space": embodiment.action_space, "uncertainty": math.nan}
         if K > 1:
             spread = normalized[1:, P:, : embodiment.dof].std(axis=0)
             out["uncertainty"] = float(spread.mean()) if spread.size else 0.0

@@ -108,6 +108,11 @@ class Processor:
             )
         return self.embodiments[name]
 
+    def action_space(self, name: str) -> str:
+        """joint_position or end_effector_delta: what this robot's action rows mean. The padding and
+        masks are the same for both; the network tells them apart by the embodiment token."""
+        return self.embodiment(name).action_space
+
     def dof_mask(self, name: str) -> np.ndarray:
         mask = np.zeros(self.config.max_dof, dtype=bool)
         mask[: self.embodiment(name).dof] = True

@@ -56,6 +56,7 @@ class Runtime:
         on_chunk: Callable[[Chunk], None] | None = None,
         on_horizon: Callable[[Horizon], None] | None = None,
     ) -> None:
+        embodiment.require_joint_space("the runtime (joint trajectories for a joint_trajectory_controller)")
         self.config = config or RuntimeConfig()
         self.embodiment = embodiment
         self.clock = clock or MonotonicClock()

@@ -43,6 +43,7 @@ class SafetyLimits:
     def from_embodiment(cls, embodiment: Embodiment, scale: float = 1.0) -> SafetyLimits:
         if not 0 < scale <= 1:
             raise ConfigError(f"limit scale must be in (0, 1], got {scale}")
+        embodiment.require_joint_space("the safety filter (joint position, velocity and acceleration limits)")
         return cls(
             embodiment.lower,
             embodiment.upper,

@@ -35,6 +35,7 @@ class LeaderMirror:
     """Turns leader joint states into rate-limited, clamped follower position targets."""
 
     def __init__(self, embodiment: Embodiment, config: MirrorConfig | None = None) -> None:
+        embodiment.require_joint_space("leader-follower teleoperation (joint mirroring)")
         self.embodiment = embodiment
         self.config = config or MirrorConfig()
         follower = set(embodiment.joint_names)

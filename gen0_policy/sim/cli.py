@@ -13,6 +13,11 @@ import numpy as np
 from gen0_policy.errors import ConfigError
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """ "a, b,c" -> ("a", "b", "c")."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -21,6 +26,16 @@ def _size(text: str) -> tuple[int, int]:
     if w <= 0 or h <= 0:
         raise argparse.ArgumentTypeError(f"image size must be positive, got {text!r}")
     return w, h
+
+
+def _tasks_of(embodiment: Any) -> list[str]:
+    from gen0_policy.sim.tasks import TASKS
+
+    if embodiment.sim.get("simulator") == "metaworld":  # Meta-World's tasks, not ours (no import of it)
+        from gen0_policy.sim.metaworld_env import TASK_INSTRUCTIONS
+
+        return list(TASK_INSTRUCTIONS)
+    return [t.name for t in TASKS.values() if embodiment.name in t.embodiments]
 
 
 def info() -> dict[str, Any]:
@@ -45,7 +60,7 @@ def info() -> dict[str, Any]:
                     {"name": c.name, "role": c.role, "width": c.width, "height": c.height} for c in emb.cameras
                 ],
                 "controllers": [{"name": c.name, "type": c.type, "joints": list(c.joints)} for c in emb.controllers],
-                "tasks": [t.name for t in TASKS.values() if emb.name in t.embodiments],
+                "tasks": _tasks_of(emb),
             }
         )
     tasks = [
@@ -192,7 +207,7 @@ def _collect(args: argparse.Namespace) -> int:
 
     config = CollectConfig(
         embodiment=args.embodiment,
-        tasks=tuple(t.strip() for t in args.task.split(",") if t.strip()),
+        tasks=_names(args.task),
         episodes=args.episodes,
         seed=args.seed,
         workers=args.workers,
@@ -200,15 +215,57 @@ def _collect(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         keep_failed=args.keep_failed,
     )
-    summary = collect(config, args.out, progress=not args.json)
+    return _report_collection(collect(config, args.out, progress=not args.json), args)
+
+
+def _report_collection(summary: dict[str, Any], args: argparse.Namespace) -> int:
+    """What every collect command prints: the summary as JSON, or one line."""
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
+        took = f" in {summary['wall_seconds']} s" if "wall_seconds" in summary else ""
         print(
-            f"wrote {summary['written']} episodes ({summary['frames']} frames) to {summary['out']}; "
+            f"wrote {summary['written']} episodes ({summary['frames']} frames) to {summary['out']}{took}; "
             f"{summary['failed']} failed episodes {'kept' if args.keep_failed else 'dropped'}"
         )
     return 0
+
+
+def _register_collect_metaworld(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "collect-metaworld",
+        help="Meta-World scripted-expert demonstrations (Sawyer) into a LeRobot v3 dataset",
+        description="Every env step recorded at 80 Hz with the task's instruction; failed expert episodes dropped.",
+    )
+    p.add_argument("--task", required=True, help="Meta-World task names separated by commas, or a suite: mt10, mt50")
+    p.add_argument("--episodes", type=int, default=10, help="episodes per task")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode i uses SEED+i)")
+    p.add_argument("--camera-size", type=_size, default=None, help="WxH rendered (default: sawyer.yaml's, 224x224)")
+    p.add_argument(
+        "--image-size", type=_size, default=None, help="store frames downscaled to WxH (default: as rendered)"
+    )
+    p.add_argument("--keep-failed", action="store_true", help="also write episodes the expert failed")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (same dataset for any number)")
+    p.add_argument("--max-steps", type=int, default=None, help="cut episodes short (for tests; default the env's 500)")
+    p.add_argument("--out", required=True, type=Path, help="new dataset folder")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_collect_metaworld)
+
+
+def _collect_metaworld(args: argparse.Namespace) -> int:
+    from gen0_policy.sim.collect import MetaWorldCollectConfig, collect_metaworld
+
+    config = MetaWorldCollectConfig(
+        tasks=_names(args.task),
+        episodes=args.episodes,
+        seed=args.seed,
+        camera_size=args.camera_size,
+        image_size=args.image_size,
+        keep_failed=args.keep_failed,
+        max_steps=args.max_steps,
+        workers=args.workers,
+    )
+    return _report_collection(collect_metaworld(config, args.out, progress=not args.json), args)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -219,4 +276,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_info)
     _register_rollout(sub)
     _register_collect(sub)
+    _register_collect_metaworld(sub)
     sim.set_defaults(func=lambda args: sim.print_help() or 2)

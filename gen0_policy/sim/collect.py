@@ -5,6 +5,8 @@ the same command gives the same dataset whatever the number of workers."""
 from __future__ import annotations
 
 import multiprocessing as mp
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,58 @@ def _episode(job: tuple[str, str, int, float, tuple[int, int] | None]) -> tuple[
     return task, seed, result.episode, result.success
 
 
+def _write_results(
+    results: Iterable[tuple[str, int, Episode | None, bool]],
+    writer: Any,
+    tasks: tuple[str, ...],
+    keep_failed: bool,
+    total: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """Write (task, seed, episode, success) in the order given; count what was written and failed."""
+    written, failed, frames = 0, [], 0
+    per_task: dict[str, dict[str, int]] = {t: {"written": 0, "failed": 0} for t in tasks}
+    for n, (task, seed, episode, success) in enumerate(results, 1):
+        if success or keep_failed:
+            writer.add_episode(episode)
+            written += 1
+            frames += len(episode)
+            per_task[task]["written"] += 1
+        if not success:
+            failed.append({"task": task, "seed": seed})
+            per_task[task]["failed"] += 1
+        if progress:
+            print(f"\r{n}/{total} episodes, {len(failed)} failed", end="", flush=True)
+    if progress:
+        print()
+    return {
+        "written": written,
+        "frames": frames,
+        "failed": len(failed),
+        "failed_episodes": failed,
+        "per_task": per_task,
+    }
+
+
+@contextmanager
+def _ordered(worker: Callable[[Any], Any], jobs: list[Any], workers: int) -> Iterator[Iterable[Any]]:
+    """``worker`` over ``jobs``, results in job order, in this process or ``workers`` spawned ones."""
+    if workers == 1:
+        try:
+            yield map(worker, jobs)
+        finally:  # close this process's worlds now, not in a garbage collector after EGL is gone
+            for value in _ENVS.values():
+                (value[0] if isinstance(value, tuple) else value).close()
+            _ENVS.clear()
+        return
+    pool = mp.get_context("spawn").Pool(workers)
+    try:
+        yield pool.imap(worker, jobs)  # ordered: the dataset does not depend on scheduling
+    finally:
+        pool.terminate()
+        pool.join()
+
+
 def collect(config: CollectConfig, out: Path, progress: bool = False) -> dict[str, Any]:
     """Write ``config.episodes`` expert episodes per task into a new LeRobot v3 dataset at ``out``."""
     from gen0_policy.data.lerobot import LeRobotWriter
@@ -65,41 +119,79 @@ def collect(config: CollectConfig, out: Path, progress: bool = False) -> dict[st
         for task in config.tasks
         for i in range(config.episodes)
     ]
-    written, failed, frames = 0, [], 0
-    per_task: dict[str, dict[str, int]] = {t: {"written": 0, "failed": 0} for t in config.tasks}
-    with LeRobotWriter(Path(out), embodiment, config.fps) as writer:
-        if config.workers == 1:
-            results = map(_episode, jobs)
-            pool = None
-        else:
-            pool = mp.get_context("spawn").Pool(config.workers)
-            results = pool.imap(_episode, jobs)  # ordered: the dataset does not depend on scheduling
-        try:
-            for n, (task, seed, episode, success) in enumerate(results, 1):
-                if success or config.keep_failed:
-                    writer.add_episode(episode)
-                    written += 1
-                    frames += len(episode)
-                    per_task[task]["written"] += 1
-                if not success:
-                    failed.append({"task": task, "seed": seed})
-                    per_task[task]["failed"] += 1
-                if progress:
-                    print(f"\r{n}/{len(jobs)} episodes, {len(failed)} failed", end="", flush=True)
-        finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
-    if progress:
-        print()
+    with (
+        LeRobotWriter(Path(out), embodiment, config.fps) as writer,
+        _ordered(_episode, jobs, config.workers) as results,
+    ):
+        counts = _write_results(results, writer, config.tasks, config.keep_failed, len(jobs), progress)
     return {
         "out": str(out),
         "embodiment": config.embodiment,
         "fps": config.fps,
         "image_size": list(config.image_size) if config.image_size else None,
-        "written": written,
-        "frames": frames,
-        "failed": len(failed),
-        "failed_episodes": failed,
-        "per_task": per_task,
-    }
+    } | counts
+
+
+@dataclass(frozen=True)
+class MetaWorldCollectConfig:
+    tasks: tuple[str, ...]  # Meta-World task names, or one suite name (mt10, mt50, ml45_train, ml45_test)
+    episodes: int = 10  # per task
+    seed: int = 0
+    camera_size: tuple[int, int] | None = None  # (W, H) rendered; None = the Sawyer description's
+    image_size: tuple[int, int] | None = None  # (W, H) stored (images.py); None = as rendered
+    keep_failed: bool = False
+    max_steps: int | None = None  # cut episodes short (tests); None = the env's limit
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        from gen0_policy.sim.metaworld_env import SUITES, task_name
+
+        tasks = SUITES.get(self.tasks[0], self.tasks) if len(self.tasks) == 1 else self.tasks
+        object.__setattr__(self, "tasks", tuple(task_name(t) for t in tasks))
+        if not self.tasks:
+            raise ConfigError("collect-metaworld needs at least one task")
+        if self.episodes < 1 or self.workers < 1:
+            raise ConfigError(f"episodes and workers must be >= 1, got {self.episodes} and {self.workers}")
+
+
+def _metaworld_episode(job: tuple[str, int, MetaWorldCollectConfig]) -> tuple[str, int, Episode | None, bool]:
+    """Worker: one seeded Meta-World expert episode, recorded (one env per task and process)."""
+    from gen0_policy.sim.metaworld_env import MetaWorldEnv, MetaWorldExpert, run_episode
+
+    task, seed, config = job
+    key = ("metaworld", task)
+    if key not in _ENVS:
+        for old in [k for k in _ENVS if k[0] == "metaworld"]:  # one Meta-World env (and renderer) at a time
+            _ENVS.pop(old).close()
+        _ENVS[key] = MetaWorldEnv(task, camera_size=config.camera_size)
+    env = _ENVS[key]
+    result = run_episode(
+        env, MetaWorldExpert(), seed, record=True, image_size=config.image_size, max_steps=config.max_steps
+    )
+    return task, seed, result.episode, result.success
+
+
+def collect_metaworld(config: MetaWorldCollectConfig, out: Path, progress: bool = False) -> dict[str, Any]:
+    """Meta-World scripted-expert demonstrations, every env step recorded (the actions are per-step
+    deltas, so the dataset runs at the env's 80 Hz), into a new LeRobot v3 dataset of the Sawyer;
+    failed expert episodes are dropped unless ``keep_failed``. Episode i of a task uses seed SEED+i."""
+    import time
+
+    from gen0_policy.data.lerobot import LeRobotWriter
+    from gen0_policy.embodiment import load_embodiment
+    from gen0_policy.sim.metaworld_env import EMBODIMENT
+
+    embodiment = load_embodiment(EMBODIMENT)
+    fps = embodiment.control_rate_hz  # one recorded frame per env step (one frame per env step)
+    jobs = [(task, config.seed + i, config) for task in config.tasks for i in range(config.episodes)]
+    start = time.perf_counter()
+    with (
+        LeRobotWriter(Path(out), embodiment, fps) as writer,
+        _ordered(_metaworld_episode, jobs, config.workers) as results,
+    ):
+        counts = _write_results(results, writer, config.tasks, config.keep_failed, len(jobs), progress)
+    return (
+        {"out": str(out), "embodiment": EMBODIMENT, "fps": fps}
+        | counts
+        | {"wall_seconds": round(time.perf_counter() - start, 2)}
+    )

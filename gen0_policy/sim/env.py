@@ -205,4 +205,5 @@ def make_env(
 ) -> SimEnv:
     """A world for ``embodiment`` (name, YAML path or description) doing ``task``, reset with ``seed``."""
     emb = embodiment if isinstance(embodiment, Embodiment) else load_embodiment(embodiment)
+    emb.require_joint_space("our MuJoCo worlds", "for Meta-World's Sawyer use gen0 sim collect-metaworld")
     return SimEnv(emb, task, seed=seed, camera_size=camera_size)

@@ -38,12 +38,14 @@ def next_keyframes(actions: np.ndarray, gripper: np.ndarray, lower: np.ndarray, 
     a release begins), else the last step. The state there is where the hand must be next: the
     object to grasp, then the place to put it; for a reach, where the episode ends. Predicting it
     (the goal loss) makes the network localize the object it must grasp, not only the episode's end.
-    actions (T, D) absolute; gripper (D,) bool; lower/upper (D,) joint limits."""
+    actions (T, D); gripper (D,) bool; lower/upper (D,) the action bounds (joint limits for a joint-space
+    robot; for an end-effector robot the gripper command's range, e.g. the Sawyer's effort in [-1, 1])."""
     T = len(actions)
     if not gripper.any() or T < 2:
         return np.full(T, T - 1, dtype=np.int64)
-    closed = actions[:, gripper] < (lower[gripper] + upper[gripper]) / 2  # (T, G)
-    events = np.append(np.flatnonzero(np.any(closed[1:] != closed[:-1], axis=1)) + 1, T - 1)  # flips, then the end
+    # (T, G) above half way: an open finger, or a gripping effort (0, the Sawyer experts' idle, is below)
+    above = actions[:, gripper] > (lower[gripper] + upper[gripper]) / 2
+    events = np.append(np.flatnonzero(np.any(above[1:] != above[:-1], axis=1)) + 1, T - 1)  # flips, then the end
     return events[np.searchsorted(events, np.arange(T), side="left")].astype(np.int64)
 
 
@@ -73,7 +75,9 @@ def prepare_episode(episode: Episode, processor: Processor, language: LanguageEn
         dof_mask=processor.dof_mask(name),
         language=language.encode([episode.instruction])[0],
         embodiment=processor.ids[name],
-        keyframes=next_keyframes(episode.actions, embodiment.gripper_mask, embodiment.lower, embodiment.upper),
+        keyframes=next_keyframes(
+            episode.actions, embodiment.gripper_mask, embodiment.action_lower, embodiment.action_upper
+        ),
     )
 
 

@@ -363,7 +363,7 @@ class LeRobotWriter:
         dof = self.embodiment.dof
         features: dict[str, Any] = {
             STATE: {"dtype": "float32", "shape": [dof], "names": names},
-            ACTION: {"dtype": "float32", "shape": [dof], "names": list(names)},
+            ACTION: {"dtype": "float32", "shape": [dof], "names": list(self.embodiment.action_names)},
         }
         for cam, (h, w) in sorted((self.cameras or {}).items()):
             features[IMAGE_PREFIX + cam] = {

@@ -1,0 +1,286 @@
+"""Meta-World through the project's pipeline (issue 15): the Sawyer's end-effector action space, the
+env adapter (observations, upright cameras), expert collection into LeRobot v3, and the benchmark's
+evaluation bookkeeping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gen0_policy.embodiment import Embodiment, load_embodiment
+from gen0_policy.errors import EmbodimentError
+
+
+# -- the embodiment -------------------------------------------------------------------------------
+def test_sawyer_description_loads_and_says_its_action_space():
+    e = load_embodiment("sawyer")
+    assert e.action_space == "end_effector_delta" and not e.joint_space
+    assert e.dof == 4 and e.joint_names == ("hand_x", "hand_y", "hand_z", "gripper_opening")
+    assert e.action_names == ("delta_x", "delta_y", "delta_z", "grab_effort")
+    np.testing.assert_array_equal(e.action_lower, -1.0)
+    np.testing.assert_array_equal(e.action_upper, 1.0)
+    assert e.within_limits(e.home)
+    assert [c.name for c in e.cameras] == ["corner2", "gripperPOV"]
+    assert Embodiment.from_dict(e.to_dict()) == e  # checkpoints carry it
+    panda = load_embodiment("panda")
+    assert panda.joint_space and panda.action_names == panda.joint_names and "action" not in panda.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"action": None}, "needs an 'action' section"),
+        ({"action": {"names": ["a"], "lower": [-1], "upper": [1], "scale": [0.01]}}, "action has 1 entries"),
+        ({"action": {"names": ["a", "b"], "lower": [-1], "upper": [1], "scale": [0.1]}}, "one equal, non-zero"),
+        ({"action_space": "joint_position"}, "remove it or set action_space"),
+    ],
+)
+def test_end_effector_descriptions_validated(change, message):
+    data = load_embodiment("sawyer").to_dict() | change
+    with pytest.raises(EmbodimentError, match=message):
+        Embodiment.from_dict(data)
+
+
+def test_action_space_mapping_round_trip():
+    """An action -> the target it sends the hand to -> the same action, for every in-bounds action;
+    out-of-bounds actions come back clipped, as Meta-World clips them."""
+    spec = load_embodiment("sawyer").action
+    rng = np.random.default_rng(0)
+    state = np.array([0.05, 0.6, 0.2, 0.8])
+    for _ in range(100):
+        action = rng.uniform(-1, 1, 4)
+        targets = spec.to_targets(state, action)
+        np.testing.assert_allclose(targets[:3], state[:3] + 0.01 * action[:3])
+        assert targets[3] == action[3]  # the gripper effort is a command, not a displacement
+        np.testing.assert_allclose(spec.from_targets(state, targets), action, atol=1e-12)
+    np.testing.assert_allclose(spec.from_targets(state, state + np.array([0.5, 0, 0, 0]))[:3], [1.0, 0, 0])
+    np.testing.assert_allclose(spec.to_targets(state, [3, 0, 0, 0])[0], state[0] + 0.01)
+
+
+def test_joint_space_only_paths_refuse_an_end_effector_robot():
+    from gen0_policy.runtime.safety import SafetyLimits
+    from gen0_policy.runtime.teleop import LeaderMirror
+    from gen0_policy.sim.env import make_env
+
+    sawyer = load_embodiment("sawyer")
+    for make in (lambda: SafetyLimits.from_embodiment(sawyer), lambda: LeaderMirror(sawyer)):
+        with pytest.raises(EmbodimentError, match="joint-position robots only; embodiment sawyer takes end_effector"):
+            make()
+    with pytest.raises(EmbodimentError, match="collect-metaworld"):
+        make_env("sawyer", "reach")
+
+
+def test_processor_pads_and_masks_a_4d_robot_beside_a_joint_space_arm():
+    from gen0_policy.model.config import ModelConfig
+    from gen0_policy.model.processor import JointStats, Processor
+
+    sawyer, panda = load_embodiment("sawyer"), load_embodiment("panda")
+    stats = {
+        e.name: JointStats(np.zeros(e.dof), np.ones(e.dof), np.zeros(e.dof), np.full(e.dof, 0.5))
+        for e in (sawyer, panda)
+    }
+    proc = Processor(ModelConfig(), [panda, sawyer], stats)
+    assert (proc.action_space("sawyer"), proc.action_space("panda")) == ("end_effector_delta", "joint_position")
+    assert proc.dof_mask("sawyer").sum() == 4 and proc.dof_mask("panda").sum() == 8
+    action = np.array([0.5, -1.0, 0.25, 1.0], np.float32)
+    padded = proc.normalize_actions("sawyer", action)
+    assert padded.shape == (32,) and np.all(padded[4:] == 0)
+    np.testing.assert_allclose(proc.unnormalize_actions("sawyer", padded), action)
+
+
+# -- the env adapter --------------------------------------------------------------------------------
+def test_adapter_and_bench_modules_and_the_cli_import_no_metaworld():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gen0_policy.sim.metaworld_env, gen0_policy.sim.metaworld_bench, gen0_policy.cli\n"
+        "gen0_policy.cli.build_parser()\n"
+        "assert not {'metaworld', 'mujoco'} & set(sys.modules), 'imported metaworld or mujoco'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_task_tables_match_metaworld():
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS, ML45_V3, MT10_V3
+
+    from gen0_policy.sim import metaworld_env as mw
+
+    assert {f"{t}-v3" for t in mw.TASK_INSTRUCTIONS} == set(ALL_V3_ENVIRONMENTS)
+    assert tuple(t.removesuffix("-v3") for t in MT10_V3) == mw.MT10
+    assert {t.removesuffix("-v3") for t in ML45_V3["test"]} == set(mw.ML45_TEST)
+    groups = [t for tasks in mw.DIFFICULTY.values() for t in tasks]
+    assert sorted(groups) == sorted(mw.TASK_INSTRUCTIONS)  # each task in exactly one group
+    assert [len(mw.DIFFICULTY[g]) for g in ("easy", "medium", "hard", "very_hard")] == [28, 11, 6, 5]
+    assert mw.task_name("Pick_Place-v3") == "pick-place"
+    with pytest.raises(Exception, match="unknown Meta-World task 'fly'; tasks are"):
+        mw.task_name("fly")
+
+
+def test_observations_in_the_project_format_and_seeded_layouts():
+    from gen0_policy.sim.metaworld_env import MetaWorldEnv
+
+    with MetaWorldEnv("reach", camera_size=(48, 32)) as env:
+        obs = env.reset(3)
+        assert obs["embodiment"] == "sawyer" and obs["instruction"] == "reach the goal position"
+        assert obs["joint_positions"].shape == (4,) and load_embodiment("sawyer").within_limits(obs["joint_positions"])
+        assert {k: (v.dtype, v.shape) for k, v in obs["images"].items()} == {
+            "corner2": (np.uint8, (32, 48, 3)),
+            "gripperPOV": (np.uint8, (32, 48, 3)),
+        }
+        goal = obs["env_state"][-3:].copy()
+        np.testing.assert_array_equal(env.reset(3, images=False)["env_state"][-3:], goal)  # same seed, same goal
+        assert not np.allclose(env.reset(4, images=False)["env_state"][-3:], goal)
+        obs, success = env.step(np.array([1.0, 0, 0, 0]), images=False)
+        assert obs["images"] == {} and not success and env.steps == 1
+
+
+def test_corner_cameras_come_out_upright():
+    """Pixel check: MuJoCo's free camera always keeps the world's up at the top of the image. Put
+    one at a corner camera's pose, looking the same way: it must see what our frame shows, and not
+    what the raw (rolled) camera shows. "corner" is rolled exactly half a turn; corner2 a few
+    degrees more, which stays (it is how that camera is mounted)."""
+    import mujoco
+
+    from gen0_policy.sim.metaworld_env import MetaWorldEnv
+
+    def corr(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+    with MetaWorldEnv("reach", cameras=["corner", "corner2", "topview"], camera_size=(96, 96)) as env:
+        assert env.upside_down == {"corner", "corner2"}  # found from the camera frames, not listed by hand
+        env.reset(0, images=False)
+        model, data = env._env.model, env._env.data
+        for name, match in (("corner", 0.999), ("corner2", 0.8)):
+            ours = env.render(name).astype(np.float64)
+            cam = model.camera(name).id
+            forward = -data.cam_xmat[cam].reshape(3, 3)[:, 2]
+            free = mujoco.MjvCamera()
+            free.type = mujoco.mjtCamera.mjCAMERA_FREE
+            free.distance = 1.0
+            free.lookat[:] = data.cam_xpos[cam] + forward
+            free.azimuth = np.degrees(np.arctan2(forward[1], forward[0]))
+            free.elevation = np.degrees(np.arcsin(forward[2]))
+            model.vis.global_.fovy = model.cam_fovy[cam]
+            with mujoco.Renderer(model, 96, 96) as renderer:
+                renderer.update_scene(data, camera=free)
+                renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+                renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+                reference = renderer.render().astype(np.float64)
+            assert corr(ours, reference) > match, name
+            assert corr(ours[::-1, ::-1], reference) < 0.2, name  # the raw frame is upside down
+
+
+# -- data ---------------------------------------------------------------------------------------------
+def test_collect_expert_episodes_read_back_with_the_project_reader(tmp_path):
+    from gen0_policy.data.lerobot import LeRobotDataset
+    from gen0_policy.sim.collect import MetaWorldCollectConfig, collect_metaworld
+
+    config = MetaWorldCollectConfig(("reach", "drawer-close"), 1, camera_size=(32, 32))
+    summary = collect_metaworld(config, tmp_path / "mw")
+    assert summary["fps"] == 80 and summary["written"] == 2 and summary["failed"] == 0
+    data = LeRobotDataset(tmp_path / "mw")
+    assert data.num_episodes == 2 and data.camera_sizes == {"corner2": (32, 32), "gripperPOV": (32, 32)}
+    episodes = data.episodes()
+    assert [e.instruction for e in episodes] == ["reach the goal position", "push the drawer closed"]
+    for e in episodes:
+        assert e.embodiment == "sawyer" and e.states.shape[1] == e.actions.shape[1] == 4
+        assert np.abs(e.actions).max() <= 1.0 and len(e) < 500
+    # failed expert episodes (cut at 10 steps here) are dropped, or kept on request
+    short = MetaWorldCollectConfig(("reach",), 2, camera_size=(32, 32), max_steps=10, keep_failed=True)
+    kept = collect_metaworld(short, tmp_path / "kept")
+    assert (kept["written"], kept["failed"]) == (2, 2)
+    with pytest.raises(Exception, match="no episodes were added"):
+        collect_metaworld(MetaWorldCollectConfig(("reach",), 1, camera_size=(32, 32), max_steps=10), tmp_path / "x")
+
+
+# -- evaluation ----------------------------------------------------------------------------------------
+def test_bench_bookkeeping_per_task_per_group_and_resume(tmp_path):
+    from gen0_policy.sim.metaworld_bench import BenchConfig, read_results, run_bench
+
+    results = tmp_path / "mt10.jsonl"
+    first = run_bench(BenchConfig("mt10", episodes=2, tasks=("reach",)), results)
+    assert not first["complete"] and first["tasks_done"] == 1 and len(first["tasks_missing"]) == 9
+    assert first["per_task"]["reach"] == {"episodes": 2, "successes": 2, "success_rate": 1.0, "difficulty": "easy"}
+
+    # a run killed mid-write: the torn line is ignored, the missing episode is run again
+    lines = results.read_text().splitlines()
+    results.write_text("\n".join(lines[:-1]) + '\n{"kind": "episode", "task": "re')
+    second = run_bench(BenchConfig("mt10", episodes=2, tasks=("reach", "push")), results)
+    _, records = read_results(results)
+    assert sorted((r["task"], r["episode"]) for r in records) == [("push", 0), ("push", 1), ("reach", 0), ("reach", 1)]
+    assert [r["seed"] for r in records if r["task"] == "push"] == [0, 1]  # fixed seeds: SEED + i
+    assert second["per_task"]["push"]["difficulty"] == "hard"
+    assert second["difficulty"]["easy"] == {"tasks": 1, "of": 7, "success_rate": 1.0}
+    assert second["difficulty"]["medium"]["success_rate"] is None
+    assert second["average_success"] == 1.0
+
+    before = results.read_text()
+    run_bench(BenchConfig("mt10", episodes=2, tasks=("push",)), results)  # all done: nothing runs
+    assert results.read_text() == before
+    with pytest.raises(Exception, match="another protocol or policy"):
+        run_bench(BenchConfig("mt10", episodes=2, seed=5), results)
+    with pytest.raises(Exception, match="not in mt10"):
+        BenchConfig("mt10", tasks=("hammer",))
+
+
+@pytest.mark.slow  # ~30 s: collect, train a few steps, evaluate
+def test_one_network_for_a_joint_space_arm_and_the_sawyer_runs_the_bench(tmp_path):
+    """The pipeline end to end, tiny: Meta-World demonstrations beside a joint-space arm's train one
+    network; its checkpoint carries the Sawyer's action space and drives gen0 bench metaworld."""
+    import torch
+    from model_fixtures import make_embodiment, make_episodes
+
+    from gen0_policy.data.lerobot import load_episodes
+    from gen0_policy.data.windows import MixtureSource
+    from gen0_policy.model.policy import Gen0Policy
+    from gen0_policy.sim.collect import MetaWorldCollectConfig, collect_metaworld
+    from gen0_policy.sim.metaworld_bench import BenchConfig, run_bench
+    from gen0_policy.train.config import TrainConfig
+    from gen0_policy.train.loop import train
+
+    torch.set_num_threads(1)
+    collect_metaworld(MetaWorldCollectConfig(("reach",), 1, camera_size=(32, 32)), tmp_path / "mw")
+    sources = [
+        MixtureSource("sawyer", load_episodes(tmp_path / "mw")),
+        MixtureSource("panda", make_episodes("panda", 2, fps=80.0)),
+    ]
+    config = TrainConfig(
+        out_dir=str(tmp_path / "run"),
+        preset="test",
+        model={"language_encoder": "hash"},
+        steps=4,
+        batch_size=4,
+        warmup_steps=1,
+        val_every=4,
+        save_every=4,
+        log_every=4,
+        precision="fp32",
+        threads=1,
+        progress=False,
+    )
+    train(config, sources, [load_embodiment("sawyer"), make_embodiment("panda")])
+    policy = Gen0Policy.load(tmp_path / "run")
+    assert policy.processor.action_space("sawyer") == "end_effector_delta"
+    assert policy.processor.embodiment("sawyer").action == load_embodiment("sawyer").action
+    summary = run_bench(
+        BenchConfig("mt10", episodes=1, policy=str(tmp_path / "run"), tasks=("reach",), max_steps=12),
+        tmp_path / "bench.jsonl",
+    )
+    assert summary["per_task"]["reach"]["episodes"] == 1 and summary["policy_id"] == policy.checkpoint_id
+
+
+def test_goal_loss_keyframes_find_the_sawyers_grasp():
+    """The keyframe (where a gripper command crosses half way) is read against the action's range:
+    for the Sawyer an effort in [-1, 1], not the gripper opening's [0, 1]."""
+    from gen0_policy.sim.metaworld_env import MetaWorldEnv, MetaWorldExpert, run_episode
+    from gen0_policy.train.batch import next_keyframes
+
+    sawyer = load_embodiment("sawyer")
+    with MetaWorldEnv("pick-place", cameras=[]) as env:
+        result = run_episode(env, MetaWorldExpert(), 0, record=True)
+    assert result.success
+    actions = result.episode.actions
+    keys = next_keyframes(actions, sawyer.gripper_mask, sawyer.action_lower, sawyer.action_upper)
+    grasp = int(keys[0])
+    assert 0 < grasp < len(actions) - 1 and actions[grasp - 1, 3] <= 0 < actions[grasp, 3]

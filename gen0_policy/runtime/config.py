@@ -53,6 +53,7 @@ class RuntimeConfig:
     # between horizons when no new chunk forces one (see runtime/horizon.py).
     command_horizon: float = 0.5
     horizon_refresh: float = 0.05
+    horizon_lead: float = 0.02  # s a horizon starts after the tick that plans it: it must still lie ahead on arrival
 
     def __post_init__(self) -> None:
         checks = {
@@ -80,6 +81,7 @@ class RuntimeConfig:
             "replan_period": self.replan_period >= 0,
             "command_horizon": self.control_rate_hz > 0 and self.command_horizon >= self.period,
             "horizon_refresh": self.horizon_refresh > 0,
+            "horizon_lead": 0 <= self.horizon_lead < math.inf,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

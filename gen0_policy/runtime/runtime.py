@@ -78,7 +78,11 @@ class Runtime:
         self.on_chunk = on_chunk
         self.on_horizon = on_horizon  # the planned future for trajectory controllers (runtime/horizon.py)
         self.horizons = HorizonPlanner(
-            SafetyFilter(self.limits), self.config.period, self.config.command_horizon, self.config.horizon_refresh
+            SafetyFilter(self.limits),
+            self.config.period,
+            self.config.command_horizon,
+            self.config.horizon_refresh,
+            lead=self.config.horizon_lead,
         )
         self.instruction = ""
         self._policy = policy

@@ -466,6 +466,10 @@ def test_bursts_of_goals_and_requests_are_all_answered_and_never_wedge_the_node(
     again = client.send_goal_async(RunTask.Goal(instruction="reach the cube", timeout=0.5))
     wait_until(again.done, 20, what="a new goal after the first ended")
     assert again.result().accepted
+    # What happened is in the node's log too (issue 17): state changes, the task's end, the hot swap.
+    log = processes.output(policy)
+    assert "state: running" in log and "task 'reach the cube' ended: timed_out after" in log, log[-3000:]
+    wait_until(lambda: "hot swap: now running" in processes.output(policy), 30, what="the hot swap in the log")
     assert policy.poll() is None, processes.output(policy)
 
 

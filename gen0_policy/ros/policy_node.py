@@ -65,6 +65,7 @@ class PolicyNode(LifecycleNode):
         self._task: TaskStatus | None = None
         self._fault = ""
         self._last_state: RuntimeState | None = None
+        self._logged_checkpoint = ""  # the checkpoint id last named in the log (hot swaps are logged)
         self._last_status = 0.0
         self._status_period = 1.0 / PARAMETERS["status_rate"]  # until configure validates the parameter
         # Held while publishing commands and while cleanup destroys the publishers: the action
@@ -285,8 +286,23 @@ class PolicyNode(LifecycleNode):
         msg = self._status()
         now = time.monotonic()
         if msg.state != self._last_state or now - self._last_status >= self._status_period:
+            if msg.state != self._last_state:
+                self._log_state(msg)
             self._last_state, self._last_status = msg.state, now
             self.status_pub.publish(msg)
+        if msg.checkpoint_id != self._logged_checkpoint:  # a hot swap took over (or the first load)
+            if self._logged_checkpoint:
+                self.get_logger().info(f"hot swap: now running {msg.checkpoint_id} (was {self._logged_checkpoint})")
+            self._logged_checkpoint = msg.checkpoint_id
+
+    def _log_state(self, msg: PolicyStatus) -> None:
+        """Each state change, with the reason for a hold, in the log (and so in the bringup terminal):
+        a user sees what the robot does without echoing ~/status."""
+        text = f"state: {RuntimeState(msg.state).label}" + (f" ({msg.reason})" if msg.reason else "")
+        if msg.state in (PolicyStatus.STATE_RUNNING, PolicyStatus.STATE_IDLE, PolicyStatus.STATE_LOADING):
+            self.get_logger().info(text)
+        else:  # a separate call site: rclpy refuses two severities at one
+            self.get_logger().warn(text)
 
     async def _until(self, done) -> None:
         """Wait for ``done()`` without holding an executor thread: resumed at every status tick."""
@@ -359,6 +375,10 @@ class PolicyNode(LifecycleNode):
                 ended = monitor.step(now, time.monotonic(), state, status.reason, canceled, self._task_report())
                 if ended is not None:
                     result.outcome, result.message, result.duration = int(ended[0]), ended[1], monitor.elapsed(now)
+                    self.get_logger().info(
+                        f"task {goal.instruction or '(current instruction)'!r} ended: {ended[0].name.lower()} "
+                        f"after {result.duration:.1f} s ({ended[1]})"
+                    )
                     (goal_handle.canceled if ended[0] == Outcome.CANCELED else goal_handle.succeed)()
                     return result
                 if monitor.feedback_due(time.monotonic()):

@@ -78,6 +78,8 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
         "reopened_before_lift": bool(first_close is not None and np.any(cmd[first_close:] > 0.8) and lift < 0.02),
         "object_lift_m": round(lift, 4),
         "lifted": lift >= 0.02,
+        "object_xy_m": [round(float(v), 4) for v in obj[0, :2]],
+        "tcp_xy_at_close_m": [round(float(v), 4) for v in tcp[first_close, :2]] if first_close is not None else None,
     }
 
 
@@ -98,7 +100,24 @@ def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_xy_at_close_m": mean("xy_at_close_m"),
         "mean_tip_height_over_top_at_close_m": mean("tip_height_over_top_at_close_m"),
         "mean_close_time_s": mean("close_time_s"),
+        "tracking_at_close": tracking(episodes),
     }
+
+
+def tracking(episodes: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Does the hand go where the object is? Per axis, the least-squares slope of the tool's position
+    at the grasp on the object's position (1: follows the object, 0: ignores it) and the residual."""
+    pairs = [(e["object_xy_m"], e["tcp_xy_at_close_m"]) for e in episodes if e["tcp_xy_at_close_m"] is not None]
+    if len(pairs) < 3:
+        return None
+    obj, tcp = (np.array(v) for v in zip(*pairs, strict=True))
+    out: dict[str, Any] = {}
+    for axis, name in enumerate("xy"):
+        slope, intercept = np.polyfit(obj[:, axis], tcp[:, axis], 1)
+        residual = tcp[:, axis] - (slope * obj[:, axis] + intercept)
+        out[f"slope_{name}"] = round(float(slope), 3)
+        out[f"residual_{name}_m"] = round(float(np.sqrt(np.mean(residual**2))), 4)
+    return out
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gen0_policy.errors import ConfigError
 from gen0_policy.sim import available_tasks, make_env
 from gen0_policy.sim.experts import make_expert
 from gen0_policy.sim.ik import DifferentialIK
@@ -72,3 +73,25 @@ def test_recorded_episode_is_consistent():
     closed_action = np.argmax(episode.actions[:, -1] > 0.4)
     closed_state = np.argmax(episode.states[:, -1] > 0.4)
     assert episode.actions[closed_action, -1] > 0.4 and closed_action < closed_state
+
+
+def test_action_noise_executes_off_the_expert_path_and_records_the_expert():
+    """DART-style demonstrations: the arm is pushed off the plan, the labels stay the expert's; the same
+    seed gives the same episode, the gripper is never perturbed, and a bad setting is refused."""
+    env = make_env("panda", "reach", seed=0, camera_size=(32, 24))
+    expert = make_expert(env)
+    clean = run_episode(env, expert, 7, RolloutConfig(record_fps=20, image_size=(32, 24)))
+    noisy = [run_episode(env, expert, 7, RolloutConfig(record_fps=20, image_size=(32, 24), action_noise_rad=0.02))
+             for _ in range(2)]  # fmt: skip
+    a, b = (r.episode for r in noisy)
+    np.testing.assert_array_equal(a.states, b.states)  # seeded: reproducible
+    n = min(len(clean.episode), len(a))
+    # The recorded actions are the expert's (its plan does not look at the arm) ...
+    np.testing.assert_allclose(a.actions[:n], clean.episode.actions[:n], atol=1e-9)
+    # ... while the arm went elsewhere, by about the noise's size, and the gripper was left alone.
+    drift = np.abs(a.states[:n, :7] - clean.episode.states[:n, :7]).max()
+    assert 0.005 < drift < 0.2
+    np.testing.assert_allclose(a.states[:n, 7], clean.episode.states[:n, 7], atol=1e-3)
+    assert a.metadata["action_noise_rad"] == 0.02
+    with pytest.raises(ConfigError, match="action noise"):
+        RolloutConfig(action_noise_rad=float("nan"))

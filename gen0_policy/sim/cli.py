@@ -197,6 +197,14 @@ def _register_collect(subparsers: argparse._SubParsersAction) -> None:
         help="store frames downscaled to WxH (centre crop, antialiased resize); default: the cameras' own resolution",
     )
     p.add_argument("--keep-failed", action="store_true", help="also write episodes whose task did not succeed")
+    p.add_argument(
+        "--action-noise",
+        type=float,
+        default=0.0,
+        metavar="RAD",
+        help="perturb the executed arm targets by a smooth random offset of this std (rad) and record the "
+        "expert's own targets: demonstrations that show recoveries (default 0: none)",
+    )
     p.add_argument("--out", required=True, type=Path, help="new dataset folder")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_collect)
@@ -214,6 +222,7 @@ def _collect(args: argparse.Namespace) -> int:
         fps=args.fps,
         image_size=args.image_size,
         keep_failed=args.keep_failed,
+        action_noise_rad=args.action_noise,
     )
     return _report_collection(collect(config, args.out, progress=not args.json), args)
 

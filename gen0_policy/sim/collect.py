@@ -27,6 +27,7 @@ class CollectConfig:
     fps: float = 20.0
     image_size: tuple[int, int] | None = None  # (W, H) to downscale to (images.py); None = the cameras' own
     keep_failed: bool = False
+    action_noise_rad: float = 0.0  # recoveries in the data (rollout.py, RolloutConfig.action_noise_rad)
 
     def __post_init__(self) -> None:
         from gen0_policy.sim.tasks import task_class
@@ -37,22 +38,26 @@ class CollectConfig:
             task_class(task, self.embodiment)  # raises naming the tasks this embodiment can do
         if self.episodes < 1 or self.workers < 1:
             raise ConfigError(f"episodes and workers must be >= 1, got {self.episodes} and {self.workers}")
+        if not self.action_noise_rad >= 0:
+            raise ConfigError(f"action noise must be >= 0 rad, got {self.action_noise_rad}")
         if not 100.0 % self.fps == 0:  # checked again against the embodiment's rate by the rollout
             raise ConfigError(f"--fps {self.fps} must divide the 100 Hz control rate (e.g. 10, 20, 25, 50)")
 
 
-def _episode(job: tuple[str, str, int, float, tuple[int, int] | None]) -> tuple[str, int, Episode | None, bool]:
+def _episode(
+    job: tuple[str, str, int, float, tuple[int, int] | None, float],
+) -> tuple[str, int, Episode | None, bool]:
     """Worker: one seeded expert episode, recorded."""
     from gen0_policy.sim.env import make_env
     from gen0_policy.sim.policies import ExpertController
     from gen0_policy.sim.rollout import RolloutConfig, run_episode
 
-    embodiment, task, seed, fps, size = job
+    embodiment, task, seed, fps, size, noise = job
     key = (embodiment, task)
     if key not in _ENVS:  # rendered at the embodiment's own camera resolution, as a robot records
         _ENVS[key] = (make_env(embodiment, task, seed=seed), ExpertController())
     env, controller = _ENVS[key]
-    result = run_episode(env, controller, seed, RolloutConfig(record_fps=fps, image_size=size))
+    result = run_episode(env, controller, seed, RolloutConfig(record_fps=fps, image_size=size, action_noise_rad=noise))
     return task, seed, result.episode, result.success
 
 
@@ -115,7 +120,14 @@ def collect(config: CollectConfig, out: Path, progress: bool = False) -> dict[st
 
     embodiment = load_embodiment(config.embodiment)
     jobs = [
-        (config.embodiment, task, config.seed + i, config.fps, config.image_size and tuple(config.image_size))
+        (
+            config.embodiment,
+            task,
+            config.seed + i,
+            config.fps,
+            config.image_size and tuple(config.image_size),
+            config.action_noise_rad,
+        )
         for task in config.tasks
         for i in range(config.episodes)
     ]
@@ -129,6 +141,7 @@ def collect(config: CollectConfig, out: Path, progress: bool = False) -> dict[st
         "embodiment": config.embodiment,
         "fps": config.fps,
         "image_size": list(config.image_size) if config.image_size else None,
+        "action_noise_rad": config.action_noise_rad,
     } | counts
 
 

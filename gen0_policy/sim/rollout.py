@@ -21,6 +21,12 @@ class RolloutConfig:
     linger: float = 0.3  # s kept running after success, so demonstrations end at rest
     record_fps: float | None = None  # record an Episode at this rate (None: do not record)
     image_size: tuple[int, int] | None = None  # (W, H) recorded frames are fitted to (images.py); None = as rendered
+    # Demonstrations with recoveries (DART, Laskey et al. 2017): the arm executes the expert's targets plus
+    # a smooth random offset of this standard deviation (rad, arm joints only), while the recorded action
+    # stays the expert's own target. The data then shows what to command from states and views off the
+    # expert's path, which is where a learned policy finds itself. 0 = the expert's path exactly.
+    action_noise_rad: float = 0.0
+    action_noise_time_constant_s: float = 0.4  # correlation time of the offset (Ornstein-Uhlenbeck)
 
     def __post_init__(self) -> None:
         if self.max_duration is not None and self.max_duration <= 0:
@@ -29,6 +35,11 @@ class RolloutConfig:
             raise ConfigError(f"linger must be >= 0, got {self.linger}")
         if self.record_fps is not None and self.record_fps <= 0:
             raise ConfigError(f"record_fps must be > 0, got {self.record_fps}")
+        if not self.action_noise_rad >= 0 or not self.action_noise_time_constant_s > 0:
+            raise ConfigError(
+                f"action noise must be >= 0 rad with a time constant > 0 s, got {self.action_noise_rad} "
+                f"and {self.action_noise_time_constant_s}"
+            )
 
 
 @dataclass
@@ -59,6 +70,7 @@ def run_episode(env: SimEnv, controller: Controller, seed: int, config: RolloutC
     states, actions, images = [], [], {c.name: [] for c in env.embodiment.cameras}
     success_step: int | None = None
     linger_steps = round(config.linger / env.control_dt)
+    perturb = ActionNoise(env, config, seed) if config.action_noise_rad > 0 else None
     step = 0
     while step < n_max:
         record = record_every is not None and step % round(record_every) == 0
@@ -66,7 +78,7 @@ def run_episode(env: SimEnv, controller: Controller, seed: int, config: RolloutC
         looks = record or (wants(env.time) if callable(wants) else getattr(controller, "needs_images", False))
         obs = env.observation() if looks else _proprio(env)
         targets = np.asarray(controller.act(obs), dtype=np.float64)
-        env.set_targets(targets)
+        env.set_targets(targets if perturb is None else perturb(targets))
         if record:
             states.append(obs["joint_positions"])
             actions.append(targets)
@@ -91,9 +103,30 @@ def run_episode(env: SimEnv, controller: Controller, seed: int, config: RolloutC
             images={cam: np.stack(frames) for cam, frames in images.items()},
             success=success,
             task=env.task_name,
-            metadata={"seed": seed, "source": "sim_expert"},
+            metadata={"seed": seed, "source": "sim_expert", "action_noise_rad": config.action_noise_rad},
         )
     return RolloutResult(seed, success, steps, steps * env.control_dt, env.instruction, episode)
+
+
+class ActionNoise:
+    """A seeded Ornstein-Uhlenbeck offset added to the arm joints' targets (never the grippers'), so
+    the same seed and settings give the same demonstration; clipped to the joint limits."""
+
+    def __init__(self, env: SimEnv, config: RolloutConfig, seed: int) -> None:
+        emb = env.embodiment
+        self.rng = np.random.default_rng([seed, 0x0D15])  # apart from the scene's own seeded draws
+        self.arm = ~np.asarray(emb.gripper_mask, bool)
+        self.lower, self.upper = emb.lower, emb.upper
+        self.decay = float(np.exp(-env.control_dt / config.action_noise_time_constant_s))
+        self.sigma = config.action_noise_rad
+        self.offset = np.zeros(int(self.arm.sum()))
+
+    def __call__(self, targets: np.ndarray) -> np.ndarray:
+        kick = self.sigma * np.sqrt(1.0 - self.decay**2)  # keeps the stationary std at sigma
+        self.offset = self.decay * self.offset + kick * self.rng.standard_normal(self.offset.shape)
+        out = targets.copy()
+        out[self.arm] += self.offset
+        return np.clip(out, self.lower, self.upper)
 
 
 def _proprio(env: SimEnv) -> dict[str, Any]:

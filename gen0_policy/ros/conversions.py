@@ -15,10 +15,13 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from gen0_msgs.msg import ActionChunk, PolicyStatus
 from gen0_policy.commands import TrajectoryCommand
 from gen0_policy.embodiment import CameraSpec
 from gen0_policy.errors import ObservationError
 from gen0_policy.messages import image_to_rgb, split_seconds, stamp_seconds
+from gen0_policy.runtime.status import RuntimeStatus
+from gen0_policy.runtime.trajectory import Chunk
 
 # ---------------------------------------------------------------- time
 
@@ -238,4 +241,38 @@ def float64_multi_array_msg(values: Sequence[float] | np.ndarray, label: str = "
     if label:
         msg.layout.dim = [MultiArrayDimension(label=label, size=values.size, stride=values.size)]
     msg.data = values.tolist()
+    return msg
+
+
+def action_chunk_msg(chunk: Chunk, joint_names: Sequence[str]) -> ActionChunk:
+    """Every chunk the policy computes, stamped with its start (row 0 = the observation's time)."""
+    msg = ActionChunk(
+        joint_names=list(joint_names),
+        step_dt=chunk.step_dt,
+        horizon=chunk.horizon,
+        positions=chunk.actions.astype(np.float64).reshape(-1).tolist(),
+        committed_prefix_length=chunk.committed,
+        uncertainty=chunk.uncertainty,
+        inference_latency=chunk.inference_latency,
+        checkpoint_id=chunk.checkpoint_id,
+    )
+    msg.header.stamp = to_time(chunk.t0)
+    msg.observation_stamp = to_time(chunk.observation_stamp)
+    return msg
+
+
+def policy_status_msg(status: RuntimeStatus | None, embodiment: str, fault: str, stamp: Time) -> PolicyStatus:
+    """What the policy node says it does and why; ``status`` None: no runtime (not configured, or a
+    configure that failed with ``fault``)."""
+    msg = PolicyStatus(embodiment=embodiment)
+    msg.header.stamp = stamp
+    if status is None:
+        msg.state = PolicyStatus.STATE_FAULT if fault else PolicyStatus.STATE_IDLE
+        msg.reason = fault or "not configured"
+        return msg
+    for name in ("reason", "uncertainty", "inference_latency", "observation_age", "control_rate", "chunk_count"):
+        setattr(msg, name, getattr(status, name))
+    msg.state, msg.uncertainty_threshold = int(status.state), min(status.uncertainty_threshold, 3.0e38)
+    msg.checkpoint_id, msg.instruction = status.checkpoint_id, status.instruction
+    msg.warnings = list(status.warnings)
     return msg

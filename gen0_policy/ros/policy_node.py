@@ -15,7 +15,6 @@ import signal
 import threading
 import time
 
-import numpy as np
 import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -78,6 +77,10 @@ class PolicyNode(LifecycleNode):
         self.status_pub = self.create_publisher(PolicyStatus, "~/status", 10)
         self._group = ReentrantCallbackGroup()
         self._control_group = MutuallyExclusiveCallbackGroup()
+        # Sensors off the node's default group: rclpy's time source receives /clock there, and queued
+        # behind 200 Hz joint states and image conversions the node clock fell 20-130 ms behind the
+        # simulator's, so horizons were stamped late (issue 12). One group per stream keeps each in order.
+        self._joints_group = MutuallyExclusiveCallbackGroup()
         for srv, name, callback in (
             (LoadCheckpoint, "~/load_checkpoint", self._on_load),
             (SetInstruction, "~/set_instruction", self._on_instruction),
@@ -124,9 +127,16 @@ class PolicyNode(LifecycleNode):
         self._make_outputs()
         for name in cameras:
             callback = lambda m, n=name: self._on_image(n, m)  # noqa: E731 - binds the camera
-            sub = self.create_subscription(Image, f"{name}/image_raw", callback, qos_profile_sensor_data)
+            sub = self.create_subscription(
+                Image, f"{name}/image_raw", callback, qos_profile_sensor_data,
+                callback_group=MutuallyExclusiveCallbackGroup(),
+            )  # fmt: skip
             self._entities.append(sub)
-        self._entities.append(self.create_subscription(JointState, p["joint_states_topic"], self._on_joints, 10))
+        self._entities.append(
+            self.create_subscription(
+                JointState, p["joint_states_topic"], self._on_joints, 10, callback_group=self._joints_group
+            )
+        )
         self.chunk_pub = self.create_publisher(ActionChunk, "~/action_chunk", 10)
         self._entities.append(self.chunk_pub)
         self.get_logger().info(f"configured {embodiment.name} with checkpoint {policy.checkpoint_id}")
@@ -248,37 +258,15 @@ class PolicyNode(LifecycleNode):
                     pub.publish(conv.joint_trajectory_msg(names, h.times, h.positions, h.velocities, None, h.start))
 
     def _on_chunk(self, chunk: Chunk) -> None:
-        msg = ActionChunk(
-            joint_names=list(self.embodiment.joint_names),
-            step_dt=chunk.step_dt,
-            horizon=chunk.horizon,
-            positions=chunk.actions.astype(np.float64).reshape(-1).tolist(),
-            committed_prefix_length=chunk.committed,
-            uncertainty=chunk.uncertainty,
-            inference_latency=chunk.inference_latency,
-            checkpoint_id=chunk.checkpoint_id,
-        )
-        msg.header.stamp = conv.to_time(chunk.t0)
-        msg.observation_stamp = conv.to_time(chunk.observation_stamp)
+        msg = conv.action_chunk_msg(chunk, self.embodiment.joint_names)
         with self._output_lock:  # the worker may finish a chunk while cleanup destroys the publisher
             if self.runtime is not None and self.context.ok():
                 self.chunk_pub.publish(msg)
 
     def _status(self) -> PolicyStatus:
-        msg = PolicyStatus(embodiment=self.p["embodiment"])
-        msg.header.stamp = self.get_clock().now().to_msg()
         runtime = self.runtime  # read once: cleanup may clear it on another executor thread
-        if runtime is None:
-            msg.state = PolicyStatus.STATE_FAULT if self._fault else PolicyStatus.STATE_IDLE
-            msg.reason = self._fault or "not configured"
-            return msg
-        s = runtime.status()
-        for name in ("reason", "uncertainty", "inference_latency", "observation_age", "control_rate", "chunk_count"):
-            setattr(msg, name, getattr(s, name))
-        msg.state, msg.uncertainty_threshold = int(s.state), min(s.uncertainty_threshold, 3.0e38)
-        msg.checkpoint_id, msg.instruction = s.checkpoint_id, s.instruction
-        msg.warnings = list(s.warnings)
-        return msg
+        status = None if runtime is None else runtime.status()
+        return conv.policy_status_msg(status, self.p["embodiment"], self._fault, self.get_clock().now().to_msg())
 
     def _publish_status(self) -> None:
         wake, self._wake = self._wake, Future()
@@ -406,7 +394,7 @@ def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # systemd and docker stop with SIGTERM: same as Ctrl-C
     node = PolicyNode()
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = MultiThreadedExecutor(num_threads=6)  # clock, control tick, joints, cameras, services
     executor.add_node(node)
     try:
         executor.spin()

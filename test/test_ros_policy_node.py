@@ -403,6 +403,7 @@ def test_an_uncertainty_calibration_file_sets_the_signal_and_threshold(processes
     assert probe.transition(Transition.TRANSITION_ACTIVATE)
     status = probe.status(PolicyStatus.STATE_UNCERTAIN, "(sample_spread)", timeout=60)
     assert status.uncertainty_threshold == pytest.approx(1e-6) and status.uncertainty > 1e-6
+    assert status.uncertainty_signal == "sample_spread"  # a field, not only words in the reason
 
 
 def rate(value: float):

@@ -274,5 +274,6 @@ def policy_status_msg(status: RuntimeStatus | None, embodiment: str, fault: str,
         setattr(msg, name, getattr(status, name))
     msg.state, msg.uncertainty_threshold = int(status.state), min(status.uncertainty_threshold, 3.0e38)
     msg.checkpoint_id, msg.instruction = status.checkpoint_id, status.instruction
+    msg.uncertainty_signal = status.uncertainty_signal
     msg.warnings = list(status.warnings)
     return msg

@@ -280,6 +280,30 @@ def test_lifecycle_commands_and_bad_inputs_hold_with_a_reason(processes, probe, 
     assert_commands_within_limits(probe)
 
 
+def test_configure_adds_nothing_that_cleanup_can_pull_out_of_a_wait_set(checkpoints) -> None:
+    """The node died of InvalidHandle under the fuzz test: cleanup, on a worker thread, destroyed a
+    subscription whose QoS event handler the spinning thread was putting into a wait set, and rclpy
+    adds event handlers without checking them (ros2/rclpy#1284; subscriptions and timers it checks).
+    So what configure creates must add no event handler, no waitable, to the node."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from gen0_policy.ros.policy_node import PolicyNode
+
+    rclpy.init(args=["--ros-args", "-p", f"checkpoint:={checkpoints[0]}"])
+    node = PolicyNode()
+    try:
+        before = list(node.waitables)
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert len(node._entities) == len(PANDA.cameras) + 4  # cameras, joints, chunks, two controllers
+        assert list(node.waitables) == before
+        assert all(not entity.event_handlers for entity in node._entities)
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert list(node.waitables) == before and not node._entities
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+
+
 def test_services_hot_swap_and_run_task(processes, probe, checkpoints) -> None:
     policy = start_policy(processes, checkpoints[0], "autostart:=true", "instruction:=reach the cube")
     status = probe.status(PolicyStatus.STATE_RUNNING, timeout=90)

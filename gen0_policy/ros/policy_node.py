@@ -19,6 +19,7 @@ import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
@@ -51,6 +52,12 @@ PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml): 
     "status_rate": 10.0, "uncertain_timeout": 2.0, "uncertainty_calibration": "", "autostart": False,
     **runtime_parameters(),  # every RuntimeConfig field under its own name (runtime/config.py)
 }  # fmt: skip
+# What configure creates and cleanup destroys gets no QoS event handlers. rclpy adds a node's event
+# handlers to its wait sets without checking them (ros2/rclpy#1284): one destroyed by cleanup on a
+# worker thread while the spinning thread builds a wait set killed the node with InvalidHandle (found
+# by the fuzz test). Without them a mismatched QoS shows as inputs that never arrive (the status says so).
+NO_SUB_EVENTS = SubscriptionEventCallbacks(use_default_callbacks=False)
+NO_PUB_EVENTS = PublisherEventCallbacks(use_default_callbacks=False)
 MAX_TASK_GOALS = 1  # one instruction at a time; further goals are rejected at once, never queued
 
 
@@ -129,15 +136,15 @@ class PolicyNode(LifecycleNode):
             callback = lambda m, n=name: self._on_image(n, m)  # noqa: E731 - binds the camera
             sub = self.create_subscription(
                 Image, f"{name}/image_raw", callback, qos_profile_sensor_data,
-                callback_group=MutuallyExclusiveCallbackGroup(),
+                callback_group=MutuallyExclusiveCallbackGroup(), event_callbacks=NO_SUB_EVENTS,
             )  # fmt: skip
             self._entities.append(sub)
-        self._entities.append(
-            self.create_subscription(
-                JointState, p["joint_states_topic"], self._on_joints, 10, callback_group=self._joints_group
-            )
-        )
-        self.chunk_pub = self.create_publisher(ActionChunk, "~/action_chunk", 10)
+        joints = self.create_subscription(
+            JointState, p["joint_states_topic"], self._on_joints, 10,
+            callback_group=self._joints_group, event_callbacks=NO_SUB_EVENTS,
+        )  # fmt: skip
+        self._entities.append(joints)
+        self.chunk_pub = self.create_publisher(ActionChunk, "~/action_chunk", 10, event_callbacks=NO_PUB_EVENTS)
         self._entities.append(self.chunk_pub)
         self.get_logger().info(f"configured {embodiment.name} with checkpoint {policy.checkpoint_id}")
         return TransitionCallbackReturn.SUCCESS
@@ -149,7 +156,7 @@ class PolicyNode(LifecycleNode):
         for spec in emb.controllers or [everything]:  # no controllers: one trajectory controller for all joints
             forward = not spec.trajectory or self.p["output_mode"] == "forward_position"
             kind = Float64MultiArray if forward else JointTrajectory
-            pub = self.create_publisher(kind, command_topic(spec.name, not forward), 10)
+            pub = self.create_publisher(kind, command_topic(spec.name, not forward), 10, event_callbacks=NO_PUB_EVENTS)
             self._entities.append(pub)
             self._outputs.append((pub, emb.joint_indices(spec.joints), spec.joints, forward))
 

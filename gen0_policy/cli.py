@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from gen0_policy.errors import Gen0Error
@@ -37,8 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if not os.environ.get("DISPLAY"):
-        os.environ.setdefault("MUJOCO_GL", "egl")  # headless machines render offscreen
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -82,6 +82,8 @@ def _check_torch() -> Check:
 
 
 def _check_mujoco_rendering() -> Check:
+    import gen0_policy.sim  # noqa: F401 - picks the GL backend the simulator will use (offscreen without a display)
+
     backend = os.environ.get("MUJOCO_GL", "")
     try:
         import mujoco

@@ -145,3 +145,22 @@ def test_every_task_exists_for_its_embodiments():
     assert len(available_tasks()) >= 6
     assert set(available_tasks("ur5e")) == set(available_tasks("panda"))
     assert len(available_tasks("g1")) >= 2 and "press_buttons" in available_tasks("g1")
+
+
+def test_renders_without_a_display_or_a_chosen_backend() -> None:
+    """`ros2 launch` of the sim node on a headless machine: no DISPLAY and no MUJOCO_GL. The simulator
+    package picks offscreen EGL itself (it once fell to GLFW and the camera thread died)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MUJOCO_GL")}
+    code = (
+        "from gen0_policy.sim import make_env\n"
+        "env = make_env('panda', 'reach', 0)\n"
+        "frames = env.observation()['images']\n"
+        "print(sorted((k, v.shape, int(v.max())) for k, v in frames.items()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "('scene', (240, 320, 3)" in out.stdout and "('wrist', (240, 320, 3)" in out.stdout

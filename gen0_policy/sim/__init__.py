@@ -9,7 +9,14 @@ loads no MuJoCo: the names below resolve on first use, so a module such as ``sim
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# MuJoCo picks its GL backend when first imported, and every simulator module comes through here.
+# Without a display (a container, a robot's PC over ssh, `ros2 launch` there) GLFW cannot render:
+# offscreen EGL then, unless the user chose a backend.
+if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    os.environ.setdefault("MUJOCO_GL", "egl")
 
 if TYPE_CHECKING:
     from gen0_policy.sim.env import SimEnv, make_env

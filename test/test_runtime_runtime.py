@@ -342,6 +342,39 @@ def test_moved_while_deactivated_it_resumes_from_where_the_robot_is(started, cap
     assert np.all(steps <= EMB.velocity_limits * runtime.config.period * (1 + 1e-9))
 
 
+def test_a_task_ends_at_rest_and_the_next_starts_from_the_robot_and_fresh_observations(started, caplog) -> None:
+    """Through ROS the last task's plan and frames from before a scene reset started the next task
+    (press_button 1/6 against 6/6 from a clean start): a new task starts as an episode does."""
+    runtime, commands = make(GoalPolicy(goal=GOAL, speed=0.3, delay_s=0.03))
+    chunks: list = []
+    runtime.on_chunk = chunks.append
+    feeder = start(started, runtime, commands)
+    runtime.begin_task("reach the goal")
+    wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="running")
+    runtime.end_task("task succeeded")
+    wait_until(lambda: runtime.stream.at_rest, 5, what="at rest")
+    count = len(commands)
+    time.sleep(0.3)
+    status = runtime.status()
+    assert len(commands) == count and status.state == RuntimeState.IDLE and status.reason == "task succeeded"
+    assert not runtime.quiescent  # the lifecycle's tick source keeps running: the next goal needs it
+    reset = np.array([-1.0, 1.0, -0.4])  # the scene was reset between the tasks: a teleport
+    feeder.position = reset
+    time.sleep(0.05)
+    caplog.set_level("WARNING", logger="gen0_policy.runtime")
+    begun, first_chunk = runtime.clock.now(), len(chunks)
+    runtime.begin_task("press the button")
+    wait_until(lambda: len(commands) > count + 20, 5, what="commands again")
+    assert runtime.instruction == "press the button"
+    after = np.array([c.positions for c in list(commands)[count:]])
+    assert np.allclose(after[0], reset, atol=1e-9)  # from where the robot is, not back to where it stopped
+    assert not [m for m in caplog.messages if m.startswith("re-anchored")]
+    assert all(c.t0 >= begun - 1e-9 for c in chunks[first_chunk:])  # only observations taken after the start
+    runtime.hold("deactivated")
+    runtime.begin_task("again")  # a goal never overrides the lifecycle
+    wait_until(lambda: runtime.status().reason == "deactivated", 5, what="held by the lifecycle")
+
+
 def test_a_frozen_clock_is_reported_as_a_fault_not_silence(started) -> None:
     clock = ManualClock(5.0)
     runtime = Runtime(GoalPolicy(goal=GOAL), EMB, RuntimeConfig(clock_stall_timeout=0.3), clock)

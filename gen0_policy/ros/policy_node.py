@@ -357,12 +357,12 @@ class PolicyNode(LifecycleNode):
     async def _run_task(self, goal_handle) -> RunTask.Result:
         """Act on the instruction until the task reports success, the timeout, a fault, lasting
         uncertainty or a cancel; checked at each status tick, holding no thread in between."""
-        goal, result = goal_handle.request, RunTask.Result()
+        goal, result, outcome = goal_handle.request, RunTask.Result(), "aborted"
         try:
             monitor = TaskMonitor(self._now(), check_timeout(goal.timeout), self.p["uncertain_timeout"])
             runtime = self.runtime
             if runtime is not None:
-                runtime.set_instruction(goal.instruction)
+                runtime.begin_task(goal.instruction)  # from fresh observations; at rest again when it ends
             while rclpy.ok():
                 status, now = self._status(), self._now()
                 state = RuntimeState(status.state) if self.runtime is not None else None
@@ -370,6 +370,7 @@ class PolicyNode(LifecycleNode):
                 ended = monitor.step(now, time.monotonic(), state, status.reason, canceled, self._task_report())
                 if ended is not None:
                     result.outcome, result.message, result.duration = int(ended[0]), ended[1], monitor.elapsed(now)
+                    outcome = ended[0].name.lower()
                     self.get_logger().info(
                         f"task {goal.instruction or '(current instruction)'!r} ended: {ended[0].name.lower()} "
                         f"after {result.duration:.1f} s ({ended[1]})"
@@ -385,6 +386,9 @@ class PolicyNode(LifecycleNode):
             goal_handle.abort()
             return result
         finally:
+            runtime = self.runtime
+            if runtime is not None:
+                runtime.end_task(f"task {outcome}; waiting for the next run_task goal (or activate)")
             self._goals.release()
 
     def _now(self) -> float:

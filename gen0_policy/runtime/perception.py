@@ -91,7 +91,12 @@ class PerceptionStream:
         self._lock = threading.Condition()
         self._slots: dict[str, Stamped] = {}
         self._joint_history: deque[tuple[float, np.ndarray]] = deque()
+        # Bumped when there is something new to look at: a frame from every camera since the last bump
+        # (or, without cameras, a joint state). Joint states alone arrive at 200 Hz; counting them, the
+        # worker inferred back to back on the same frames (with synchronize_joints, the same input) and
+        # starved the simulator's renderer and the control tick on a 2-core machine.
         self._seq = 0
+        self._new_frames: set[str] = set()
         self.last_error: str = ""
         self.errors: dict[str, str] = {}  # source -> why its last input was refused (cleared on the next good one)
         self.rejected = 0
@@ -121,7 +126,11 @@ class PerceptionStream:
                 return  # out-of-order delivery: latest wins by stamp, not by arrival; checked before all else
             if source == JOINTS:
                 self._check_jump(value, stamp, previous)
-            self._seq += 1
+            if source != JOINTS:
+                self._new_frames.add(source)
+            if (source == JOINTS and not self.cameras) or self._new_frames.issuperset(self.cameras):
+                self._seq += 1
+                self._new_frames.clear()
             self._slots[source] = Stamped(value, stamp, now)
             if source == JOINTS and self.synchronize_joints:
                 history = self._joint_history
@@ -255,4 +264,5 @@ class PerceptionStream:
         with self._lock:
             self._slots.clear()
             self._joint_history.clear()
+            self._new_frames.clear()
             self._seq += 1

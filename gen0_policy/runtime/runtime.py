@@ -97,7 +97,9 @@ class Runtime:
         self._epoch = 0  # bumped by a clock jump: chunks from an older epoch are discarded
         self._running = False
         self._operator_hold = ""
+        self._task_hold = ""  # a task ended (end_task): at rest until the next begin_task or resume
         self._check_resume = False  # after resume: did the arm move while deactivated?
+        self._fresh_start = False  # after begin_task: plan from the measured position, nothing carried over
         self._signals = SignalMonitor(embodiment.upper - embodiment.lower)  # compares each chunk with the last
         self._signals_epoch = 0
         self._clock_seen = (math.nan, time.monotonic())  # (runtime clock, wall time it last moved)
@@ -159,8 +161,31 @@ class Runtime:
         self._jumps.reset()
         self.meters.last_tick = None
         self._clock_seen = (math.nan, time.monotonic())
-        self._operator_hold = ""
+        self._operator_hold = self._task_hold = ""
         self._check_resume = True
+
+    def begin_task(self, instruction: str) -> None:
+        """Start a task as an episode starts: act on ``instruction`` from observations taken from now on,
+        planned from where the robot is. Nothing of before carries over, neither the chunks in flight nor
+        the images: carried over, the last task's plan and a frame from before a scene reset started the
+        new task (through ROS, press_button 1/6 episodes against 6/6 from a clean start). Raises
+        CommandError for a bad instruction, changing nothing. A lifecycle hold (deactivate) stays."""
+        self.set_instruction(instruction)
+        self._epoch += 1  # chunks in flight were planned for what came before
+        self.perception.clear()
+        self._fresh_start = True
+        self._task_hold = ""
+        self._jumps.reset()
+        self.meters.last_tick = None
+
+    def end_task(self, reason: str) -> None:
+        """The task is over (success, timeout, cancel): brake to rest and send nothing until the next
+        :meth:`begin_task`, as the robot of a finished episode stands still."""
+        self._task_hold = reason
+
+    @property
+    def _hold_reason(self) -> str:
+        return self._operator_hold or self._task_hold
 
     def swap_policy(self, policy: ChunkPolicy) -> None:
         """Hot swap: the executing chunk continues until the new policy's first chunk is ready."""
@@ -174,8 +199,8 @@ class Runtime:
     def tick(self, now: float | None = None) -> Command | None:
         """Produce the command for ``now`` (default: the runtime clock). Never blocks on inference."""
         now = self.clock.now() if now is None else now
-        if self._operator_hold and (not self.stream.started or self.stream.at_rest):
-            self._jumps.reset()  # deactivated and at rest: no commands at all, and no clock to watch
+        if self._hold_reason and (not self.stream.started or self.stream.at_rest):
+            self._jumps.reset()  # deactivated (or between tasks) and at rest: no commands at all, and no clock to watch
             self.meters.last_tick = None
             return None
         jump = self._jumps.check(now)
@@ -185,6 +210,13 @@ class Runtime:
         if self._check_resume and joints is not None:
             self._check_resume = False
             self._start_anew_if_moved(joints)
+        if self._fresh_start and joints is not None and not self._hold_reason:
+            self._fresh_start = False
+            self._joint_jumps = self.perception.joint_jumps  # a reset between tasks is no teleport mid-task
+            if self.stream.started and self.stream.at_rest:
+                self.stream.clear()  # start from the measured position (the scene may have been reset)
+            elif self.stream.started:
+                self.stream.restart(now, self.stream.position())  # brake, then the new task's first chunk
         if not self.stream.started:
             if joints is None:
                 return None
@@ -253,8 +285,8 @@ class Runtime:
         """The state the runtime is in right now and why: the first reason to not act wins."""
         if not self._running:
             return RuntimeState.IDLE, "not started"
-        if self._operator_hold:
-            return RuntimeState.IDLE, self._operator_hold
+        if self._hold_reason:
+            return RuntimeState.IDLE, self._hold_reason
         wall = time.monotonic()
         if now != self._clock_seen[0]:
             self._clock_seen = (now, wall)
@@ -387,7 +419,7 @@ class Runtime:
         seq = -1
         while not self._stop.is_set():
             observation, seq = self.perception.wait_fresh(seq, self.config.max_observation_age)
-            if observation is None or not self.stream.started or self._operator_hold:
+            if observation is None or not self.stream.started or self._hold_reason:
                 time.sleep(0.002)
                 continue
             started, started_at = time.monotonic(), self.clock.now()
@@ -402,7 +434,7 @@ class Runtime:
     def _wait_until(self, t: float) -> None:
         """Sleep until the runtime clock reads ``t`` (sim time may run slower or faster than the wall),
         a stop, or a clock jump backwards."""
-        while not self._stop.is_set() and not self._operator_hold:
+        while not self._stop.is_set() and not self._hold_reason:
             now = self.clock.now()
             if now >= t or t - now > 2 * self.config.replan_period + 1.0:
                 return
@@ -413,14 +445,18 @@ class Runtime:
         period = self.config.period
         set_realtime(self.config.realtime_priority)  # this thread is the control path here
         seq = -1
+        # Runtime clock time the robot last came to rest. Each inference looks at the robot standing
+        # still, as in training: a frame taken while the last chunk still moved the arm (cameras lag
+        # joint states by 100-200 ms through ROS on a loaded CPU) showed a scene the arm had left.
+        rested_at = -math.inf
         while not self._stop.is_set():
-            if not self.stream.started or self._operator_hold:
+            if not self.stream.started or self._hold_reason:
                 self.tick()
                 time.sleep(period)
                 continue
             observation, seq = self.perception.wait_fresh(seq, self.config.max_observation_age)
-            if observation is None:
-                self.tick()  # hold (stale or missing input)
+            if observation is None or observation.stamp < rested_at:
+                self.tick()  # hold (stale or missing input, or from before the robot stopped)
                 time.sleep(period)
                 continue
             chunk = self._infer(observation, harmonic=False)
@@ -442,6 +478,11 @@ class Runtime:
                 delay = deadline - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+            braking_until = time.monotonic() + 1.0  # the chunk's end holds; the stream brakes to rest
+            while not self._stop.is_set() and not self.stream.at_rest and time.monotonic() < braking_until:
+                self.tick()
+                time.sleep(period)
+            rested_at = self.clock.now()
 
     # ------------------------------------------------------------------- status
     def status(self) -> RuntimeStatus:

@@ -183,7 +183,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--checkpoint", default="", help="checkpoint folder or training run folder (default: the shipped one)"
     )
-    parser.add_argument("--mode", choices=("harmonic", "synchronous"), default="harmonic")
+    parser.add_argument(
+        "--mode", choices=("synchronous", "harmonic"), default="synchronous", help="see config/policy_node.yaml"
+    )
     parser.add_argument("--instruction", default="", help="override the task's instruction")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sim's first episode")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")

@@ -27,7 +27,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("embodiment", default_value="panda", description="Robot: ur5e, panda or g1"),
         DeclareLaunchArgument("checkpoint", description="Checkpoint folder (or training run folder) to load"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="Follow /clock (simulators)"),
-        DeclareLaunchArgument("mode", default_value="harmonic", description="harmonic or synchronous execution"),
+        DeclareLaunchArgument("mode", default_value="synchronous", description="synchronous or harmonic execution"),
         DeclareLaunchArgument("autostart", default_value="true", description="Configure and activate on start"),
         DeclareLaunchArgument("instruction", default_value="", description="Instruction; empty: from /task_status"),
         # Defaults as in config/policy_node.yaml (a test checks): hardware_policy.launch.py derates them.

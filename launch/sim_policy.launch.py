@@ -18,7 +18,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("embodiment", default_value="panda", description="Robot: ur5e, panda or g1"),
         DeclareLaunchArgument("task", default_value="reach", description="Sim task (gen0 sim info lists them)"),
         DeclareLaunchArgument("checkpoint", description="Checkpoint folder (or training run folder) to load"),
-        DeclareLaunchArgument("mode", default_value="harmonic", description="harmonic or synchronous execution"),
+        DeclareLaunchArgument("mode", default_value="synchronous", description="synchronous or harmonic execution"),
         DeclareLaunchArgument("simulator", default_value="mujoco", description="mujoco or gazebo"),
     ]
     common = {"embodiment": LaunchConfiguration("embodiment")}

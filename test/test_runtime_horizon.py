@@ -199,7 +199,9 @@ def test_a_runtime_publishes_joined_horizons_through_late_ticks_and_brakes_when_
     emb = toy_embodiment(dof=3)
     horizons: list[Horizon] = []
     policy = GoalPolicy(goal=np.array([1.0, -1.0, 0.8]), speed=0.5, delay_s=0.0)
-    runtime = Runtime(policy, emb, RuntimeConfig(synchronize_joints=False), clock, on_horizon=horizons.append)
+    runtime = Runtime(
+        policy, emb, RuntimeConfig(mode="harmonic", synchronize_joints=False), clock, on_horizon=horizons.append
+    )
     runtime.start(drive=False)
     try:
         position = np.zeros(3)

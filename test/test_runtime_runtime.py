@@ -50,7 +50,7 @@ class Recorder(list):
 
 def make(policy, **config) -> tuple[Runtime, Recorder]:
     commands = Recorder()
-    runtime = Runtime(policy, EMB, RuntimeConfig(**config), on_command=commands)
+    runtime = Runtime(policy, EMB, RuntimeConfig(**{"mode": "harmonic", **config}), on_command=commands)
     return runtime, commands
 
 
@@ -230,7 +230,7 @@ def test_hung_and_dead_workers_hold_and_fault(started) -> None:
 def test_clock_jump_backwards_holds_until_fresh_data(started) -> None:
     clock = ManualClock(100.0)
     policy = GoalPolicy(goal=GOAL, speed=0.5)
-    runtime = Runtime(policy, EMB, RuntimeConfig(), clock=clock)
+    runtime = Runtime(policy, EMB, RuntimeConfig(mode="harmonic"), clock=clock)
     runtime.start(drive=False)  # the caller ticks, as a ROS timer on sim time would
     started.append(runtime)
 
@@ -377,7 +377,7 @@ def test_a_task_ends_at_rest_and_the_next_starts_from_the_robot_and_fresh_observ
 
 def test_a_frozen_clock_is_reported_as_a_fault_not_silence(started) -> None:
     clock = ManualClock(5.0)
-    runtime = Runtime(GoalPolicy(goal=GOAL), EMB, RuntimeConfig(clock_stall_timeout=0.3), clock)
+    runtime = Runtime(GoalPolicy(goal=GOAL), EMB, RuntimeConfig(mode="harmonic", clock_stall_timeout=0.3), clock)
     runtime.start(drive=False)
     started.append(runtime)
     runtime.status()

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     check_checkpoint(args)
     embodiment = load_embodiment(args.embodiment)
     bringup = argparse.Namespace(
-        target="sim", embodiment=args.embodiment, task=args.task, checkpoint=args.checkpoint, mode="harmonic",
+        target="sim", embodiment=args.embodiment, task=args.task, checkpoint=args.checkpoint, mode="synchronous",
         instruction="", seed=args.seed, param=[], policy_params="", sim_params="",
     )  # fmt: skip
     named = commands(bringup)

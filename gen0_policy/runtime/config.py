@@ -15,7 +15,7 @@ MODES = ("harmonic", "synchronous")
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    mode: str = "harmonic"  # harmonic: think while acting; synchronous: infer, then act the chunk
+    mode: str = "synchronous"  # synchronous: infer at rest, then act the chunk; harmonic: think while acting
     control_rate_hz: float = 100.0  # action-stream rate, Hz (1..500)
     max_observation_age: float = 0.5  # s; older observations make the runtime hold
     uncertainty_threshold: float = math.inf  # the signal's value above which the runtime holds (inf: never)

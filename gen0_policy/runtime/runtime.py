@@ -20,7 +20,7 @@ import numpy as np
 from gen0_policy.embodiment import Embodiment
 from gen0_policy.errors import CommandError, Gen0Error
 from gen0_policy.runtime.action_stream import ActionStream, Command
-from gen0_policy.runtime.clock import Clock, JumpDetector, MonotonicClock
+from gen0_policy.runtime.clock import Clock, ClockJump, JumpDetector, MonotonicClock
 from gen0_policy.runtime.config import RuntimeConfig
 from gen0_policy.runtime.health import Health, Meters
 from gen0_policy.runtime.horizon import Horizon, HorizonPlanner
@@ -455,7 +455,7 @@ class Runtime:
                 time.sleep(period)
                 continue
             observation, seq = self.perception.wait_fresh(seq, self.config.max_observation_age)
-            if observation is None or observation.stamp < rested_at:
+            if observation is None or observation.stamp < rested_at <= self.clock.now():  # (after a jump back: any)
                 self.tick()  # hold (stale or missing input, or from before the robot stopped)
                 time.sleep(period)
                 continue
@@ -464,6 +464,9 @@ class Runtime:
                 self.tick()
                 continue
             now = self.clock.now()
+            if now < chunk.t0 - 1e-6:  # the clock went backwards while the model thought (a sim reset)
+                self._on_clock_jump(now, ClockJump(chunk.t0, now).describe())
+                continue
             self.stream.rebase(now - period)  # the controller held still while we thought
             self.stream.submit(chunk)
             self._jumps.reset()

@@ -10,7 +10,7 @@ from typing import Any
 class RuntimeState(enum.IntEnum):
     """Numbered exactly as the ``STATE_*`` constants of gen0_msgs/msg/PolicyStatus."""
 
-    IDLE = 0  # sending no commands (not started, or deactivated)
+    IDLE = 0  # sending no commands (not started, deactivated, or between run_task goals)
     RUNNING = 1  # executing model chunks
     HOLDING = 2  # holding the last safe position; ``reason`` says why
     UNCERTAIN = 3  # holding because the model's uncertainty is above the threshold

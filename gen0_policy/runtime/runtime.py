@@ -210,6 +210,8 @@ class Runtime:
         if self._check_resume and joints is not None:
             self._check_resume = False
             self._start_anew_if_moved(joints)
+        if self._fresh_start and joints is None and self.stream.started and self.stream.at_rest:
+            return None  # a task began and nothing is measured since: never command where the arm rested before
         if self._fresh_start and joints is not None and not self._hold_reason:
             self._fresh_start = False
             self._joint_jumps = self.perception.joint_jumps  # a reset between tasks is no teleport mid-task

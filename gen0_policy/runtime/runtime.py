@@ -472,6 +472,7 @@ class Runtime:
             self.stream.rebase(now - period)  # the controller held still while we thought
             self.stream.submit(chunk)
             self._jumps.reset()
+            self._jumps.check(now)  # the next tick compares with now: a jump right after is still caught
             self.meters.last_tick = None
             end = now + (chunk.t_end - chunk.t0) * self.config.sync_execute_fraction
             deadline = time.monotonic()

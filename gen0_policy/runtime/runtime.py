@@ -168,7 +168,7 @@ class Runtime:
         """Start a task as an episode starts: act on ``instruction`` from observations taken from now on,
         planned from where the robot is. Nothing of before carries over, neither the chunks in flight nor
         the images: carried over, the last task's plan and a frame from before a scene reset started the
-        new task (through ROS, press_button 1/6 episodes against 6/6 from a clean start). Raises
+        new task (same loop without DDS, press_button 0/6 episodes against 6/6 from a clean start). Raises
         CommandError for a bad instruction, changing nothing. A lifecycle hold (deactivate) stays."""
         self.set_instruction(instruction)
         self._epoch += 1  # chunks in flight were planned for what came before

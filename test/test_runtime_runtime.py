@@ -301,6 +301,27 @@ def test_a_robot_moved_elsewhere_restarts_the_stream_from_where_it_is_within_the
     wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="running again")
 
 
+@pytest.mark.parametrize(
+    ("mode", "drive", "needs_ticks"),
+    [("harmonic", False, True), ("harmonic", True, False), ("synchronous", False, False), ("synchronous", True, False)],
+)
+def test_the_runtime_says_whether_its_caller_must_tick_it(started, mode, drive, needs_ticks) -> None:
+    """The node used to decide by mode whether to add a sim-time timer; a synchronous runtime ticked by
+    both read the clock out of order. The runtime says, and acts on its own whenever it says no."""
+    runtime, commands = make(GoalPolicy(goal=GOAL, speed=0.3, delay_s=0.03), mode=mode)
+    assert not runtime.needs_ticks  # not started
+    feeder = Feeder(runtime)
+    runtime.on_command = lambda c: (commands(c), setattr(feeder, "position", c.positions))
+    runtime.start(drive=drive)
+    started.extend([runtime, feeder])
+    assert runtime.needs_ticks is needs_ticks
+    if not needs_ticks:
+        wait_until(lambda: len(commands) > 20, 10, what="commands with no outside tick")
+    else:
+        time.sleep(0.3)
+        assert not commands
+
+
 def test_deactivated_it_brakes_then_sends_nothing_until_resumed(started) -> None:
     """Deactivation used to keep commands flowing (a hold at 84 Hz); now the stream brakes to rest and
     goes quiet, and resuming is neither a clock jump nor a restart from elsewhere."""
@@ -309,6 +330,7 @@ def test_deactivated_it_brakes_then_sends_nothing_until_resumed(started) -> None
     wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="running")
     runtime.hold("deactivated")
     wait_until(lambda: runtime.quiescent, 5, what="at rest")
+    time.sleep(0.05)  # a tick that reached rest may still be handing over its (last) command
     count = len(commands)
     time.sleep(0.3)
     assert len(commands) == count and runtime.status().state == RuntimeState.IDLE
@@ -332,6 +354,7 @@ def test_moved_while_deactivated_it_resumes_from_where_the_robot_is(started, cap
         feeder.position = feeder.position + np.array([0.004, 0.0, 0.0])
         time.sleep(0.01)
     moved, count = feeder.position.copy(), len(commands)
+    wait_until(lambda: np.array_equal(runtime.perception.latest_joints(), moved), 5, what="the last move measured")
     runtime.resume()
     wait_until(lambda: len(commands) > count + 20, 5, what="commands again")
     assert "starting from the measured position: j0 moved 0.200 while deactivated" in caplog.messages

@@ -162,12 +162,10 @@ class PolicyNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         sim_time = bool(self.get_parameter("use_sim_time").value)
-        self.runtime.start(drive=not sim_time)  # wall time: the runtime's own real-time thread
+        self.runtime.start(drive=not sim_time)  # wall time: the runtime ticks itself
         self.runtime.resume()
-        # Sim time, harmonic: a ROS timer on the node clock paces the action stream. Synchronous mode's
-        # own loop is the only tick source (two sources read the clock out of order: a "jump backwards").
-        with self._activation_lock:
-            if sim_time and self.runtime.config.mode == "harmonic" and self._tick_timer is None:
+        with self._activation_lock:  # sim time: a ROS timer on the node clock, if the runtime needs one
+            if self.runtime.needs_ticks and self._tick_timer is None:
                 period = self.runtime.config.period
                 self._tick_timer = self.create_timer(period, self._tick, callback_group=self._control_group)
         return TransitionCallbackReturn.SUCCESS

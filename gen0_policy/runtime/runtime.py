@@ -1,10 +1,7 @@
-"""The harmonic executor: an inference worker thinks on its own thread while a fixed-rate action
-stream acts, so the robot never freezes while the model thinks. A supervisor decides at every tick
-whether acting is safe (fresh observations, a live worker, a confident model, a sane clock) and
-otherwise holds the last safe position and says why.
-
-The synchronous mode (infer, then act the whole chunk, then infer again) runs on the same parts,
-for comparison."""
+"""The runtime: a policy, an embodiment's sensors and its command stream, and a supervisor that decides
+at every tick whether acting is safe (fresh observations, a live worker, a confident model, a sane
+clock) and otherwise holds the last safe position and says why. How thinking and acting alternate
+(synchronous, or harmonic: the robot never freezes while the model thinks) is in executors.py."""
 
 from __future__ import annotations
 
@@ -18,15 +15,15 @@ from concurrent.futures import Future
 import numpy as np
 
 from gen0_policy.embodiment import Embodiment
-from gen0_policy.errors import CommandError, Gen0Error
 from gen0_policy.runtime.action_stream import ActionStream, Command
-from gen0_policy.runtime.clock import Clock, ClockJump, JumpDetector, MonotonicClock
+from gen0_policy.runtime.clock import Clock, JumpDetector, MonotonicClock
 from gen0_policy.runtime.config import RuntimeConfig
+from gen0_policy.runtime.executors import EXECUTORS
 from gen0_policy.runtime.health import Health, Meters
 from gen0_policy.runtime.horizon import Horizon, HorizonPlanner
-from gen0_policy.runtime.perception import JOINTS, Observation, PerceptionStream
-from gen0_policy.runtime.policy import ChunkPolicy, validate_output
-from gen0_policy.runtime.rate import RateLoop, configure_threads, set_nice, set_realtime
+from gen0_policy.runtime.perception import PerceptionStream
+from gen0_policy.runtime.policy import ChunkPolicy
+from gen0_policy.runtime.rate import RateLoop, configure_threads
 from gen0_policy.runtime.safety import SafetyFilter, SafetyLimits
 from gen0_policy.runtime.status import RuntimeState, RuntimeStatus
 from gen0_policy.runtime.swap import HotSwap
@@ -42,8 +39,8 @@ class Runtime:
     """Runs a :class:`ChunkPolicy` on an :class:`Embodiment`.
 
     Feed sensors through ``runtime.perception`` (``put_joints``, ``put_image``); receive commands through
-    ``on_command``. ``start()`` drives the action stream from its own wall-clock thread; pass
-    ``drive=False`` and call :meth:`tick` from elsewhere (a ROS timer under ``use_sim_time``)."""
+    ``on_command``. ``start()`` drives the action stream itself; under another clock (``use_sim_time``) pass
+    ``drive=False`` and, while :attr:`needs_ticks`, call :meth:`tick` from a timer on that clock."""
 
     def __init__(
         self,
@@ -92,6 +89,7 @@ class Runtime:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._rate: RateLoop | None = None
+        self._executor = EXECUTORS[self.config.mode]()
         self._jumps = JumpDetector(forward_limit=self.config.clock_jump_forward)
         self._arm = ~embodiment.gripper_mask
         self._epoch = 0  # bumped by a clock jump: chunks from an older epoch are discarded
@@ -118,18 +116,20 @@ class Runtime:
         self.instruction = check_instruction(instruction)
 
     def start(self, drive: bool = True) -> None:
-        """Start thinking (and, with ``drive``, acting at ``control_rate_hz`` on a wall-clock thread)."""
+        """Start thinking and acting. A synchronous runtime ticks from its own loop in any clock; a
+        harmonic one ticks at ``control_rate_hz`` on a wall-clock thread with ``drive``, otherwise from
+        the caller (:attr:`needs_ticks`)."""
         if self._running:
             return
         configure_threads(self.config.gil_switch_interval, self.config.torch_threads)
         self._threads = []  # the last run's (dead) worker must not be judged while the new one starts
         self._stop.clear()
         self._running = True
-        target = self._harmonic_worker if self.config.mode == "harmonic" else self._synchronous_loop
-        thread = threading.Thread(target=self.health.watch(target), name=f"gen0-{self.config.mode}", daemon=True)
+        target = self.health.watch(lambda: self._executor.run(self))
+        thread = threading.Thread(target=target, name=f"gen0-{self.config.mode}", daemon=True)
         thread.start()
         self._threads = [thread]  # only once alive: a status read meanwhile must not see a "dead" worker
-        if drive and self.config.mode == "harmonic":
+        if drive and not self._executor.ticks_itself:
             self._rate = RateLoop(
                 self.config.period,
                 self.tick,
@@ -146,6 +146,12 @@ class Runtime:
         for thread in self._threads:
             thread.join(timeout)
         self._running = False
+
+    @property
+    def needs_ticks(self) -> bool:
+        """Started without ``drive`` and nothing inside ticks: the caller's timer must call :meth:`tick`
+        (a second tick source would read the clock out of order, seen as a jump backwards)."""
+        return self._running and self._rate is None and not self._executor.ticks_itself
 
     def hold(self, reason: str = "held by operator") -> None:
         """Brake to rest, then send nothing until :meth:`resume` (lifecycle deactivate)."""
@@ -209,16 +215,13 @@ class Runtime:
         joints = self.perception.latest_joints()
         if self._check_resume and joints is not None:
             self._check_resume = False
-            self._start_anew_if_moved(joints)
+            self._start_anew_if_moved(now, joints)
         if self._fresh_start and joints is None and self.stream.started and self.stream.at_rest:
             return None  # a task began and nothing is measured since: never command where the arm rested before
         if self._fresh_start and joints is not None and not self._hold_reason:
             self._fresh_start = False
             self._joint_jumps = self.perception.joint_jumps  # a reset between tasks is no teleport mid-task
-            if self.stream.started and self.stream.at_rest:
-                self.stream.clear()  # start from the measured position (the scene may have been reset)
-            elif self.stream.started:
-                self.stream.restart(now, self.stream.position())  # brake, then the new task's first chunk
+            self._start_anew(now)  # the scene may have been reset
         if not self.stream.started:
             if joints is None:
                 return None
@@ -236,12 +239,21 @@ class Runtime:
                 self.on_horizon(horizon)
         return command
 
-    def _start_anew_if_moved(self, measured: np.ndarray) -> None:
-        """After resume: if the arm was moved while the stream rested (MoveIt moves between episodes,
-        a hand), start from where it is, as a new activation does. Re-anchoring instead would first
+    def _start_anew(self, now: float) -> None:
+        """Plan from the measured position, as a new activation does: at rest, forget the stream (the
+        next tick starts where the arm is); still moving, brake first. Re-anchoring instead would first
         command the arm back towards where the stream stopped."""
+        self._epoch += 1  # chunks in flight were planned from where the arm may no longer be
+        if self.stream.started and self.stream.at_rest:
+            self.stream.clear()
+        elif self.stream.started:
+            self.stream.restart(now, self.stream.position())
+
+    def _start_anew_if_moved(self, now: float, measured: np.ndarray) -> None:
+        """After resume: start anew if the arm was moved while the stream rested (MoveIt moves between
+        episodes, a hand); still braking, or never started, it continues."""
         if not (self.stream.started and self.stream.at_rest):
-            return  # never started, or still braking: continue
+            return
         error = np.where(self._arm, np.abs(measured - self.stream.position()), 0.0)
         worst = int(np.argmax(error))
         if error[worst] > RESUME_TOLERANCE:
@@ -250,8 +262,7 @@ class Runtime:
                 self.embodiment.joint_names[worst],
                 error[worst],
             )
-            self._epoch += 1  # chunks in flight were planned from where the arm no longer is
-            self.stream.clear()
+            self._start_anew(now)
 
     def _check_tracking(self, now: float, measured: np.ndarray) -> None:
         """Restart from the measured position if the robot teleported (a joint state jumped faster than
@@ -340,155 +351,6 @@ class Runtime:
         if self.swap.loading:
             return RuntimeState.LOADING, f"loading {self.swap.loading}; executing the previous chunk meanwhile"
         return RuntimeState.RUNNING, self.swap.error
-
-    # ------------------------------------------------------------------ inference
-    def _committed_steps(self, policy: ChunkPolicy) -> int:
-        """Steps of ``step_dt`` that execute between a chunk's row 0 and its takeover (the estimate of
-        that delay: the observation's age plus the inference, in harmonic mode; plus a margin)."""
-        expected = self.meters.latency_estimate * (1 + self.config.latency_margin)
-        steps = math.ceil(expected / policy.step_dt) + 1 if expected > 0 else 0
-        return min(steps, int(policy.max_prefix), int(policy.chunk_size) - 1)
-
-    def _infer(self, observation: Observation, harmonic: bool) -> Chunk | None:
-        """One inference on ``observation``; returns the validated chunk or records why there is none."""
-        policy = self._policy = self.swap.take(self._policy)
-        epoch = self._epoch
-        started_at = self.clock.now()
-        # Row 0 of a chunk is the action at the observation's time, as in training. Harmonic: the stream
-        # kept moving since then, so the chunk is placed at the joint state's stamp (with synchronize_joints,
-        # when its images were taken) and conditioned on what was (and will be) commanded from then on;
-        # rows already past are skipped when it takes over. Synchronous: the robot held still since the
-        # observation, so the chunk starts now.
-        t0 = min(observation.stamps.get(JOINTS, observation.stamp), started_at) if harmonic else started_at
-        committed = None
-        prefix = self._committed_steps(policy) if harmonic else 0
-        if prefix > 0:
-            committed = self.stream.plan(t0 + np.arange(prefix) * policy.step_dt)
-        started = time.monotonic()
-        try:
-            with self.health.inferring():
-                out = policy.infer(
-                    observation.to_policy_input(self.embodiment.name, self.instruction),
-                    None if committed is None else committed.astype(np.float32),
-                    self.config.num_samples,
-                )
-        except Gen0Error as exc:  # the policy refused this input (wrong embodiment, bad image): hold, say why
-            self.health.chunk_error = f"policy refused the observation: {exc}"
-            return None
-        wall_latency = time.monotonic() - started
-        latency = max(self.clock.now() - t0, 0.0)
-        self.meters.inference(latency, wall_latency, started_at - observation.stamp, self.config.latency_ema)
-        if epoch != self._epoch:
-            return None  # the clock jumped while thinking: this chunk's times mean nothing
-        try:
-            result = validate_output(out, self.embodiment.dof)
-        except CommandError as exc:
-            self.health.chunk_error = str(exc)
-            return None
-        n_committed = 0 if committed is None else len(committed)
-        if self._signals_epoch != epoch:  # a chunk from before a restart or clock jump is not compared with
-            self._signals.reset()
-            self._signals_epoch = epoch
-        checked = {**out, "actions": result.actions, "uncertainty": result.uncertainty}
-        signals = self._signals.update(checked, t0, float(policy.step_dt), n_committed)
-        uncertainty = signals[self.config.uncertainty_signal]
-        self.meters.chunks += 1
-        chunk = Chunk(
-            actions=result.actions,
-            t0=t0,
-            step_dt=float(policy.step_dt),
-            observation_stamp=observation.stamp,
-            uncertainty=uncertainty,
-            inference_latency=wall_latency,
-            committed=n_committed,
-            checkpoint_id=str(getattr(policy, "checkpoint_id", "")),
-            seq=self.meters.chunks,
-        )
-        self.meters.uncertainty = uncertainty
-        uncertain = uncertainty > self.config.uncertainty_threshold  # NaN (not measured) never holds
-        self.health.chunk(uncertain)
-        if self.on_chunk is not None:
-            self.on_chunk(chunk)
-        if uncertain:
-            self._signals.held()
-            return None
-        self.swap.first_chunk(policy)  # the new model's first chunk is ready
-        return chunk
-
-    def _harmonic_worker(self) -> None:
-        set_nice(self.config.worker_nice)
-        set_realtime(self.config.worker_realtime_priority)
-        seq = -1
-        while not self._stop.is_set():
-            observation, seq = self.perception.wait_fresh(seq, self.config.max_observation_age)
-            if observation is None or not self.stream.started or self._hold_reason:
-                time.sleep(0.002)
-                continue
-            started, started_at = time.monotonic(), self.clock.now()
-            chunk = self._infer(observation, harmonic=True)
-            if chunk is not None:
-                self.stream.submit(chunk)
-            if self.config.worker_duty_cycle < 1:
-                time.sleep((time.monotonic() - started) * (1 / self.config.worker_duty_cycle - 1))
-            if chunk is not None and self.config.replan_period > 0:
-                self._wait_until(started_at + self.config.replan_period)
-
-    def _wait_until(self, t: float) -> None:
-        """Sleep until the runtime clock reads ``t`` (sim time may run slower or faster than the wall),
-        a stop, or a clock jump backwards."""
-        while not self._stop.is_set() and not self._hold_reason:
-            now = self.clock.now()
-            if now >= t or t - now > 2 * self.config.replan_period + 1.0:
-                return
-            time.sleep(min(0.005, t - now))
-
-    def _synchronous_loop(self) -> None:
-        """Infer (the command stream pauses), then act the chunk at the control rate, then repeat."""
-        period = self.config.period
-        set_realtime(self.config.realtime_priority)  # this thread is the control path here
-        seq = -1
-        # Runtime clock time the robot last came to rest. Each inference looks at the robot standing
-        # still, as in training: a frame taken while the last chunk still moved the arm (cameras lag
-        # joint states by 100-200 ms through ROS on a loaded CPU) showed a scene the arm had left.
-        rested_at = -math.inf
-        while not self._stop.is_set():
-            if not self.stream.started or self._hold_reason:
-                self.tick()
-                time.sleep(period)
-                continue
-            observation, seq = self.perception.wait_fresh(seq, self.config.max_observation_age)
-            if observation is None or observation.stamp < rested_at <= self.clock.now():  # (after a jump back: any)
-                self.tick()  # hold (stale or missing input, or from before the robot stopped)
-                time.sleep(period)
-                continue
-            chunk = self._infer(observation, harmonic=False)
-            if chunk is None:
-                self.tick()
-                continue
-            now = self.clock.now()
-            if now < chunk.t0 - 1e-6:  # the clock went backwards while the model thought (a sim reset)
-                self._on_clock_jump(now, ClockJump(chunk.t0, now).describe())
-                continue
-            self.stream.rebase(now - period)  # the controller held still while we thought
-            self.stream.submit(chunk)
-            self._jumps.reset()
-            self._jumps.check(now)  # the next tick compares with now: a jump right after is still caught
-            self.meters.last_tick = None
-            end = now + (chunk.t_end - chunk.t0) * self.config.sync_execute_fraction
-            deadline = time.monotonic()
-            while not self._stop.is_set():
-                command = self.tick()
-                if command is None or command.holding or self.clock.now() >= end:
-                    break
-                deadline += period
-                delay = deadline - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            braking_until = time.monotonic() + 1.0  # the chunk's end holds; the stream brakes to rest
-            while not self._stop.is_set() and not self.stream.at_rest and time.monotonic() < braking_until:
-                self.tick()
-                time.sleep(period)
-            rested_at = self.clock.now()
 
     # ------------------------------------------------------------------- status
     def status(self) -> RuntimeStatus:

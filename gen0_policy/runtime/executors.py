@@ -1,0 +1,199 @@
+"""How a :class:`~gen0_policy.runtime.runtime.Runtime` alternates thinking and acting, one class per
+``RuntimeConfig.mode``. Each runs on the runtime's worker thread and says whether it also produces the
+commands itself, so the runtime (not its caller) decides where ticks come from.
+
+- harmonic: the worker thinks on fresh observations while a fixed-rate action stream (a wall-clock
+  thread, or the caller's timer under sim time) acts: the robot never freezes while the model thinks;
+- synchronous: look at the robot standing still, infer (the commands pause), act the chunk, brake to
+  rest, repeat; this loop is the only tick source in every clock, so ticks never read it out of order."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gen0_policy.errors import CommandError, Gen0Error
+from gen0_policy.runtime.clock import ClockJump
+from gen0_policy.runtime.perception import JOINTS, Observation
+from gen0_policy.runtime.policy import ChunkPolicy, validate_output
+from gen0_policy.runtime.rate import set_nice, set_realtime
+from gen0_policy.runtime.trajectory import Chunk
+
+if TYPE_CHECKING:
+    from gen0_policy.runtime.runtime import Runtime
+
+
+def _committed_steps(rt: Runtime, policy: ChunkPolicy) -> int:
+    """Steps of ``step_dt`` that execute between a chunk's row 0 and its takeover (the estimate of
+    that delay: the observation's age plus the inference, in harmonic mode; plus a margin)."""
+    expected = rt.meters.latency_estimate * (1 + rt.config.latency_margin)
+    steps = math.ceil(expected / policy.step_dt) + 1 if expected > 0 else 0
+    return min(steps, int(policy.max_prefix), int(policy.chunk_size) - 1)
+
+
+def infer(rt: Runtime, observation: Observation, harmonic: bool) -> Chunk | None:
+    """One inference on ``observation`` with the runtime's policy (a pending hot swap takes effect here);
+    returns the validated chunk, or None with the reason recorded in ``rt.health`` (or a clock jump)."""
+    policy = rt._policy = rt.swap.take(rt._policy)
+    epoch = rt._epoch
+    started_at = rt.clock.now()
+    # Row 0 of a chunk is the action at the observation's time, as in training. Harmonic: the stream
+    # kept moving since then, so the chunk is placed at the joint state's stamp (with synchronize_joints,
+    # when its images were taken) and conditioned on what was (and will be) commanded from then on;
+    # rows already past are skipped when it takes over. Synchronous: the robot held still since the
+    # observation, so the chunk starts now.
+    t0 = min(observation.stamps.get(JOINTS, observation.stamp), started_at) if harmonic else started_at
+    committed = None
+    prefix = _committed_steps(rt, policy) if harmonic else 0
+    if prefix > 0:
+        committed = rt.stream.plan(t0 + np.arange(prefix) * policy.step_dt)
+    started = time.monotonic()
+    try:
+        with rt.health.inferring():
+            out = policy.infer(
+                observation.to_policy_input(rt.embodiment.name, rt.instruction),
+                None if committed is None else committed.astype(np.float32),
+                rt.config.num_samples,
+            )
+    except Gen0Error as exc:  # the policy refused this input (wrong embodiment, bad image): hold, say why
+        rt.health.chunk_error = f"policy refused the observation: {exc}"
+        return None
+    wall_latency = time.monotonic() - started
+    latency = max(rt.clock.now() - t0, 0.0)
+    rt.meters.inference(latency, wall_latency, started_at - observation.stamp, rt.config.latency_ema)
+    if epoch != rt._epoch:
+        return None  # the clock jumped while thinking: this chunk's times mean nothing
+    try:
+        result = validate_output(out, rt.embodiment.dof)
+    except CommandError as exc:
+        rt.health.chunk_error = str(exc)
+        return None
+    n_committed = 0 if committed is None else len(committed)
+    if rt._signals_epoch != epoch:  # a chunk from before a restart or clock jump is not compared with
+        rt._signals.reset()
+        rt._signals_epoch = epoch
+    checked = {**out, "actions": result.actions, "uncertainty": result.uncertainty}
+    signals = rt._signals.update(checked, t0, float(policy.step_dt), n_committed)
+    uncertainty = signals[rt.config.uncertainty_signal]
+    rt.meters.chunks += 1
+    chunk = Chunk(
+        actions=result.actions,
+        t0=t0,
+        step_dt=float(policy.step_dt),
+        observation_stamp=observation.stamp,
+        uncertainty=uncertainty,
+        inference_latency=wall_latency,
+        committed=n_committed,
+        checkpoint_id=str(getattr(policy, "checkpoint_id", "")),
+        seq=rt.meters.chunks,
+    )
+    rt.meters.uncertainty = uncertainty
+    uncertain = uncertainty > rt.config.uncertainty_threshold  # NaN (not measured) never holds
+    rt.health.chunk(uncertain)
+    if rt.on_chunk is not None:
+        rt.on_chunk(chunk)
+    if uncertain:
+        rt._signals.held()
+        return None
+    rt.swap.first_chunk(policy)  # the new model's first chunk is ready
+    return chunk
+
+
+class HarmonicExecutor:
+    """Infer whenever a fresh observation arrives; the action stream is ticked from elsewhere."""
+
+    ticks_itself = False
+
+    def run(self, rt: Runtime) -> None:
+        config = rt.config
+        set_nice(config.worker_nice)
+        set_realtime(config.worker_realtime_priority)
+        seq = -1
+        while not rt._stop.is_set():
+            observation, seq = rt.perception.wait_fresh(seq, config.max_observation_age)
+            if observation is None or not rt.stream.started or rt._hold_reason:
+                time.sleep(0.002)
+                continue
+            started, started_at = time.monotonic(), rt.clock.now()
+            chunk = infer(rt, observation, harmonic=True)
+            if chunk is not None:
+                rt.stream.submit(chunk)
+            if config.worker_duty_cycle < 1:
+                time.sleep((time.monotonic() - started) * (1 / config.worker_duty_cycle - 1))
+            if chunk is not None and config.replan_period > 0:
+                self._wait_until(rt, started_at + config.replan_period)
+
+    @staticmethod
+    def _wait_until(rt: Runtime, t: float) -> None:
+        """Sleep until the runtime clock reads ``t`` (sim time may run slower or faster than the wall),
+        a stop, or a clock jump backwards."""
+        while not rt._stop.is_set() and not rt._hold_reason:
+            now = rt.clock.now()
+            if now >= t or t - now > 2 * rt.config.replan_period + 1.0:
+                return
+            time.sleep(min(0.005, t - now))
+
+
+class SynchronousExecutor:
+    """Infer (the command stream pauses), then act the chunk at the control rate, then repeat."""
+
+    ticks_itself = True
+
+    def run(self, rt: Runtime) -> None:
+        period = rt.config.period
+        set_realtime(rt.config.realtime_priority)  # this thread is the control path here
+        seq = -1
+        # Runtime clock time the robot last came to rest. Each inference looks at the robot standing
+        # still, as in training: a frame taken while the last chunk still moved the arm (cameras lag
+        # joint states by 100-200 ms through ROS on a loaded CPU) showed a scene the arm had left.
+        rested_at = -math.inf
+        while not rt._stop.is_set():
+            if not rt.stream.started or rt._hold_reason:
+                rt.tick()
+                time.sleep(period)
+                continue
+            observation, seq = rt.perception.wait_fresh(seq, rt.config.max_observation_age)
+            if observation is None or observation.stamp < rested_at <= rt.clock.now():  # (after a jump back: any)
+                rt.tick()  # hold (stale or missing input, or from before the robot stopped)
+                time.sleep(period)
+                continue
+            chunk = infer(rt, observation, harmonic=False)
+            if chunk is None:
+                rt.tick()
+                continue
+            now = rt.clock.now()
+            if now < chunk.t0 - 1e-6:  # the clock went backwards while the model thought (a sim reset)
+                rt._on_clock_jump(now, ClockJump(chunk.t0, now).describe())
+                continue
+            rt.stream.rebase(now - period)  # the controller held still while we thought
+            rt.stream.submit(chunk)
+            rt._jumps.reset()
+            rt._jumps.check(now)  # the next tick compares with now: a jump right after is still caught
+            rt.meters.last_tick = None
+            self._act(rt, now + (chunk.t_end - chunk.t0) * rt.config.sync_execute_fraction)
+            rested_at = rt.clock.now()
+
+    @staticmethod
+    def _act(rt: Runtime, end: float) -> None:
+        """Tick at the control rate until the runtime clock reads ``end`` (or the stream holds), then
+        brake to rest for at most a second: the chunk's end holds."""
+        period = rt.config.period
+        deadline = time.monotonic()
+        while not rt._stop.is_set():
+            command = rt.tick()
+            if command is None or command.holding or rt.clock.now() >= end:
+                break
+            deadline += period
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        braking_until = time.monotonic() + 1.0
+        while not rt._stop.is_set() and not rt.stream.at_rest and time.monotonic() < braking_until:
+            rt.tick()
+            time.sleep(period)
+
+
+EXECUTORS = {"harmonic": HarmonicExecutor, "synchronous": SynchronousExecutor}

@@ -26,6 +26,7 @@ class Feeder:
         self.runtime, self.period, self.lag = runtime, 1.0 / rate, lag  # lag: how old a measurement is on arrival
         self.position = np.zeros(3)
         self.paused = threading.Event()
+        self.blind = threading.Event()  # the camera stops, joint states go on
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -35,7 +36,8 @@ class Feeder:
             if not self.paused.is_set():
                 stamp = self.runtime.clock.now() - self.lag
                 self.runtime.perception.put_joints(self.position, stamp)
-                self.runtime.perception.put_image("cam0", image(3), stamp)
+                if not self.blind.is_set():
+                    self.runtime.perception.put_image("cam0", image(3), stamp)
             time.sleep(self.period)
 
     def stop(self) -> None:
@@ -128,6 +130,24 @@ def test_synchronous_runtime_pauses_the_stream_while_thinking(started) -> None:
     wait_until(lambda: len({c.chunk_seq for c in commands}) >= 4, 15, what="four chunks")
     gaps = np.diff([c.t for c in commands])
     assert gaps.max() >= 0.08  # nothing is commanded during inference
+
+
+def test_a_synchronous_chunk_runs_to_its_end_without_fresh_frames_then_waits_for_one(started) -> None:
+    """A synchronous chunk is open loop, as in rollouts: a camera that falls silent mid-chunk (a late
+    frame on a busy CPU) no longer cuts it short; the next inference still waits for a fresh frame."""
+    policy = GoalPolicy(goal=GOAL, speed=0.6, delay_s=0.01, chunk_size=40)  # 2 s chunks
+    runtime, commands = make(policy, mode="synchronous", max_observation_age=0.2)
+    feeder = start(started, runtime, commands)
+    wait_until(lambda: runtime.meters.chunks >= 1 and runtime.stream.executing, 10, what="a chunk executing")
+    feeder.blind.set()
+    chunks = runtime.meters.chunks
+    time.sleep(0.6)  # frames 0.6 s old, joint states fresh
+    assert runtime.status().state == RuntimeState.RUNNING and runtime.meters.chunks == chunks
+    assert not commands[-1].holding
+    wait_until(lambda: runtime.status().state == RuntimeState.HOLDING, 5, what="holding after the chunk")
+    assert "stale observation: cam0" in runtime.status().reason and runtime.meters.chunks == chunks
+    feeder.blind.clear()
+    wait_until(lambda: runtime.meters.chunks > chunks, 10, what="a chunk from a fresh frame")
 
 
 def test_stale_observations_hold_and_say_why_then_recover(started) -> None:

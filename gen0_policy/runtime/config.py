@@ -17,7 +17,7 @@ MODES = ("harmonic", "synchronous")
 class RuntimeConfig:
     mode: str = "synchronous"  # synchronous: infer at rest, then act the chunk; harmonic: think while acting
     control_rate_hz: float = 100.0  # action-stream rate, Hz (1..500)
-    max_observation_age: float = 0.5  # s; older observations make the runtime hold
+    max_observation_age: float = 0.5  # s; older observations hold (synchronous: only joints while a chunk runs)
     uncertainty_threshold: float = math.inf  # the signal's value above which the runtime holds (inf: never)
     num_samples: int = 1  # action samples per inference; >= 2 to measure the sample spread
     uncertainty_signal: str = "sample_spread"  # which signal of runtime/uncertainty.py decides (SIGNALS)

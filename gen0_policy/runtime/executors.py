@@ -106,6 +106,7 @@ class HarmonicExecutor:
     """Infer whenever a fresh observation arrives; the action stream is ticked from elsewhere."""
 
     ticks_itself = False
+    acting_open_loop = False  # each chunk is replaced as soon as a newer one is ready: it needs fresh eyes
 
     def run(self, rt: Runtime) -> None:
         config = rt.config
@@ -142,6 +143,10 @@ class SynchronousExecutor:
 
     ticks_itself = True
 
+    def __init__(self) -> None:
+        # True while a chunk runs to its end (and brakes) on the frame it was computed from, as in rollouts
+        self.acting_open_loop = False
+
     def run(self, rt: Runtime) -> None:
         period = rt.config.period
         set_realtime(rt.config.realtime_priority)  # this thread is the control path here
@@ -176,11 +181,17 @@ class SynchronousExecutor:
             self._act(rt, now + (chunk.t_end - chunk.t0) * rt.config.sync_execute_fraction)
             rested_at = rt.clock.now()
 
-    @staticmethod
-    def _act(rt: Runtime, end: float) -> None:
+    def _act(self, rt: Runtime, end: float) -> None:
         """Tick at the control rate until the runtime clock reads ``end`` (or the stream holds), then
         brake to rest for at most a second: the chunk's end holds."""
-        period = rt.config.period
+        self.acting_open_loop = True
+        try:
+            self._follow(rt, end, rt.config.period)
+        finally:
+            self.acting_open_loop = False
+
+    @staticmethod
+    def _follow(rt: Runtime, end: float, period: float) -> None:
         deadline = time.monotonic()
         while not rt._stop.is_set():
             command = rt.tick()

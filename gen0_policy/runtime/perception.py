@@ -60,6 +60,11 @@ class Observation:
     def stalest(self) -> str:
         return min(self.stamps, key=self.stamps.__getitem__)
 
+    def only(self, *sources: str) -> Observation:
+        """The same snapshot restricted to ``sources`` (images kept only for cameras among them)."""
+        images = {cam: im for cam, im in self.images.items() if cam in sources}
+        return Observation(self.joint_positions, images, {s: self.stamps[s] for s in sources}, self.seq)
+
     def to_policy_input(self, embodiment: str, instruction: str) -> dict[str, Any]:
         return {
             "embodiment": embodiment,

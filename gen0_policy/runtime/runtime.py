@@ -21,7 +21,7 @@ from gen0_policy.runtime.config import RuntimeConfig
 from gen0_policy.runtime.executors import EXECUTORS
 from gen0_policy.runtime.health import Health, Meters
 from gen0_policy.runtime.horizon import Horizon, HorizonPlanner
-from gen0_policy.runtime.perception import PerceptionStream
+from gen0_policy.runtime.perception import JOINTS, PerceptionStream
 from gen0_policy.runtime.policy import ChunkPolicy
 from gen0_policy.runtime.rate import RateLoop, configure_threads
 from gen0_policy.runtime.safety import SafetyFilter, SafetyLimits
@@ -327,6 +327,11 @@ class Runtime:
             why = health.restart_reason or self.perception.why(missing)
             return RuntimeState.HOLDING, f"waiting for {', '.join(missing)}" + (f" ({why})" if why else "")
         observation = self.perception.latest()
+        if observation is not None and self._executor.acting_open_loop:
+            # An open-loop chunk does not look at the cameras until it ends: only the joint states (the
+            # tracking check's input) must stay fresh. Holding on a late frame cut chunks short through ROS
+            # on a busy CPU (pick_place: 15 % of the time held, frames 0.5-0.7 s late), as no rollout does.
+            observation = observation.only(JOINTS)
         if observation is not None:
             age = observation.age(now)
             if age > self.config.max_observation_age:

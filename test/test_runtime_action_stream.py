@@ -167,3 +167,34 @@ def test_holding_brakes_to_a_standstill(hold: bool) -> None:
     assert command.holding == hold
     if hold:
         np.testing.assert_allclose(command.velocities, 0.0, atol=1e-12)
+
+
+def test_a_chunk_that_ends_at_speed_stops_on_its_last_waypoint_without_swinging() -> None:
+    """The spline stops at a chunk's last waypoint faster than the acceleration limit allows. Tracked
+    greedily, the command overshot it and swung back and forth at the limit (on a Panda-like joint
+    0.05 rad either way for 0.6 s after every synchronous chunk); now it brakes along the stopping
+    curve: one overshoot, then back to the waypoint ringing at under a third of it, at rest soon."""
+    emb = toy_embodiment(dof=3, velocity=2.0, acceleration=12.5)
+    limits = SafetyLimits.from_embodiment(emb)
+    stream = ActionStream(SafetyFilter(limits), PERIOD)
+    stream.reset(0.0, np.zeros(3))
+    actions = np.linspace(0, 0.8, 16)[:, None] * np.array([1.0, -1.0, 0.5])  # about 1 rad/s until the end
+    chunk = Chunk(actions=actions, t0=0.0, step_dt=0.05)
+    stream.submit(chunk)
+    k, errors, velocities = 0, [], []
+    while not (k * PERIOD > chunk.t_end and stream.at_rest) and k < 300:
+        k += 1
+        command = stream.tick(k * PERIOD)
+        if k * PERIOD > chunk.t_end:
+            errors.append(command.positions - actions[-1])
+            velocities.append(command.velocities)
+    assert k * PERIOD - chunk.t_end < 0.35  # at rest (after 0.64 s of swinging before)
+    np.testing.assert_allclose(command.positions, actions[-1], atol=1e-9)
+    errors_arr = np.abs(np.array(errors))
+    first = np.argmax(errors_arr, axis=0)  # the overshoot
+    for j in range(3):
+        back = errors_arr[first[j] :, j]
+        crossed = np.argmax(np.diff(np.sign(np.array(errors)[first[j] :, j])) != 0) + 1
+        assert np.max(back[crossed:]) <= 0.3 * errors_arr[first[j], j]  # it swung 100 % back before
+    accelerations = np.abs(np.diff(np.array(velocities), axis=0)) / PERIOD
+    assert np.all(accelerations <= limits.acceleration * (1 + 1e-9))

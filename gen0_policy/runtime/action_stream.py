@@ -172,6 +172,13 @@ class ActionStream:
             elif hold:
                 state = self.safety.stop(state, dt)
                 trajectory = Trajectory.hold(now, state.position)
+            elif now >= trajectory.end_t and np.any(state.velocity):
+                # Past the last waypoint the target stands still: stop on it along the braking curve.
+                # Greedy tracking overshot it and swung back and forth at the acceleration limit, 0.05 rad
+                # either way for 0.6 s after every chunk that ended at speed (the spline's own stop at its
+                # last waypoint is faster than the limits allow).
+                state = self.safety.approach(state, trajectory.end_p, dt)
+                clamped = not np.allclose(state.position, trajectory.end_p, rtol=0, atol=1e-9)
             else:
                 state, clamped = self.safety.step(state, trajectory.position(now), dt)
             self._state, self._trajectory = state, trajectory

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import shutil
 import sys
 import time
@@ -42,12 +41,12 @@ from gen0_policy.model.config import ModelConfig, preset
 from gen0_policy.model.counting import component_of
 from gen0_policy.model.language import language_encoder
 from gen0_policy.model.modeling import Gen0Model
-from gen0_policy.model.policy import bf16_fast
 from gen0_policy.model.processor import JointStats, Processor
 from gen0_policy.train.batch import BatchBuilder
 from gen0_policy.train.checkpoint import load_train_state, save_train_state
 from gen0_policy.train.config import TrainConfig
 from gen0_policy.train.curves import chunk_figure, write_curves
+from gen0_policy.train.placement import place
 from gen0_policy.train.sources import joint_stats, load_sources
 from gen0_policy.train.validation import next_action_error, predicted_chunks
 
@@ -74,7 +73,9 @@ class Trainer:
         embodiments: Sequence[Embodiment] | None = None,
     ) -> None:
         self.config = config
-        self._setup_distributed()
+        placement = place(config)
+        self.strategy, self.device, self.bf16 = placement.strategy, placement.device, placement.bf16
+        self.rank, self.world = placement.rank, placement.world
         if config.threads:
             torch.set_num_threads(config.threads)
         self.out_dir = Path(config.out_dir)
@@ -117,29 +118,6 @@ class Trainer:
             self._resume(resolve(self.out_dir))
 
     # -- set-up -----------------------------------------------------------------------------------
-    def _setup_distributed(self) -> None:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        strategy = self.config.strategy
-        if strategy == "auto":
-            strategy = "ddp" if world > 1 else "single"
-        if world > 1 and strategy == "single":
-            raise ConfigError("launched with several processes but strategy=single; use ddp or fsdp")
-        self.strategy = strategy
-        if self.config.device == "auto":
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
-        else:
-            device = self.config.device
-        self.device = torch.device(device)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        if world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        self.rank = dist.get_rank() if dist.is_initialized() else 0
-        self.world = dist.get_world_size() if dist.is_initialized() else 1
-        if self.config.batch_size % self.world:
-            raise ConfigError(f"batch_size {self.config.batch_size} must be divisible by {self.world} processes")
-        self.bf16 = self.config.precision == "bf16" or (self.config.precision == "auto" and bf16_fast(self.device))
-
     def _model_config(self, init: Any) -> ModelConfig:
         if init is not None:
             return init.config.with_overrides(**self.config.model)

@@ -184,27 +184,24 @@ class SynchronousExecutor:
     def _act(self, rt: Runtime, end: float) -> None:
         """Tick at the control rate until the runtime clock reads ``end`` (or the stream holds), then
         brake to rest for at most a second: the chunk's end holds."""
+        period = rt.config.period
         self.acting_open_loop = True
         try:
-            self._follow(rt, end, rt.config.period)
+            deadline = time.monotonic()
+            while not rt._stop.is_set():
+                command = rt.tick()
+                if command is None or command.holding or rt.clock.now() >= end:
+                    break
+                deadline += period
+                delay = deadline - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            braking_until = time.monotonic() + 1.0
+            while not rt._stop.is_set() and not rt.stream.at_rest and time.monotonic() < braking_until:
+                rt.tick()
+                time.sleep(period)
         finally:
             self.acting_open_loop = False
-
-    @staticmethod
-    def _follow(rt: Runtime, end: float, period: float) -> None:
-        deadline = time.monotonic()
-        while not rt._stop.is_set():
-            command = rt.tick()
-            if command is None or command.holding or rt.clock.now() >= end:
-                break
-            deadline += period
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        braking_until = time.monotonic() + 1.0
-        while not rt._stop.is_set() and not rt.stream.at_rest and time.monotonic() < braking_until:
-            rt.tick()
-            time.sleep(period)
 
 
 EXECUTORS = {"harmonic": HarmonicExecutor, "synchronous": SynchronousExecutor}

@@ -370,8 +370,11 @@ def test_moved_while_deactivated_it_resumes_from_where_the_robot_is(started, cap
     runtime.hold("deactivated")
     wait_until(lambda: runtime.quiescent, 5, what="at rest")
     caplog.set_level("WARNING", logger="gen0_policy.runtime")
-    for _ in range(50):  # 0.2 rad in 0.5 s: a smooth move, no teleport
-        feeder.position = feeder.position + np.array([0.004, 0.0, 0.0])
+    # Absolute positions from where the stream rests: the tick that brought it to rest may still be
+    # handing its last command to the feeder when quiescent turns true (CI saw 0.196 of 0.200 moved).
+    rest = runtime.stream.position().copy()
+    for i in range(1, 51):  # 0.2 rad in 0.5 s: a smooth move, no teleport
+        feeder.position = rest + np.array([0.004 * i, 0.0, 0.0])
         time.sleep(0.01)
     moved, count = feeder.position.copy(), len(commands)
     wait_until(lambda: np.array_equal(runtime.perception.latest_joints(), moved), 5, what="the last move measured")

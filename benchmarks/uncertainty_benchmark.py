@@ -110,11 +110,11 @@ CONDITIONS = {
 
 
 class Monitored:
-    """The checkpoint controller under a shift, optionally holding (as the runtime does) when
-    ``hold=(signal, threshold)`` is exceeded: it keeps its last target for one policy step, then thinks
+    """The checkpoint controller under a shift, optionally holding (as the runtime does) when any signal
+    of ``hold={signal: threshold}`` is exceeded: it keeps its last target for one policy step, then thinks
     again. Counts the arm's motion (rad of joint travel), to see what holding saves in failed episodes."""
 
-    def __init__(self, inner: CheckpointController, shift: Shift, hold: tuple[str, float] | None = None) -> None:
+    def __init__(self, inner: CheckpointController, shift: Shift, hold: dict[str, float] | None = None) -> None:
         self.inner, self.shift, self.hold = inner, shift, hold
         self.needs_images = True
 
@@ -139,8 +139,8 @@ class Monitored:
         inferred = len(self.inner.signals)
         target = self.inner.act(observation)
         if self.hold is not None and len(self.inner.signals) > inferred:
-            signal, threshold = self.hold
-            if self.inner.signals[-1][1][signal] > threshold:  # do not act on it; look again a step later
+            values = self.inner.signals[-1][1]
+            if any(values[signal] > threshold for signal, threshold in self.hold.items()):  # look again a step later
                 self.holds += 1
                 stay = q if self._target is None else self._target
                 self.inner.hold(stay, float(observation["time"]))
@@ -154,7 +154,7 @@ def run_condition(
     task: str,
     condition: str,
     seeds: range,
-    hold: tuple[str, float] | None,
+    hold: dict[str, float] | None,
     log: Callable[[str], None],
 ) -> list[tuple[EpisodeTrace, dict[str, Any]]]:
     shift = CONDITIONS[condition]
@@ -370,8 +370,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "wall_seconds": round(wall, 1),
     }
     threshold = report[chosen].get("threshold")
+    # The novelty guard holds beside the chosen signal, at the highest novelty any good calibration
+    # episode reached (no false holds there): it is for inputs unlike training, not for doubt.
+    calib = [t for t in traces if t.condition == "in_distribution" and t.seed < seeds[0] + len(seeds) // 2]
+    try:
+        novelty = calibrate_threshold(calib, "image_novelty", 0.0)
+    except ConfigError:  # the checkpoint has no novelty.json
+        novelty = math.nan
+    output["novelty_threshold"] = _round(novelty, 3)
     if threshold:
         calibration = Calibration(
+            novelty_threshold=novelty,
             signal=chosen,
             threshold=float(threshold),
             num_samples=args.num_samples if chosen in NEEDS_SAMPLES else 1,
@@ -385,10 +394,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             held = []
             for condition in [c.strip() for c in args.hold_conditions.split(",") if c.strip()]:
                 for task in tasks:
-                    held += run_condition(controller, task, condition, seeds, (chosen, float(threshold)), log)
+                    holds = {chosen: float(threshold)} | ({} if math.isnan(novelty) else {"image_novelty": novelty})
+                    held += run_condition(controller, task, condition, seeds, holds, log)
             output["holding"] = {
                 "signal": chosen,
                 "threshold": threshold,
+                "novelty_threshold": _round(novelty, 3),
                 "without": {k: v for k, v in output["outcomes"].items() if k.split("/")[0] in args.hold_conditions},
                 "with": summarize(held),
             }

@@ -227,6 +227,40 @@ def test_chunk_disagreement_needs_one_sample_and_is_the_reported_uncertainty(sta
     assert status.to_dict()["uncertainty_signal"] == "chunk_disagreement"
 
 
+class Seeing(GoalPolicy):
+    """Reports ``novel["value"]`` as its image_novelty, as a checkpoint with novelty.json does."""
+
+    def __init__(self, novel: dict, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.novel = novel
+
+    def infer(self, *args, **kwargs):
+        return {**super().infer(*args, **kwargs), "image_novelty": self.novel["value"]}
+
+
+@pytest.mark.parametrize("how", ["guard", "signal"])
+def test_image_novelty_holds_as_a_guard_beside_the_signal_or_as_the_signal(started, how) -> None:
+    """A camera unlike the training frames holds the robot: through novelty_threshold whatever
+    uncertainty_signal is (the guard), or as the chosen signal itself; the status says which."""
+    novel = {"value": 1.0}
+    policy = Seeing(novel, goal=GOAL, speed=0.5, delay_s=0.02)
+    if how == "guard":
+        settings = {"uncertainty_signal": "chunk_disagreement", "uncertainty_threshold": 0.5, "novelty_threshold": 4.0}
+    else:
+        settings = {"uncertainty_signal": "image_novelty", "uncertainty_threshold": 4.0}
+    runtime, commands = make(policy, **settings)
+    start(started, runtime, commands)
+    status = wait_until(lambda: (s := runtime.status()).state == RuntimeState.RUNNING and s, 10, what="running")
+    assert status.uncertainty_signal == settings["uncertainty_signal"]
+    novel["value"] = 10.0  # the lens cap goes on
+    status = wait_until(lambda: (s := runtime.status()).state == RuntimeState.UNCERTAIN and s, 5, what="uncertain")
+    expected = "10.00 above novelty_threshold 4.00" if how == "guard" else "10.000 above threshold 4.000"
+    assert f"(image_novelty) {expected}" in status.reason
+    wait_until(lambda: commands[-1].holding, 5, what="holding")
+    novel["value"] = 1.0
+    wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="seeing again")
+
+
 def test_hung_and_dead_workers_hold_and_fault(started) -> None:
     policy = GoalPolicy(goal=GOAL, speed=0.5, delay_s=0.02)
     runtime, commands = make(policy, worker_timeout=0.3)

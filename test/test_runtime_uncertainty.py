@@ -15,6 +15,8 @@ import torch
 from model_fixtures import make_embodiment, make_episodes
 
 from gen0_policy.errors import ConfigError
+from gen0_policy.images import model_image
+from gen0_policy.model.novelty import ImageNovelty
 from gen0_policy.runtime import RuntimeConfig
 from gen0_policy.runtime.uncertainty import (
     SIGNALS,
@@ -141,13 +143,17 @@ def test_calibration_file_round_trip_and_applied_to_the_runtime_config(tmp_path:
     assert calibration == Calibration("near_spread", 0.02, 8, 0.1, "ck")
     config = calibration.apply(RuntimeConfig(num_samples=2, uncertainty_threshold=5.0))
     assert (config.uncertainty_signal, config.uncertainty_threshold, config.num_samples) == ("near_spread", 0.02, 8)
-    one = Calibration("chunk_disagreement", 0.01).apply(RuntimeConfig())
+    one = Calibration("chunk_disagreement", 0.01).apply(RuntimeConfig(novelty_threshold=9.0))
     assert one.num_samples == 1 and one.uncertainty_signal == "chunk_disagreement"  # needs no samples
+    assert one.novelty_threshold == 9.0  # not calibrated: the config's stays
+    guarded = Calibration.load(Calibration("chunk_disagreement", 0.01, novelty_threshold=5.0).save(tmp_path / "g.json"))
+    assert guarded.apply(RuntimeConfig()).novelty_threshold == 5.0
     for bad, match in (
         ({"signal": "vibes", "threshold": 0.1}, "available signals"),
         ({"signal": "sample_spread", "threshold": 0.1, "num_samples": 1}, "num_samples >= 2"),
         ({"signal": "sample_spread", "threshold": -1, "num_samples": 4}, "positive"),
         ({"threshold": 0.1}, "needs 'signal'"),
+        ({"signal": "image_novelty", "threshold": 4.0, "novelty_threshold": -1}, "novelty_threshold"),
     ):
         (tmp_path / "bad.json").write_text(json.dumps(bad))
         with pytest.raises(ConfigError, match=match):
@@ -185,6 +191,11 @@ def test_signals_of_a_trained_tiny_model_over_an_episode(tiny) -> None:
     embodiment = make_embodiment("panda")
     monitor = SignalMonitor(embodiment.upper - embodiment.lower)
     ep = episodes[0]
+    frames = {cam: np.concatenate([e.images[cam] for e in episodes]) for cam in ep.images}
+    pixels = {cam: torch.from_numpy(model_image(f, policy.config.image_size)) for cam, f in frames.items()}
+    policy.novelty = ImageNovelty.fit(
+        {f"panda/{cam}": policy.model.vision.describe(p[:, None])[:, 0].numpy() for cam, p in pixels.items()}
+    )  # what `gen0 model novelty` fits from the training data (test_model_novelty.py)
     record = EpisodeTrace("in_distribution", "reach", 0, success=True, duration=len(ep.states) * policy.step_dt)
     for t in range(0, len(ep.states), 6):
         obs = {

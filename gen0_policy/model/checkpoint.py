@@ -5,6 +5,7 @@ descriptions in one folder, plain data only (safetensors + JSON), so loading nev
     <dir>/config.json         model config, embodiment order, chunk timing, provenance
     <dir>/normalization.json  per-embodiment state/action mean and std
     <dir>/embodiments.json    Embodiment.to_dict() of every robot the policy was trained on
+    <dir>/novelty.json        optional: image feature statistics of the training data (model/novelty.py)
     <dir>/manifest.json       sha256 of each file above: a flipped byte is caught, not executed
 
 A training run's folder may hold many checkpoints; its ``latest`` file names the newest.
@@ -31,6 +32,7 @@ from gen0_policy.model.processor import JointStats
 FORMAT = "gen0-policy"
 VERSION = 1
 POLICY_FILES = ("model.safetensors", "config.json", "normalization.json", "embodiments.json")
+OPTIONAL_FILES = ("novelty.json",)  # added after training (`gen0 model novelty`); verified when listed
 
 
 @dataclass
@@ -43,6 +45,7 @@ class PolicyFiles:
     embodiments: list[Embodiment]
     stats: dict[str, JointStats]
     meta: dict[str, Any]
+    novelty: dict[str, Any] | None = None  # novelty.json's content, if the checkpoint has one
 
 
 def sha256(path: Path) -> str:
@@ -87,9 +90,11 @@ CONTENT_FILES = ("model.safetensors", "normalization.json", "embodiments.json") 
 
 
 def content_id(path: Path, meta: Mapping[str, Any]) -> str:
-    """``<run>-step<step>-<hash>``, the hash over the weights, normalization statistics and embodiments:
-    a checkpoint whose content differs has a different id, however it was made."""
-    digest = hashlib.sha256("".join(sha256(path / name) for name in CONTENT_FILES).encode()).hexdigest()
+    """``<run>-step<step>-<hash>``, the hash over the weights, normalization statistics, embodiments and
+    (when present) novelty statistics: a checkpoint whose content differs has a different id, however
+    it was made (a threshold calibrated on one set of statistics does not carry to another)."""
+    names = [*CONTENT_FILES, *(n for n in OPTIONAL_FILES if (path / n).is_file())]
+    digest = hashlib.sha256("".join(sha256(path / name) for name in names).encode()).hexdigest()
     return f"{meta.get('run', 'gen0')}-step{int(meta.get('step', 0)):07d}-{digest[:8]}"
 
 
@@ -124,6 +129,22 @@ def save_policy(
     return checkpoint_id
 
 
+def add_optional_file(path: str | Path, name: str, data: Any) -> str:
+    """Write one of OPTIONAL_FILES into a checkpoint folder, list it in the manifest and update the
+    content id in config.json; returns the new checkpoint id."""
+    if name not in OPTIONAL_FILES:
+        raise CheckpointError(f"{name} is not an optional checkpoint file; those are {OPTIONAL_FILES}")
+    files = load_policy(path)  # verified before anything changes
+    write_json(files.path / name, data)
+    meta = read_json(files.path / "config.json")
+    meta["checkpoint_id"] = content_id(files.path, meta)
+    write_json(files.path / "config.json", meta)
+    manifest = read_json(files.path / "manifest.json")
+    manifest.update({n: sha256(files.path / n) for n in ("config.json", name)})
+    write_json(files.path / "manifest.json", manifest)
+    return str(meta["checkpoint_id"])
+
+
 def load_policy(path: str | Path) -> PolicyFiles:
     """Read and verify a checkpoint folder; every problem is a CheckpointError naming the file."""
     path = resolve(path)
@@ -137,6 +158,17 @@ def load_policy(path: str | Path) -> PolicyFiles:
                 f"checkpoint file {file} does not match its sha256 in manifest.json: it is corrupt or was edited; "
                 "restore it from a copy or save the checkpoint again"
             )
+    optional: dict[str, Any] = {}
+    for name in OPTIONAL_FILES:
+        file = path / name
+        if name not in manifest and not file.exists():
+            continue
+        if name not in manifest or not file.is_file() or manifest[name] != sha256(file):
+            raise CheckpointError(
+                f"checkpoint file {file} is {'missing' if not file.is_file() else 'not the one its manifest lists'}; "
+                f"write it again with `gen0 model novelty --checkpoint {path}` or remove it and its manifest entry"
+            )
+        optional[name] = read_json(file)
     meta = read_json(path / "config.json")
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise CheckpointError(
@@ -157,4 +189,4 @@ def load_policy(path: str | Path) -> PolicyFiles:
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read {path / 'model.safetensors'}: {exc}") from exc
     meta["checkpoint_id"] = content_id(path, meta)  # what was loaded, not what config.json claims
-    return PolicyFiles(path, config, state_dict, embodiments, stats, meta)
+    return PolicyFiles(path, config, state_dict, embodiments, stats, meta, optional.get("novelty.json"))

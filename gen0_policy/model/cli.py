@@ -43,7 +43,7 @@ def _export(args: argparse.Namespace) -> int:
     import shutil
     from pathlib import Path
 
-    from gen0_policy.model.checkpoint import POLICY_FILES, load_policy
+    from gen0_policy.model.checkpoint import OPTIONAL_FILES, POLICY_FILES, load_policy
 
     files = load_policy(args.checkpoint)  # verifies hashes before anything is copied
     out = Path(args.out)
@@ -51,11 +51,31 @@ def _export(args: argparse.Namespace) -> int:
         print(f"{out} exists and is not empty; choose a new folder")
         return 1
     out.mkdir(parents=True, exist_ok=True)
-    for name in (*POLICY_FILES, "manifest.json"):
+    optional = [n for n in OPTIONAL_FILES if (files.path / n).is_file()]
+    for name in (*POLICY_FILES, *optional, "manifest.json"):
         shutil.copy2(files.path / name, out / name)
     load_policy(out)
     size = sum(p.stat().st_size for p in out.iterdir()) / 1e6
     print(json.dumps({"checkpoint_id": files.meta.get("checkpoint_id"), "out": str(out), "size_mb": round(size, 2)}))
+    return 0
+
+
+def _novelty(args: argparse.Namespace) -> int:
+    """Image feature statistics of the training frames into the checkpoint (the image_novelty signal)."""
+    from gen0_policy.model.checkpoint import FORMAT, add_optional_file
+    from gen0_policy.model.novelty import FILE
+    from gen0_policy.model.policy import Gen0Policy
+    from gen0_policy.train.sources import image_novelty
+
+    policy = Gen0Policy.load(args.checkpoint, precision="fp32")
+    paths = args.data or [d["path"] for d in policy.meta.get("train_config", {}).get("datasets", [])]
+    if not paths:
+        print(f"{args.checkpoint} does not name its training datasets ({FORMAT} config.json); pass --data")
+        return 1
+    novelty = image_novelty(policy, paths, args.max_episodes, args.every)
+    checkpoint_id = add_optional_file(args.checkpoint, FILE, novelty.to_dict())
+    frames = {key: stats.frames for key, stats in novelty.cameras.items()}
+    print(json.dumps({"checkpoint_id": checkpoint_id, "datasets": paths, "frames": frames}))
     return 0
 
 
@@ -73,6 +93,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--checkpoint", required=True, help="checkpoint folder or training run folder (its latest)")
     export.add_argument("--out", required=True, help="new folder for the exported checkpoint")
     export.set_defaults(action_func=_export)
+    novelty = sub.add_parser(
+        "novelty", help="add image feature statistics of the training data (the image_novelty uncertainty signal)"
+    )
+    novelty.add_argument("--checkpoint", required=True, help="checkpoint folder (it is updated in place)")
+    novelty.add_argument("--data", nargs="*", default=[], help="datasets (default: the ones it was trained on)")
+    novelty.add_argument("--max-episodes", type=int, default=40, help="episodes per dataset, spread over it")
+    novelty.add_argument("--every", type=int, default=4, help="use every N-th frame")
+    novelty.set_defaults(action_func=_novelty)
 
     def dispatch(args: argparse.Namespace) -> int:
         if getattr(args, "action_func", None) is None:

@@ -148,6 +148,19 @@ class ImageEncoder(nn.Module):
                 tokens = torch.cat([tokens, self.keypoint_proj(self.spatial_softmax(features))[:, None]], dim=1)
         return tokens.reshape(B, N * tokens.shape[1], -1)
 
+    @torch.no_grad()
+    def describe(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, N, 3, S, S) uint8 -> (B, N, F) fp32: what each camera's picture is to the policy, before
+        any projection: the pooled feature map (channels x grid x grid) and the keypoints' x and y.
+        Image novelty (model/novelty.py) compares these with their statistics over the training data."""
+        B, N = images.shape[:2]
+        with torch.autocast("cpu", enabled=False):
+            features = self.stem(images.flatten(0, 1).to(self.stem[0].weight.dtype) / 127.5 - 1.0)
+            parts = [F.adaptive_avg_pool2d(features, self.grid).flatten(1)]
+            if self.keypoints:
+                parts.append(self.spatial_softmax(features))
+        return torch.cat(parts, dim=1).float().view(B, N, -1)
+
     def spatial_softmax(self, features: torch.Tensor) -> torch.Tensor:
         """(B, ch, h, w) -> (B, 2K): each keypoint map's softmax-weighted mean x and y in [-1, 1]."""
         maps = self.keypoint_maps(features)

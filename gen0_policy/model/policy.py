@@ -23,6 +23,7 @@ from gen0_policy.model.config import ModelConfig
 from gen0_policy.model.engines import build_sampler
 from gen0_policy.model.language import language_encoder
 from gen0_policy.model.modeling import Gen0Model
+from gen0_policy.model.novelty import ImageNovelty
 from gen0_policy.model.processor import Processor
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
@@ -60,6 +61,7 @@ class Gen0Policy:
         device: str | torch.device = "cpu",
         precision: str = "auto",
         engine: str = "torch",
+        novelty: ImageNovelty | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise CheckpointError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -85,6 +87,7 @@ class Gen0Policy:
         self.language = language_encoder(self.config.language_encoder, self.config.language_dim)
         self._generator = torch.Generator(device="cpu").manual_seed(int(self.meta.get("seed", 0)))
         self.warnings: dict[str, str] = {}  # camera -> why its frames differ from the training data's
+        self.novelty = novelty  # training-frame feature statistics: infer reports "image_novelty"
 
     @classmethod
     def load(
@@ -98,7 +101,8 @@ class Gen0Policy:
         except RuntimeError as exc:
             raise CheckpointError(f"weights in {files.path} do not fit the model config: {exc}") from exc
         processor = Processor(files.config, files.embodiments, files.stats)
-        return cls(model, processor, files.meta, device=device, precision=precision, engine=engine)
+        novelty = None if files.novelty is None else ImageNovelty.from_dict(files.novelty, files.path / "novelty.json")
+        return cls(model, processor, files.meta, device=device, precision=precision, engine=engine, novelty=novelty)
 
     # -- what the runtime needs to know ---------------------------------------------------------
     @property
@@ -154,6 +158,17 @@ class Gen0Policy:
                 f"trained on {list(trained.joint_names)}; post-train on data of this robot"
             )
 
+    def _novelty(self, robot: str, cameras: list[str], pixels: torch.Tensor) -> dict[str, Any]:
+        """Each present camera's novelty score (its features against the training frames')."""
+        if self.novelty is None:
+            return {"image_novelty": math.nan, "camera_novelty": {}}
+        layout = self.processor.camera_layout(robot, cameras)
+        with torch.inference_mode():
+            features = self.model.vision.describe(pixels[:, : len(layout)].to(self.device))[0].cpu().numpy()
+        scores = {cam: self.novelty.score(robot, cam, features[slot]) for slot, (cam, _) in enumerate(layout)}
+        finite = [v for v in scores.values() if math.isfinite(v)]
+        return {"image_novelty": max(finite) if finite else math.nan, "camera_novelty": scores}
+
     # -- inference -------------------------------------------------------------------------------
     def infer(
         self, observation: Mapping[str, Any], committed: np.ndarray | None = None, num_samples: int = 1
@@ -167,7 +182,9 @@ class Gen0Policy:
                  ``committed`` (absolute joint targets, or per-step end-effector deltas),
                  "action_space": the robot's kind of action, so no consumer guesses,
                  "uncertainty": mean std of the samples in normalized units (NaN when num_samples == 1),
-                 "samples": (K, H, D) when num_samples > 1}. ``actions`` is the deterministic estimate.
+                 "samples": (K, H, D) when num_samples > 1,
+                 "image_novelty": the most novel camera's score (model/novelty.py; NaN without statistics),
+                 "camera_novelty": {camera: score}}. ``actions`` is the deterministic estimate.
         """
         if num_samples < 1:
             raise ObservationError(f"num_samples must be >= 1, got {num_samples}")
@@ -216,6 +233,7 @@ class Gen0Policy:
         if P:
             actions[:, :P] = committed  # exactly what will execute, not a round trip through the scale
         out: dict[str, Any] = {"actions": actions[0], "action_space": embodiment.action_space, "uncertainty": math.nan}
+        out.update(self._novelty(embodiment.name, list(observation.get("images") or {}), batch["images"]))
         if K > 1:
             spread = normalized[1:, P:, : embodiment.dof].std(axis=0)
             out["uncertainty"] = float(spread.mean()) if spread.size else 0.0

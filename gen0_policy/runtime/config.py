@@ -21,6 +21,9 @@ class RuntimeConfig:
     uncertainty_threshold: float = math.inf  # the signal's value above which the runtime holds (inf: never)
     num_samples: int = 1  # action samples per inference; >= 2 to measure the sample spread
     uncertainty_signal: str = "sample_spread"  # which signal of runtime/uncertainty.py decides (SIGNALS)
+    # image_novelty above which the runtime holds whatever uncertainty_signal says: a camera shows what
+    # the training data never did (covered, blocked, another scene). inf: never; needs novelty.json.
+    novelty_threshold: float = math.inf
     worker_timeout: float = 2.0  # s an inference may run before the worker counts as hung
     latency_ema: float = 0.3  # weight of the newest latency in the latency estimate
     latency_margin: float = 0.2  # extra fraction of the latency estimate committed for safety
@@ -63,6 +66,7 @@ class RuntimeConfig:
             "uncertainty_threshold": self.uncertainty_threshold > 0,
             "num_samples": self.num_samples >= 1,
             "uncertainty_signal": self.uncertainty_signal in SIGNALS,
+            "novelty_threshold": self.novelty_threshold > 0,
             "worker_timeout": self.worker_timeout > 0,
             "latency_ema": 0 < self.latency_ema <= 1,
             "latency_margin": self.latency_margin >= 0,
@@ -106,11 +110,12 @@ def runtime_parameters() -> dict[str, Any]:
 
 def runtime_config(params: Mapping[str, Any]) -> RuntimeConfig:
     """The :class:`RuntimeConfig` in a node's parameters (named as its fields; the others ignored), where
-    0 keeps its meaning in the parameter file: ``uncertainty_threshold`` 0 never holds, ``command_horizon``
-    0 sends one point per control tick (one control period)."""
+    0 keeps its meaning in the parameter file: ``uncertainty_threshold`` and ``novelty_threshold`` 0 never
+    hold, ``command_horizon`` 0 sends one point per control tick (one control period)."""
     settings = {f.name: params[f.name] for f in fields(RuntimeConfig) if f.name in params}
-    if settings.get("uncertainty_threshold") == 0:
-        settings["uncertainty_threshold"] = math.inf
+    for threshold in ("uncertainty_threshold", "novelty_threshold"):
+        if settings.get(threshold) == 0:
+            settings[threshold] = math.inf
     rate = settings.get("control_rate_hz", RuntimeConfig.control_rate_hz)
     if settings.get("command_horizon") == 0 and rate > 0:
         settings["command_horizon"] = 1.0 / rate
@@ -132,7 +137,8 @@ def check_node_parameters(p: dict) -> None:
         problems.append(f"uncertain_timeout must be a positive number of seconds, got {p['uncertain_timeout']}")
     if not 0 <= p.get("command_horizon", 0.0) < math.inf:
         problems.append(f"command_horizon must be >= 0 s (0: one point per control tick), got {p['command_horizon']}")
-    if not p["uncertainty_threshold"] >= 0:  # also refuses NaN
-        problems.append(f"uncertainty_threshold must be >= 0 (0 or inf: never hold), got {p['uncertainty_threshold']}")
+    for threshold in ("uncertainty_threshold", "novelty_threshold"):
+        if not p.get(threshold, 0.0) >= 0:  # also refuses NaN
+            problems.append(f"{threshold} must be >= 0 (0 or inf: never hold), got {p[threshold]}")
     if problems:
         raise ConfigError("; ".join(problems))

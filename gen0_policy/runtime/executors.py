@@ -78,6 +78,7 @@ def infer(rt: Runtime, observation: Observation, harmonic: bool) -> Chunk | None
     checked = {**out, "actions": result.actions, "uncertainty": result.uncertainty}
     signals = rt._signals.update(checked, t0, float(policy.step_dt), n_committed)
     uncertainty = signals[rt.config.uncertainty_signal]
+    novelty = signals["image_novelty"]
     rt.meters.chunks += 1
     chunk = Chunk(
         actions=result.actions,
@@ -90,8 +91,9 @@ def infer(rt: Runtime, observation: Observation, harmonic: bool) -> Chunk | None
         checkpoint_id=str(getattr(policy, "checkpoint_id", "")),
         seq=rt.meters.chunks,
     )
-    rt.meters.uncertainty = uncertainty
-    uncertain = uncertainty > rt.config.uncertainty_threshold  # NaN (not measured) never holds
+    rt.meters.uncertainty, rt.meters.novelty = uncertainty, novelty
+    # NaN (not measured) never holds
+    uncertain = uncertainty > rt.config.uncertainty_threshold or novelty > rt.config.novelty_threshold
     rt.health.chunk(uncertain)
     if rt.on_chunk is not None:
         rt.on_chunk(chunk)

@@ -6,6 +6,7 @@ reads them. Every write is one assignment, so the threads share them without a l
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -62,6 +63,7 @@ class Meters:
     """Measurements for the status and for sizing the committed prefix."""
 
     uncertainty: float = 0.0  # of the last chunk
+    novelty: float = math.nan  # image_novelty of the last chunk's observation (NaN: not measured)
     inference_latency: float = 0.0  # s wall time of the last inference
     observation_age: float = 0.0  # s; age of the last inference's observation when it started
     latency_estimate: float = 0.0  # s of runtime clock from an observation to its chunk, EMA

@@ -344,6 +344,12 @@ class Runtime:
                 )
         if health.chunk_error:
             return RuntimeState.HOLDING, health.chunk_error
+        if health.uncertain and self.meters.novelty > self.config.novelty_threshold:
+            return RuntimeState.UNCERTAIN, (
+                f"uncertainty (image_novelty) {self.meters.novelty:.2f} above novelty_threshold "
+                f"{self.config.novelty_threshold:.2f}: a camera shows what the training data never did "
+                f"(covered, blocked, another scene)"
+            )
         if health.uncertain:
             return RuntimeState.UNCERTAIN, (
                 f"uncertainty ({self.config.uncertainty_signal}) {self.meters.uncertainty:.3f} "

@@ -11,6 +11,10 @@ Signals (all dimensionless, higher = less sure):
 - ``chunk_disagreement``: mean |difference| between this chunk and the previous one over the times
   both cover, in fractions of each joint's range. A policy that changes its mind every chunk is
   guessing; needs one sample only.
+- ``image_novelty``: how far the cameras' pictures are from the training frames' (mean squared
+  z-score of the vision features, model/novelty.py; about 1 in distribution). It measures the input,
+  not the policy: a covered or blocked camera, a scene never trained in. Needs the checkpoint's
+  ``novelty.json`` (``gen0 model novelty``).
 
 A calibration file (JSON) names the signal and the threshold measured on successful in-distribution
 episodes (``benchmarks/uncertainty_benchmark.py --calibration-out`` writes one); the runtime and the policy
@@ -34,7 +38,7 @@ from gen0_policy.errors import ConfigError
 if TYPE_CHECKING:
     from gen0_policy.runtime.config import RuntimeConfig
 
-SIGNALS = ("sample_spread", "near_spread", "chunk_disagreement")
+SIGNALS = ("sample_spread", "near_spread", "chunk_disagreement", "image_novelty")
 NEEDS_SAMPLES = ("sample_spread", "near_spread")  # signals that are NaN with one sample
 
 
@@ -93,6 +97,8 @@ class SignalMonitor:
         values = {name: math.nan for name in SIGNALS}
         spread = out.get("uncertainty")
         values["sample_spread"] = float(spread) if spread is not None else math.nan
+        novelty = out.get("image_novelty")
+        values["image_novelty"] = float(novelty) if novelty is not None else math.nan
         samples = out.get("samples")
         if samples is not None and len(samples) > 1:
             near = np.asarray(samples, np.float64)[:, skip : skip + max(1, len(actions) // 4)]
@@ -245,6 +251,7 @@ class Calibration:
     false_hold_rate: float = math.nan  # target fraction of successful episodes that hold at least once
     checkpoint_id: str = ""  # the checkpoint it was measured on: another one needs its own calibration
     notes: str = ""
+    novelty_threshold: float = math.nan  # image_novelty above which to hold as well (NaN: not calibrated)
 
     def __post_init__(self) -> None:
         if self.signal not in SIGNALS:
@@ -253,6 +260,8 @@ class Calibration:
             raise ConfigError(f"calibrated threshold must be a positive number, got {self.threshold}")
         if self.signal in NEEDS_SAMPLES and self.num_samples < 2:
             raise ConfigError(f"signal {self.signal} needs num_samples >= 2, got {self.num_samples}")
+        if not (math.isnan(self.novelty_threshold) or self.novelty_threshold > 0):
+            raise ConfigError(f"calibrated novelty_threshold must be a positive number, got {self.novelty_threshold}")
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -283,8 +292,14 @@ class Calibration:
             raise ConfigError(f"uncertainty calibration {path}: {exc}") from exc
 
     def apply(self, config: RuntimeConfig) -> RuntimeConfig:
-        """``config`` using this signal and threshold (and at least the samples the signal needs)."""
+        """``config`` using this signal and threshold (and at least the samples the signal needs), and
+        this novelty threshold if one was calibrated."""
         samples = max(config.num_samples, self.num_samples) if self.signal in NEEDS_SAMPLES else config.num_samples
+        novelty = config.novelty_threshold if math.isnan(self.novelty_threshold) else self.novelty_threshold
         return dataclasses.replace(
-            config, uncertainty_signal=self.signal, uncertainty_threshold=self.threshold, num_samples=samples
+            config,
+            uncertainty_signal=self.signal,
+            uncertainty_threshold=self.threshold,
+            num_samples=samples,
+            novelty_threshold=novelty,
         )

@@ -10,6 +10,7 @@ commands itself, so the runtime (not its caller) decides where ticks come from.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from gen0_policy.runtime.clock import ClockJump
 from gen0_policy.runtime.perception import JOINTS, Observation
 from gen0_policy.runtime.policy import ChunkPolicy, validate_output
 from gen0_policy.runtime.rate import set_nice, set_realtime
+from gen0_policy.runtime.status import RuntimeState
 from gen0_policy.runtime.trajectory import Chunk
 
 if TYPE_CHECKING:
@@ -109,6 +111,19 @@ class HarmonicExecutor:
 
     ticks_itself = False
     acting_open_loop = False  # each chunk is replaced as soon as a newer one is ready: it needs fresh eyes
+    waits_for_fresh_chunks = True  # a stream with no chunk to execute holds until one from fresh eyes arrives
+
+    @staticmethod
+    def supervise(rt: Runtime, worker: threading.Thread | None) -> tuple[RuntimeState, str] | None:
+        """The worker is not the tick source here, so the stream runs on when it dies or hangs: say so."""
+        if worker is not None and not worker.is_alive() and not rt._stop.is_set():
+            return RuntimeState.FAULT, "inference worker died"
+        busy = rt.health.hung_for()
+        if busy > rt.config.worker_timeout:
+            return RuntimeState.HOLDING, (
+                f"inference worker hung: no chunk for {busy:.1f} s (worker_timeout {rt.config.worker_timeout} s)"
+            )
+        return None
 
     def run(self, rt: Runtime) -> None:
         config = rt.config
@@ -144,6 +159,13 @@ class SynchronousExecutor:
     """Infer (the command stream pauses), then act the chunk at the control rate, then repeat."""
 
     ticks_itself = True
+    waits_for_fresh_chunks = False  # between chunks it looks, thinks and acts itself
+
+    @staticmethod
+    def supervise(rt: Runtime, worker: threading.Thread | None) -> tuple[RuntimeState, str] | None:
+        """Nothing beyond the runtime's own checks: a worker that died is a fault through ``health`` in
+        any mode, and this loop thinks only with the robot at rest, so a long inference is a pause."""
+        return None
 
     def __init__(self) -> None:
         # True while a chunk runs to its end (and brakes) on the frame it was computed from, as in rollouts

@@ -313,15 +313,9 @@ class Runtime:
             return RuntimeState.FAULT, health.worker_error
         if self._rate is not None and not self._rate.alive and self._rate.error is not None:
             return RuntimeState.FAULT, f"action stream died: {self._rate.error!r}"
-        if self.config.mode == "harmonic":
-            worker = self._threads[0] if self._threads else None
-            if worker is not None and not worker.is_alive() and not self._stop.is_set():
-                return RuntimeState.FAULT, "inference worker died"
-            busy = health.hung_for()
-            if busy > self.config.worker_timeout:
-                return RuntimeState.HOLDING, (
-                    f"inference worker hung: no chunk for {busy:.1f} s (worker_timeout {self.config.worker_timeout} s)"
-                )
+        problem = self._executor.supervise(self, self._threads[0] if self._threads else None)
+        if problem is not None:
+            return problem
         missing = self.perception.missing()
         if missing:
             why = health.restart_reason or self.perception.why(missing)
@@ -357,7 +351,7 @@ class Runtime:
             )
         if health.restart_reason:
             return RuntimeState.HOLDING, f"{health.restart_reason}; waiting for a chunk computed after it"
-        if not self.stream.executing and self.config.mode == "harmonic":
+        if not self.stream.executing and self._executor.waits_for_fresh_chunks:
             return RuntimeState.HOLDING, "waiting for a chunk computed from fresh observations"
         if self.swap.loading:
             return RuntimeState.LOADING, f"loading {self.swap.loading}; executing the previous chunk meanwhile"

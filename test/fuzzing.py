@@ -43,7 +43,7 @@ DEFAULTS = {  # config/policy_node.yaml and the fuzzed node's start parameters: 
     "status_rate": 10.0, "control_rate_hz": 100.0, "max_observation_age": 0.3, "uncertainty_threshold": 0.0,
     "num_samples": 1, "worker_timeout": 2.0, "limit_scale": 1.0, "resync_tolerance": 1.0, "replan_period": 0.0,
     "uncertain_timeout": 2.0, "output_mode": "joint_trajectory", "mode": "harmonic", "embodiment": "panda",
-    "synchronize_joints": True,
+    "synchronize_joints": True, "novelty_threshold": 5.0,
 }  # fmt: skip
 
 # ---------------------------------------------------------------- strategies
@@ -80,7 +80,7 @@ action_attacks = st.one_of(
 PARAMETER_NAMES = [
     "status_rate", "control_rate_hz", "max_observation_age", "uncertainty_threshold", "num_samples", "worker_timeout",
     "limit_scale", "resync_tolerance", "replan_period", "uncertain_timeout", "output_mode", "mode", "checkpoint",
-    "embodiment", "synchronize_joints", "no_such_parameter",
+    "embodiment", "synchronize_joints", "novelty_threshold", "no_such_parameter",
 ]  # fmt: skip
 parameter_values = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -1.0, 0.5, 1e9]),

@@ -3,6 +3,7 @@ stale data, bad chunks, uncertainty, a hung or dead worker and clock jumps; hot 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -247,7 +248,7 @@ def test_image_novelty_holds_as_a_guard_beside_the_signal_or_as_the_signal(start
     if how == "guard":
         settings = {"uncertainty_signal": "chunk_disagreement", "uncertainty_threshold": 0.5, "novelty_threshold": 4.0}
     else:
-        settings = {"uncertainty_signal": "image_novelty", "uncertainty_threshold": 4.0}
+        settings = {"uncertainty_signal": "image_novelty", "uncertainty_threshold": 4.0, "novelty_threshold": math.inf}
     runtime, commands = make(policy, **settings)
     start(started, runtime, commands)
     status = wait_until(lambda: (s := runtime.status()).state == RuntimeState.RUNNING and s, 10, what="running")

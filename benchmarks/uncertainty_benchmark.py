@@ -17,12 +17,13 @@ the default rollout's). Conditions:
   recoloured_objects     the task's objects in other colours (red ball -> green, yellow button -> cyan, ...)
 
 docs/results/uncertainty.json, .png and config/uncertainty/multitask_cpu.json were made by (2026-12-02,
-shared 2-core CPU: 21 min for the 540 episodes, 6 min for the holding pass):
+2-core CPU shared with a data collection: 17 min for the 540 episodes, 20 min for the holding pass):
 
     MUJOCO_GL=egl nice -n 5 .venv/bin/python benchmarks/uncertainty_benchmark.py --episodes 30 --num-samples 8 \\
         --hold --progress /tmp/uncertainty.log
 
-(the analysis and holding pass were rerun from those episodes with ``--reuse`` after a fix to holding).
+(the analysis and holding pass were rerun from those episodes with ``--reuse`` once the holding pass
+held on image novelty as well).
 """
 
 from __future__ import annotations

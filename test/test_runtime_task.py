@@ -24,8 +24,8 @@ RUNNING = RuntimeState.RUNNING
 
 def test_timeouts_and_instructions_are_checked_before_a_goal_is_accepted() -> None:
     assert check_timeout(0.0) == math.inf and check_timeout(math.inf) == math.inf and check_timeout(3) == 3.0
-    for bad in (-1.0, math.nan, -math.inf):
-        with pytest.raises(CommandError, match="timeout must be >= 0"):
+    for bad in (-1.0, math.nan, -math.inf, 5e-324, 0.001):  # 5e-324 s came from a client: it would end at once
+        with pytest.raises(CommandError, match=r"timeout must be 0 \(none\) or at least 0\.01 s"):
             check_timeout(bad)
     assert check_instruction("reach the cube") == "reach the cube"
     with pytest.raises(CommandError, match=f"at most {MAX_INSTRUCTION_CHARS}"):

@@ -33,11 +33,15 @@ def check_instruction(instruction: str) -> str:
     return instruction
 
 
+MIN_TIMEOUT_S = 0.01  # a shorter goal ends before its first command: a mistake (5e-324 s was seen from a client)
+
+
 def check_timeout(timeout: float) -> float:
-    """A goal's timeout in s: 0 or +inf mean none; negative or NaN is refused (it would never end)."""
+    """A goal's timeout in s: 0 or +inf mean none; negative or NaN is refused (it would never end), and
+    so is one too short to act at all (it would end at once, looking like a policy that failed)."""
     timeout = float(timeout)
-    if math.isnan(timeout) or timeout < 0:
-        raise CommandError(f"task timeout must be >= 0 s (0: no timeout), got {timeout}")
+    if math.isnan(timeout) or timeout < 0 or 0 < timeout < MIN_TIMEOUT_S:
+        raise CommandError(f"task timeout must be 0 (none) or at least {MIN_TIMEOUT_S} s, got {timeout!r}")
     return math.inf if timeout == 0 else timeout
 
 

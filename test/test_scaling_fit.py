@@ -167,3 +167,20 @@ def test_cli_fits_and_predicts(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert "--target-error" in capsys.readouterr().err
     assert main(["scaling", "fit", str(tmp_path / "nothing_here")]) == 2
     assert "no results to analyze" in capsys.readouterr().err
+
+
+def test_heldout_scale_counts_a_jittering_joint_as_still() -> None:
+    """The UR5e's IK holds its wrist 'still' within 3e-4 rad: divided by that, a 5 mrad error counted
+    as 100 std and its held-out error was 108 against the Panda's 2. Still joints are left out; a
+    gripper that really moves (std 0.02 beside arm joints of 0.2-0.4) is kept."""
+    from gen0_policy.data.episode import Episode
+    from gen0_policy.scaling.evaluate import heldout_scale
+
+    rng = np.random.default_rng(0)
+    actions = np.stack(
+        [rng.normal(0, 0.3, 200), rng.normal(0, 0.2, 200), rng.normal(-1.571, 3e-4, 200), rng.normal(0.02, 0.02, 200)],
+        axis=1,
+    )
+    episode = Episode("ur5e", "reach", 20.0, actions, actions, {}, task="reach")
+    scale = heldout_scale([episode])["ur5e"]
+    assert scale[2] == 0.0 and np.all(scale[[0, 1, 3]] > 0)

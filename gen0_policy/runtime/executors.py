@@ -39,8 +39,8 @@ def _committed_steps(rt: Runtime, policy: ChunkPolicy) -> int:
 def infer(rt: Runtime, observation: Observation, harmonic: bool) -> Chunk | None:
     """One inference on ``observation`` with the runtime's policy (a pending hot swap takes effect here);
     returns the validated chunk, or None with the reason recorded in ``rt.health`` (or a clock jump)."""
-    policy = rt._policy = rt.swap.take(rt._policy)
-    epoch = rt._epoch
+    policy = rt.take_policy()
+    epoch = rt.epoch
     started_at = rt.clock.now()
     # Row 0 of a chunk is the action at the observation's time, as in training. Harmonic: the stream
     # kept moving since then, so the chunk is placed at the joint state's stamp (with synchronize_joints,
@@ -66,7 +66,7 @@ def infer(rt: Runtime, observation: Observation, harmonic: bool) -> Chunk | None
     wall_latency = time.monotonic() - started
     latency = max(rt.clock.now() - t0, 0.0)
     rt.meters.inference(latency, wall_latency, started_at - observation.stamp, rt.config.latency_ema)
-    if epoch != rt._epoch:
+    if epoch != rt.epoch:
         return None  # the clock jumped while thinking: this chunk's times mean nothing
     try:
         result = validate_output(out, rt.embodiment.dof)
@@ -74,11 +74,8 @@ def infer(rt: Runtime, observation: Observation, harmonic: bool) -> Chunk | None
         rt.health.chunk_error = str(exc)
         return None
     n_committed = 0 if committed is None else len(committed)
-    if rt._signals_epoch != epoch:  # a chunk from before a restart or clock jump is not compared with
-        rt._signals.reset()
-        rt._signals_epoch = epoch
     checked = {**out, "actions": result.actions, "uncertainty": result.uncertainty}
-    signals = rt._signals.update(checked, t0, float(policy.step_dt), n_committed)
+    signals = rt.judge(checked, t0, float(policy.step_dt), n_committed, epoch)
     uncertainty = signals[rt.config.uncertainty_signal]
     novelty = signals["image_novelty"]
     rt.meters.chunks += 1
@@ -100,7 +97,7 @@ def infer(rt: Runtime, observation: Observation, harmonic: bool) -> Chunk | None
     if rt.on_chunk is not None:
         rt.on_chunk(chunk)
     if uncertain:
-        rt._signals.held()
+        rt.chunk_held()
         return None
     rt.swap.first_chunk(policy)  # the new model's first chunk is ready
     return chunk
@@ -116,7 +113,7 @@ class HarmonicExecutor:
     @staticmethod
     def supervise(rt: Runtime, worker: threading.Thread | None) -> tuple[RuntimeState, str] | None:
         """The worker is not the tick source here, so the stream runs on when it dies or hangs: say so."""
-        if worker is not None and not worker.is_alive() and not rt._stop.is_set():
+        if worker is not None and not worker.is_alive() and not rt.stopping:
             return RuntimeState.FAULT, "inference worker died"
         busy = rt.health.hung_for()
         if busy > rt.config.worker_timeout:
@@ -130,9 +127,9 @@ class HarmonicExecutor:
         set_nice(config.worker_nice)
         set_realtime(config.worker_realtime_priority)
         seq = -1
-        while not rt._stop.is_set():
+        while not rt.stopping:
             observation, seq = rt.perception.wait_fresh(seq, config.max_observation_age)
-            if observation is None or not rt.stream.started or rt._hold_reason:
+            if observation is None or not rt.stream.started or rt.hold_reason:
                 time.sleep(0.002)
                 continue
             started, started_at = time.monotonic(), rt.clock.now()
@@ -148,7 +145,7 @@ class HarmonicExecutor:
     def _wait_until(rt: Runtime, t: float) -> None:
         """Sleep until the runtime clock reads ``t`` (sim time may run slower or faster than the wall),
         a stop, or a clock jump backwards."""
-        while not rt._stop.is_set() and not rt._hold_reason:
+        while not rt.stopping and not rt.hold_reason:
             now = rt.clock.now()
             if now >= t or t - now > 2 * rt.config.replan_period + 1.0:
                 return
@@ -179,8 +176,8 @@ class SynchronousExecutor:
         # still, as in training: a frame taken while the last chunk still moved the arm (cameras lag
         # joint states by 100-200 ms through ROS on a loaded CPU) showed a scene the arm had left.
         rested_at = -math.inf
-        while not rt._stop.is_set():
-            if not rt.stream.started or rt._hold_reason:
+        while not rt.stopping:
+            if not rt.stream.started or rt.hold_reason:
                 rt.tick()
                 time.sleep(period)
                 continue
@@ -195,12 +192,11 @@ class SynchronousExecutor:
                 continue
             now = rt.clock.now()
             if now < chunk.t0 - 1e-6:  # the clock went backwards while the model thought (a sim reset)
-                rt._on_clock_jump(now, ClockJump(chunk.t0, now).describe())
+                rt.on_clock_jump(now, ClockJump(chunk.t0, now).describe())
                 continue
             rt.stream.rebase(now - period)  # the controller held still while we thought
             rt.stream.submit(chunk)
-            rt._jumps.reset()
-            rt._jumps.check(now)  # the next tick compares with now: a jump right after is still caught
+            rt.watch_clock_from(now)  # the next tick compares with now: a jump right after is still caught
             rt.meters.last_tick = None
             self._act(rt, now + (chunk.t_end - chunk.t0) * rt.config.sync_execute_fraction)
             rested_at = rt.clock.now()
@@ -212,7 +208,7 @@ class SynchronousExecutor:
         self.acting_open_loop = True
         try:
             deadline = time.monotonic()
-            while not rt._stop.is_set():
+            while not rt.stopping:
                 command = rt.tick()
                 if command is None or command.holding or rt.clock.now() >= end:
                     break
@@ -221,7 +217,7 @@ class SynchronousExecutor:
                 if delay > 0:
                     time.sleep(delay)
             braking_until = time.monotonic() + 1.0
-            while not rt._stop.is_set() and not rt.stream.at_rest and time.monotonic() < braking_until:
+            while not rt.stopping and not rt.stream.at_rest and time.monotonic() < braking_until:
                 rt.tick()
                 time.sleep(period)
         finally:

@@ -190,8 +190,42 @@ class Runtime:
         self._task_hold = reason
 
     @property
-    def _hold_reason(self) -> str:
+    def hold_reason(self) -> str:
+        """Why the runtime sends nothing after braking ('' while it may act): deactivated, or a task ended."""
         return self._operator_hold or self._task_hold
+
+    # ------------------------------------------------- what the executors (executors.py) use
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def epoch(self) -> int:
+        """Bumped by every restart (a clock jump, a re-anchor, a new task): a chunk planned in an older
+        epoch means nothing now."""
+        return self._epoch
+
+    def take_policy(self) -> ChunkPolicy:
+        """The policy for the next inference: a pending hot swap takes effect here."""
+        self._policy = self.swap.take(self._policy)
+        return self._policy
+
+    def judge(self, out: Mapping, t0: float, step_dt: float, skip: int, epoch: int) -> dict[str, float]:
+        """Every uncertainty signal for a chunk of ``epoch``, compared with the last chunk of the same epoch."""
+        if self._signals_epoch != epoch:  # a chunk from before a restart or clock jump is not compared with
+            self._signals.reset()
+            self._signals_epoch = epoch
+        return self._signals.update(out, t0, step_dt, skip)
+
+    def chunk_held(self) -> None:
+        """The last judged chunk was not executed (uncertain): the next is compared with it as a plan."""
+        self._signals.held()
+
+    def watch_clock_from(self, now: float) -> None:
+        """The clock is watched for jumps from ``now`` on (a synchronous chunk starts: the pause before was
+        thinking, not a jump)."""
+        self._jumps.reset()
+        self._jumps.check(now)
 
     def swap_policy(self, policy: ChunkPolicy) -> None:
         """Hot swap: the executing chunk continues until the new policy's first chunk is ready."""
@@ -205,20 +239,20 @@ class Runtime:
     def tick(self, now: float | None = None) -> Command | None:
         """Produce the command for ``now`` (default: the runtime clock). Never blocks on inference."""
         now = self.clock.now() if now is None else now
-        if self._hold_reason and (not self.stream.started or self.stream.at_rest):
+        if self.hold_reason and (not self.stream.started or self.stream.at_rest):
             self._jumps.reset()  # deactivated (or between tasks) and at rest: no commands at all, and no clock to watch
             self.meters.last_tick = None
             return None
         jump = self._jumps.check(now)
         if jump is not None:
-            self._on_clock_jump(now, jump.describe())
+            self.on_clock_jump(now, jump.describe())
         joints = self.perception.latest_joints()
         if self._check_resume and joints is not None:
             self._check_resume = False
             self._start_anew_if_moved(now, joints)
         if self._fresh_start and joints is None and self.stream.started and self.stream.at_rest:
             return None  # a task began and nothing is measured since: never command where the arm rested before
-        if self._fresh_start and joints is not None and not self._hold_reason:
+        if self._fresh_start and joints is not None and not self.hold_reason:
             self._fresh_start = False
             self._joint_jumps = self.perception.joint_jumps  # a reset between tasks is no teleport mid-task
             self._start_anew(now)  # the scene may have been reset
@@ -285,7 +319,7 @@ class Runtime:
             log.warning(self.health.restart_reason)
             self.stream.restart(now, measured)
 
-    def _on_clock_jump(self, now: float, reason: str) -> None:
+    def on_clock_jump(self, now: float, reason: str) -> None:
         log.warning("%s: holding until fresh observations arrive", reason)
         self._epoch += 1
         self.health.restart_reason = reason
@@ -298,8 +332,8 @@ class Runtime:
         """The state the runtime is in right now and why: the first reason to not act wins."""
         if not self._running:
             return RuntimeState.IDLE, "not started"
-        if self._hold_reason:
-            return RuntimeState.IDLE, self._hold_reason
+        if self.hold_reason:
+            return RuntimeState.IDLE, self.hold_reason
         wall = time.monotonic()
         if now != self._clock_seen[0]:
             self._clock_seen = (now, wall)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -65,14 +66,20 @@ def main() -> None:
         stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
         preexec_fn=lambda: die_with_parent(parent),
     )  # fmt: skip
+    watch = subprocess.Popen(  # gaps as a process that does nothing else sees them (not the busy attacker)
+        [sys.executable, str(REPO / "benchmarks" / "status_watch.py"), "--arrivals"],
+        stdout=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=lambda: die_with_parent(parent),
+    )  # fmt: skip
     listener, oracle = Listener(), Oracle()
     attacker = Attacker(listener, oracle, paths)
     recoveries: list[float] = []
     slow: list[tuple] = []  # recoveries over 0.5 s: seconds, the batch's attack kinds, the hold's reason
     crashed, final_recovery = "", ""
+    ended_tasks = 0  # topic batches after which the node rightly rested: a TaskStatus success ended its goal
     try:
         listener.status(PolicyStatus.STATE_RUNNING, timeout=180)
         oracle.max_status_gap = 0.0  # judged from here on
+        judged_from = time.monotonic()
         deadline = time.monotonic() + args.seconds
 
         @settings(
@@ -81,7 +88,7 @@ def main() -> None:
         )  # fmt: skip
         @given(st.one_of(st.lists(topic_attacks, min_size=1, max_size=10), st.lists(any_attack, max_size=4)))
         def attack(batch: list[tuple]) -> None:
-            nonlocal crashed
+            nonlocal crashed, ended_tasks
             if time.monotonic() > deadline or crashed:
                 return
             topics_only = bool(batch) and all(a[0] in TOPIC_KINDS for a in batch)
@@ -99,6 +106,10 @@ def main() -> None:
                     listener.status(PolicyStatus.STATE_RUNNING, timeout=5.0)
                     recoveries.append(time.monotonic() - ended)
                 except AssertionError:
+                    last = listener.statuses[-1]
+                    if last.state == IDLE and "waiting for the next run_task goal" in last.reason:
+                        ended_tasks += 1  # a task attack ended a run_task goal: at rest until the next, as it should
+                        return
                     recoveries.append(float("inf"))
                 if recoveries[-1] > 0.5 and len(slow) < 10:
                     why = listener.statuses[-2].reason if len(listener.statuses) > 1 else ""
@@ -124,6 +135,14 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             os.killpg(bringup.pid, signal.SIGKILL)
         listener.close()
+        watch.send_signal(signal.SIGINT)
+        try:
+            watched = json.loads(watch.communicate(timeout=20)[0] or "{}")
+        except (subprocess.TimeoutExpired, json.JSONDecodeError):
+            watch.kill()
+            watched = {}
+    arrivals = [t for t, _ in watched.get("arrivals", []) if t >= judged_from]
+    outside = sorted(((b - a, b) for a, b in itertools.pairwise(arrivals)), reverse=True)[:5]
     hangs = sum(v.endswith("never answered") for v in oracle.violations)
     finite = [r for r in recoveries if np.isfinite(r)]
     print(
@@ -140,9 +159,23 @@ def main() -> None:
                 "violation_examples": oracle.violations[:10],
                 "max_speed_ratio": round(oracle.max_speed_ratio, 3),
                 "max_acceleration_ratio": round(oracle.max_acceleration_ratio, 3),
-                "max_status_gap_s": round(oracle.max_status_gap, 3),
+                "max_status_gap_s": round(oracle.max_status_gap, 3),  # as the (busy) attacking client sees it
+                # as benchmarks/status_watch.py sees it: a process subscribed to the status alone
+                "max_status_gap_outside_s": round(outside[0][0], 3) if outside else None,
+                "longest_status_gaps_outside": [[round(g, 3), round(end - judged_from, 2)] for g, end in outside],
+                "longest_status_gaps": [  # what happened in each window: the gap's cause
+                    {
+                        "gap_s": round(g, 3),
+                        "ended_s": round(end - judged_from, 2),  # after judging began
+                        "states": [before, after],
+                        "status_rate_set": attacker.status_rate_before(end - g),
+                        "attacks": attacker.around(end - g - 0.5, end),
+                    }
+                    for g, end, before, after in oracle.status_gaps
+                ],
                 "recoveries": len(recoveries),
                 "recoveries_not_within_5_s": len(recoveries) - len(finite),
+                "batches_that_ended_a_task": ended_tasks,
                 "recovery_p50_s": round(float(np.median(finite)), 3) if finite else None,
                 "recovery_max_s": round(max(finite), 3) if finite else None,
                 "slow_recoveries": slow,

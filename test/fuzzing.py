@@ -12,6 +12,7 @@ import contextlib
 import math
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,7 +110,11 @@ class Oracle:
     max_acceleration_ratio: float = 0.0
     _velocity: np.ndarray | None = None
     max_status_gap: float = 0.0  # s (wall) between two statuses received
+    # The longest gaps, as (seconds, monotonic time of the status that ended it, state before, state after):
+    # with the attacks of that window (Attacker.history) they say what silenced the status.
+    status_gaps: list[tuple[float, float, int, int]] = field(default_factory=list)
     _last_status: float | None = None
+    _last_state: int = -1
     _previous: np.ndarray | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -176,8 +181,12 @@ class Oracle:
     def on_status(self, msg: PolicyStatus) -> None:
         now = time.monotonic()
         if self._last_status is not None:
-            self.max_status_gap = max(self.max_status_gap, now - self._last_status)
-        self._last_status = now
+            gap = now - self._last_status
+            self.max_status_gap = max(self.max_status_gap, gap)
+            if gap > 0.5:
+                gaps = [*self.status_gaps, (gap, now, self._last_state, msg.state)]
+                self.status_gaps = sorted(gaps, reverse=True)[:5]
+        self._last_status, self._last_state = now, msg.state
         holding = msg.state in (PolicyStatus.STATE_HOLDING, PolicyStatus.STATE_FAULT, PolicyStatus.STATE_UNCERTAIN)
         if holding and not msg.reason:
             with self._lock:
@@ -212,6 +221,8 @@ class Attacker:
         )  # fmt: skip
         self.goals: list = []
         self.pending: list[tuple[str, object, float]] = []  # (what, future, deadline)
+        self.history: deque[tuple[float, tuple]] = deque(maxlen=5000)  # (monotonic time, attack): the recent ones
+        self.status_rates: list[tuple[float, object]] = []  # (monotonic time, value) of each accepted status_rate
 
     # --- plumbing
     def _stamp(self, stamp: tuple[str, float]) -> float:
@@ -253,6 +264,7 @@ class Attacker:
     # --- attacks
     def apply(self, attack: tuple) -> None:
         self.oracle.count(f"attack_{attack[0]}")
+        self.history.append((time.monotonic(), attack))
         getattr(self, f"_{attack[0]}")(*attack[1:])
 
     def _joints(self, names: str, offsets: dict, stamp, matching: bool) -> None:
@@ -328,13 +340,23 @@ class Attacker:
         self.goals = self.goals[-20:]  # cancelling long-finished goals again and again tests nothing new
 
     def _parameter(self, name: str, value) -> None:
-        self.call("set_parameters", SetParameters.Request(parameters=[_parameter(name, value)]))
+        future = self.call("set_parameters", SetParameters.Request(parameters=[_parameter(name, value)]))
+        if name == "status_rate" and future is not None and future.done() and future.result().results[0].successful:
+            self.status_rates.append((time.monotonic(), value))  # takes effect at the next configure
+
+    def status_rate_before(self, t: float) -> object:
+        """The status_rate last set before monotonic time ``t`` (None: never set)."""
+        return next((v for when, v in reversed(self.status_rates) if when <= t), None)
 
     def _transition(self, transition_id: int) -> None:
         self.transition(transition_id=transition_id)
 
     def _label(self, label: str) -> None:
         self.transition(label=label)
+
+    def around(self, start: float, end: float) -> list[str]:
+        """The attacks applied between monotonic times ``start`` and ``end``, shortened for a report."""
+        return [f"{t - start:+.2f} s {str(attack)[:80]}" for t, attack in self.history if start <= t <= end]
 
     # --- recovery
     def recover(self, defaults: dict[str, object], timeout: float = 30.0) -> float:

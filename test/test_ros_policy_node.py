@@ -390,7 +390,7 @@ def test_invalid_transitions_and_parameters_are_refused_and_the_node_lives(proce
     probe.status(PolicyStatus.STATE_IDLE, "not configured", timeout=60)
     assert not probe.transition(Transition.TRANSITION_ACTIVATE)  # unconfigured: no activate
     assert not probe.transition(Transition.TRANSITION_CONFIGURE)
-    probe.status(PolicyStatus.STATE_FAULT, "status_rate must be in [1, 1000]")
+    probe.status(PolicyStatus.STATE_FAULT, "status_rate must be in [2, 1000]")
     assert not probe.transition(Transition.TRANSITION_ACTIVATE)  # after a failed configure
     assert not probe.transition(200)  # no such transition at all
     reply = probe.call(SetParameters, "set_parameters", SetParameters.Request(parameters=[rate(20.0)]))

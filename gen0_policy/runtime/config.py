@@ -133,8 +133,10 @@ def check_node_parameters(p: dict) -> None:
         problems.append(f"output_mode must be one of {OUTPUT_MODES}, got {p['output_mode']!r}")
     if not p["checkpoint"]:
         problems.append("parameter 'checkpoint' is empty; pass -p checkpoint:=PATH (a checkpoint folder)")
-    if not 1 <= p["status_rate"] <= 1000:  # also refuses NaN; slower than 1 Hz, silence looks like a hang
-        problems.append(f"status_rate must be in [1, 1000] Hz, got {p['status_rate']}")
+    # Also refuses NaN. The status is the node's heartbeat: a watcher that calls 1 s of silence a hang
+    # (issue 13) needs one at least every 0.5 s, so that a status tick's jitter never looks like one.
+    if not 2 <= p["status_rate"] <= 1000:
+        problems.append(f"status_rate must be in [2, 1000] Hz (the status is a heartbeat), got {p['status_rate']}")
     if not 0 < p["uncertain_timeout"] < math.inf:
         problems.append(f"uncertain_timeout must be a positive number of seconds, got {p['uncertain_timeout']}")
     if not 0 <= p.get("command_horizon", 0.0) < math.inf:

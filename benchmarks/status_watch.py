@@ -18,10 +18,10 @@ import time
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import QoSProfile
 
 from gen0_msgs.msg import PolicyStatus
+from gen0_policy.ros.spin import spin
 
 
 def main() -> None:
@@ -40,12 +40,8 @@ def main() -> None:
         states.append(msg.state)
 
     node.create_subscription(PolicyStatus, args.topic, on_status, QoSProfile(depth=100))
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin(node)  # until SIGINT or SIGTERM
     finally:
         seen = [[round(t, 4), s] for t, s in zip(arrivals, states, strict=True)]
         gaps = sorted(((b - a, b) for a, b in itertools.pairwise(arrivals)), reverse=True)

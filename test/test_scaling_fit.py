@@ -146,6 +146,10 @@ def test_report_writes_fits_plots_and_summary(tmp_path: Path) -> None:
     assert multiplier["multiplier"] == pytest.approx(10.0, rel=0.1) and multiplier["met"]
     assert fits["predictions"]["0.5"]["pretraining_episodes"]["episodes"] > 1024  # beyond the data: extrapolated
     assert "R^2 >= 0.95" in text and "multiplier" in text
+    # and the summary says so: a number outside the sizes measured read as a measurement once (16 episodes of
+    # data, an answer of 0.01 episodes)
+    line = next(x for x in text.splitlines() if x.startswith("- error 0.5:") and "pretraining episodes" in x)
+    assert line.endswith("(extrapolated beyond the sizes measured)")
 
 
 def test_cli_fits_and_predicts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

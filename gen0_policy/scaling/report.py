@@ -20,6 +20,13 @@ def _ci(pair: Any) -> str:
     return f"[{_g(pair[0])}, {_g(pair[1])}]" if pair else ""
 
 
+def _caveat(prediction: dict[str, Any]) -> str:
+    """Why a prediction is not to be taken at its word: outside the measured sizes, or unreachable."""
+    if prediction.get("note"):
+        return f" ({prediction['note']})"
+    return " (extrapolated beyond the sizes measured)" if prediction.get("extrapolated") else ""
+
+
 def _verdict(met: bool | None) -> str:
     return {True: "met", False: "NOT met", None: "not judged (fewer than 3 sizes)"}[met]
 
@@ -74,6 +81,7 @@ def markdown(summary: dict[str, Any], images: list[Path], title: str) -> str:
             p = row["pretraining_episodes"]
             lines.append(
                 f"- error {target}: {_g(p.get('episodes'))} pretraining episodes {_ci(p['ci95'])} (model {p['model']})"
+                + _caveat(p)
             )
         if "posttraining_demos" in row:
             p = row["posttraining_demos"]

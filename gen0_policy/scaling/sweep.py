@@ -322,8 +322,9 @@ def run_sweep(
             ray.init(address=address) if address else ray.init(include_dashboard=False)
             ray_started = True
     try:
-        # Pretraining first: an efficiency run from the base needs the base's checkpoint.
-        for wave in ([r for r in todo if r.kind == "pretrain"], [r for r in todo if r.kind != "pretrain"]):
+        # Only an efficiency run from the base waits, for the base's checkpoint; the rest (scratch too) go first.
+        waits = [r for r in todo if r.arm == "base"]
+        for wave in ([r for r in todo if r.arm != "base"], waits):
             ready = []
             for run in wave:
                 if run.arm == "base" and study.base_run().id not in done:

@@ -188,3 +188,28 @@ def test_heldout_scale_counts_a_jittering_joint_as_still() -> None:
     episode = Episode("ur5e", "reach", 20.0, actions, actions, {}, task="reach")
     scale = heldout_scale([episode])["ur5e"]
     assert scale[2] == 0.0 and np.all(scale[[0, 1, 3]] > 0)
+
+
+def test_aims_are_judged_on_a_model_with_three_sizes(tmp_path: Path) -> None:
+    # a bigger model measured at two sizes only fits any two points exactly (R^2 1.0): it once carried the aim
+    records = synthetic_records()
+    for d, err in ((16, 3.0), (1024, 0.1)):
+        records.append(
+            {
+                "id": f"pretrain-huge-d{d}-s0",
+                "kind": "pretrain",
+                "run": {"kind": "pretrain", "model": "huge", "episodes": d, "seed": 0},
+                "model": {"name": "huge", "parameters": 3e7},
+                "data": {"episodes": d, "frames": 100 * d, "hours": d / 360},
+                "compute_flops": {"pretrain": 3e7 * 6e5, "downstream": 3e7 * 1e4},
+                "pretrain_error": err / 2,
+                "downstream_error": err,
+            }
+        )
+    from gen0_policy.scaling.analysis import analyze
+
+    summary = analyze(records, bootstrap=10, targets=(0.5,))
+    assert summary["aims"]["power_law_r2"]["model"] == "large"
+    assert summary["aims"]["extrapolation"]["model"] == "large"
+    assert set(summary["aims"]["alpha_by_model"]) == {"small", "large"}
+    assert summary["predictions"]["0.5"]["pretraining_episodes"]["model"] == "large"

@@ -134,7 +134,7 @@ def analyze(records: Sequence[dict[str, Any]], bootstrap: int = 300, targets: Se
         summary["curves"].append(entry)
     summary["aims"] = _aims(summary["curves"])
     by_name = {c["name"]: c for c in summary["curves"]}
-    data_curves = [c for c in summary["curves"] if c["x"] == "episodes" and c["y"] == "downstream_error"]
+    data_curves = _judged_data_curves(summary["curves"])
     for target in targets:
         row: dict[str, Any] = {}
         if data_curves and "power" in fitted[data_curves[-1]["name"]]:
@@ -153,9 +153,18 @@ def analyze(records: Sequence[dict[str, Any]], bootstrap: int = 300, targets: Se
     return summary
 
 
+def _judged_data_curves(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Downstream-vs-data curves with at least three sizes, by model size: two sizes always fit exactly."""
+    return [
+        c
+        for c in entries
+        if c["x"] == "episodes" and c["y"] == "downstream_error" and "power" in c["fits"] and c["sizes"] >= 3
+    ]
+
+
 def _aims(entries: list[dict[str, Any]]) -> dict[str, Any]:
     aims: dict[str, Any] = {}
-    data = [c for c in entries if c["x"] == "episodes" and c["y"] == "downstream_error" and "power" in c["fits"]]
+    data = _judged_data_curves(entries)
     if data:
         largest = data[-1]  # curves are ordered by model size
         fit = largest["fits"]["power"]

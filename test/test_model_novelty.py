@@ -102,3 +102,30 @@ def test_gen0_model_novelty_adds_verified_statistics_used_at_inference(checkpoin
     manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items() if k != "novelty.json"}))
     with pytest.raises(CheckpointError, match=r"novelty\.json"):
         load_policy(tmp_path / "x")
+
+
+def test_novelty_reuses_the_inference_pass_of_the_vision_stem(checkpoint) -> None:
+    """The score comes from the feature maps the sampler already made (the stem ran twice per chunk
+    once), and equals a separate pass over the same pixels; a camera left out is still not scored."""
+    run, data, episodes = checkpoint
+    subprocess.run(
+        [sys.executable, "-m", "gen0_policy.cli", "model", "novelty", "--checkpoint", str(run), "--data", str(data)],
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    policy = Gen0Policy.load(run, precision="fp32")
+    obs = {
+        "embodiment": "panda",
+        "instruction": episodes[1].instruction,
+        "joint_positions": episodes[1].states[5],
+        "images": {"scene": episodes[1].images["scene"][5]},
+    }
+    passes = []
+    policy.model.vision.stem.register_forward_hook(lambda *_: passes.append(1))
+    out = policy.infer(obs, num_samples=3)
+    assert len(passes) == 1
+    assert set(out["camera_novelty"]) == {"scene"}
+    pixels = policy.processor.observation(obs, policy.language.encode([obs["instruction"]])[0])["images"]
+    separate = policy.model.vision.describe(pixels[:, :1])[0, 0].numpy()
+    assert out["camera_novelty"]["scene"] == pytest.approx(policy.novelty.score("panda", "scene", separate), rel=1e-5)

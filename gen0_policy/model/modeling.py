@@ -156,9 +156,13 @@ class ImageEncoder(nn.Module):
         """(B, N, 3, S, S) uint8 -> (B, N, F) fp32: what each camera's picture is to the policy, before
         any projection: the pooled feature map (channels x grid x grid) and the keypoints' x and y.
         Image novelty (model/novelty.py) compares these with their statistics over the training data."""
-        B, N = images.shape[:2]
+        return self.describe_maps(self.feature_maps(images), *images.shape[:2])
+
+    @torch.no_grad()
+    def describe_maps(self, features: torch.Tensor, B: int, N: int) -> torch.Tensor:
+        """``describe`` from feature maps the stem already made (B*N, ch, h, w): inference reuses the
+        ones its forward pass computed rather than run the stem twice."""
         with torch.autocast("cpu", enabled=False):
-            features = self.feature_maps(images)
             parts = [F.adaptive_avg_pool2d(features, self.grid).flatten(1)]
             if self.keypoints:
                 parts.append(self.spatial_softmax(features))

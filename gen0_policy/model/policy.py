@@ -81,6 +81,9 @@ class Gen0Policy:
         elif precision == "int8" and engine == "torch":
             self.model = quantize_linear_int8(self.model)
         self._sample = build_sampler(self.model, engine, int8=precision == "int8")
+        self._stem_maps: torch.Tensor | None = None  # the torch engine's last feature maps, for novelty
+        if engine == "torch":
+            self.model.vision.stem.register_forward_hook(self._keep_stem_maps)
         self.processor = processor
         self.meta = dict(meta)
         self.config: ModelConfig = model.config
@@ -158,13 +161,22 @@ class Gen0Policy:
                 f"trained on {list(trained.joint_names)}; post-train on data of this robot"
             )
 
+    def _keep_stem_maps(self, module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        self._stem_maps = output
+
     def _novelty(self, robot: str, cameras: list[str], pixels: torch.Tensor) -> dict[str, Any]:
         """Each present camera's novelty score (its features against the training frames')."""
         if self.novelty is None:
             return {"image_novelty": math.nan, "camera_novelty": {}}
         layout = self.processor.camera_layout(robot, cameras)
+        maps, self._stem_maps = self._stem_maps, None
+        B, N = pixels.shape[:2]
         with torch.inference_mode():
-            features = self.model.vision.describe(pixels[:, : len(layout)].to(self.device))[0].cpu().numpy()
+            if maps is not None and maps.shape[0] == B * N:  # the sampler's own pass over these pixels
+                described = self.model.vision.describe_maps(maps, B, N)
+            else:  # an ONNX engine: the stem ran inside the exported graph
+                described = self.model.vision.describe(pixels.to(self.device))
+            features = described[0, : len(layout)].cpu().numpy()
         scores = {cam: self.novelty.score(robot, cam, features[slot]) for slot, (cam, _) in enumerate(layout)}
         finite = [v for v in scores.values() if math.isfinite(v)]
         return {"image_novelty": max(finite) if finite else math.nan, "camera_novelty": scores}
@@ -219,6 +231,7 @@ class Gen0Policy:
         if K > 1:
             noise[1:] = torch.randn(K, H, D, generator=self._generator)
         dtype = torch.bfloat16 if self.bf16 else torch.float32
+        self._stem_maps = None
         with torch.inference_mode():
             batch = {k: v.to(self.device) for k, v in batch.items()}
             B = noise.shape[0]

@@ -16,7 +16,6 @@ import threading
 import time
 
 import rclpy
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
@@ -26,23 +25,22 @@ from rclpy.qos import qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float64MultiArray
-from trajectory_msgs.msg import JointTrajectory
 
-from gen0_msgs.action import RunTask
 from gen0_msgs.msg import ActionChunk, PolicyStatus, TaskStatus
 from gen0_msgs.srv import LoadCheckpoint, SetInstruction
-from gen0_policy.embodiment import ControllerSpec, command_topic, load_embodiment
+from gen0_policy.embodiment import load_embodiment
 from gen0_policy.errors import Gen0Error
 from gen0_policy.messages import header_seconds
 from gen0_policy.ros import conversions as conv
+from gen0_policy.ros.controller_outputs import make_outputs, publish_command, publish_horizon
 from gen0_policy.ros.lifecycle import refuse_invalid_transitions
 from gen0_policy.ros.qos import REQUESTS
+from gen0_policy.ros.task_action import RunTaskServer
 from gen0_policy.runtime import Command, FunctionClock, Runtime, RuntimeState
 from gen0_policy.runtime.config import check_node_parameters, runtime_config, runtime_parameters
 from gen0_policy.runtime.horizon import Horizon
 from gen0_policy.runtime.loading import load_chunk_policy
-from gen0_policy.runtime.task import Outcome, Slots, TaskMonitor, TaskReport, check_instruction, check_timeout
+from gen0_policy.runtime.task import Slots, TaskReport
 from gen0_policy.runtime.trajectory import Chunk
 from gen0_policy.runtime.uncertainty import Calibration
 
@@ -58,7 +56,6 @@ PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml): 
 # by the fuzz test). Without them a mismatched QoS shows as inputs that never arrive (the status says so).
 NO_SUB_EVENTS = SubscriptionEventCallbacks(use_default_callbacks=False)
 NO_PUB_EVENTS = PublisherEventCallbacks(use_default_callbacks=False)
-MAX_TASK_GOALS = 1  # one instruction at a time; further goals are rejected at once, never queued
 
 
 class PolicyNode(LifecycleNode):
@@ -79,7 +76,7 @@ class PolicyNode(LifecycleNode):
         self._output_lock = threading.Lock()
         self._activation_lock = threading.Lock()  # guards the tick timer, which lives from activate to rest
         self._tick_timer = None
-        self._goals, self._loads = Slots(MAX_TASK_GOALS), Slots(1)
+        self._loads = Slots(1)
         self._wake: Future = Future()  # completed at every status tick: what waiting coroutines await
         self.status_pub = self.create_publisher(PolicyStatus, "~/status", 10)
         self._group = ReentrantCallbackGroup()
@@ -93,11 +90,7 @@ class PolicyNode(LifecycleNode):
             (SetInstruction, "~/set_instruction", self._on_instruction),
         ):
             self.create_service(srv, name, callback, qos_profile=REQUESTS, callback_group=self._group)
-        ActionServer(
-            self, RunTask, "~/run_task", self._run_task, callback_group=self._group,
-            goal_callback=self._on_goal, cancel_callback=lambda _: CancelResponse.ACCEPT,
-            goal_service_qos_profile=REQUESTS, result_service_qos_profile=REQUESTS, cancel_service_qos_profile=REQUESTS,
-        )  # fmt: skip
+        self.run_task = RunTaskServer(self, self._group)
         self.create_subscription(TaskStatus, "task_status", self._on_task, 10, callback_group=self._group)
         # Steady time, not the node clock: a frozen /clock must be reported, not silence the status.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -131,7 +124,8 @@ class PolicyNode(LifecycleNode):
             return self._fail(f"configure failed: {exc}")
         self.runtime, self._status_period = runtime, 1.0 / p["status_rate"]
         self.embodiment, self.p, self._fault = embodiment, p, ""
-        self._make_outputs()
+        self._outputs = make_outputs(self, embodiment, p["output_mode"], event_callbacks=NO_PUB_EVENTS)
+        self._entities += [out.publisher for out in self._outputs]
         for name in cameras:
             callback = lambda m, n=name: self._on_image(n, m)  # noqa: E731 - binds the camera
             sub = self.create_subscription(
@@ -148,17 +142,6 @@ class PolicyNode(LifecycleNode):
         self._entities.append(self.chunk_pub)
         self.get_logger().info(f"configured {embodiment.name} with checkpoint {policy.checkpoint_id}")
         return TransitionCallbackReturn.SUCCESS
-
-    def _make_outputs(self) -> None:
-        """One publisher per controller: (publisher, joint indices, joint names, forward position or not)."""
-        emb, self._outputs = self.embodiment, []
-        everything = ControllerSpec("joint_trajectory_controller", "joint_trajectory_controller", emb.joint_names)
-        for spec in emb.controllers or [everything]:  # no controllers: one trajectory controller for all joints
-            forward = not spec.trajectory or self.p["output_mode"] == "forward_position"
-            kind = Float64MultiArray if forward else JointTrajectory
-            pub = self.create_publisher(kind, command_topic(spec.name, not forward), 10, event_callbacks=NO_PUB_EVENTS)
-            self._entities.append(pub)
-            self._outputs.append((pub, emb.joint_indices(spec.joints), spec.joints, forward))
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         sim_time = bool(self.get_parameter("use_sim_time").value)
@@ -246,23 +229,14 @@ class PolicyNode(LifecycleNode):
             runtime = self.runtime
             if runtime is None or not self.context.ok():
                 return  # cleaned up or shutting down: the runtime's threads may outlive both by a tick
-            period = runtime.config.period
-            for pub, index, names, forward in self._outputs:
-                positions = command.positions[index]
-                if forward:
-                    pub.publish(conv.float64_multi_array_msg(positions))
-                elif runtime.on_horizon is None:  # one point, reached one control period from now
-                    pub.publish(conv.joint_trajectory_msg(names, [period], positions[None], start_time=0.0))
+            publish_command(self._outputs, command, runtime.config.period, horizons=runtime.on_horizon is not None)
 
     def _on_horizon(self, horizon: Horizon) -> None:
         """The planned future to each joint_trajectory_controller, stamped with its absolute start."""
         with self._output_lock:
             if self.runtime is None or not self.context.ok():
                 return
-            for pub, index, names, forward in self._outputs:
-                if not forward:  # this controller's joints, one point per chunk step where that is exact enough
-                    h = horizon.select(index)
-                    pub.publish(conv.joint_trajectory_msg(names, h.times, h.positions, h.velocities, None, h.start))
+            publish_horizon(self._outputs, horizon)
 
     def _on_chunk(self, chunk: Chunk) -> None:
         msg = conv.action_chunk_msg(chunk, self.embodiment.joint_names)
@@ -270,7 +244,7 @@ class PolicyNode(LifecycleNode):
             if self.runtime is not None and self.context.ok():
                 self.chunk_pub.publish(msg)
 
-    def _status(self) -> PolicyStatus:
+    def status(self) -> PolicyStatus:
         runtime = self.runtime  # read once: cleanup may clear it on another executor thread
         status = None if runtime is None else runtime.status()
         return conv.policy_status_msg(status, self.p["embodiment"], self._fault, self.get_clock().now().to_msg())
@@ -278,7 +252,7 @@ class PolicyNode(LifecycleNode):
     def _publish_status(self) -> None:
         wake, self._wake = self._wake, Future()
         wake.set_result(None)
-        msg = self._status()
+        msg = self.status()
         now = time.monotonic()
         if msg.state != self._last_state or now - self._last_status >= self._status_period:
             if msg.state != self._last_state:
@@ -303,6 +277,10 @@ class PolicyNode(LifecycleNode):
         """Wait for ``done()`` without holding an executor thread: resumed at every status tick."""
         while not done():
             await self._wake
+
+    async def next_status_tick(self) -> None:
+        wake = self._wake
+        await self._until(wake.done)
 
     # ------------------------------------------------------------------ services and action
     async def _on_load(self, request: LoadCheckpoint.Request, response: LoadCheckpoint.Response):
@@ -341,60 +319,10 @@ class PolicyNode(LifecycleNode):
             response.success, response.message = False, str(exc)
         return response
 
-    def _on_goal(self, goal: RunTask.Goal) -> GoalResponse:
-        """Accept or refuse at once: a bad goal or one too many never waits in a queue."""
-        try:
-            check_timeout(goal.timeout)
-            check_instruction(goal.instruction)
-        except Gen0Error as exc:
-            self.get_logger().warn(f"run_task goal rejected: {exc}")
-            return GoalResponse.REJECT
-        if not self._goals.acquire():
-            self.get_logger().warn(f"run_task goal rejected: {MAX_TASK_GOALS} task(s) already running; cancel first")
-            return GoalResponse.REJECT
-        return GoalResponse.ACCEPT
-
-    async def _run_task(self, goal_handle) -> RunTask.Result:
-        """Act on the instruction until the task reports success, the timeout, a fault, lasting
-        uncertainty or a cancel; checked at each status tick, holding no thread in between."""
-        goal, result, outcome = goal_handle.request, RunTask.Result(), "aborted"
-        try:
-            monitor = TaskMonitor(self._now(), check_timeout(goal.timeout), self.p["uncertain_timeout"])
-            runtime = self.runtime
-            if runtime is not None:
-                runtime.begin_task(goal.instruction)  # from fresh observations; at rest again when it ends
-            while rclpy.ok():
-                status, now = self._status(), self._now()
-                state = RuntimeState(status.state) if self.runtime is not None else None
-                canceled = goal_handle.is_cancel_requested
-                ended = monitor.step(now, time.monotonic(), state, status.reason, canceled, self._task_report())
-                if ended is not None:
-                    result.outcome, result.message, result.duration = int(ended[0]), ended[1], monitor.elapsed(now)
-                    outcome = ended[0].name.lower()
-                    self.get_logger().info(
-                        f"task {goal.instruction or '(current instruction)'!r} ended: {ended[0].name.lower()} "
-                        f"after {result.duration:.1f} s ({ended[1]})"
-                    )
-                    (goal_handle.canceled if ended[0] == Outcome.CANCELED else goal_handle.succeed)()
-                    return result
-                if monitor.feedback_due(time.monotonic()):
-                    feedback = RunTask.Feedback(elapsed=monitor.elapsed(now), policy_state=status.state)
-                    feedback.uncertainty, feedback.status = status.uncertainty, status.reason or state.label
-                    goal_handle.publish_feedback(feedback)
-                wake = self._wake
-                await self._until(wake.done)
-            goal_handle.abort()
-            return result
-        finally:
-            runtime = self.runtime
-            if runtime is not None:
-                runtime.end_task(f"task {outcome}; waiting for the next run_task goal (or activate)")
-            self._goals.release()
-
-    def _now(self) -> float:
+    def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _task_report(self) -> TaskReport | None:
+    def task_report(self) -> TaskReport | None:
         task = self._task  # read once: the subscription replaces it on another executor thread
         return None if task is None else TaskReport(task.task, task.success, conv.to_seconds(task.header.stamp))
 

@@ -164,3 +164,43 @@ def test_ray_runner_matches_local(
         expected.pop(TIMING)
         assert json.dumps(record, sort_keys=True) == json.dumps(expected, sort_keys=True)
     shutil.rmtree(tmp_path / "runs")
+
+
+def test_success_rolls_out_the_runs_checkpoints_resumes_and_reaches_the_report(
+    local_sweep: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`gen0 scaling success`: each chosen run's post-trained checkpoint driven in the simulator on the
+    downstream task (real MuJoCo, the robot's own cameras), one line per run; run again it rolls out
+    nothing; another protocol is refused; the report shows the successes beside the errors."""
+    from gen0_policy.cli import main
+    from gen0_policy.scaling.report import write_report
+    from gen0_policy.scaling.success import SUCCESS, measure_success, read_success
+
+    out = tmp_path / "study"
+    shutil.copytree(local_sweep["out"], out)
+    chosen = "^pretrain-tiny-d4-s0$|^efficiency-base-n2-s0$"
+    args = ["scaling", "success", str(out), "--embodiment", "ur5e", "--task", "press_button", "--only", chosen]
+    assert main([*args, "--episodes", "1", "--seed", "40000"]) == 0
+    printed = capsys.readouterr().out
+    lines = read_success(out)
+    assert json.loads(printed[printed.rindex("{\n") :]) == {x["id"]: f"{x['successes']}/1" for x in lines}
+    assert sorted(line["id"] for line in lines) == ["efficiency-base-n2-s0", "pretrain-tiny-d4-s0"]
+    for line in lines:
+        assert line["successes"] in (0, 1) and len(line["episode_seconds"]) == 1
+        assert line["protocol"] == {
+            "embodiment": "ur5e", "task": "press_button", "episodes": 1, "seed": 40000, "camera_size": None
+        }  # fmt: skip
+        assert (out / line["checkpoint"] / "latest").is_file()
+    logs: list[str] = []
+    again = measure_success(out, "ur5e", "press_button", chosen, episodes=1, seed=40000, log=logs.append)
+    assert again == lines and logs[0].startswith("2 runs measured, 0 to roll out")
+    with pytest.raises(ConfigError, match="another protocol"):
+        measure_success(out, "ur5e", "press_button", chosen, episodes=2, seed=40000, log=logs.append)
+    with pytest.raises(ConfigError, match="no finished run"):
+        measure_success(out, "ur5e", "press_button", "^nothing$", log=logs.append)
+    assert (out / SUCCESS).read_text().count("\n") == 2
+    text = write_report(out, tmp_path / "docs", bootstrap=5).read_text()
+    assert "## Closed-loop success" in text
+    d4 = next(x for x in lines if x["id"] == "pretrain-tiny-d4-s0")
+    row = next(x for x in text.splitlines() if x.startswith("| pretrain-tiny-d4-s0 |"))
+    assert row.endswith(f"| {d4['successes']}/1 |")

@@ -6,13 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"image size must look like 224x224 (WxH), got {text!r}") from None
-    return w, h
+from gen0_policy.cli_args import size_arg
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -143,7 +137,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--fps", type=float, default=20.0, help="control rate of the dataset, Hz (default 20)")
     build.add_argument("--embodiment", help="embodiment name (default: the one in each bag's EpisodeInfo)")
     build.add_argument("--only-success", action="store_true", help="leave out episodes that failed")
-    build.add_argument("--image-size", type=_size, help="store frames resized to WxH (default: as recorded)")
+    build.add_argument("--image-size", type=size_arg, help="store frames resized to WxH (default: as recorded)")
     build.add_argument("--joint-states-topic", default="/joint_states", help="measured joints topic")
     build.add_argument("--camera-topic", action="append", help="camera topic (repeat; default: every Image topic)")
     build.add_argument(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from gen0_policy.cli_args import size_arg
+
 
 def _run(args: argparse.Namespace) -> int:
     from gen0_policy.scaling.study import load_study
@@ -70,6 +72,16 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _success(args: argparse.Namespace) -> int:
+    from gen0_policy.scaling.success import measure_success
+
+    lines = measure_success(
+        args.results, args.embodiment, args.task, args.only, args.episodes, args.seed, args.camera_size, args.workers
+    )
+    print(json.dumps({line["id"]: f"{line['successes']}/{line['protocol']['episodes']}" for line in lines}, indent=2))
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from gen0_policy.scaling.report import write_report
 
@@ -101,6 +113,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--threads", type=int, default=0, help="torch threads per run (default: the study's)")
     run.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     run.set_defaults(func=_run)
+
+    success = sub.add_parser("success", help="closed-loop success of the runs' post-trained checkpoints (resumable)")
+    success.add_argument("results", help="a results.jsonl or the folder holding it; success.jsonl goes beside it")
+    success.add_argument("--embodiment", required=True, help="the downstream task's robot, e.g. panda")
+    success.add_argument("--task", required=True, help="the downstream task, e.g. press_button")
+    success.add_argument("--only", default="", help="only runs whose id matches this regular expression")
+    success.add_argument("--episodes", type=int, default=10, help="episodes per run (seeds SEED, SEED+1, ...)")
+    success.add_argument("--seed", type=int, default=40_000, help="first seed; keep it off the demonstrations' seeds")
+    success.add_argument("--camera-size", type=size_arg, default=None, help="WxH rendered (default: the robot's own)")
+    success.add_argument("--workers", type=int, default=1, help="runs rolled out at a time (processes)")
+    success.set_defaults(func=_success)
 
     for name, func, text in (
         ("fit", _fit, "fit power laws to a results file"),

@@ -9,6 +9,7 @@ from typing import Any
 
 from gen0_policy.scaling.analysis import analyze, to_json
 from gen0_policy.scaling.plot import write_plots
+from gen0_policy.scaling.success import read_success, success_rows
 from gen0_policy.scaling.sweep import read_results
 
 
@@ -41,7 +42,7 @@ def _fit_row(curve: dict[str, Any], form: str, f: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def markdown(summary: dict[str, Any], images: list[Path], title: str) -> str:
+def markdown(summary: dict[str, Any], images: list[Path], title: str, success: list[dict[str, Any]] = ()) -> str:
     lines = [f"# Scaling study: {title}", "", f"{summary['runs']} finished runs.", ""]
     lines += ["## Fits (least squares on log error; 95 % bootstrap intervals over runs and seeds)", ""]
     lines += ["| curve | points | decades | form | alpha | x_c | E | R^2 | leave-largest-out error |"]
@@ -89,6 +90,14 @@ def markdown(summary: dict[str, Any], images: list[Path], title: str) -> str:
                 f"- error {target}: {_g(p['base'].get('demos'))} demos from the base {_ci(p['base']['ci95'])}, "
                 f"{_g(p['scratch'].get('demos'))} from scratch {_ci(p['scratch']['ci95'])}, x{_g(p['multiplier'])}"
             )
+    if success:
+        lines += ["", "## Closed-loop success (`gen0 scaling success`: rollouts on unseen seeds, own cameras)", ""]
+        lines += ["| run | model | trained on | next-action error | successes |", "| --- | --- | --- | --- | --- |"]
+        for row in success:
+            lines.append(
+                f"| {row['id']} | {row['model']} | {row['what']} | {_g(row['downstream_error'])} | "
+                f"{row['successes']}/{row['episodes']} |"
+            )
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in images]
     return "\n".join(lines) + "\n"
 
@@ -108,5 +117,5 @@ def write_report(
     study = folder / "study.json"
     title = json.loads(study.read_text()).get("name", folder.name) if study.is_file() else folder.name
     path = out / "report.md"
-    path.write_text(markdown(summary, images, title))
+    path.write_text(markdown(summary, images, title, success_rows(records, read_success(folder))))
     return path

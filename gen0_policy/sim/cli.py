@@ -10,22 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from gen0_policy.cli_args import size_arg
 from gen0_policy.errors import ConfigError
 
 
 def _names(text: str) -> tuple[str, ...]:
     """ "a, b,c" -> ("a", "b", "c")."""
     return tuple(t.strip() for t in text.split(",") if t.strip())
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"image size must be WIDTHxHEIGHT like 96x96, got {text!r}") from exc
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"image size must be positive, got {text!r}")
-    return w, h
 
 
 def _tasks_of(embodiment: Any) -> list[str]:
@@ -171,7 +162,7 @@ def _register_rollout(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     p.add_argument(
         "--camera-size",
-        type=_size,
+        type=size_arg,
         default=None,
         help="WxH of the simulated cameras (default: the embodiment's own); a policy gets any size through the "
         "one image path (centre crop, antialiased resize)",
@@ -192,7 +183,7 @@ def _register_collect(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=20.0, help="recorded frames per second (divides 100 Hz control)")
     p.add_argument(
         "--image-size",
-        type=_size,
+        type=size_arg,
         default=None,
         help="store frames downscaled to WxH (centre crop, antialiased resize); default: the cameras' own resolution",
     )
@@ -249,9 +240,9 @@ def _register_collect_metaworld(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, help="Meta-World task names separated by commas, or a suite: mt10, mt50")
     p.add_argument("--episodes", type=int, default=10, help="episodes per task")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode i uses SEED+i)")
-    p.add_argument("--camera-size", type=_size, default=None, help="WxH rendered (default: sawyer.yaml's, 224x224)")
+    p.add_argument("--camera-size", type=size_arg, default=None, help="WxH rendered (default: sawyer.yaml's, 128x128)")
     p.add_argument(
-        "--image-size", type=_size, default=None, help="store frames downscaled to WxH (default: as rendered)"
+        "--image-size", type=size_arg, default=None, help="store frames downscaled to WxH (default: as rendered)"
     )
     p.add_argument("--keep-failed", action="store_true", help="also write episodes the expert failed")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (same dataset for any number)")

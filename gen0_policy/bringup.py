@@ -56,6 +56,9 @@ def commands(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     if args.target == "sim":
         sim_yaml = Path(args.sim_params or config / "sim_node.yaml")
         sim = {"embodiment": args.embodiment, "task": args.task, "seed": args.seed}
+        embodiment = load_embodiment(args.embodiment)
+        if embodiment.sim.get("simulator") == "metaworld":  # its physics steps at its own 80 Hz, no finer
+            sim["update_rate"] = embodiment.control_rate_hz
         out.append(("sim", node_command("gen0_policy.ros.sim_node", sim_yaml, sim)))
     policy = node_command("gen0_policy.ros.policy_node", policy_yaml, policy_params(args, args.target == "sim"))
     out.append(("policy", policy))
@@ -134,10 +137,13 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def check_robot_and_task(args: argparse.Namespace) -> None:
     """Refuse an unknown embodiment or task in one line, before any node starts."""
-    load_embodiment(args.embodiment).require_joint_space(
-        "the policy node (joint trajectories)", "a ROS path for Meta-World's Sawyer is not built yet (issue 15)"
-    )
+    embodiment = load_embodiment(args.embodiment)
     if args.target == "sim" and args.task:
+        if embodiment.sim.get("simulator") == "metaworld":
+            from gen0_policy.sim.metaworld_env import task_name
+
+            task_name(args.task)  # raises, naming the 50 tasks
+            return
         from gen0_policy.sim.tasks import task_class  # the sim's own list; `bringup policy` never loads it
 
         task_class(args.task, args.embodiment)

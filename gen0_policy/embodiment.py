@@ -28,7 +28,9 @@ from gen0_policy.errors import EmbodimentError
 from gen0_policy.paths import config_dir
 
 ACTION_SPACES = ("joint_position", "end_effector_delta")
-CONTROLLER_TYPES = ("joint_trajectory_controller", "forward_position_controller")
+# cartesian_motion_controller: the FZI cartesian_controllers package's (ros2 branch), which follows a
+# geometry_msgs/PoseStamped on ~/target_frame; here it takes an end-effector robot's x, y, z.
+CONTROLLER_TYPES = ("joint_trajectory_controller", "forward_position_controller", "cartesian_motion_controller")
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,15 @@ class ControllerSpec:
         return self.type == "joint_trajectory_controller"
 
     @property
+    def cartesian(self) -> bool:
+        """Commanded with a PoseStamped target (cartesian_motion_controller)."""
+        return self.type == "cartesian_motion_controller"
+
+    @property
     def command_topic(self) -> str:
-        """Its command topic by the ros2_control conventions, relative: ``<name>/joint_trajectory`` or
-        ``<name>/commands``."""
-        return command_topic(self.name, self.trajectory)
+        """Its command topic by the ros2_control conventions, relative: ``<name>/joint_trajectory``,
+        ``<name>/commands``, or the Cartesian controller's ``<name>/target_frame``."""
+        return f"{self.name}/target_frame" if self.cartesian else command_topic(self.name, self.trajectory)
 
 
 def command_topic(controller: str, trajectory: bool) -> str:
@@ -185,6 +192,11 @@ class Embodiment:
                 "robot's actions are its joints' targets, so remove it or set action_space: end_effector_delta"
             )
         for controller in self.controllers:
+            if controller.cartesian and (self.joint_space or len(controller.joints) != 3):
+                raise EmbodimentError(
+                    f"embodiment {self.name}: cartesian controller {controller.name} takes the x, y, z of an "
+                    f"end_effector_delta robot's hand, got {list(controller.joints)} on a {self.action_space} robot"
+                )
             unknown = set(controller.joints) - set(names)
             if unknown:
                 raise EmbodimentError(

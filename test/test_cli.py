@@ -47,8 +47,12 @@ def test_bringup_refuses_an_unknown_robot_or_task_in_one_line_before_starting_no
     assert robot.stderr.strip() == (
         "gen0 bringup: unknown embodiment 'franka'; available embodiments are ['g1', 'panda', 'sawyer', 'ur5e']"
     )
-    sawyer = run("bringup", "sim", "--embodiment", "sawyer", "--duration", "1")  # issue 15: no ROS path yet
-    assert sawyer.returncode == 2 and "works on joint-position robots only" in sawyer.stderr
+    sawyer = run("bringup", "sim", "--embodiment", "sawyer", "--task", "fly", "--duration", "1")
+    assert sawyer.returncode == 2 and len(sawyer.stderr.strip().splitlines()) == 1
+    assert "unknown Meta-World task 'fly'" in sawyer.stderr
+    # Meta-World's Sawyer is simulated at its own 80 Hz step (issue 15: its ROS path)
+    printed = run("bringup", "sim", "--embodiment", "sawyer", "--task", "reach", "--print-only")
+    assert printed.returncode == 0 and "update_rate:=80.0" in printed.stdout.splitlines()[0]
     task = run("bringup", "sim", "--embodiment", "g1", "--task", "stack", "--duration", "1")
     assert task.returncode == 2 and len(task.stderr.strip().splitlines()) == 1
     assert "task 'stack' is not defined for embodiment 'g1'" in task.stderr

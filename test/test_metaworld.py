@@ -63,11 +63,101 @@ def test_joint_space_only_paths_refuse_an_end_effector_robot():
     from gen0_policy.sim.env import make_env
 
     sawyer = load_embodiment("sawyer")
-    for make in (lambda: SafetyLimits.from_embodiment(sawyer), lambda: LeaderMirror(sawyer)):
-        with pytest.raises(EmbodimentError, match="joint-position robots only; embodiment sawyer takes end_effector"):
-            make()
+    with pytest.raises(EmbodimentError, match="joint-position robots only; embodiment sawyer takes end_effector"):
+        LeaderMirror(sawyer)
     with pytest.raises(EmbodimentError, match="collect-metaworld"):
         make_env("sawyer", "reach")
+    # The safety filter works in the Sawyer's state coordinates: the hand's workspace in m, 0.8 m/s.
+    limits = SafetyLimits.from_embodiment(sawyer)
+    np.testing.assert_allclose(limits.lower[:3], [-0.525, 0.348, -0.0525])
+    np.testing.assert_allclose(limits.velocity[:3], 0.8)
+
+
+def test_end_effector_chunks_become_absolute_targets_and_back():
+    """The runtime streams absolute targets: displacement rows add up from the measured hand position,
+    the gripper effort becomes an opening (-1 open = 1, +1 closed = 0); committed targets go back to the
+    policy as the actions that reach them, and come out exactly as they went in."""
+    from gen0_policy.runtime.end_effector import EndEffectorPlan, EndEffectorPolicy
+    from gen0_policy.runtime.policy import validate_output
+
+    sawyer = load_embodiment("sawyer")
+    plan = EndEffectorPlan(sawyer)
+    rng = np.random.default_rng(1)
+    state = np.array([0.0, 0.6, 0.2, 1.0])
+    actions = rng.uniform(-1, 1, (8, 4))
+    targets = plan.targets(state, actions)
+    np.testing.assert_allclose(targets[:, :3], state[:3] + 0.01 * np.cumsum(actions[:, :3], axis=0))
+    np.testing.assert_allclose(targets[:, 3], (1 - actions[:, 3]) / 2)
+    np.testing.assert_allclose(plan.actions(state, targets), actions, atol=1e-9)
+    np.testing.assert_allclose(plan.targets(state, [[5.0, 0, 0, -3.0]])[0], [0.01, 0.6, 0.2, 1.0])  # clipped
+
+    class Displacements:
+        chunk_size, step_dt, max_prefix, checkpoint_id = 8, 1 / 80, 4, "fake"
+
+        def infer(self, observation, committed=None, num_samples=1):
+            self.committed = committed
+            out = np.tile([0.5, 0.0, -0.5, 1.0], (8, 1))
+            if committed is not None:
+                out[: len(committed)] = committed
+            return {"actions": out, "action_space": "end_effector_delta", "uncertainty": float("nan")}
+
+    inner = Displacements()
+    with pytest.raises(Exception, match="end-effector displacements"):
+        validate_output(inner.infer({}), 4)
+    policy = EndEffectorPolicy(inner, sawyer)
+    assert policy.chunk_size == 8 and policy.checkpoint_id == "fake"
+    committed = plan.targets(state, actions[:3])
+    out = policy.infer({"joint_positions": state}, committed)
+    np.testing.assert_allclose(inner.committed, actions[:3], atol=1e-9)
+    np.testing.assert_array_equal(out["actions"][:3], committed)
+    np.testing.assert_allclose(out["actions"][3, :3], committed[2, :3] + [0.005, 0.0, -0.005])
+    assert out["actions"][3, 3] == 0.0  # closing
+    validate_output(out, 4)
+    with pytest.raises(EmbodimentError, match="needs no conversion"):
+        EndEffectorPlan(load_embodiment("panda"))
+
+
+def test_the_sim_server_drives_the_sawyer_through_its_controllers():
+    """Meta-World behind gen0_sim_node's server: a Cartesian position target and a gripper opening,
+    as the policy node sends them, move the hand there at Meta-World's speed; cameras come upright."""
+    from gen0_policy.errors import ConfigError, Gen0Error
+    from gen0_policy.sim.metaworld_env import upright
+    from gen0_policy.sim.server import SimConfig, SimServer, SnapshotRenderer
+
+    config = SimConfig(embodiment="sawyer", task="reach", update_rate=80.0, camera_rate=0.0, real_time_factor=0.0)
+    states = []
+    server = SimServer(config, on_state=lambda now, q, v, e: states.append((now, q.copy())))
+    try:
+        start = server.env.joint_positions()
+        target = start[:3] + np.array([0.08, 0.0, 0.06])
+        server.command_positions("cartesian_motion_controller", target)
+        server.command_positions("gripper_controller", np.array([0.0]))
+        tick = server.now()
+        for _ in range(60):
+            tick, _ = server.step(tick + 1 / 80)
+        times = np.array([t for t, _ in states])
+        np.testing.assert_allclose(np.diff(times), 1 / 80, rtol=1e-6)  # one Meta-World step per tick
+        hand = states[-1][1]
+        np.testing.assert_allclose(hand[:3], target, atol=0.01)
+        assert hand[3] < 0.5 * start[3]  # closed on nothing
+        speeds = np.linalg.norm(np.diff([q[:3] for _, q in states], axis=0), axis=1, ord=np.inf) * 80
+        assert speeds.max() < 1.0  # Meta-World's 0.01 m per step per axis, 0.8 m/s, plus the weld's lag
+        with pytest.raises(Gen0Error, match="unknown task"):
+            server.reset("fly", 0)
+        status = server.reset("push", 3)
+        assert status.task == "push" and status.seed == 3 and not status.success
+        snapshots = SnapshotRenderer(0.1, None)
+        snapshots.capture(server.env, server.now())
+        corner = snapshots.render([server.env.embodiment.camera("corner2")])["corner2"]
+        direct = server.env.render("corner2").astype(float)
+        flipped = upright(direct.astype(np.uint8), True).astype(float)
+        assert np.abs(corner - direct).mean() < np.abs(corner - flipped).mean()
+        snapshots.close()
+    finally:
+        server.stop()
+        server.env.close()
+    with pytest.raises(ConfigError, match="expert_teleop"):
+        SimServer(SimConfig(embodiment="sawyer", task="reach", expert_teleop=True))
 
 
 def test_processor_pads_and_masks_a_4d_robot_beside_a_joint_space_arm():

@@ -3,7 +3,8 @@ config/embodiments/ names (or one joint_trajectory_controller for every joint wh
 
 A trajectory controller gets the planned future (a Horizon, stamped with its absolute start) when the
 node has a command horizon, else one point per control tick; a forward position controller (or any
-controller with ``output_mode: forward_position``) gets each tick's positions.
+controller with ``output_mode: forward_position``) gets each tick's positions; a Cartesian motion
+controller gets each tick's hand position as a PoseStamped (an end-effector robot, runtime/end_effector.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from geometry_msgs.msg import PoseStamped
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
@@ -27,6 +29,7 @@ class ControllerOutput:
     index: np.ndarray  # the controller's joints in the embodiment's order
     joints: tuple[str, ...]
     forward: bool  # Float64MultiArray per tick, not JointTrajectory
+    cartesian: bool = False  # PoseStamped per tick (x, y, z of the hand)
 
 
 def make_outputs(
@@ -37,18 +40,26 @@ def make_outputs(
     everything = ControllerSpec("joint_trajectory_controller", "joint_trajectory_controller", embodiment.joint_names)
     for spec in embodiment.controllers or [everything]:
         forward = not spec.trajectory or output_mode == "forward_position"
-        kind = Float64MultiArray if forward else JointTrajectory
-        pub = node.create_publisher(kind, command_topic(spec.name, not forward), 10, **publisher_options)
-        outputs.append(ControllerOutput(pub, embodiment.joint_indices(spec.joints), tuple(spec.joints), forward))
+        if spec.cartesian:
+            kind, topic = PoseStamped, spec.command_topic
+        else:
+            kind, topic = (Float64MultiArray, JointTrajectory)[not forward], command_topic(spec.name, not forward)
+        pub = node.create_publisher(kind, topic, 10, **publisher_options)
+        index = embodiment.joint_indices(spec.joints)
+        outputs.append(ControllerOutput(pub, index, tuple(spec.joints), forward, spec.cartesian))
     return outputs
 
 
-def publish_command(outputs: list[ControllerOutput], command: Command, period_s: float, horizons: bool) -> None:
-    """One control tick: forward controllers get the positions; trajectory controllers get one point
-    reached one period from now, unless horizons carry their future instead."""
+def publish_command(
+    outputs: list[ControllerOutput], command: Command, period_s: float, horizons: bool, frame_id: str = "world"
+) -> None:
+    """One control tick: forward controllers get the positions, Cartesian ones the hand position;
+    trajectory controllers get one point reached one period from now, unless horizons carry their future."""
     for out in outputs:
         positions = command.positions[out.index]
-        if out.forward:
+        if out.cartesian:
+            out.publisher.publish(conv.pose_stamped_msg(positions, frame_id))
+        elif out.forward:
             out.publisher.publish(conv.float64_multi_array_msg(positions))
         elif not horizons:
             out.publisher.publish(

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -242,6 +243,25 @@ def float64_multi_array_msg(values: Sequence[float] | np.ndarray, label: str = "
         msg.layout.dim = [MultiArrayDimension(label=label, size=values.size, stride=values.size)]
     msg.data = values.tolist()
     return msg
+
+
+def pose_stamped_msg(xyz: Sequence[float] | np.ndarray, frame_id: str, stamp: Time | None = None) -> PoseStamped:
+    """A hand position target for a Cartesian controller. The orientation is the identity: an action of
+    displacements does not turn the hand, so the controller's frames must make the identity its pose."""
+    x, y, z = (float(v) for v in np.asarray(xyz, dtype=np.float64).reshape(3))
+    msg = PoseStamped()
+    msg.header.frame_id = frame_id
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = x, y, z
+    msg.pose.orientation.w = 1.0
+    return msg
+
+
+def pose_stamped_to_array(msg: PoseStamped) -> np.ndarray:
+    """geometry_msgs/PoseStamped -> (3,) position; finiteness and bounds are the controller's to check."""
+    p = msg.pose.position
+    return np.array([p.x, p.y, p.z], dtype=np.float64)
 
 
 def action_chunk_msg(chunk: Chunk, joint_names: Sequence[str]) -> ActionChunk:

@@ -1,8 +1,9 @@
 """gen0_sim_node: the MuJoCo simulator with the ROS 2 face of a ros2_control robot.
 
 Publishes /joint_states, /clock, /<camera>/image_raw + camera_info and /task_status; obeys
-/<controller>/joint_trajectory (joint_trajectory_controller) and /<controller>/commands
-(forward position controllers) with the semantics of gen0_policy.sim.controllers; resets via
+/<controller>/joint_trajectory (joint_trajectory_controller), /<controller>/commands (forward
+position controllers) and /<controller>/target_frame (a Cartesian motion controller's PoseStamped,
+for Meta-World's Sawyer) with the semantics of gen0_policy.sim.controllers; resets via
 ~/reset. With ``expert_teleop`` the task's scripted expert stands in for a person: its targets are
 published on those same command topics (as a teleop would send them) and executed from there.
 The simulated robot itself (physics and camera threads, pacing, controllers, episodes) is
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import rclpy
+from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
@@ -61,7 +63,8 @@ class SimNode(Node):
         }
         self.teleop_pubs = {}  # controller -> publisher of the expert's commands
         for spec in embodiment.controllers:
-            topic, msg_type = spec.command_topic, JointTrajectory if spec.trajectory else Float64MultiArray
+            topic = spec.command_topic
+            msg_type = PoseStamped if spec.cartesian else JointTrajectory if spec.trajectory else Float64MultiArray
             self.create_subscription(msg_type, topic, lambda msg, n=spec.name, t=topic: self._on_command(n, t, msg), 10)
             if config.expert_teleop:
                 self.teleop_pubs[spec.name] = self.create_publisher(msg_type, topic, 10)
@@ -74,10 +77,12 @@ class SimNode(Node):
         )
 
     # ------------------------------------------------------------ executor thread
-    def _on_command(self, controller: str, topic: str, msg: JointTrajectory | Float64MultiArray) -> None:
+    def _on_command(self, controller: str, topic: str, msg: JointTrajectory | Float64MultiArray | PoseStamped) -> None:
         try:
             if isinstance(msg, JointTrajectory):
                 self.sim.command_trajectory(controller, conv.joint_trajectory_to_command(msg))
+            elif isinstance(msg, PoseStamped):
+                self.sim.command_positions(controller, conv.pose_stamped_to_array(msg))
             else:
                 self.sim.command_positions(controller, conv.float64_multi_array_to_array(msg))
         except CommandError as exc:

@@ -14,7 +14,8 @@ def load_chunk_policy(
     checkpoint: str | Path, embodiment: Embodiment, device: str = "cpu", engine: str = "torch"
 ) -> ChunkPolicy:
     """``Gen0Policy.load(checkpoint)`` on ``engine`` (torch, onnxruntime or openvino), checked against
-    ``embodiment`` (name and joint order)."""
+    ``embodiment`` (name and joint order). An end-effector robot's policy comes wrapped so that the
+    runtime gets absolute targets in its state coordinates (runtime/end_effector.py)."""
     from gen0_policy.model.policy import Gen0Policy  # torch: only when a checkpoint is really loaded
 
     policy = Gen0Policy.load(checkpoint, device=device, engine=engine)
@@ -23,4 +24,8 @@ def load_chunk_policy(
             f"checkpoint {checkpoint} was not trained on {embodiment.name}; it knows {policy.embodiments}"
         )
     policy.check_embodiment(embodiment)
+    if not embodiment.joint_space:
+        from gen0_policy.runtime.end_effector import EndEffectorPolicy
+
+        return EndEffectorPolicy(policy, embodiment)
     return policy

@@ -49,6 +49,11 @@ def validate_output(out: Mapping[str, Any], dof: int) -> PolicyOutput:
     """Check an ``infer`` result; raise :class:`CommandError` (never execute) on wrong shape or NaN/inf."""
     if "actions" not in out:
         raise CommandError(f"policy output has no 'actions' (keys {sorted(out)}); check the policy's infer()")
+    if out.get("action_space") == "end_effector_delta":
+        raise CommandError(
+            "policy returned end-effector displacements; the runtime streams absolute targets: wrap it in "
+            "gen0_policy.runtime.end_effector.EndEffectorPolicy (load_chunk_policy does)"
+        )
     actions = np.asarray(out["actions"], dtype=np.float64)
     if actions.ndim != 2 or actions.shape[1] != dof or actions.shape[0] < 1:
         raise CommandError(f"policy actions have shape {actions.shape}, expected (H, {dof}); wrong embodiment?")

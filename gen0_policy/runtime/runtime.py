@@ -53,7 +53,8 @@ class Runtime:
         on_chunk: Callable[[Chunk], None] | None = None,
         on_horizon: Callable[[Horizon], None] | None = None,
     ) -> None:
-        embodiment.require_joint_space("the runtime (joint trajectories for a joint_trajectory_controller)")
+        # An end-effector robot runs in its state coordinates: load_chunk_policy wraps its policy in
+        # runtime/end_effector.py, and validate_output refuses raw displacements.
         self.config = config or RuntimeConfig()
         self.embodiment = embodiment
         self.clock = clock or MonotonicClock()

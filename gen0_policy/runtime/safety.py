@@ -43,7 +43,8 @@ class SafetyLimits:
     def from_embodiment(cls, embodiment: Embodiment, scale: float = 1.0) -> SafetyLimits:
         if not 0 < scale <= 1:
             raise ConfigError(f"limit scale must be in (0, 1], got {scale}")
-        embodiment.require_joint_space("the safety filter (joint position, velocity and acceleration limits)")
+        # An end-effector robot's state coordinates (hand position in m, gripper opening) have bounds and
+        # speed limits like joints: the runtime plans them as such (runtime/end_effector.py).
         return cls(
             embodiment.lower,
             embodiment.upper,

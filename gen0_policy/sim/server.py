@@ -20,7 +20,7 @@ import mujoco
 import numpy as np
 
 from gen0_policy.commands import TrajectoryCommand
-from gen0_policy.embodiment import CameraSpec
+from gen0_policy.embodiment import CameraSpec, load_embodiment
 from gen0_policy.errors import CommandError, ConfigError, Gen0Error
 from gen0_policy.sim.controllers import ControllerSet
 from gen0_policy.sim.env import SimEnv, make_env
@@ -111,11 +111,13 @@ class SnapshotRenderer:
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._model: mujoco.MjModel | None = None
         self._snapshot: mujoco.MjData | None = None
+        self._finish: Callable[[str, np.ndarray], np.ndarray] | None = None
 
     def due(self, now: float) -> bool:
         return now >= self.last + self.period - 1e-9
 
     def capture(self, env: SimEnv, now: float) -> None:
+        self._finish = getattr(env, "finish_frame", None)  # e.g. Meta-World's upside-down corner cameras
         if self._model is not env.model:  # a new task built a new model
             self.close()
             self._model, self._snapshot = env.model, mujoco.MjData(env.model)
@@ -135,7 +137,8 @@ class SnapshotRenderer:
                 self._renderers[(w, h)] = mujoco.Renderer(self._model, height=h, width=w)
             renderer = self._renderers[(w, h)]
             renderer.update_scene(self._snapshot, camera=cam.name)
-            images[cam.name] = renderer.render()
+            rgb = renderer.render()
+            images[cam.name] = self._finish(cam.name, rgb) if self._finish else rgb
         return images
 
     def close(self) -> None:
@@ -146,6 +149,19 @@ class SnapshotRenderer:
 
 def _ignore(*_: Any) -> None:
     pass
+
+
+def _metaworld(embodiment: str) -> bool:
+    return load_embodiment(embodiment).sim.get("simulator") == "metaworld"
+
+
+def server_tasks(embodiment: str) -> list[str]:
+    """The tasks the server can simulate for ``embodiment``: our worlds', or Meta-World's 50."""
+    if _metaworld(embodiment):
+        from gen0_policy.sim.metaworld_env import suite_tasks
+
+        return list(suite_tasks("mt50"))
+    return available_tasks(embodiment)
 
 
 class SimServer:
@@ -179,7 +195,7 @@ class SimServer:
         self._offset = 0.0  # sim clock = offset + env.time, kept monotonic across resets
         self.teleop: ExpertTeleop | None = None
         self.env: SimEnv | None = None
-        self._build(config.task or available_tasks(config.embodiment)[0], int(config.seed))
+        self._build(config.task or server_tasks(config.embodiment)[0], int(config.seed))
 
     # ------------------------------------------------------------ episodes
     def now(self) -> float:
@@ -195,7 +211,7 @@ class SimServer:
         unknown task."""
         with self.lock:
             if task and task != self.env.task_name:
-                tasks = available_tasks(self.env.embodiment.name)
+                tasks = server_tasks(self.env.embodiment.name)
                 if task not in tasks:
                     name = self.env.embodiment.name
                     raise Gen0Error(f"unknown task {task!r} for {name}; available tasks are {tasks}")
@@ -214,7 +230,14 @@ class SimServer:
     def _build(self, task: str, seed: int) -> None:
         now = self.now()  # before the env is replaced: the clock continues from here
         c = self.config
-        self.env = make_env(c.embodiment, task, seed=seed, camera_size=c.camera_size)
+        if _metaworld(c.embodiment):
+            from gen0_policy.sim.metaworld_world import MetaWorldWorld
+
+            if c.expert_teleop:
+                raise ConfigError("expert_teleop drives our MuJoCo worlds' experts; Meta-World's are not wired to it")
+            self.env = MetaWorldWorld(task, seed=seed, camera_size=c.camera_size)
+        else:
+            self.env = make_env(c.embodiment, task, seed=seed, camera_size=c.camera_size)
         self.controllers = ControllerSet(
             self.env.embodiment,
             allow_partial_joints_goal=bool(c.allow_partial_joints_goal),

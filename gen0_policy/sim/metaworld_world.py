@@ -1,0 +1,109 @@
+"""Meta-World's Sawyer behind the simulator server (gen0_policy.sim.server), as SimEnv is for our
+MuJoCo worlds: so ``gen0_sim_node`` serves it with the same topics, and the policy node drives it
+through the controllers that config/embodiments/sawyer.yaml names.
+
+Its controllers hold position targets in the robot's state coordinates (hand x, y, z in m; gripper
+opening 0..1), as a Cartesian motion controller and a gripper position controller would. Each
+Meta-World step (80 Hz) turns them into Meta-World's own action: the hand's mocap target moves toward
+the commanded position by at most 0.01 m per axis (Meta-World's action scale, the arm's speed limit),
+and the opening target becomes the gripper effort (open 1 -> -1, closed 0 -> +1; the same linear
+map as gen0_policy.runtime.end_effector uses the other way round).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gen0_policy.errors import CommandError, ConfigError
+from gen0_policy.sim.metaworld_env import MetaWorldEnv, task_name, upright
+
+
+class MetaWorldWorld:
+    """One Meta-World task with the SimEnv interface the server needs. Not thread-safe (the server
+    holds its lock)."""
+
+    def __init__(self, task: str, seed: int = 0, camera_size: tuple[int, int] | None = None) -> None:
+        self._mw = MetaWorldEnv(task_name(task), camera_size=camera_size)
+        self.embodiment = self._mw.embodiment
+        self.task_name = self._mw.task
+        self.instruction = self._mw.instruction
+        self.model, self.data = self._mw._env.model, self._mw._env.data
+        self.control_dt = self._mw.control_dt
+        spec = self.embodiment.action
+        self._scale = np.asarray(spec.scale[:3], np.float64)  # m per action unit per step
+        self._a_lower, self._a_upper = np.asarray(spec.lower, np.float64), np.asarray(spec.upper, np.float64)
+        self.seed = int(seed)
+        self.reset(seed)
+
+    # --- episode -------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self.seed = int(seed)
+        obs = self._mw.reset(self.seed, images=False)
+        self._positions = obs["joint_positions"].copy()
+        self._velocities = np.zeros_like(self._positions)
+        self._targets = self._positions.copy()
+        self._success, self._steps = False, 0
+
+    @property
+    def time(self) -> float:
+        return self._steps * self.control_dt
+
+    def success(self) -> bool:
+        return self._success
+
+    # --- control ---------------------------------------------------------------------------------
+    def set_targets(self, q: np.ndarray) -> None:
+        q = np.asarray(q, dtype=np.float64)
+        if q.shape != (self.embodiment.dof,) or not np.all(np.isfinite(q)):
+            raise CommandError(f"sawyer expects 4 finite targets (hand x, y, z, gripper opening), got {q}")
+        self._targets = np.clip(q, self.embodiment.lower, self.embodiment.upper)
+
+    def action(self) -> np.ndarray:
+        """Meta-World's action that moves toward the targets this step."""
+        mocap = np.asarray(self.data.mocap_pos[0], np.float64)
+        move = (self._targets[:3] - mocap) / self._scale
+        closing = (self.embodiment.upper[3] - self._targets[3]) / (self.embodiment.upper[3] - self.embodiment.lower[3])
+        effort = self._a_lower[3] + closing * (self._a_upper[3] - self._a_lower[3])
+        return np.clip(np.append(move, effort), self._a_lower, self._a_upper)
+
+    def step(self, duration: float | None = None) -> None:
+        """Whole Meta-World steps covering ``duration`` s (at least one): its physics cannot step finer.
+        At the env's step limit the episode holds still (success stays as it was) until a reset."""
+        n = max(1, round((self.control_dt if duration is None else float(duration)) / self.control_dt))
+        if duration is not None and duration < 0:
+            raise ConfigError(f"step duration must be >= 0, got {duration}")
+        for _ in range(n):
+            if self._mw.steps >= self._mw.max_steps:
+                self._velocities[:] = 0.0
+                self._steps += 1  # the clock goes on
+                continue
+            obs, success = self._mw.step(self.action(), images=False)
+            positions = obs["joint_positions"]
+            self._velocities = (positions - self._positions) / self.control_dt
+            self._positions = positions.copy()
+            self._success = self._success or success
+            self._steps += 1
+
+    # --- state -------------------------------------------------------------------------------------
+    def joint_positions(self) -> np.ndarray:
+        return self._positions.copy()
+
+    def joint_velocities(self) -> np.ndarray:
+        return self._velocities.copy()
+
+    def joint_efforts(self) -> np.ndarray:
+        return np.zeros_like(self._positions)
+
+    # --- cameras -------------------------------------------------------------------------------------
+    def finish_frame(self, camera: str, rgb: np.ndarray) -> np.ndarray:
+        """A rendered frame as the camera sees it: the corner cameras are mounted upside down."""
+        return upright(rgb, camera in self._mw.upside_down)
+
+    def render(self, camera: str, width: int | None = None, height: int | None = None) -> Any:
+        return self._mw.render(camera)
+
+    def close(self) -> None:
+        self._mw.close()

@@ -24,7 +24,7 @@ from launch_ros.substitutions import FindPackageShare
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("gen0_policy")
     arguments = [
-        DeclareLaunchArgument("embodiment", default_value="panda", description="Robot: ur5e, panda or g1"),
+        DeclareLaunchArgument("embodiment", default_value="panda", description="Robot: ur5e, panda, g1, sawyer"),
         DeclareLaunchArgument("checkpoint", description="Checkpoint folder (or training run folder) to load"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="Follow /clock (simulators)"),
         DeclareLaunchArgument("mode", default_value="synchronous", description="synchronous or harmonic execution"),

@@ -21,7 +21,7 @@ def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("gen0_policy")
     embodiment = LaunchConfiguration("embodiment")
     arguments = [
-        DeclareLaunchArgument("embodiment", default_value="panda", description="Robot: ur5e, panda or g1"),
+        DeclareLaunchArgument("embodiment", default_value="panda", description="Robot: ur5e, panda, g1, sawyer"),
         DeclareLaunchArgument("task", default_value="reach", description="Task to simulate (gen0 sim info lists them)"),
         DeclareLaunchArgument("seed", default_value="0", description="Seed of the first episode"),
         DeclareLaunchArgument(

@@ -15,7 +15,7 @@ from launch_ros.substitutions import FindPackageShare
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("gen0_policy")
     arguments = [
-        DeclareLaunchArgument("embodiment", default_value="panda", description="Robot: ur5e, panda or g1"),
+        DeclareLaunchArgument("embodiment", default_value="panda", description="Robot: ur5e, panda, g1, sawyer"),
         DeclareLaunchArgument("task", default_value="reach", description="Sim task (gen0 sim info lists them)"),
         DeclareLaunchArgument("checkpoint", description="Checkpoint folder (or training run folder) to load"),
         DeclareLaunchArgument("mode", default_value="synchronous", description="synchronous or harmonic execution"),

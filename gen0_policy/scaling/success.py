@@ -145,23 +145,21 @@ def _pool(jobs: dict[str, tuple[str, dict[str, Any]]], workers: int) -> Any:
 
 
 def success_rows(records: list[dict[str, Any]], lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each measured run beside its next-action error, for the report."""
+    """Each measured run beside its next-action error, for the report: pretraining runs by model
+    size and data, then the efficiency runs by arm and demonstrations."""
     by_id = {r["id"]: r for r in records}
     rows = []
     for line in lines:
         r = by_id.get(line["id"])
         if r is None:
             continue
-        run = r["run"]
-        rows.append(
-            {
-                "id": line["id"],
-                "model": r["model"]["name"],
-                "what": f"{run.get('arm', 'pretrained')}, {r['data']['episodes']} "
-                + ("demos" if r["kind"] == "efficiency" else "pretraining episodes"),
-                "downstream_error": r.get("downstream_error"),
-                "successes": line["successes"],
-                "episodes": line["protocol"]["episodes"],
-            }
-        )
-    return sorted(rows, key=lambda x: x["id"])
+        run, episodes = r["run"], r["data"]["episodes"]
+        if r["kind"] == "efficiency":
+            what = f"{run.get('arm')}, {episodes} demos"
+        else:
+            what = f"{episodes} pretraining episodes, then {r['downstream_data']['episodes']} demos"
+        order = (r["kind"] != "pretrain", r["model"]["parameters"], run.get("arm") or "", episodes, r["id"])
+        row = {"id": line["id"], "model": r["model"]["name"], "what": what}
+        row |= {"downstream_error": r.get("downstream_error"), "successes": line["successes"]}
+        rows.append((order, row | {"episodes": line["protocol"]["episodes"]}))
+    return [row for _, row in sorted(rows, key=lambda x: x[0])]

@@ -126,7 +126,7 @@ def dead_node(procs: list[tuple[str, subprocess.Popen]]) -> str:
 
 def check_checkpoint(args: argparse.Namespace) -> None:
     """Default to the shipped checkpoint; refuse one that does not exist."""
-    args.checkpoint = args.checkpoint or str(shipped_checkpoint())
+    args.checkpoint = args.checkpoint or str(shipped_checkpoint(args.embodiment))
     if not Path(args.checkpoint).exists():
         raise ConfigError(f"checkpoint {args.checkpoint} does not exist; train one with `gen0 train` first")
 

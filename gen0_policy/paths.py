@@ -37,9 +37,10 @@ def launch_dir() -> Path:
     return share_dir("launch")
 
 
-SHIPPED_CHECKPOINT = "multitask_cpu"
+SHIPPED_CHECKPOINT = "multitask_cpu"  # UR5e, Panda, G1 (20 Hz)
+SHIPPED_BY_EMBODIMENT = {"sawyer": "metaworld_mt10"}  # Meta-World's 80 Hz steps: a checkpoint of its own
 
 
-def shipped_checkpoint() -> Path:
-    """The checkpoint this repository ships, the default of every command that takes one."""
-    return share_dir("checkpoints") / SHIPPED_CHECKPOINT
+def shipped_checkpoint(embodiment: str = "") -> Path:
+    """The checkpoint this repository ships for ``embodiment``, the default of every command that takes one."""
+    return share_dir("checkpoints") / SHIPPED_BY_EMBODIMENT.get(embodiment, SHIPPED_CHECKPOINT)

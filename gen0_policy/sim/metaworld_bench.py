@@ -208,7 +208,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _bench_metaworld(args: Any) -> int:
     from gen0_policy.paths import shipped_checkpoint
 
-    policy = "expert" if args.policy == "expert" else str(args.checkpoint or shipped_checkpoint())
+    policy = "expert" if args.policy == "expert" else str(args.checkpoint or shipped_checkpoint("sawyer"))
     name = "expert" if policy == "expert" else Path(policy).name
     results = args.results or Path("runs") / "bench" / f"metaworld_{args.suite}_{name}.jsonl"
     tasks = tuple(t for t in args.tasks.split(",") if t.strip()) if args.tasks else None
@@ -238,7 +238,7 @@ def register(subparsers: Any) -> None:
         default="checkpoint",
         help="a checkpoint (--checkpoint), or Meta-World's scripted experts (a sanity number)",
     )
-    p.add_argument("--checkpoint", type=Path, default=None, help="policy folder (default: the shipped checkpoint)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="policy folder (default: the shipped checkpoints/metaworld_mt10)")
     p.add_argument("--episodes", type=int, default=10, help="episodes per task (the protocol: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of episode 0 of every task")
     p.add_argument("--tasks", default=None, help="comma-separated piece of the suite to run now (default: all)")

@@ -111,6 +111,10 @@ def test_end_effector_chunks_become_absolute_targets_and_back():
     np.testing.assert_allclose(inner.committed, actions[:3], atol=1e-9)
     np.testing.assert_array_equal(out["actions"][:3], committed)
     np.testing.assert_allclose(out["actions"][3, :3], committed[2, :3] + [0.005, 0.0, -0.005])
+    # A hand held back (the measured state lags): new rows go on from the last committed target.
+    held = state + np.array([-0.02, 0.0, 0.0, 0.0])
+    out = policy.infer({"joint_positions": held}, committed)
+    np.testing.assert_allclose(out["actions"][3, :3], committed[2, :3] + [0.005, 0.0, -0.005])
     assert out["actions"][3, 3] == 0.0  # closing
     validate_output(out, 4)
     with pytest.raises(EmbodimentError, match="needs no conversion"):
@@ -151,7 +155,9 @@ def test_the_sim_server_drives_the_sawyer_through_its_controllers():
         corner = snapshots.render([server.env.embodiment.camera("corner2")])["corner2"]
         direct = server.env.render("corner2").astype(float)
         flipped = upright(direct.astype(np.uint8), True).astype(float)
-        assert np.abs(corner - direct).mean() < np.abs(corner - flipped).mean()
+        # the frames the demonstrations were made of: upright, and without shadows or reflections (a
+        # shadowed frame scored 8.4 on image novelty, above the 5.0 hold threshold, through ROS)
+        assert np.abs(corner - direct).mean() < 0.5 < np.abs(corner - flipped).mean()
         snapshots.close()
     finally:
         server.stop()
@@ -374,3 +380,17 @@ def test_goal_loss_keyframes_find_the_sawyers_grasp():
     keys = next_keyframes(actions, sawyer.gripper_mask, sawyer.action_lower, sawyer.action_upper)
     grasp = int(keys[0])
     assert 0 < grasp < len(actions) - 1 and actions[grasp - 1, 3] <= 0 < actions[grasp, 3]
+
+
+def test_the_shipped_metaworld_checkpoint_is_the_sawyers_default():
+    """`gen0 bench metaworld` and `gen0 bringup sim --embodiment sawyer` default to the committed MT10
+    checkpoint, which knows the Sawyer's joints and action space; the other robots keep theirs."""
+    from gen0_policy.model.checkpoint import load_policy
+    from gen0_policy.paths import shipped_checkpoint
+
+    files = load_policy(shipped_checkpoint("sawyer"))
+    assert [e.name for e in files.embodiments] == ["sawyer"]
+    assert files.embodiments[0].joint_names == load_embodiment("sawyer").joint_names
+    assert files.embodiments[0].action_space == "end_effector_delta"
+    assert files.novelty is not None and files.meta["fps"] == 80.0
+    assert shipped_checkpoint("panda") == shipped_checkpoint() != shipped_checkpoint("sawyer")

@@ -4,8 +4,11 @@ The runtime plans, filters and streams absolute targets (a chunk of positions ov
 whose actions are per-step end-effector displacements (``action_space: end_effector_delta``, e.g.
 Meta-World's Sawyer) fits that unchanged once its chunks are turned into where the hand should be:
 
-- a displacement entry (``scale > 0``) becomes a position: the measured state plus the running sum
-  of the clipped displacements times the scale (m per action unit per step), row by row;
+- a displacement entry (``scale > 0``) becomes a position: the running sum of the clipped
+  displacements times the scale (m per action unit per step), row by row, from the last target
+  already committed (from the measured state for a first chunk). Not from the measured hand: a
+  hand held back by contact lags its target, and the training data's displacements moved the
+  target (Meta-World's mocap), so pushing a door means a target that runs ahead and pulls;
 - the gripper effort (``scale == 0`` on a gripper joint, + closes) becomes an opening target, mapped
   linearly: the action's lower bound (fully open) to the joint's upper, its upper to the joint's lower.
 
@@ -46,7 +49,7 @@ class EndEffectorPlan:
         self.j_lower, self.j_upper = embodiment.lower, embodiment.upper
 
     def targets(self, state: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """(H, D) actions from ``state`` -> (H, D) absolute targets (row k: after k + 1 steps)."""
+        """(H, D) actions from ``state`` (or a target) -> (H, D) absolute targets (row k: after k + 1 steps)."""
         a = np.clip(np.asarray(actions, np.float64), self.a_lower, self.a_upper)
         moved = np.asarray(state, np.float64) + np.cumsum(a * self.scale, axis=0)
         closing = (a - self.a_lower) / (self.a_upper - self.a_lower)  # 0 open .. 1 closed
@@ -79,10 +82,15 @@ class EndEffectorPolicy:
         state = np.asarray(observation["joint_positions"], np.float64)
         prefix = None if committed is None or len(committed) == 0 else self.plan.actions(state, committed)
         out = dict(self.policy.infer(observation, prefix, num_samples))
-        targets = self.plan.targets(state, out["actions"])
-        if prefix is not None:
-            targets[: len(committed)] = committed  # exactly what executes, not a round trip
-        out["actions"], out["action_space"] = targets, "absolute_state_targets"
+        P = 0 if prefix is None else len(committed)
+
+        def plan(actions: np.ndarray) -> np.ndarray:
+            if not P:
+                return self.plan.targets(state, actions)
+            # exactly what executes, then onward from the last committed target
+            return np.vstack([committed, self.plan.targets(committed[-1], actions[P:])])
+
+        out["actions"], out["action_space"] = plan(out["actions"]), "absolute_state_targets"
         if out.get("samples") is not None:
-            out["samples"] = np.stack([self.plan.targets(state, s) for s in out["samples"]])
+            out["samples"] = np.stack([plan(s) for s in out["samples"]])
         return out

@@ -238,7 +238,7 @@ def register(subparsers: Any) -> None:
         default="checkpoint",
         help="a checkpoint (--checkpoint), or Meta-World's scripted experts (a sanity number)",
     )
-    p.add_argument("--checkpoint", type=Path, default=None, help="policy folder (default: the shipped checkpoints/metaworld_mt10)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="policy folder (default: checkpoints/metaworld_mt10)")
     p.add_argument("--episodes", type=int, default=10, help="episodes per task (the protocol: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of episode 0 of every task")
     p.add_argument("--tasks", default=None, help="comma-separated piece of the suite to run now (default: all)")

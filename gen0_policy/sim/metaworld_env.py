@@ -172,6 +172,15 @@ def difficulty(task: str) -> str:
     return next(group for group, tasks in DIFFICULTY.items() if task in tasks)
 
 
+def plain_scene(scene: Any) -> None:
+    """Shadows and reflections off, in every renderer of Meta-World (demonstrations, the benchmark and
+    the sim node alike): a frame the policy sees must look like the frames it was trained on."""
+    import mujoco
+
+    scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+    scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+
+
 def upright(frame: np.ndarray, upside_down: bool) -> np.ndarray:
     """The one fix for Meta-World's corner cameras, which are mounted rolled half a turn: rotate 180°."""
     return np.ascontiguousarray(frame[::-1, ::-1]) if upside_down else frame
@@ -267,8 +276,7 @@ class MetaWorldEnv:
             self._renderers[(w, h)] = mujoco.Renderer(self._env.model, height=h, width=w)
         renderer = self._renderers[(w, h)]
         renderer.update_scene(self._env.data, camera=camera)
-        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        plain_scene(renderer.scene)
         return upright(renderer.render(), camera in self.upside_down)
 
     def close(self) -> None:

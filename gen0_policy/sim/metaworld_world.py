@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gen0_policy.errors import CommandError, ConfigError
-from gen0_policy.sim.metaworld_env import MetaWorldEnv, task_name, upright
+from gen0_policy.sim.metaworld_env import MetaWorldEnv, plain_scene, task_name, upright
 
 
 class MetaWorldWorld:
@@ -98,6 +98,10 @@ class MetaWorldWorld:
         return np.zeros_like(self._positions)
 
     # --- cameras -------------------------------------------------------------------------------------
+    def prepare_scene(self, scene: Any) -> None:
+        """Render as the demonstrations were rendered (metaworld_env.render)."""
+        plain_scene(scene)
+
     def finish_frame(self, camera: str, rgb: np.ndarray) -> np.ndarray:
         """A rendered frame as the camera sees it: the corner cameras are mounted upside down."""
         return upright(rgb, camera in self._mw.upside_down)

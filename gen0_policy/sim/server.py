@@ -112,12 +112,14 @@ class SnapshotRenderer:
         self._model: mujoco.MjModel | None = None
         self._snapshot: mujoco.MjData | None = None
         self._finish: Callable[[str, np.ndarray], np.ndarray] | None = None
+        self._prepare: Callable[[Any], None] | None = None
 
     def due(self, now: float) -> bool:
         return now >= self.last + self.period - 1e-9
 
     def capture(self, env: SimEnv, now: float) -> None:
         self._finish = getattr(env, "finish_frame", None)  # e.g. Meta-World's upside-down corner cameras
+        self._prepare = getattr(env, "prepare_scene", None)  # e.g. Meta-World's shadows off, as in its data
         if self._model is not env.model:  # a new task built a new model
             self.close()
             self._model, self._snapshot = env.model, mujoco.MjData(env.model)
@@ -137,6 +139,8 @@ class SnapshotRenderer:
                 self._renderers[(w, h)] = mujoco.Renderer(self._model, height=h, width=w)
             renderer = self._renderers[(w, h)]
             renderer.update_scene(self._snapshot, camera=cam.name)
+            if self._prepare:
+                self._prepare(renderer.scene)
             rgb = renderer.render()
             images[cam.name] = self._finish(cam.name, rgb) if self._finish else rgb
         return images

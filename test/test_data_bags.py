@@ -270,4 +270,4 @@ def test_cli_build_import_info(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     shutil.rmtree(out)
     with pytest.raises(SystemExit):
         gen0(["data", "build", str(tmp_path / "bags"), "--out", str(out), "--image-size", "big"])
-    assert "must look like 224x224" in capsys.readouterr().err
+    assert "image size must be WIDTHxHEIGHT" in capsys.readouterr().err

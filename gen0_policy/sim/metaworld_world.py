@@ -72,9 +72,9 @@ class MetaWorldWorld:
     def step(self, duration: float | None = None) -> None:
         """Whole Meta-World steps covering ``duration`` s (at least one): its physics cannot step finer.
         At the env's step limit the episode holds still (success stays as it was) until a reset."""
-        n = max(1, round((self.control_dt if duration is None else float(duration)) / self.control_dt))
         if duration is not None and duration < 0:
             raise ConfigError(f"step duration must be >= 0, got {duration}")
+        n = max(1, round((self.control_dt if duration is None else float(duration)) / self.control_dt))
         for _ in range(n):
             if self._mw.steps >= self._mw.max_steps:
                 self._velocities[:] = 0.0
@@ -106,7 +106,8 @@ class MetaWorldWorld:
         """A rendered frame as the camera sees it: the corner cameras are mounted upside down."""
         return upright(rgb, camera in self._mw.upside_down)
 
-    def render(self, camera: str, width: int | None = None, height: int | None = None) -> Any:
+    def render(self, camera: str, width: int | None = None, height: int | None = None) -> np.ndarray:
+        """The camera's frame at its configured size (Meta-World's renderer is sized when the world is made)."""
         return self._mw.render(camera)
 
     def close(self) -> None:

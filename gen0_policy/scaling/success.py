@@ -11,13 +11,11 @@ refused rather than mixed in.
 from __future__ import annotations
 
 import re
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from gen0_policy.errors import ConfigError
-from gen0_policy.scaling.sweep import append_result, drop_partial_line, read_results
+from gen0_policy.scaling.sweep import append_result, drop_partial_line, read_results, run_local
 
 SUCCESS = "success.jsonl"
 PROTOCOL_KEYS = ("embodiment", "task", "episodes", "seed", "camera_size")
@@ -103,7 +101,7 @@ def measure_success(
     log(f"{len(done)} runs measured, {len(todo)} to roll out now ({episodes} episodes each from seed {seed})")
     jobs = {r["id"]: (str(folder / checkpoint_of(r)), protocol) for r in todo}
     by_id = {r["id"]: r for r in todo}
-    outcomes = _pool(jobs, workers) if workers > 1 else ((run_id, _call(job)) for run_id, job in jobs.items())
+    outcomes = run_local(_one, jobs.items(), workers)
     failed = []
     for run_id, outcome in outcomes:
         if isinstance(outcome, Exception):
@@ -125,23 +123,6 @@ def measure_success(
     if failed:
         raise ConfigError(f"{len(failed)} runs failed ({failed}); the others are saved, run again to retry")
     return lines
-
-
-def _call(job: tuple[str, dict[str, Any]]) -> dict[str, Any] | Exception:
-    try:
-        return _one(*job)
-    except Exception as exc:  # one broken checkpoint must not lose the others
-        return exc
-
-
-def _pool(jobs: dict[str, tuple[str, dict[str, Any]]], workers: int) -> Any:
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_one, *job): run_id for run_id, job in jobs.items()}
-        for future in as_completed(futures):
-            try:
-                yield futures[future], future.result()
-            except Exception as exc:
-                yield futures[future], exc
 
 
 def success_rows(records: list[dict[str, Any]], lines: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import UTC, datetime
 from multiprocessing import get_context
@@ -235,22 +235,28 @@ def append_result(path: Path, record: dict[str, Any]) -> None:
 
 
 # -- runners ----------------------------------------------------------------------------------------
-def _local(jobs: list[tuple], workers: int, log: Log) -> Any:
-    """Yield (run, record or exception) as runs finish; in this process, or ``workers`` spawned ones."""
+def run_local(fn: Callable[..., Any], jobs: Iterable[tuple[Any, tuple]], workers: int) -> Any:
+    """Yield (key, ``fn(*args)`` or the exception it raised) for each (key, args) as jobs finish; in
+    this process, or in ``workers`` spawned ones. One failed job never loses the others."""
     if workers <= 1:
-        for job in jobs:
+        for key, args in jobs:
             try:
-                yield job[1], execute(*job)
-            except Exception as exc:  # one failed run must not lose the others
-                yield job[1], exc
+                yield key, fn(*args)
+            except Exception as exc:
+                yield key, exc
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(execute, *job): job[1] for job in jobs}
+        futures = {pool.submit(fn, *args): key for key, args in jobs}
         for future in as_completed(futures):
             try:
                 yield futures[future], future.result()
             except Exception as exc:
                 yield futures[future], exc
+
+
+def _local(jobs: list[tuple], workers: int, log: Log) -> Any:
+    """Yield (run, record or exception) as runs finish."""
+    return run_local(execute, [(job[1], job) for job in jobs], workers)
 
 
 def _ray(jobs: list[tuple], cpus: float, gpus: float, log: Log) -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from gen0_policy.errors import CommandError, ConfigError
+from gen0_policy.runtime.end_effector import EndEffectorPlan
 from gen0_policy.sim.metaworld_env import MetaWorldEnv, plain_scene, task_name, upright
 
 
@@ -31,9 +32,7 @@ class MetaWorldWorld:
         self.instruction = self._mw.instruction
         self.model, self.data = self._mw._env.model, self._mw._env.data
         self.control_dt = self._mw.control_dt
-        spec = self.embodiment.action
-        self._scale = np.asarray(spec.scale[:3], np.float64)  # m per action unit per step
-        self._a_lower, self._a_upper = np.asarray(spec.lower, np.float64), np.asarray(spec.upper, np.float64)
+        self._plan = EndEffectorPlan(self.embodiment)  # targets <-> actions, as the policy side converts them
         self.seed = int(seed)
         self.reset(seed)
 
@@ -63,11 +62,8 @@ class MetaWorldWorld:
 
     def action(self) -> np.ndarray:
         """Meta-World's action that moves toward the targets this step."""
-        mocap = np.asarray(self.data.mocap_pos[0], np.float64)
-        move = (self._targets[:3] - mocap) / self._scale
-        closing = (self.embodiment.upper[3] - self._targets[3]) / (self.embodiment.upper[3] - self.embodiment.lower[3])
-        effort = self._a_lower[3] + closing * (self._a_upper[3] - self._a_lower[3])
-        return np.clip(np.append(move, effort), self._a_lower, self._a_upper)
+        mocap = np.append(np.asarray(self.data.mocap_pos[0], np.float64), 0.0)  # the gripper entry is absolute
+        return self._plan.actions(mocap, self._targets[None])[0]
 
     def step(self, duration: float | None = None) -> None:
         """Whole Meta-World steps covering ``duration`` s (at least one): its physics cannot step finer.

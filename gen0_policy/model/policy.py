@@ -231,7 +231,6 @@ class Gen0Policy:
         if K > 1:
             noise[1:] = torch.randn(K, H, D, generator=self._generator)
         dtype = torch.bfloat16 if self.bf16 else torch.float32
-        self._stem_maps = None
         with torch.inference_mode():
             batch = {k: v.to(self.device) for k, v in batch.items()}
             B = noise.shape[0]

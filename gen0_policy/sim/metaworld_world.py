@@ -6,8 +6,8 @@ Its controllers hold position targets in the robot's state coordinates (hand x, 
 opening 0..1), as a Cartesian motion controller and a gripper position controller would. Each
 Meta-World step (80 Hz) turns them into Meta-World's own action: the hand's mocap target moves toward
 the commanded position by at most 0.01 m per axis (Meta-World's action scale, the arm's speed limit),
-and the opening target becomes the gripper effort (open 1 -> -1, closed 0 -> +1; the same linear
-map as gen0_policy.runtime.end_effector uses the other way round).
+and the opening target becomes the gripper effort (open 1 -> -1, closed 0 -> +1): both through
+gen0_policy.runtime.end_effector's EndEffectorPlan, the map the policy side uses the other way round.
 """
 
 from __future__ import annotations

@@ -1,0 +1,169 @@
+"""The ROS closed loop without ROS and without time pressure: the policy node's Runtime and the sim
+node's SimServer joined in one process, the physics advancing exactly one control period per runtime
+tick (so inference takes no sim time) and each camera frame rendered the moment it is due.
+
+It separates what the ROS path does to a policy from what DDS and a busy CPU do: if this loop fails
+where ``gen0 sim rollout`` succeeds, the cause is in the runtime, the command path or the controllers,
+not in transport or timing. Every difference is a switch (``--runtime`` takes RuntimeConfig fields).
+
+    python benchmarks/lockstep_loop.py --task pick_place --seeds 100-107
+    python benchmarks/lockstep_loop.py --task pick_place --seeds 100-107 --runtime '{"command_horizon": 0}'
+
+Prints one JSON object: per-seed success, time to success (sim s), chunks, and the settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import types
+from typing import Any
+
+import numpy as np
+
+from gen0_policy.commands import TrajectoryCommand
+from gen0_policy.embodiment import load_embodiment
+from gen0_policy.paths import shipped_checkpoint
+from gen0_policy.runtime import Runtime, RuntimeConfig, executors
+from gen0_policy.runtime.clock import FunctionClock
+from gen0_policy.runtime.loading import load_chunk_policy
+from gen0_policy.sim.server import SimConfig, SimServer, SnapshotRenderer
+
+
+def parse_seeds(text: str) -> list[int]:
+    if "-" in text:
+        lo, hi = (int(v) for v in text.split("-"))
+        return list(range(lo, hi + 1))
+    return [int(v) for v in text.split(",")]
+
+
+class Lockstep:
+    """One SimServer and one Runtime; :meth:`episode` runs a goal to success or timeout."""
+
+    def __init__(
+        self, checkpoint: str, embodiment: str, task: str, runtime: dict[str, Any], sim: dict[str, Any]
+    ) -> None:
+        self.embodiment = load_embodiment(embodiment)
+        self.server = SimServer(SimConfig(embodiment=embodiment, task=task, real_time_factor=0.0, **sim))
+        # command_horizon 0 is the node's "one point per tick" (no horizons), as policy_node.py maps it
+        self.horizons = runtime.get("command_horizon", 1.0) > 0
+        runtime = {k: v for k, v in runtime.items() if not (k == "command_horizon" and v == 0)}
+        self.config = RuntimeConfig(**{"clock_stall_timeout": 1e9, "worker_timeout": 1e9, **runtime})
+        self.policy = load_chunk_policy(checkpoint, self.embodiment)
+
+    def _outputs(self, rt: Runtime) -> None:
+        emb, server = self.embodiment, self.server
+        specs = [(c.name, emb.joint_indices(c.joints), c.joints, c.trajectory) for c in emb.controllers]
+        horizons = self.horizons
+
+        def on_command(command: Any) -> None:
+            for name, index, joints, trajectory in specs:
+                positions = command.positions[index]
+                if not trajectory:
+                    server.command_positions(name, positions)
+                elif not horizons:
+                    server.command_trajectory(
+                        name, TrajectoryCommand(tuple(joints), np.array([rt.config.period]), positions[None])
+                    )
+
+        def on_horizon(horizon: Any) -> None:
+            for name, index, joints, trajectory in specs:
+                if trajectory:
+                    h = horizon.select(index)
+                    server.command_trajectory(
+                        name, TrajectoryCommand(tuple(joints), h.times, h.positions, h.velocities, start_time=h.start)
+                    )
+
+        rt.on_command, rt.on_horizon = on_command, on_horizon if horizons else None
+
+    def episode(self, seed: int, timeout_s: float) -> dict[str, Any]:
+        server, emb = self.server, self.embodiment
+        status = server.reset("", seed)
+        rt = Runtime(self.policy, emb, self.config, clock=FunctionClock(server.now))
+        self._outputs(rt)
+        renderer = SnapshotRenderer(1.0 / server.config.camera_rate, server.config.camera_size)
+        ticks_per_control = max(1, round(server.config.update_rate / self.config.control_rate_hz))
+        physics_period = 1.0 / server.config.update_rate
+        start = server.now()
+        clock = {"next": start}
+        result: dict[str, Any] = {"seed": seed, "success": False, "seconds": timeout_s}
+        original_tick = rt.tick
+
+        def advance() -> None:
+            """One control period of the sim node: physics ticks, joint states, due camera frames."""
+            for _ in range(ticks_per_control):
+                # Ticks on multiples of the period, as the server's own loop places them (200 Hz on a 2 ms
+                # timestep alternates 2 and 3 steps; "now + period" would round 2.5 either way).
+                clock["next"] = max(clock["next"] + physics_period, server.now() + 1e-9)
+                now, _ = server.step(clock["next"])
+                rt.perception.put_joints(server.env.joint_positions(), now)
+                if renderer.due(now):
+                    renderer.capture(server.env, now)
+                    for cam, image in renderer.render(emb.cameras).items():
+                        rt.perception.put_image(cam, image, now)
+            elapsed = server.now() - start
+            if not result["success"] and server.env.success():
+                result.update(success=True, seconds=round(elapsed, 3))
+            if result["success"] or elapsed >= timeout_s:
+                rt._stop.set()
+
+        def tick(now: float | None = None) -> Any:
+            command = original_tick(now)
+            advance()
+            return command
+
+        rt.tick = tick  # type: ignore[method-assign]
+        # The executor's waits (the control period, the 1 s braking cap) read sim time: it is the only
+        # clock here, so outcomes do not depend on how fast this machine renders.
+        executors.time = types.SimpleNamespace(monotonic=server.now, sleep=lambda _s: None)
+        rt.set_instruction(status.instruction)
+        rt.begin_task(status.instruction)
+        rt._running = True
+        wall = time.monotonic()
+        try:
+            advance()
+            rt._executor.run(rt)  # the executor's own loop, on this thread: it calls rt.tick
+        finally:
+            renderer.close()
+        result.update(chunks=rt.meters.chunks, wall_s=round(time.monotonic() - wall, 1))
+        return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default=str(shipped_checkpoint()))
+    parser.add_argument("--embodiment", default="panda")
+    parser.add_argument("--task", default="pick_place")
+    parser.add_argument("--seeds", default="100-107", help="a range lo-hi or a comma list")
+    parser.add_argument("--timeout", type=float, default=10.0, help="s of sim time per episode")
+    parser.add_argument("--runtime", default="{}", help="JSON of RuntimeConfig fields")
+    parser.add_argument("--sim", default="{}", help="JSON of SimConfig fields (update_rate, camera_rate, ...)")
+    args = parser.parse_args()
+    runtime, sim = json.loads(args.runtime), json.loads(args.sim)
+    if runtime.get("mode", "synchronous") != "synchronous":
+        raise SystemExit("lockstep runs the synchronous executor (harmonic needs a second tick source)")
+    loop = Lockstep(args.checkpoint, args.embodiment, args.task, runtime, sim)
+    episodes = [loop.episode(seed, args.timeout) for seed in parse_seeds(args.seeds)]
+    wins = sum(e["success"] for e in episodes)
+    times = [e["seconds"] for e in episodes if e["success"]]
+    print(
+        json.dumps(
+            {
+                "task": args.task,
+                "embodiment": args.embodiment,
+                "checkpoint": args.checkpoint,
+                "runtime": runtime,
+                "sim": sim,
+                "successes": wins,
+                "episodes": len(episodes),
+                "median_time_to_success_s": float(np.median(times)) if times else math.nan,
+                "per_seed": episodes,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -6,8 +6,8 @@ It separates what the ROS path does to a policy from what DDS and a busy CPU do:
 where ``gen0 sim rollout`` succeeds, the cause is in the runtime, the command path or the controllers,
 not in transport or timing. Every difference is a switch (``--runtime`` takes RuntimeConfig fields).
 
-    python benchmarks/lockstep_loop.py --task pick_place --seeds 100-107
-    python benchmarks/lockstep_loop.py --task pick_place --seeds 100-107 --runtime '{"command_horizon": 0}'
+    python benchmarks/lockstep_loop.py --task pick_place --seed 112 --episodes 8
+    python benchmarks/lockstep_loop.py --task pick_place --runtime '{"command_horizon": 0}'
 
 Prints one JSON object: per-seed success, time to success (sim s), chunks, and the settings.
 """
@@ -30,13 +30,6 @@ from gen0_policy.runtime import Runtime, RuntimeConfig, executors
 from gen0_policy.runtime.clock import FunctionClock
 from gen0_policy.runtime.loading import load_chunk_policy
 from gen0_policy.sim.server import SimConfig, SimServer, SnapshotRenderer
-
-
-def parse_seeds(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = (int(v) for v in text.split("-"))
-        return list(range(lo, hi + 1))
-    return [int(v) for v in text.split(",")]
 
 
 class Lockstep:
@@ -117,7 +110,7 @@ class Lockstep:
         rt.tick = tick  # type: ignore[method-assign]
         # The executor's waits (the control period, the 1 s braking cap) read sim time: it is the only
         # clock here, so outcomes do not depend on how fast this machine renders.
-        executors.time = types.SimpleNamespace(monotonic=server.now, sleep=lambda _s: None)
+        wall_time, executors.time = executors.time, types.SimpleNamespace(monotonic=server.now, sleep=lambda _s: None)
         rt.set_instruction(status.instruction)
         rt.begin_task(status.instruction)
         rt._running = True
@@ -126,6 +119,7 @@ class Lockstep:
             advance()
             rt._executor.run(rt)  # the executor's own loop, on this thread: it calls rt.tick
         finally:
+            executors.time = wall_time
             renderer.close()
         result.update(chunks=rt.meters.chunks, wall_s=round(time.monotonic() - wall, 1))
         return result
@@ -136,7 +130,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=str(shipped_checkpoint()))
     parser.add_argument("--embodiment", default="panda")
     parser.add_argument("--task", default="pick_place")
-    parser.add_argument("--seeds", default="100-107", help="a range lo-hi or a comma list")
+    parser.add_argument("--seed", type=int, default=100, help="first seed (held-out seeds start at 100)")
+    parser.add_argument("--episodes", type=int, default=8, help="episodes, seeds seed, seed + 1, ...")
     parser.add_argument("--timeout", type=float, default=10.0, help="s of sim time per episode")
     parser.add_argument("--runtime", default="{}", help="JSON of RuntimeConfig fields")
     parser.add_argument("--sim", default="{}", help="JSON of SimConfig fields (update_rate, camera_rate, ...)")
@@ -145,7 +140,7 @@ def main() -> None:
     if runtime.get("mode", "synchronous") != "synchronous":
         raise SystemExit("lockstep runs the synchronous executor (harmonic needs a second tick source)")
     loop = Lockstep(args.checkpoint, args.embodiment, args.task, runtime, sim)
-    episodes = [loop.episode(seed, args.timeout) for seed in parse_seeds(args.seeds)]
+    episodes = [loop.episode(seed, args.timeout) for seed in range(args.seed, args.seed + args.episodes)]
     wins = sum(e["success"] for e in episodes)
     times = [e["seconds"] for e in episodes if e["success"]]
     print(

@@ -151,6 +151,27 @@ def test_a_synchronous_chunk_runs_to_its_end_without_fresh_frames_then_waits_for
     wait_until(lambda: runtime.meters.chunks > chunks, 10, what="a chunk from a fresh frame")
 
 
+@pytest.mark.parametrize("fraction", [1.0, 0.5])
+def test_a_synchronous_chunk_cut_short_stops_where_it_is_cut(started, fraction) -> None:
+    """``sync_execute_fraction`` < 1 plays that much of each chunk, then brakes at the limits where the
+    arm is and looks again. Its braking loop used to follow the spline, so the rest of the chunk was
+    played anyway and the parameter had no effect. And the chunk starts when the 0.3 s inference ends
+    (the arm stood still meanwhile): placed at its start, its first 0.3 s were skipped."""
+    policy = GoalPolicy(goal=GOAL, speed=0.6, chunk_size=21, step_dt=0.05, delay_s=0.3)  # 1 s chunks
+    runtime, commands = make(policy, mode="synchronous", sync_execute_fraction=fraction)
+    chunks: list = []
+    runtime.on_chunk = chunks.append
+    start(started, runtime, commands)
+    wait_until(lambda: len(chunks) >= 2, 15, what="two chunks")
+    planned = chunks[0].actions[-1, 0] - chunks[0].actions[0, 0]
+    # Where the arm rested when the second chunk was inferred; a synchronous chunk starts there.
+    moved = chunks[1].actions[0, 0] - chunks[0].actions[0, 0]
+    if fraction == 1.0:
+        assert moved == pytest.approx(planned, abs=0.02)
+    else:  # half the chunk, a stop from 0.37 rad/s at 5 rad/s^2 (0.014 rad), GoalPolicy's row 0 lead (0.018)
+        assert moved == pytest.approx(planned / 2 + 0.032, abs=0.03)
+
+
 def test_stale_observations_hold_and_say_why_then_recover(started) -> None:
     policy = GoalPolicy(goal=GOAL, speed=0.3, delay_s=0.02)
     runtime, commands = make(policy, max_observation_age=0.2)

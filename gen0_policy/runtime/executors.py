@@ -9,6 +9,7 @@ commands itself, so the runtime (not its caller) decides where ticks come from.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -194,16 +195,22 @@ class SynchronousExecutor:
             if now < chunk.t0 - 1e-6:  # the clock went backwards while the model thought (a sim reset)
                 rt.on_clock_jump(now, ClockJump(chunk.t0, now).describe())
                 continue
-            rt.stream.rebase(now - period)  # the controller held still while we thought
+            # The robot held still while we thought, so row 0 (the action at the observation's time) is
+            # still due: the chunk starts now. Left at the inference's start, its first rows (the
+            # latency's worth, 0.1-0.3 s through ROS) were skipped and the arm caught up at its limits.
+            chunk = dataclasses.replace(chunk, t0=now)
+            rt.stream.rebase(now - period)
             rt.stream.submit(chunk)
             rt.watch_clock_from(now)  # the next tick compares with now: a jump right after is still caught
             rt.meters.last_tick = None
-            self._act(rt, now + (chunk.t_end - chunk.t0) * rt.config.sync_execute_fraction)
+            fraction = rt.config.sync_execute_fraction
+            self._act(rt, now + (chunk.t_end - chunk.t0) * fraction, cut_short=fraction < 1)
             rested_at = rt.clock.now()
 
-    def _act(self, rt: Runtime, end: float) -> None:
+    def _act(self, rt: Runtime, end: float, cut_short: bool = False) -> None:
         """Tick at the control rate until the runtime clock reads ``end`` (or the stream holds), then
-        brake to rest for at most a second: the chunk's end holds."""
+        come to rest for at most a second: on the chunk's last waypoint when it ran to its end, or at the
+        limits from wherever the arm is when ``cut_short`` (the rest of the chunk is not played)."""
         period = rt.config.period
         self.acting_open_loop = True
         try:
@@ -218,7 +225,7 @@ class SynchronousExecutor:
                     time.sleep(delay)
             braking_until = time.monotonic() + 1.0
             while not rt.stopping and not rt.stream.at_rest and time.monotonic() < braking_until:
-                rt.tick()
+                rt.tick(brake=cut_short)
                 time.sleep(period)
         finally:
             self.acting_open_loop = False

@@ -237,8 +237,10 @@ class Runtime:
         return self.swap.load(loader, name)
 
     # ------------------------------------------------------------ the control path
-    def tick(self, now: float | None = None) -> Command | None:
-        """Produce the command for ``now`` (default: the runtime clock). Never blocks on inference."""
+    def tick(self, now: float | None = None, brake: bool = False) -> Command | None:
+        """Produce the command for ``now`` (default: the runtime clock). Never blocks on inference.
+        ``brake`` stops the arm at the limits wherever it is instead of following the chunk (a synchronous
+        chunk cut short)."""
         now = self.clock.now() if now is None else now
         if self.hold_reason and (not self.stream.started or self.stream.at_rest):
             self._jumps.reset()  # deactivated (or between tasks) and at rest: no commands at all, and no clock to watch
@@ -265,7 +267,7 @@ class Runtime:
             self._check_tracking(now, joints)
         self.meters.tick(now)
         state, _ = self._supervise(now)
-        command = self.stream.tick(now, hold=state not in (RuntimeState.RUNNING, RuntimeState.LOADING))
+        command = self.stream.tick(now, hold=brake or state not in (RuntimeState.RUNNING, RuntimeState.LOADING))
         if command is not None and self.on_command is not None:
             self.on_command(command)
         if command is not None and self.on_horizon is not None:

@@ -15,6 +15,7 @@ Prints one JSON object: per-seed success, time to success (sim s), chunks, and t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -36,9 +37,22 @@ class Lockstep:
     """One SimServer and one Runtime; :meth:`episode` runs a goal to success or timeout."""
 
     def __init__(
-        self, checkpoint: str, embodiment: str, task: str, runtime: dict[str, Any], sim: dict[str, Any]
+        self,
+        checkpoint: str,
+        embodiment: str,
+        task: str,
+        runtime: dict[str, Any],
+        sim: dict[str, Any],
+        limit_scale: float = 1.0,
     ) -> None:
         self.embodiment = load_embodiment(embodiment)
+        # The runtime's safety filter may be given faster joints than the robot's (an experiment: do the
+        # velocity and acceleration limits cost the task?); the simulated robot is unchanged.
+        joints = tuple(
+            dataclasses.replace(j, velocity=j.velocity * limit_scale, acceleration=j.acceleration * limit_scale)
+            for j in self.embodiment.joints
+        )
+        self.runtime_embodiment = dataclasses.replace(self.embodiment, joints=joints)
         self.server = SimServer(SimConfig(embodiment=embodiment, task=task, real_time_factor=0.0, **sim))
         # command_horizon 0 is the node's "one point per tick" (no horizons), as policy_node.py maps it
         self.horizons = runtime.get("command_horizon", 1.0) > 0
@@ -74,7 +88,7 @@ class Lockstep:
     def episode(self, seed: int, timeout_s: float) -> dict[str, Any]:
         server, emb = self.server, self.embodiment
         status = server.reset("", seed)
-        rt = Runtime(self.policy, emb, self.config, clock=FunctionClock(server.now))
+        rt = Runtime(self.policy, self.runtime_embodiment, self.config, clock=FunctionClock(server.now))
         self._outputs(rt)
         renderer = SnapshotRenderer(1.0 / server.config.camera_rate, server.config.camera_size)
         ticks_per_control = max(1, round(server.config.update_rate / self.config.control_rate_hz))
@@ -135,11 +149,14 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=10.0, help="s of sim time per episode")
     parser.add_argument("--runtime", default="{}", help="JSON of RuntimeConfig fields")
     parser.add_argument("--sim", default="{}", help="JSON of SimConfig fields (update_rate, camera_rate, ...)")
+    parser.add_argument(
+        "--limit-scale", type=float, default=1.0, help="scale the runtime's joint velocity and acceleration limits"
+    )
     args = parser.parse_args()
     runtime, sim = json.loads(args.runtime), json.loads(args.sim)
     if runtime.get("mode", "synchronous") != "synchronous":
         raise SystemExit("lockstep runs the synchronous executor (harmonic needs a second tick source)")
-    loop = Lockstep(args.checkpoint, args.embodiment, args.task, runtime, sim)
+    loop = Lockstep(args.checkpoint, args.embodiment, args.task, runtime, sim, args.limit_scale)
     episodes = [loop.episode(seed, args.timeout) for seed in range(args.seed, args.seed + args.episodes)]
     wins = sum(e["success"] for e in episodes)
     times = [e["seconds"] for e in episodes if e["success"]]
@@ -151,6 +168,7 @@ def main() -> None:
                 "checkpoint": args.checkpoint,
                 "runtime": runtime,
                 "sim": sim,
+                "limit_scale": args.limit_scale,
                 "successes": wins,
                 "episodes": len(episodes),
                 "median_time_to_success_s": float(np.median(times)) if times else math.nan,

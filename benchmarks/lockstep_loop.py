@@ -116,8 +116,8 @@ class Lockstep:
             if result["success"] or elapsed >= timeout_s:
                 rt._stop.set()
 
-        def tick(now: float | None = None) -> Any:
-            command = original_tick(now)
+        def tick(now: float | None = None, brake: bool = False) -> Any:
+            command = original_tick(now, brake)
             advance()
             return command
 

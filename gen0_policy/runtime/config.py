@@ -31,7 +31,10 @@ class RuntimeConfig:
     latency_margin: float = 0.2  # extra fraction of the latency estimate committed for safety
     limit_scale: float = 1.0  # derates the embodiment's velocity and acceleration limits (0..1]
     swap_min_gap: float = 0.5  # fraction of step_dt: waypoints closer than this after a swap are skipped
-    sync_execute_fraction: float = 1.0  # synchronous mode: fraction of each chunk executed before re-inferring
+    # Synchronous mode: fraction of each chunk's steps played before the arm stops and looks again (0.75
+    # of 16 = 12, as `gen0 sim rollout` plays). Measured in sim time (benchmarks/lockstep_loop.py, Panda
+    # pick_place, seeds 112-119): 1.0 (run to the end, then rest) 2/8, 0.75 6/8.
+    sync_execute_fraction: float = 0.75
     torch_threads: int = 0  # intra-op threads for a torch policy; 0: all cores but one
     gil_switch_interval: float = 0.001  # s; short so the control thread gets the GIL back promptly
     # rad or m: a measured arm joint this far from its command means the robot was moved by someone

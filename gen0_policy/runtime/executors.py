@@ -203,8 +203,8 @@ class SynchronousExecutor:
             rt.stream.submit(chunk)
             rt.watch_clock_from(now)  # the next tick compares with now: a jump right after is still caught
             rt.meters.last_tick = None
-            fraction = rt.config.sync_execute_fraction
-            self._act(rt, now + (chunk.t_end - chunk.t0) * fraction, cut_short=fraction < 1)
+            fraction = rt.config.sync_execute_fraction  # of the chunk's steps: 0.75 of 16 is 12, as rollouts
+            self._act(rt, now + chunk.horizon * chunk.step_dt * fraction, cut_short=fraction < 1)
             rested_at = rt.clock.now()
 
     def _act(self, rt: Runtime, end: float, cut_short: bool = False) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from gen0_policy.errors import CheckpointError, ConfigError
+from gen0_policy.runtime.config import RuntimeConfig
 from gen0_policy.runtime.uncertainty import SignalMonitor
 from gen0_policy.sim.env import SimEnv
 from gen0_policy.sim.experts import Controller, make_expert
@@ -46,10 +47,12 @@ class CheckpointController:
         except ImportError as exc:
             raise CheckpointError(f"checkpoint rollout needs gen0_policy.model ({exc})") from exc
         self.policy = Gen0Policy.load(path)
-        # Three quarters of the chunk by default: each re-plan from the robot's own motion invites the
-        # copycat drift. Measured on held-out seeds (100-119) with checkpoints/multitask_cpu, executing
-        # 12 of 16 steps beat 8 and 4 (reach 90/80/45 %, push 45/30/10 %); all 16 did worse on reach.
-        self.execute = execute or max(1, (3 * self.policy.chunk_size) // 4)
+        # The runtime's synchronous default, three quarters of the chunk: each re-plan from the robot's
+        # own motion invites the copycat drift. Measured on held-out seeds (100-119) with
+        # checkpoints/multitask_cpu, 12 of 16 steps beat 8 and 4 (reach 90/80/45 %, push 45/30/10 %);
+        # all 16 did worse on reach.
+        fraction = RuntimeConfig().sync_execute_fraction
+        self.execute = execute or max(1, round(fraction * self.policy.chunk_size))
         if self.execute > self.policy.chunk_size:
             raise ConfigError(f"execute {self.execute} exceeds the policy's chunk size {self.policy.chunk_size}")
         self.num_samples = num_samples

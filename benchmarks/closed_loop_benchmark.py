@@ -42,6 +42,7 @@ def start_nodes(args: argparse.Namespace, mode: str, log_dir: Path) -> list[subp
             "replan_period": args.replan_period,
             "realtime_priority": args.realtime,
             "check_image_size": not args.camera_size,
+            **json.loads(args.policy_params),
         },
     )
     return [start_node(command, log_dir / f"{mode}-{name}.log") for name, command in (("sim", sim), ("policy", policy))]
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--realtime", type=int, default=0, help="SCHED_FIFO priority of the policy's control thread")
     parser.add_argument("--seed", type=int, default=100, help="first seed (100+: held out from training data)")
     parser.add_argument("--camera-size", default="", help="WxH of the simulated cameras (default: the robot's own)")
+    parser.add_argument("--policy-params", default="{}", help="JSON of further policy node parameters")
     parser.add_argument("--log-dir", default="", help="where the nodes' logs go (default: a temp folder)")
     args = parser.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

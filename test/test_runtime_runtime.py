@@ -168,8 +168,9 @@ def test_a_synchronous_chunk_cut_short_stops_where_it_is_cut(started, fraction) 
     moved = chunks[1].actions[0, 0] - chunks[0].actions[0, 0]
     if fraction == 1.0:
         assert moved == pytest.approx(planned, abs=0.02)
-    else:  # half the chunk, a stop from 0.37 rad/s at 5 rad/s^2 (0.014 rad), GoalPolicy's row 0 lead (0.018)
-        assert moved == pytest.approx(planned / 2 + 0.032, abs=0.03)
+    else:  # half the chunk and a stop from 0.37 rad/s at 5 rad/s^2 (0.014 rad); late ticks on a loaded
+        # machine add a little. Either bug played on to about the whole chunk (0.35-0.39 rad).
+        assert planned / 2 <= moved < 0.8 * planned
 
 
 def test_stale_observations_hold_and_say_why_then_recover(started) -> None:
@@ -488,3 +489,17 @@ def test_a_frozen_clock_is_reported_as_a_fault_not_silence(started) -> None:
     assert status.state == RuntimeState.FAULT and "clock has not advanced for" in status.reason
     clock.advance(0.01)
     assert runtime.status().state != RuntimeState.FAULT
+
+
+def test_a_task_drops_frames_taken_before_it_began() -> None:
+    """A frame of the scene before a sim reset may arrive after the goal (70-280 ms through ROS here):
+    it must not be the first thing the new task looks at."""
+    clock = ManualClock(10.0)
+    runtime = Runtime(GoalPolicy(goal=GOAL), EMB, RuntimeConfig(mode="synchronous"), clock=clock)
+    runtime.begin_task("reach the goal")
+    runtime.perception.put_image("cam0", image(3), 9.9)
+    runtime.perception.put_joints(np.zeros(3), 9.95)
+    assert runtime.perception.before_start == 2 and runtime.perception.latest() is None
+    runtime.perception.put_image("cam0", image(3), 10.0)
+    runtime.perception.put_joints(np.zeros(3), 10.0)
+    assert runtime.perception.latest() is not None

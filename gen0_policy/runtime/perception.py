@@ -12,6 +12,7 @@ was commanded since."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -108,6 +109,8 @@ class PerceptionStream:
         self.joint_jumps = 0
         self.joint_jump_reason = ""
         self.out_of_order = 0  # messages dropped for a stamp older than the one held
+        self.before_start = 0  # measurements stamped before the task began (clear(not_before)), dropped
+        self._not_before = -math.inf
 
     @property
     def sources(self) -> Sequence[str]:
@@ -125,6 +128,9 @@ class PerceptionStream:
                 source,
             )
         with self._lock:
+            if stamp < self._not_before:
+                self.before_start += 1
+                return  # taken before the task began (a frame of the scene before a reset, still in flight)
             previous = self._slots.get(source)
             if previous is not None and stamp < previous.stamp:
                 self.out_of_order += 1
@@ -264,9 +270,12 @@ class PerceptionStream:
         with self._lock:
             return [s for s in self.sources if s not in self._slots]
 
-    def clear(self) -> None:
-        """Forget everything (after a clock jump every stamp is meaningless)."""
+    def clear(self, not_before: float = -math.inf) -> None:
+        """Forget everything (after a clock jump every stamp is meaningless); with ``not_before``, also
+        drop what arrives later but was stamped before it (a task begins: images take 70-280 ms to
+        arrive through ROS here, so frames of the scene before a reset came after the goal)."""
         with self._lock:
+            self._not_before = not_before
             self._slots.clear()
             self._joint_history.clear()
             self._new_frames.clear()

@@ -179,7 +179,7 @@ class Runtime:
         CommandError for a bad instruction, changing nothing. A lifecycle hold (deactivate) stays."""
         self.set_instruction(instruction)
         self._epoch += 1  # chunks in flight were planned for what came before
-        self.perception.clear()
+        self.perception.clear(not_before=self.clock.now())
         self._fresh_start = True
         self._task_hold = ""
         self._jumps.reset()

@@ -9,7 +9,6 @@ commands itself, so the runtime (not its caller) decides where ticks come from.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import threading
 import time
@@ -46,8 +45,8 @@ def infer(rt: Runtime, observation: Observation, harmonic: bool) -> Chunk | None
     # Row 0 of a chunk is the action at the observation's time, as in training. Harmonic: the stream
     # kept moving since then, so the chunk is placed at the joint state's stamp (with synchronize_joints,
     # when its images were taken) and conditioned on what was (and will be) commanded from then on;
-    # rows already past are skipped when it takes over. Synchronous: the robot held still since the
-    # observation, so the chunk starts now.
+    # rows already past are skipped when it takes over. Synchronous: the robot holds still from the
+    # observation until the chunk takes over, so the chunk starts when the inference ends (below).
     t0 = min(observation.stamps.get(JOINTS, observation.stamp), started_at) if harmonic else started_at
     committed = None
     prefix = _committed_steps(rt, policy) if harmonic else 0
@@ -69,6 +68,11 @@ def infer(rt: Runtime, observation: Observation, harmonic: bool) -> Chunk | None
     rt.meters.inference(latency, wall_latency, started_at - observation.stamp, rt.config.latency_ema)
     if epoch != rt.epoch:
         return None  # the clock jumped while thinking: this chunk's times mean nothing
+    if not harmonic:
+        # Placed at the inference's start, the first rows (the latency's worth, 0.1-0.3 s through ROS)
+        # were skipped and the arm caught up at its limits. A clock that went back keeps t0 (the
+        # executor sees the jump).
+        t0 = max(rt.clock.now(), t0)
     try:
         result = validate_output(out, rt.embodiment.dof)
     except CommandError as exc:
@@ -195,11 +199,7 @@ class SynchronousExecutor:
             if now < chunk.t0 - 1e-6:  # the clock went backwards while the model thought (a sim reset)
                 rt.on_clock_jump(now, ClockJump(chunk.t0, now).describe())
                 continue
-            # The robot held still while we thought, so row 0 (the action at the observation's time) is
-            # still due: the chunk starts now. Left at the inference's start, its first rows (the
-            # latency's worth, 0.1-0.3 s through ROS) were skipped and the arm caught up at its limits.
-            chunk = dataclasses.replace(chunk, t0=now)
-            rt.stream.rebase(now - period)
+            rt.stream.rebase(now - period)  # the controller held still while we thought
             rt.stream.submit(chunk)
             rt.watch_clock_from(now)  # the next tick compares with now: a jump right after is still caught
             rt.meters.last_tick = None

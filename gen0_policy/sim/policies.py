@@ -51,8 +51,7 @@ class CheckpointController:
         # own motion invites the copycat drift. Measured on held-out seeds (100-119) with
         # checkpoints/multitask_cpu, 12 of 16 steps beat 8 and 4 (reach 90/80/45 %, push 45/30/10 %);
         # all 16 did worse on reach.
-        fraction = RuntimeConfig().sync_execute_fraction
-        self.execute = execute or max(1, round(fraction * self.policy.chunk_size))
+        self.execute = execute or max(1, round(RuntimeConfig.sync_execute_fraction * self.policy.chunk_size))
         if self.execute > self.policy.chunk_size:
             raise ConfigError(f"execute {self.execute} exceeds the policy's chunk size {self.policy.chunk_size}")
         self.num_samples = num_samples

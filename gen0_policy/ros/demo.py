@@ -61,8 +61,11 @@ def run(args: argparse.Namespace) -> int:
             say(f"episode {i + 1}/{args.episodes}: task {args.task}, seed {seed}")
             episode = client.episode(args.task, seed, args.timeout)
             results.append(episode)
+            pace = episode["duration"] / max(episode["wall_s"], 1e-3)
+            slow = f" (the sim ran at {pace:.2f}x real time: a loaded machine)" if pace < 0.8 else ""
             say(
-                f"episode {i + 1}: '{episode['instruction']}' -> {episode['outcome']} after {episode['duration']:.1f} s"
+                f"episode {i + 1}: '{episode['instruction']}' -> {episode['outcome']} after "
+                f"{episode['duration']:.1f} s{slow}"
             )
             frames = {c: client.frames[c] for c in client.frames if client.frames[c]}
             if frames:

@@ -55,6 +55,7 @@ class TaskClient:
         self._last_frame = dict.fromkeys(cameras, 0.0)
         self._recording = False
         self._on_status = on_status
+        self._progress = (0.0, time.monotonic())  # the running goal's last elapsed (sim s), when it grew (wall)
         self.node.create_subscription(PolicyStatus, "/gen0_policy/status", self._status, 10)
         for cam in cameras:
             self.node.create_subscription(
@@ -71,6 +72,11 @@ class TaskClient:
         self.episode_statuses.append(msg)
         if self._on_status is not None:
             self._on_status(msg)
+
+    def _feedback(self, msg: Any) -> None:
+        elapsed = float(msg.feedback.elapsed)
+        if elapsed > self._progress[0]:
+            self._progress = (elapsed, time.monotonic())
 
     def _frame(self, camera: str, msg: Image) -> None:
         now = time.monotonic()
@@ -116,6 +122,21 @@ class TaskClient:
                 self.reset.remove_pending_request(future)
         raise TimeoutError(f"the sim did not answer {attempts} reset requests of {attempt_timeout:.0f} s each")
 
+    def wait_for_result(self, result_future: Any, timeout: float, stall_s: float = 60.0) -> Any:
+        """The goal's result. The goal's ``timeout`` counts sim time, which a loaded machine can run
+        many times slower than the wall clock: so give up only when the goal's elapsed time (its
+        feedback) has not grown for ``stall_s`` wall seconds, or has run 30 s past its timeout."""
+        while not (result_future.done() and result_future.result()):
+            elapsed, grew_at = self._progress
+            if time.monotonic() - grew_at > stall_s:
+                raise TimeoutError(
+                    f"the run_task goal made no progress for {stall_s:.0f} s (elapsed {elapsed:.1f} s of sim time)"
+                )
+            if timeout > 0 and elapsed > timeout + 30.0:
+                raise TimeoutError(f"the run_task goal ran {elapsed:.1f} s, 30 s past its timeout of {timeout} s")
+            time.sleep(0.05)
+        return result_future.result()
+
     def episode(self, task: str, seed: int, timeout: float) -> dict[str, Any]:
         """Reset the sim to (task, seed), run the policy on its instruction; the outcome and timing."""
         reply = self.reset_sim(task, seed)
@@ -126,14 +147,16 @@ class TaskClient:
         self.frames = {c: [] for c in self.frames}
         self._recording = True
         try:
-            goal = self.run_task.send_goal_async(RunTask.Goal(instruction=reply.instruction, timeout=timeout))
+            wall_start = time.monotonic()
+            self._progress = (0.0, wall_start)
+            goal = self.run_task.send_goal_async(
+                RunTask.Goal(instruction=reply.instruction, timeout=timeout), feedback_callback=self._feedback
+            )
             handle = self.wait(lambda: goal.done() and goal.result(), 30, "goal acceptance")
             if not handle.accepted:
                 raise RuntimeError("the policy rejected the run_task goal")
-            result_future = handle.get_result_async()
-            result = self.wait(
-                lambda: result_future.done() and result_future.result(), timeout + 60, "task result"
-            ).result
+            result = self.wait_for_result(handle.get_result_async(), timeout).result
+            wall_s = time.monotonic() - wall_start
         finally:
             if self.frames:
                 time.sleep(0.5)  # film the result too
@@ -145,6 +168,7 @@ class TaskClient:
             "outcome": OUTCOMES.get(result.outcome, str(result.outcome)),
             "message": result.message,
             "duration": round(result.duration, 3),
+            "wall_s": round(wall_s, 3),
         }
 
     def close(self) -> None:

@@ -38,6 +38,7 @@ def start_nodes(args: argparse.Namespace, mode: str, log_dir: Path) -> list[subp
             "checkpoint": str(Path(args.checkpoint).resolve()),
             "use_sim_time": True,
             "autostart": True,
+            "act_on_activate": False,  # no motion before the first episode's goal
             "mode": mode,
             "replan_period": args.replan_period,
             "realtime_priority": args.realtime,
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             procs = start_nodes(args, mode, log_dir)
             try:
                 client.status = None
-                client.wait_until_running(180)
+                client.wait_until_ready(180)
                 episodes = []
                 for task in args.tasks.split(","):
                     for seed in range(args.seed, args.seed + args.episodes):

@@ -44,6 +44,7 @@ class Lockstep:
         runtime: dict[str, Any],
         sim: dict[str, Any],
         limit_scale: float = 1.0,
+        think_s: float = 0.0,
     ) -> None:
         self.embodiment = load_embodiment(embodiment)
         # The runtime's safety filter may be given faster joints than the robot's (an experiment: do the
@@ -59,6 +60,8 @@ class Lockstep:
         runtime = {k: v for k, v in runtime.items() if not (k == "command_horizon" and v == 0)}
         self.config = RuntimeConfig(**{"clock_stall_timeout": 1e9, "worker_timeout": 1e9, **runtime})
         self.policy = load_chunk_policy(checkpoint, self.embodiment)
+        self.think_s = think_s
+        self.trace: dict[int, Any] | None = None  # seed -> chunks and joint states, if asked for
 
     def _outputs(self, rt: Runtime) -> None:
         emb, server = self.embodiment, self.server
@@ -90,6 +93,11 @@ class Lockstep:
         status = server.reset("", seed)
         rt = Runtime(self.policy, self.runtime_embodiment, self.config, clock=FunctionClock(server.now))
         self._outputs(rt)
+        trace: dict[str, list] = {"chunks": [], "joints": []}
+        if self.trace is not None:
+            rt.on_chunk = lambda c: trace["chunks"].append(
+                {"t0": c.t0, "obs": c.observation_stamp, "actions": c.actions.tolist(), "lat": c.inference_latency}
+            )
         renderer = SnapshotRenderer(1.0 / server.config.camera_rate, server.config.camera_size)
         ticks_per_control = max(1, round(server.config.update_rate / self.config.control_rate_hz))
         physics_period = 1.0 / server.config.update_rate
@@ -106,6 +114,8 @@ class Lockstep:
                 clock["next"] = max(clock["next"] + physics_period, server.now() + 1e-9)
                 now, _ = server.step(clock["next"])
                 rt.perception.put_joints(server.env.joint_positions(), now)
+                if self.trace is not None:
+                    trace["joints"].append([now, *server.env.joint_positions().tolist()])
                 if renderer.due(now):
                     renderer.capture(server.env, now)
                     for cam, image in renderer.render(emb.cameras).items():
@@ -122,6 +132,16 @@ class Lockstep:
             return command
 
         rt.tick = tick  # type: ignore[method-assign]
+        if self.think_s > 0:  # the sim runs on, the arm holding its last command, while the model thinks
+            policy_infer = self.policy.infer
+
+            def thinking(*args: Any, **kwargs: Any) -> Any:
+                out = policy_infer(*args, **kwargs)
+                for _ in range(max(1, round(self.think_s * self.config.control_rate_hz))):
+                    advance()
+                return out
+
+            self.policy.infer = thinking  # type: ignore[method-assign]
         # The executor's waits (the control period, the 1 s braking cap) read sim time: it is the only
         # clock here, so outcomes do not depend on how fast this machine renders.
         wall_time, executors.time = executors.time, types.SimpleNamespace(monotonic=server.now, sleep=lambda _s: None)
@@ -135,7 +155,10 @@ class Lockstep:
         finally:
             executors.time = wall_time
             renderer.close()
+            self.policy.__dict__.pop("infer", None)
         result.update(chunks=rt.meters.chunks, wall_s=round(time.monotonic() - wall, 1))
+        if self.trace is not None:
+            self.trace[seed] = {"start": start, **trace}
         return result
 
 
@@ -152,12 +175,20 @@ def main() -> None:
     parser.add_argument(
         "--limit-scale", type=float, default=1.0, help="scale the runtime's joint velocity and acceleration limits"
     )
+    parser.add_argument(
+        "--think-s", type=float, default=0.0, help="sim s that pass, the arm holding, during each inference"
+    )
+    parser.add_argument("--trace", default="", help="write each episode's chunks and joint states to this JSON")
     args = parser.parse_args()
     runtime, sim = json.loads(args.runtime), json.loads(args.sim)
     if runtime.get("mode", "synchronous") != "synchronous":
         raise SystemExit("lockstep runs the synchronous executor (harmonic needs a second tick source)")
-    loop = Lockstep(args.checkpoint, args.embodiment, args.task, runtime, sim, args.limit_scale)
+    loop = Lockstep(args.checkpoint, args.embodiment, args.task, runtime, sim, args.limit_scale, args.think_s)
+    loop.trace = {} if args.trace else None
     episodes = [loop.episode(seed, args.timeout) for seed in range(args.seed, args.seed + args.episodes)]
+    if args.trace:
+        with open(args.trace, "w") as f:
+            json.dump(loop.trace, f)
     wins = sum(e["success"] for e in episodes)
     times = [e["seconds"] for e in episodes if e["success"]]
     print(
@@ -169,6 +200,7 @@ def main() -> None:
                 "runtime": runtime,
                 "sim": sim,
                 "limit_scale": args.limit_scale,
+                "think_s": args.think_s,
                 "successes": wins,
                 "episodes": len(episodes),
                 "median_time_to_success_s": float(np.median(times)) if times else math.nan,

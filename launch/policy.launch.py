@@ -29,6 +29,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("use_sim_time", default_value="false", description="Follow /clock (simulators)"),
         DeclareLaunchArgument("mode", default_value="synchronous", description="synchronous or harmonic execution"),
         DeclareLaunchArgument("autostart", default_value="true", description="Configure and activate on start"),
+        DeclareLaunchArgument(
+            "act_on_activate", default_value="true", description="false: stand still until a run_task goal"
+        ),
         DeclareLaunchArgument("instruction", default_value="", description="Instruction; empty: from /task_status"),
         # Defaults as in config/policy_node.yaml (a test checks): hardware_policy.launch.py derates them.
         DeclareLaunchArgument(
@@ -65,6 +68,7 @@ def generate_launch_description() -> LaunchDescription:
                 "instruction": ParameterValue(LaunchConfiguration("instruction"), value_type=str),
                 "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
                 "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool),
+                "act_on_activate": ParameterValue(LaunchConfiguration("act_on_activate"), value_type=bool),
                 "limit_scale": ParameterValue(LaunchConfiguration("limit_scale"), value_type=float),
                 "realtime_priority": ParameterValue(LaunchConfiguration("realtime_priority"), value_type=int),
             },

@@ -194,7 +194,7 @@ def test_hardware_launch_is_the_policy_launch_with_derated_arguments() -> None:
         assert default != policy.declared[arg], f"hardware_policy.launch.py re-declares {arg} with the same default"
     assert float(hardware.declared["limit_scale"]) < 1.0 and int(hardware.declared["realtime_priority"]) > 0
     _, params = node_parameters("gen0_policy_node")
-    for arg in ("mode", "limit_scale", "realtime_priority", "output_mode"):
+    for arg in ("mode", "limit_scale", "realtime_priority", "output_mode", "act_on_activate"):
         assert yaml.safe_load(str(policy.declared[arg])) == params[arg], f"policy.launch.py default of {arg}"
 
 

@@ -32,6 +32,7 @@ from gen0_msgs.srv import LoadCheckpoint, SetInstruction
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.ros import conversions as conv
 from gen0_policy.ros.action_client import ThreadSafeActionClient
+from gen0_policy.runtime.task import WAITING_FOR_GOAL
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
 
@@ -520,4 +521,26 @@ def test_activation_cycles_do_not_multiply_commands_and_inactive_means_silent(pr
     # Braking to rest takes a fraction of a sim second; on a loaded machine sim time runs slow.
     wait_until(lambda: commands_per_sim_second(0.5) == 0, 30, what="silence after braking to rest")
     assert commands_per_sim_second() == 0
+    assert policy.poll() is None, processes.output(policy)
+
+
+def test_a_task_driven_node_stands_still_until_its_first_goal(processes, probe, checkpoints) -> None:
+    """With act_on_activate false the activated node sends nothing until a run_task goal: a client that
+    resets the scene and then sends a goal (gen0 demo, the closed-loop benchmark) saw its first episode
+    begin with half a second of motion planned for another instruction, then a restart mid-motion."""
+    policy = start_policy(processes, checkpoints[0], "autostart:=true", "act_on_activate:=false")
+    waiting = probe.status(PolicyStatus.STATE_IDLE, WAITING_FOR_GOAL, timeout=90)
+    assert waiting.reason == WAITING_FOR_GOAL
+    time.sleep(1.0)  # observations flow all this time
+    assert not probe.arm and not probe.gripper and probe.statuses[-1].state == PolicyStatus.STATE_IDLE
+
+    client = ThreadSafeActionClient(probe.node, RunTask, f"{NODE}/run_task")
+    assert client.wait_for_server(timeout_sec=20)
+    goal = client.send_goal_async(RunTask.Goal(instruction="reach the cube", timeout=1.0))
+    wait_until(goal.done, 20, what="goal accepted")
+    result = goal.result().get_result_async()
+    wait_until(result.done, 30, what="task result")
+    assert result.result().result.outcome == RunTask.Goal.OUTCOME_TIMED_OUT
+    assert probe.arm, "the goal ran no commands"
+    probe.status(PolicyStatus.STATE_IDLE, WAITING_FOR_GOAL)  # and after it, still again
     assert policy.poll() is None, processes.output(policy)

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     embodiment = load_embodiment(args.embodiment)
     bringup = argparse.Namespace(
         target="sim", embodiment=args.embodiment, task=args.task, checkpoint=args.checkpoint, mode="synchronous",
-        instruction="", seed=args.seed, param=[], policy_params="", sim_params="",
+        instruction="", seed=args.seed, param=["act_on_activate:=false"], policy_params="", sim_params="",
     )  # fmt: skip
     named = commands(bringup)
     if args.viewer:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     client = TaskClient("gen0_demo", cameras=[c.name for c in embodiment.cameras], on_status=on_status)
     results = []
     try:
-        client.wait_until_running(args.startup_timeout)
+        client.wait_until_ready(args.startup_timeout)
         for i in range(args.episodes):
             seed = args.seed + i
             if dead := dead_node(procs):

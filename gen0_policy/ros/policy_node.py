@@ -40,7 +40,7 @@ from gen0_policy.runtime import Command, FunctionClock, Runtime, RuntimeState
 from gen0_policy.runtime.config import check_node_parameters, runtime_config, runtime_parameters
 from gen0_policy.runtime.horizon import Horizon
 from gen0_policy.runtime.loading import load_chunk_policy
-from gen0_policy.runtime.task import Slots, TaskReport
+from gen0_policy.runtime.task import WAITING_FOR_GOAL, Slots, TaskReport
 from gen0_policy.runtime.trajectory import Chunk
 from gen0_policy.runtime.uncertainty import Calibration
 
@@ -48,6 +48,7 @@ PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml): 
     "embodiment": "panda", "checkpoint": "", "device": "cpu", "engine": "torch", "instruction": "", "cameras": [""],
     "joint_states_topic": "joint_states", "output_mode": "joint_trajectory", "check_image_size": True,
     "status_rate": 10.0, "uncertain_timeout": 2.0, "uncertainty_calibration": "", "autostart": False,
+    "act_on_activate": True,
     **runtime_parameters(),  # every RuntimeConfig field under its own name (runtime/config.py)
 }  # fmt: skip
 # What configure creates and cleanup destroys gets no QoS event handlers. rclpy adds a node's event
@@ -147,6 +148,8 @@ class PolicyNode(LifecycleNode):
         sim_time = bool(self.get_parameter("use_sim_time").value)
         self.runtime.start(drive=not sim_time)  # wall time: the runtime ticks itself
         self.runtime.resume()
+        if not self.p["act_on_activate"]:  # a task-driven robot stands still until it is given a task
+            self.runtime.end_task(WAITING_FOR_GOAL)
         with self._activation_lock:  # sim time: a ROS timer on the node clock, if the runtime needs one
             if self.runtime.needs_ticks and self._tick_timer is None:
                 period = self.runtime.config.period

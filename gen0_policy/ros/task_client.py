@@ -24,6 +24,7 @@ from gen0_msgs.msg import PolicyStatus
 from gen0_msgs.srv import ResetTask
 from gen0_policy.ros.action_client import ThreadSafeActionClient
 from gen0_policy.ros.conversions import image_to_array
+from gen0_policy.runtime.task import WAITING_FOR_GOAL
 
 OUTCOMES = {
     getattr(RunTask.Goal, name): name.removeprefix("OUTCOME_").lower()
@@ -93,18 +94,20 @@ class TaskClient:
             time.sleep(0.05)
         raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
-    def wait_until_running(self, timeout: float = 180.0) -> PolicyStatus:
-        """The first status that says running (or fault, which raises with its reason)."""
-        status = self.wait(
-            lambda: (
-                self.status
-                if self.status is not None
-                and self.status.state in (PolicyStatus.STATE_RUNNING, PolicyStatus.STATE_FAULT)
-                else None
-            ),
-            timeout,
-            "the policy to run",
-        )
+    def wait_until_ready(self, timeout: float = 180.0) -> PolicyStatus:
+        """The first status that says running, or active and waiting for a run_task goal (a node with
+        ``act_on_activate: false``); a fault raises with its reason."""
+
+        def ready() -> PolicyStatus | None:
+            s = self.status
+            if s is not None and (
+                s.state in (PolicyStatus.STATE_RUNNING, PolicyStatus.STATE_FAULT)
+                or (s.state == PolicyStatus.STATE_IDLE and s.reason == WAITING_FOR_GOAL)
+            ):
+                return s
+            return None
+
+        status = self.wait(ready, timeout, "the policy to run")
         if status.state == PolicyStatus.STATE_FAULT:
             raise RuntimeError(f"the policy cannot run: {status.reason}")
         if not (self.reset.wait_for_service(timeout_sec=30) and self.run_task.wait_for_server(30)):

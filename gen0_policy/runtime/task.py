@@ -23,6 +23,7 @@ class Outcome(enum.IntEnum):
     UNCERTAIN = 4
 
 
+WAITING_FOR_GOAL = "waiting for the next run_task goal (or activate)"  # why an idle node sends nothing
 MAX_INSTRUCTION_CHARS = 2000  # a sentence or a paragraph; megabytes are a mistake or an attack
 
 

@@ -9,6 +9,10 @@ not in transport or timing. Every difference is a switch (``--runtime`` takes Ru
     python benchmarks/lockstep_loop.py --task pick_place --seed 112 --episodes 8
     python benchmarks/lockstep_loop.py --task pick_place --runtime '{"command_horizon": 0}'
 
+What ROS adds can be added here, in sim time: ``--think-s`` (the sim runs on while the model thinks;
+the harmonic executor, on its own thread as in the node, needs it), ``--frame-delay-s`` (frames
+arrive after they were taken) and ``--clock-lag-s`` (the runtime clock behind the sim's).
+
 Prints one JSON object: per-seed success, time to success (sim s), chunks, and the settings.
 """
 
@@ -18,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import math
+import threading
 import time
 import types
 from typing import Any
@@ -45,6 +50,8 @@ class Lockstep:
         sim: dict[str, Any],
         limit_scale: float = 1.0,
         think_s: float = 0.0,
+        frame_delay_s: float = 0.0,
+        clock_lag_s: float = 0.0,
     ) -> None:
         self.embodiment = load_embodiment(embodiment)
         # The runtime's safety filter may be given faster joints than the robot's (an experiment: do the
@@ -61,6 +68,8 @@ class Lockstep:
         self.config = RuntimeConfig(**{"clock_stall_timeout": 1e9, "worker_timeout": 1e9, **runtime})
         self.policy = load_chunk_policy(checkpoint, self.embodiment)
         self.think_s = think_s
+        self.clock_lag_s = clock_lag_s  # the runtime clock behind the sim's
+        self.frame_delay_s = frame_delay_s  # capture to arrival of a frame (70-280 ms through ROS here)
         self.trace: dict[int, Any] | None = None  # seed -> chunks and joint states, if asked for
 
     def _outputs(self, rt: Runtime) -> None:
@@ -91,7 +100,9 @@ class Lockstep:
     def episode(self, seed: int, timeout_s: float) -> dict[str, Any]:
         server, emb = self.server, self.embodiment
         status = server.reset("", seed)
-        rt = Runtime(self.policy, self.runtime_embodiment, self.config, clock=FunctionClock(server.now))
+        # The node's clock is its newest /clock message, read on a busy executor: it can lag the sim's.
+        lag = self.clock_lag_s
+        rt = Runtime(self.policy, self.runtime_embodiment, self.config, clock=FunctionClock(lambda: server.now() - lag))
         self._outputs(rt)
         trace: dict[str, list] = {"chunks": [], "joints": []}
         if self.trace is not None:
@@ -103,6 +114,7 @@ class Lockstep:
         physics_period = 1.0 / server.config.update_rate
         start = server.now()
         clock = {"next": start}
+        in_flight: list[tuple[float, dict[str, np.ndarray]]] = []  # frames taken, not yet delivered
         result: dict[str, Any] = {"seed": seed, "success": False, "seconds": timeout_s}
         original_tick = rt.tick
 
@@ -118,8 +130,11 @@ class Lockstep:
                     trace["joints"].append([now, *server.env.joint_positions().tolist()])
                 if renderer.due(now):
                     renderer.capture(server.env, now)
-                    for cam, image in renderer.render(emb.cameras).items():
-                        rt.perception.put_image(cam, image, now)
+                    in_flight.append((now, renderer.render(emb.cameras)))
+                while in_flight and in_flight[0][0] + self.frame_delay_s <= now + 1e-9:  # delivered, stamped
+                    taken, images = in_flight.pop(0)  # when they were taken
+                    for cam, image in images.items():
+                        rt.perception.put_image(cam, image, taken)
             elapsed = server.now() - start
             if not result["success"] and server.env.success():
                 result.update(success=True, seconds=round(elapsed, 3))
@@ -131,6 +146,11 @@ class Lockstep:
             advance()
             return command
 
+        if self.config.mode == "harmonic":
+            try:
+                return self._harmonic(rt, advance, result, trace, start, status.instruction)
+            finally:
+                renderer.close()
         rt.tick = tick  # type: ignore[method-assign]
         if self.think_s > 0:  # the sim runs on, the arm holding its last command, while the model thinks
             policy_infer = self.policy.infer
@@ -161,6 +181,54 @@ class Lockstep:
             self.trace[seed] = {"start": start, **trace}
         return result
 
+    def _harmonic(
+        self, rt: Runtime, advance: Any, result: dict, trace: dict, start: float, instruction: str
+    ) -> dict[str, Any]:
+        """The harmonic executor on its own thread, as in the node, ticked from here: each inference
+        lasts exactly ``think_s`` of sim time (the action stream ticks on meanwhile), however long it
+        takes on this machine."""
+        think_ticks = max(1, round(self.think_s * self.config.control_rate_hz))
+        thinking, ticked, returned = threading.Event(), threading.Event(), threading.Event()
+        policy_infer = self.policy.infer
+
+        def infer_in_sim_time(*args: Any, **kwargs: Any) -> Any:
+            returned.clear()
+            thinking.set()
+            try:
+                return policy_infer(*args, **kwargs)
+            finally:
+                while not ticked.wait(0.1) and not rt._stop.is_set():
+                    pass
+                ticked.clear()
+                returned.set()
+
+        self.policy.infer = infer_in_sim_time  # type: ignore[method-assign]
+        rt.set_instruction(instruction)
+        rt.begin_task(instruction)
+        wall = time.monotonic()
+        rt.start(drive=False)
+        try:
+            advance()
+            in_thought = 0
+            while not rt._stop.is_set():
+                rt.tick()
+                advance()
+                if thinking.is_set():
+                    in_thought += 1
+                    if in_thought >= think_ticks:  # the sim waits for the rest of the inference
+                        thinking.clear()
+                        in_thought = 0
+                        ticked.set()
+                        while not returned.wait(0.1) and not rt._stop.is_set():
+                            pass
+        finally:
+            rt.stop()
+            self.policy.__dict__.pop("infer", None)
+        result.update(chunks=rt.meters.chunks, wall_s=round(time.monotonic() - wall, 1))
+        if self.trace is not None:
+            self.trace[result["seed"]] = {"start": start, **trace}
+        return result
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -178,12 +246,24 @@ def main() -> None:
     parser.add_argument(
         "--think-s", type=float, default=0.0, help="sim s that pass, the arm holding, during each inference"
     )
+    parser.add_argument("--frame-delay-s", type=float, default=0.0, help="sim s from a frame's capture to its arrival")
+    parser.add_argument("--clock-lag-s", type=float, default=0.0, help="the runtime clock this far behind the sim's")
     parser.add_argument("--trace", default="", help="write each episode's chunks and joint states to this JSON")
     args = parser.parse_args()
     runtime, sim = json.loads(args.runtime), json.loads(args.sim)
-    if runtime.get("mode", "synchronous") != "synchronous":
-        raise SystemExit("lockstep runs the synchronous executor (harmonic needs a second tick source)")
-    loop = Lockstep(args.checkpoint, args.embodiment, args.task, runtime, sim, args.limit_scale, args.think_s)
+    if runtime.get("mode") == "harmonic" and args.think_s <= 0:
+        raise SystemExit("harmonic lockstep needs --think-s: how much sim time each inference takes")
+    loop = Lockstep(
+        args.checkpoint,
+        args.embodiment,
+        args.task,
+        runtime,
+        sim,
+        args.limit_scale,
+        args.think_s,
+        args.frame_delay_s,
+        args.clock_lag_s,
+    )
     loop.trace = {} if args.trace else None
     episodes = [loop.episode(seed, args.timeout) for seed in range(args.seed, args.seed + args.episodes)]
     if args.trace:
@@ -201,6 +281,8 @@ def main() -> None:
                 "sim": sim,
                 "limit_scale": args.limit_scale,
                 "think_s": args.think_s,
+                "frame_delay_s": args.frame_delay_s,
+                "clock_lag_s": args.clock_lag_s,
                 "successes": wins,
                 "episodes": len(episodes),
                 "median_time_to_success_s": float(np.median(times)) if times else math.nan,

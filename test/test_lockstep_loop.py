@@ -1,0 +1,45 @@
+"""benchmarks/lockstep_loop.py, the ROS closed loop in sim time, with what ROS adds as switches: its
+synchronous and harmonic episodes end, frames reach the runtime only after their delay, and the
+harmonic executor's inferences take the sim time they are given."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+
+import pytest
+
+from conftest import REPO
+from gen0_policy.paths import shipped_checkpoint
+
+
+def lockstep_module():
+    spec = importlib.util.spec_from_file_location("lockstep_loop", REPO / "benchmarks" / "lockstep_loop.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["lockstep_loop"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["synchronous", "harmonic"])
+def test_an_episode_with_late_frames_and_a_thinking_model_ends_at_its_timeout(mode: str) -> None:
+    lockstep = lockstep_module()
+    runtime = {"mode": mode} | ({"replan_period": 0.3} if mode == "harmonic" else {})
+    loop = lockstep.Lockstep(
+        str(shipped_checkpoint()), "panda", "reach", runtime, {}, think_s=0.05, frame_delay_s=0.1, clock_lag_s=0.02
+    )
+    loop.trace = {}
+    result = loop.episode(100, timeout_s=1.5)
+    assert result["seed"] == 100 and result["chunks"] >= 2, result
+    assert result["success"] or result["seconds"] == 1.5
+    trace = loop.trace[100]
+    joints = trace["joints"]
+    assert joints[-1][0] - trace["start"] == pytest.approx(1.5, abs=0.02) or result["success"]
+    for chunk in trace["chunks"]:
+        # A chunk starts at the earliest when its frame has arrived: taken, then 0.1 s on its way.
+        assert chunk["t0"] - chunk["obs"] >= 0.1 - 0.02 - 1e-6 or mode == "harmonic"
+    if mode == "harmonic":  # each inference lasted 0.05 s of sim time: chunks at least that far apart
+        starts = [c["t0"] for c in trace["chunks"]]
+        assert all(b - a >= 0.05 - 1e-6 for a, b in itertools.pairwise(starts))

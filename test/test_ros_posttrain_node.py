@@ -49,6 +49,21 @@ class Client:
         self.executor.add_node(self.node)
         threading.Thread(target=self.executor.spin, daemon=True).start()
         assert self.action.wait_for_server(timeout_sec=60), f"no action server on {ACTION}"
+        self._warm_up()
+
+    def _warm_up(self, attempts: int = 10) -> None:
+        """Send a goal that aborts at once (no such dataset) until its acceptance arrives: FastDDS can drop
+        the answer to a request sent before the server discovered this client (ros2/rmw_fastrtps#842); a
+        CI run lost the first goal's acceptance right after wait_for_server."""
+        for _ in range(attempts):
+            future = self.action.send_goal_async(PostTrain.Goal(datasets=["/nonexistent/gen0-warm-up"]))
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline and not (future.done() and future.result()):
+                time.sleep(0.02)
+            if future.done() and future.result():
+                self.result(future.result(), timeout=60)  # answered, and over before the test's own goals
+                return
+        raise AssertionError(f"no answer from {ACTION} in {attempts} goals")
 
     def send(self, goal: PostTrain.Goal) -> tuple[object, list[PostTrain.Feedback]]:
         feedback: list[PostTrain.Feedback] = []

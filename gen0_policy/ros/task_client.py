@@ -112,7 +112,23 @@ class TaskClient:
             raise RuntimeError(f"the policy cannot run: {status.reason}")
         if not (self.reset.wait_for_service(timeout_sec=30) and self.run_task.wait_for_server(30)):
             raise TimeoutError("the sim's reset service or the policy's run_task action did not appear")
+        self._warm_up_goals()
         return status
+
+    def _warm_up_goals(self, attempts: int = 10, attempt_timeout: float = 2.0) -> None:
+        """Send goals the node refuses at once (a negative timeout) until one is answered: FastDDS can
+        drop the answer to a request sent before the server discovered this client (ros2/rmw_fastrtps#842),
+        and a real goal whose acceptance is lost runs on with no handle to it."""
+        for _ in range(attempts):
+            future = self.run_task.send_goal_async(RunTask.Goal(timeout=-1.0))
+            try:
+                handle = self.wait(lambda f=future: f.done() and f.result(), attempt_timeout, "a goal answer")
+            except TimeoutError:
+                continue
+            if handle.accepted:  # not this node's run_task: it refuses negative timeouts
+                raise RuntimeError("the run_task server accepted a goal with a negative timeout")
+            return
+        raise TimeoutError(f"the policy's run_task action answered none of {attempts} goals")
 
     def reset_sim(self, task: str, seed: int, attempts: int = 4, attempt_timeout: float = 20.0) -> ResetTask.Response:
         """Reset, asking again if no answer comes: a reset is idempotent, and FastDDS can drop the

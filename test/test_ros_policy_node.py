@@ -542,5 +542,5 @@ def test_a_task_driven_node_stands_still_until_its_first_goal(processes, probe, 
     wait_until(result.done, 30, what="task result")
     assert result.result().result.outcome == RunTask.Goal.OUTCOME_TIMED_OUT
     assert probe.arm, "the goal ran no commands"
-    probe.status(PolicyStatus.STATE_IDLE, WAITING_FOR_GOAL)  # and after it, still again
+    probe.status(PolicyStatus.STATE_IDLE, "waiting for the next run_task goal")  # and after it, still again
     assert policy.poll() is None, processes.output(policy)

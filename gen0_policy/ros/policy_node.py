@@ -146,10 +146,10 @@ class PolicyNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         sim_time = bool(self.get_parameter("use_sim_time").value)
-        self.runtime.start(drive=not sim_time)  # wall time: the runtime ticks itself
         self.runtime.resume()
         if not self.p["act_on_activate"]:  # a task-driven robot stands still until it is given a task
-            self.runtime.end_task(WAITING_FOR_GOAL)
+            self.runtime.end_task(WAITING_FOR_GOAL)  # before the runtime's first tick: not one command
+        self.runtime.start(drive=not sim_time)  # wall time: the runtime ticks itself
         with self._activation_lock:  # sim time: a ROS timer on the node clock, if the runtime needs one
             if self.runtime.needs_ticks and self._tick_timer is None:
                 period = self.runtime.config.period

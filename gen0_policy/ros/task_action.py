@@ -17,7 +17,7 @@ from gen0_msgs.action import RunTask
 from gen0_policy.errors import Gen0Error
 from gen0_policy.ros.qos import REQUESTS
 from gen0_policy.runtime import RuntimeState
-from gen0_policy.runtime.task import WAITING_FOR_GOAL, Outcome, Slots, TaskMonitor, check_instruction, check_timeout
+from gen0_policy.runtime.task import Outcome, Slots, TaskMonitor, check_instruction, check_timeout
 
 MAX_TASK_GOALS = 1  # one instruction at a time; further goals are rejected at once, never queued
 
@@ -81,5 +81,5 @@ class RunTaskServer:
         finally:
             runtime = node.runtime
             if runtime is not None:
-                runtime.end_task(f"task {outcome}; {WAITING_FOR_GOAL}")
+                runtime.end_task(f"task {outcome}; waiting for the next run_task goal (or activate)")
             self._goals.release()

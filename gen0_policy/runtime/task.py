@@ -23,7 +23,7 @@ class Outcome(enum.IntEnum):
     UNCERTAIN = 4
 
 
-WAITING_FOR_GOAL = "waiting for the next run_task goal (or activate)"  # why an idle node sends nothing
+WAITING_FOR_GOAL = "waiting for a run_task goal"  # why a node activated with act_on_activate false sends nothing
 MAX_INSTRUCTION_CHARS = 2000  # a sentence or a paragraph; megabytes are a mistake or an attack
 
 

@@ -110,7 +110,7 @@ class PolicyNode(LifecycleNode):
         try:
             check_node_parameters(p)
             embodiment = load_embodiment(p["embodiment"])
-            policy = load_chunk_policy(p["checkpoint"], embodiment, p["device"], p["engine"])
+            policy = load_chunk_policy(p["checkpoint"], embodiment, p["device"], p["engine"], p["num_samples"])
             names = [c for c in p["cameras"] if c] or [c.name for c in embodiment.cameras]
             sizes = {c.name: (c.height, c.width) for c in embodiment.cameras}
             cameras = {name: sizes.get(name) if p["check_image_size"] else None for name in names}
@@ -297,8 +297,9 @@ class PolicyNode(LifecycleNode):
             return response
         try:
             embodiment, device, engine = self.embodiment, self.p["device"], self.p["engine"]
+            samples = self.p["num_samples"]
             future = runtime.load_policy(
-                lambda: load_chunk_policy(request.path, embodiment, device, engine), request.path
+                lambda: load_chunk_policy(request.path, embodiment, device, engine, samples), request.path
             )
             await self._until(future.done)  # the load runs on its own thread; the executor stays free
             policy = future.result()

@@ -146,13 +146,25 @@ class Lockstep:
             advance()
             return command
 
-        if self.config.mode == "harmonic":
-            try:
-                return self._harmonic(rt, advance, result, trace, start, status.instruction)
-            finally:
-                renderer.close()
+        wall = time.monotonic()
+        try:
+            if self.config.mode == "harmonic":
+                self._harmonic(rt, advance, status.instruction)
+            else:
+                self._synchronous(rt, advance, tick, status.instruction)
+        finally:
+            renderer.close()
+            self.policy.__dict__.pop("infer", None)
+        result.update(chunks=rt.meters.chunks, wall_s=round(time.monotonic() - wall, 1))
+        if self.trace is not None:
+            self.trace[seed] = {"start": start, **trace}
+        return result
+
+    def _synchronous(self, rt: Runtime, advance: Any, tick: Any, instruction: str) -> None:
+        """The synchronous executor's own loop on this thread, each of its ticks one control period of
+        physics; with ``think_s``, the sim runs on (the arm holding) while the model thinks."""
         rt.tick = tick  # type: ignore[method-assign]
-        if self.think_s > 0:  # the sim runs on, the arm holding its last command, while the model thinks
+        if self.think_s > 0:
             policy_infer = self.policy.infer
 
             def thinking(*args: Any, **kwargs: Any) -> Any:
@@ -164,26 +176,18 @@ class Lockstep:
             self.policy.infer = thinking  # type: ignore[method-assign]
         # The executor's waits (the control period, the 1 s braking cap) read sim time: it is the only
         # clock here, so outcomes do not depend on how fast this machine renders.
-        wall_time, executors.time = executors.time, types.SimpleNamespace(monotonic=server.now, sleep=lambda _s: None)
-        rt.set_instruction(status.instruction)
-        rt.begin_task(status.instruction)
+        wall_time = executors.time
+        executors.time = types.SimpleNamespace(monotonic=self.server.now, sleep=lambda _s: None)
+        rt.set_instruction(instruction)
+        rt.begin_task(instruction)
         rt._running = True
-        wall = time.monotonic()
         try:
             advance()
             rt._executor.run(rt)  # the executor's own loop, on this thread: it calls rt.tick
         finally:
             executors.time = wall_time
-            renderer.close()
-            self.policy.__dict__.pop("infer", None)
-        result.update(chunks=rt.meters.chunks, wall_s=round(time.monotonic() - wall, 1))
-        if self.trace is not None:
-            self.trace[seed] = {"start": start, **trace}
-        return result
 
-    def _harmonic(
-        self, rt: Runtime, advance: Any, result: dict, trace: dict, start: float, instruction: str
-    ) -> dict[str, Any]:
+    def _harmonic(self, rt: Runtime, advance: Any, instruction: str) -> None:
         """The harmonic executor on its own thread, as in the node, ticked from here: each inference
         lasts exactly ``think_s`` of sim time (the action stream ticks on meanwhile), however long it
         takes on this machine."""
@@ -205,7 +209,6 @@ class Lockstep:
         self.policy.infer = infer_in_sim_time  # type: ignore[method-assign]
         rt.set_instruction(instruction)
         rt.begin_task(instruction)
-        wall = time.monotonic()
         rt.start(drive=False)
         try:
             advance()
@@ -223,11 +226,6 @@ class Lockstep:
                             pass
         finally:
             rt.stop()
-            self.policy.__dict__.pop("infer", None)
-        result.update(chunks=rt.meters.chunks, wall_s=round(time.monotonic() - wall, 1))
-        if self.trace is not None:
-            self.trace[result["seed"]] = {"start": start, **trace}
-        return result
 
 
 def main() -> None:

@@ -406,9 +406,13 @@ def train(
     """Train (or resume, or post-train) as ``config`` says; returns the last metrics. ``should_stop``:
     asked before each step; a stop saves the steps trained so far (resume with the same command).
     ``on_event``: every progress event (see :meth:`Trainer.run`)."""
-    trainer = Trainer(config, sources, embodiments)
     try:
-        return trainer.run(on_event, should_stop)
+        metrics = Trainer(config, sources, embodiments).run(on_event, should_stop)
+        if dist.is_initialized():
+            # Ranks leave together: rank 0 still writes the last checkpoint when the others are done,
+            # and a rank that tore down its gloo links and exited meanwhile once died in SIGABRT.
+            dist.barrier()
+        return metrics
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -126,7 +126,7 @@ class PolicyNode(LifecycleNode):
         self.runtime, self._status_period = runtime, 1.0 / p["status_rate"]
         self.embodiment, self.p, self._fault = embodiment, p, ""
         self._outputs = make_outputs(self, embodiment, p["output_mode"], event_callbacks=NO_PUB_EVENTS)
-        self._entities += [out.publisher for out in self._outputs]
+        self._entities += list(self._outputs.publishers.values())
         for name in cameras:
             callback = lambda m, n=name: self._on_image(n, m)  # noqa: E731 - binds the camera
             sub = self.create_subscription(

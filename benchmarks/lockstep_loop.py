@@ -25,6 +25,7 @@ import math
 import threading
 import time
 import types
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,9 +33,10 @@ import numpy as np
 from gen0_policy.commands import TrajectoryCommand
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.paths import shipped_checkpoint
-from gen0_policy.runtime import Runtime, RuntimeConfig, executors
+from gen0_policy.runtime import Runtime, RuntimeConfig
 from gen0_policy.runtime.clock import FunctionClock
 from gen0_policy.runtime.loading import load_chunk_policy
+from gen0_policy.runtime.routing import horizon_targets, routes, tick_targets
 from gen0_policy.sim.server import SimConfig, SimServer, SnapshotRenderer
 
 
@@ -73,36 +75,36 @@ class Lockstep:
         self.trace: dict[int, Any] | None = None  # seed -> chunks and joint states, if asked for
 
     def _outputs(self, rt: Runtime) -> None:
-        emb, server = self.embodiment, self.server
-        specs = [(c.name, emb.joint_indices(c.joints), c.joints, c.trajectory) for c in emb.controllers]
-        horizons = self.horizons
+        """The node's routing (runtime/routing.py), to the server's controllers instead of topics."""
+        server, period = self.server, rt.config.period
+        routes_ = routes(self.embodiment)
 
         def on_command(command: Any) -> None:
-            for name, index, joints, trajectory in specs:
-                positions = command.positions[index]
-                if not trajectory:
-                    server.command_positions(name, positions)
-                elif not horizons:
+            for route, positions in tick_targets(routes_, command, self.horizons):
+                if route.kind == "trajectory":
                     server.command_trajectory(
-                        name, TrajectoryCommand(tuple(joints), np.array([rt.config.period]), positions[None])
+                        route.name, TrajectoryCommand(route.joints, np.array([period]), positions[None])
                     )
+                else:
+                    server.command_positions(route.name, positions)
 
         def on_horizon(horizon: Any) -> None:
-            for name, index, joints, trajectory in specs:
-                if trajectory:
-                    h = horizon.select(index)
-                    server.command_trajectory(
-                        name, TrajectoryCommand(tuple(joints), h.times, h.positions, h.velocities, start_time=h.start)
-                    )
+            for route, h in horizon_targets(routes_, horizon):
+                server.command_trajectory(
+                    route.name, TrajectoryCommand(route.joints, h.times, h.positions, h.velocities, start_time=h.start)
+                )
 
-        rt.on_command, rt.on_horizon = on_command, on_horizon if horizons else None
+        rt.on_command, rt.on_horizon = on_command, on_horizon if self.horizons else None
 
     def episode(self, seed: int, timeout_s: float) -> dict[str, Any]:
         server, emb = self.server, self.embodiment
         status = server.reset("", seed)
+        harmonic = self.config.mode == "harmonic"
+        think_ticks = max(1, round(self.think_s * self.config.control_rate_hz)) if self.think_s > 0 else 0
+        thinking = SimThinking(self.policy, think_ticks, on_worker=harmonic)
         # The node's clock is its newest /clock message, read on a busy executor: it can lag the sim's.
         lag = self.clock_lag_s
-        rt = Runtime(self.policy, self.runtime_embodiment, self.config, clock=FunctionClock(lambda: server.now() - lag))
+        rt = Runtime(thinking, self.runtime_embodiment, self.config, clock=FunctionClock(lambda: server.now() - lag))
         self._outputs(rt)
         trace: dict[str, list] = {"chunks": [], "joints": []}
         if self.trace is not None:
@@ -116,7 +118,6 @@ class Lockstep:
         clock = {"next": start}
         in_flight: list[tuple[float, dict[str, np.ndarray]]] = []  # frames taken, not yet delivered
         result: dict[str, Any] = {"seed": seed, "success": False, "seconds": timeout_s}
-        original_tick = rt.tick
 
         def advance() -> None:
             """One control period of the sim node: physics ticks, joint states, due camera frames."""
@@ -139,93 +140,87 @@ class Lockstep:
             if not result["success"] and server.env.success():
                 result.update(success=True, seconds=round(elapsed, 3))
             if result["success"] or elapsed >= timeout_s:
-                rt._stop.set()
+                thinking.done.set()
+                rt.stop()
 
-        def tick(now: float | None = None, brake: bool = False) -> Any:
-            command = original_tick(now, brake)
-            advance()
-            return command
-
+        thinking.advance = advance
+        rt.set_instruction(status.instruction)
+        rt.begin_task(status.instruction)
         wall = time.monotonic()
         try:
-            if self.config.mode == "harmonic":
-                self._harmonic(rt, advance, status.instruction)
+            advance()
+            if harmonic:
+                self._harmonic(rt, thinking, advance)
             else:
-                self._synchronous(rt, advance, tick, status.instruction)
+                # The synchronous loop on this thread, each tick one control period of physics. Its waits
+                # (the control period, the 1 s braking cap) read sim time: it is the only clock here, so
+                # outcomes do not depend on how fast this machine renders.
+                rt.run_here(advance, types.SimpleNamespace(monotonic=server.now, sleep=lambda _s: None))
         finally:
+            thinking.done.set()
+            rt.stop()
             renderer.close()
-            self.policy.__dict__.pop("infer", None)
         result.update(chunks=rt.meters.chunks, wall_s=round(time.monotonic() - wall, 1))
         if self.trace is not None:
             self.trace[seed] = {"start": start, **trace}
         return result
 
-    def _synchronous(self, rt: Runtime, advance: Any, tick: Any, instruction: str) -> None:
-        """The synchronous executor's own loop on this thread, each of its ticks one control period of
-        physics; with ``think_s``, the sim runs on (the arm holding) while the model thinks."""
-        rt.tick = tick  # type: ignore[method-assign]
-        if self.think_s > 0:
-            policy_infer = self.policy.infer
-
-            def thinking(*args: Any, **kwargs: Any) -> Any:
-                out = policy_infer(*args, **kwargs)
-                for _ in range(max(1, round(self.think_s * self.config.control_rate_hz))):
-                    advance()
-                return out
-
-            self.policy.infer = thinking  # type: ignore[method-assign]
-        # The executor's waits (the control period, the 1 s braking cap) read sim time: it is the only
-        # clock here, so outcomes do not depend on how fast this machine renders.
-        wall_time = executors.time
-        executors.time = types.SimpleNamespace(monotonic=self.server.now, sleep=lambda _s: None)
-        rt.set_instruction(instruction)
-        rt.begin_task(instruction)
-        rt._running = True
-        try:
-            advance()
-            rt._executor.run(rt)  # the executor's own loop, on this thread: it calls rt.tick
-        finally:
-            executors.time = wall_time
-
-    def _harmonic(self, rt: Runtime, advance: Any, instruction: str) -> None:
-        """The harmonic executor on its own thread, as in the node, ticked from here: each inference
-        lasts exactly ``think_s`` of sim time (the action stream ticks on meanwhile), however long it
-        takes on this machine."""
-        think_ticks = max(1, round(self.think_s * self.config.control_rate_hz))
-        thinking, ticked, returned = threading.Event(), threading.Event(), threading.Event()
-        policy_infer = self.policy.infer
-
-        def infer_in_sim_time(*args: Any, **kwargs: Any) -> Any:
-            returned.clear()
-            thinking.set()
-            try:
-                return policy_infer(*args, **kwargs)
-            finally:
-                while not ticked.wait(0.1) and not rt._stop.is_set():
-                    pass
-                ticked.clear()
-                returned.set()
-
-        self.policy.infer = infer_in_sim_time  # type: ignore[method-assign]
-        rt.set_instruction(instruction)
-        rt.begin_task(instruction)
+    @staticmethod
+    def _harmonic(rt: Runtime, thinking: SimThinking, advance: Callable[[], None]) -> None:
+        """The harmonic executor on its own thread, as in the node, ticked from here; the sim waits for
+        the model when an inference outlasts its ``think_s``."""
         rt.start(drive=False)
-        try:
+        while not rt.stopping:
+            rt.tick()
             advance()
-            in_thought = 0
-            while not rt._stop.is_set():
-                rt.tick()
-                advance()
-                if thinking.is_set():
-                    in_thought += 1
-                    if in_thought >= think_ticks:  # the sim waits for the rest of the inference
-                        thinking.clear()
-                        in_thought = 0
-                        ticked.set()
-                        while not returned.wait(0.1) and not rt._stop.is_set():
-                            pass
+            thinking.period_passed()
+
+
+class SimThinking:
+    """The policy, its inference lasting ``ticks`` control periods of sim time however long it takes on
+    this machine (0: none). On the ticking thread (synchronous), the sim runs those periods on (the arm
+    holding) once the model has answered; on a worker (harmonic), the ticking thread reports each period
+    (:meth:`period_passed`) and waits for the answer once they are spent. The rest is the policy's."""
+
+    def __init__(self, policy: Any, ticks: int, on_worker: bool) -> None:
+        self._policy, self.ticks, self.on_worker = policy, ticks, on_worker
+        self.advance: Callable[[], None] = lambda: None  # one control period of the sim
+        self.done = threading.Event()  # the episode is over: nobody waits any more
+        self._thinking, self._spent, self._answered = threading.Event(), threading.Event(), threading.Event()
+        self._periods = 0
+
+    def infer(self, *args: Any, **kwargs: Any) -> Any:
+        if self.on_worker:
+            self._answered.clear()
+            self._thinking.set()
+        try:
+            return self._policy.infer(*args, **kwargs)
         finally:
-            rt.stop()
+            if self.on_worker:
+                self._wait(self._spent)  # the sim time of the inference has passed
+                self._spent.clear()
+                self._answered.set()
+            else:
+                for _ in range(self.ticks):
+                    self.advance()
+
+    def period_passed(self) -> None:
+        """A control period passed on the ticking thread; once an inference's periods are spent, wait for it."""
+        if not self._thinking.is_set():
+            return
+        self._periods += 1
+        if self._periods >= self.ticks:
+            self._thinking.clear()
+            self._periods = 0
+            self._spent.set()
+            self._wait(self._answered)
+
+    def _wait(self, event: threading.Event) -> None:
+        while not event.wait(0.1) and not self.done.is_set():
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._policy, name)
 
 
 def main() -> None:

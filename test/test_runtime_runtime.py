@@ -460,6 +460,7 @@ def test_a_task_ends_at_rest_and_the_next_starts_from_the_robot_and_fresh_observ
     time.sleep(0.3)
     status = runtime.status()
     assert len(commands) == count and status.state == RuntimeState.IDLE and status.reason == "task succeeded"
+    assert status.awaiting_goal  # a goal would start it: clients read this, not the reason's words
     assert not runtime.quiescent  # the lifecycle's tick source keeps running: the next goal needs it
     reset = np.array([-1.0, 1.0, -0.4])  # the scene was reset between the tasks: a teleport
     feeder.position = reset
@@ -476,6 +477,7 @@ def test_a_task_ends_at_rest_and_the_next_starts_from_the_robot_and_fresh_observ
     runtime.hold("deactivated")
     runtime.begin_task("again")  # a goal never overrides the lifecycle
     wait_until(lambda: runtime.status().reason == "deactivated", 5, what="held by the lifecycle")
+    assert not runtime.status().awaiting_goal  # deactivated: a goal would not start it
 
 
 def test_a_frozen_clock_is_reported_as_a_fault_not_silence(started) -> None:
@@ -503,3 +505,37 @@ def test_a_task_drops_frames_taken_before_it_began() -> None:
     runtime.perception.put_image("cam0", image(3), 10.0)
     runtime.perception.put_joints(np.zeros(3), 10.0)
     assert runtime.perception.latest() is not None
+
+
+def test_run_here_steps_a_simulated_world_on_the_calling_thread_in_its_own_time() -> None:
+    """A caller that advances a world one control period per tick (benchmarks/lockstep_loop.py): the
+    synchronous loop runs on its thread, paced by the world's clock, and stops from a tick."""
+    clock = ManualClock(0.0)
+    policy = GoalPolicy(GOAL, speed=1.0)
+    runtime = Runtime(policy, EMB, RuntimeConfig(mode="synchronous"), clock=clock)
+    position = np.zeros(3)
+    wall = type("SimWall", (), {"monotonic": staticmethod(clock.now), "sleep": staticmethod(lambda _s: None)})
+    ticks: list[float] = []
+
+    def world() -> None:  # one control period: the arm tracks the command, the sensors report
+        nonlocal position
+        ticks.append(clock.advance(runtime.config.period))
+        runtime.perception.put_joints(position, clock.now())
+        runtime.perception.put_image("cam0", image(3), clock.now())
+        if np.allclose(position, GOAL, atol=1e-6) or clock.now() > 20.0:
+            runtime.stop()
+
+    runtime.on_command = lambda c: position.__setitem__(slice(None), c.positions)
+    runtime.begin_task("reach the goal")
+    world()
+    began = time.monotonic()
+    runtime.run_here(world, wall)
+    np.testing.assert_allclose(position, GOAL, atol=1e-6)
+    assert clock.now() < 20.0 and policy.calls >= 2
+    assert time.monotonic() - began < clock.now()  # nothing waited on the wall clock
+    assert runtime.status().state == RuntimeState.IDLE  # stopped from the tick: not running any more
+    assert np.allclose(np.diff(ticks), runtime.config.period)  # one period per tick, in the world's time
+
+    harmonic = Runtime(policy, EMB, RuntimeConfig(mode="harmonic"), clock=clock)
+    with pytest.raises(RuntimeError, match="ticked from outside"):
+        harmonic.run_here(world, wall)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -25,7 +26,16 @@ from gen0_policy.runtime.status import RuntimeState
 from gen0_policy.runtime.trajectory import Chunk
 
 if TYPE_CHECKING:
+    from gen0_policy.runtime.action_stream import Command
     from gen0_policy.runtime.runtime import Runtime
+
+
+class Wall(Protocol):
+    """What paces a loop that ticks itself: the ``time`` module, or a simulated world's time."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float, /) -> None: ...
 
 
 def _committed_steps(rt: Runtime, policy: ChunkPolicy) -> int:
@@ -172,6 +182,14 @@ class SynchronousExecutor:
     def __init__(self) -> None:
         # True while a chunk runs to its end (and brakes) on the frame it was computed from, as in rollouts
         self.acting_open_loop = False
+        self.wall: Wall = time  # what paces the loop (Runtime.run_here may give a simulated world's time)
+        self.after_tick: Callable[[], None] | None = None  # Runtime.run_here: the world advances a period
+
+    def _tick(self, rt: Runtime, brake: bool = False) -> Command | None:
+        command = rt.tick(brake=brake)
+        if self.after_tick is not None:
+            self.after_tick()
+        return command
 
     def run(self, rt: Runtime) -> None:
         period = rt.config.period
@@ -183,17 +201,17 @@ class SynchronousExecutor:
         rested_at = -math.inf
         while not rt.stopping:
             if not rt.stream.started or rt.hold_reason:
-                rt.tick()
-                time.sleep(period)
+                self._tick(rt)
+                self.wall.sleep(period)
                 continue
             observation, seq = rt.perception.wait_fresh(seq, rt.config.max_observation_age)
             if observation is None or observation.stamp < rested_at <= rt.clock.now():  # (after a jump back: any)
-                rt.tick()  # hold (stale or missing input, or from before the robot stopped)
-                time.sleep(period)
+                self._tick(rt)  # hold (stale or missing input, or from before the robot stopped)
+                self.wall.sleep(period)
                 continue
             chunk = infer(rt, observation, harmonic=False)
             if chunk is None:
-                rt.tick()
+                self._tick(rt)
                 continue
             now = rt.clock.now()
             if now < chunk.t0 - 1e-6:  # the clock went backwards while the model thought (a sim reset)
@@ -214,19 +232,19 @@ class SynchronousExecutor:
         period = rt.config.period
         self.acting_open_loop = True
         try:
-            deadline = time.monotonic()
+            deadline = self.wall.monotonic()
             while not rt.stopping:
-                command = rt.tick()
+                command = self._tick(rt)
                 if command is None or command.holding or rt.clock.now() >= end:
                     break
                 deadline += period
-                delay = deadline - time.monotonic()
+                delay = deadline - self.wall.monotonic()
                 if delay > 0:
-                    time.sleep(delay)
-            braking_until = time.monotonic() + 1.0
-            while not rt.stopping and not rt.stream.at_rest and time.monotonic() < braking_until:
-                rt.tick(brake=cut_short)
-                time.sleep(period)
+                    self.wall.sleep(delay)
+            braking_until = self.wall.monotonic() + 1.0
+            while not rt.stopping and not rt.stream.at_rest and self.wall.monotonic() < braking_until:
+                self._tick(rt, brake=cut_short)
+                self.wall.sleep(period)
         finally:
             self.acting_open_loop = False
 

@@ -18,7 +18,7 @@ from gen0_policy.embodiment import Embodiment
 from gen0_policy.runtime.action_stream import ActionStream, Command
 from gen0_policy.runtime.clock import Clock, JumpDetector, MonotonicClock
 from gen0_policy.runtime.config import RuntimeConfig
-from gen0_policy.runtime.executors import EXECUTORS
+from gen0_policy.runtime.executors import EXECUTORS, Wall
 from gen0_policy.runtime.health import Health, Meters
 from gen0_policy.runtime.horizon import Horizon, HorizonPlanner
 from gen0_policy.runtime.perception import JOINTS, PerceptionStream
@@ -139,13 +139,34 @@ class Runtime:
             )
             self._rate.start()
 
+    def run_here(self, after_tick: Callable[[], None], wall: Wall = time) -> None:
+        """Think and act on the calling thread until :meth:`stop` (called from ``after_tick``): the
+        synchronous loop, ``after_tick`` called after each of its ticks, for a caller that advances a
+        simulated world one control period per tick (benchmarks/lockstep_loop.py). ``wall`` paces the
+        loop: a world's own time, so nothing waits on how fast this machine renders."""
+        executor = self._executor
+        if not executor.ticks_itself:
+            raise RuntimeError(f"a {self.config.mode} runtime is ticked from outside: start(drive=False), then tick()")
+        if self._running:
+            raise RuntimeError("the runtime is already running")
+        self._stop.clear()
+        self._running = True
+        executor.after_tick, executor.wall = after_tick, wall
+        try:
+            executor.run(self)
+        finally:
+            executor.after_tick, executor.wall = None, time
+            self._running = False
+
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop thinking and acting; may be called from a tick (the calling thread is not waited for)."""
         self._stop.set()
         if self._rate is not None:
             self._rate.stop()
             self._rate = None
         for thread in self._threads:
-            thread.join(timeout)
+            if thread is not threading.current_thread():
+                thread.join(timeout)
         self._running = False
 
     @property
@@ -415,4 +436,5 @@ class Runtime:
             instruction=self.instruction,
             stamp=now,
             warnings=tuple(getattr(self.policy, "warnings", {}).values()),
+            awaiting_goal=self._running and not self._operator_hold and bool(self._task_hold),
         )

@@ -534,7 +534,7 @@ def test_a_task_driven_node_stands_still_until_its_first_goal(processes, probe, 
     begin with half a second of motion planned for another instruction, then a restart mid-motion."""
     policy = start_policy(processes, checkpoints[0], "autostart:=true", "act_on_activate:=false")
     waiting = probe.status(PolicyStatus.STATE_IDLE, WAITING_FOR_GOAL, timeout=90)
-    assert waiting.reason == WAITING_FOR_GOAL
+    assert waiting.reason == WAITING_FOR_GOAL and waiting.awaiting_goal  # what clients read, not the words
     time.sleep(1.0)  # observations flow all this time
     assert not probe.arm and not probe.gripper and probe.statuses[-1].state == PolicyStatus.STATE_IDLE
 
@@ -546,5 +546,6 @@ def test_a_task_driven_node_stands_still_until_its_first_goal(processes, probe, 
     wait_until(result.done, 30, what="task result")
     assert result.result().result.outcome == RunTask.Goal.OUTCOME_TIMED_OUT
     assert probe.arm, "the goal ran no commands"
-    probe.status(PolicyStatus.STATE_IDLE, "waiting for the next run_task goal")  # and after it, still again
+    after = probe.status(PolicyStatus.STATE_IDLE, "waiting for the next run_task goal")  # and after it, still again
+    assert after.awaiting_goal
     assert policy.poll() is None, processes.output(policy)

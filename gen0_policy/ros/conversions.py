@@ -295,5 +295,6 @@ def policy_status_msg(status: RuntimeStatus | None, embodiment: str, fault: str,
     msg.state, msg.uncertainty_threshold = int(status.state), min(status.uncertainty_threshold, 3.0e38)
     msg.checkpoint_id, msg.instruction = status.checkpoint_id, status.instruction
     msg.uncertainty_signal = status.uncertainty_signal
+    msg.awaiting_goal = status.awaiting_goal
     msg.warnings = list(status.warnings)
     return msg

@@ -24,7 +24,6 @@ from gen0_msgs.msg import PolicyStatus
 from gen0_msgs.srv import ResetTask
 from gen0_policy.ros.action_client import ThreadSafeActionClient
 from gen0_policy.ros.conversions import image_to_array
-from gen0_policy.runtime.task import WAITING_FOR_GOAL
 
 OUTCOMES = {
     getattr(RunTask.Goal, name): name.removeprefix("OUTCOME_").lower()
@@ -100,10 +99,7 @@ class TaskClient:
 
         def ready() -> PolicyStatus | None:
             s = self.status
-            if s is not None and (
-                s.state in (PolicyStatus.STATE_RUNNING, PolicyStatus.STATE_FAULT)
-                or (s.state == PolicyStatus.STATE_IDLE and s.reason == WAITING_FOR_GOAL)
-            ):
+            if s is not None and (s.state in (PolicyStatus.STATE_RUNNING, PolicyStatus.STATE_FAULT) or s.awaiting_goal):
                 return s
             return None
 

@@ -546,6 +546,6 @@ def test_a_task_driven_node_stands_still_until_its_first_goal(processes, probe, 
     wait_until(result.done, 30, what="task result")
     assert result.result().result.outcome == RunTask.Goal.OUTCOME_TIMED_OUT
     assert probe.arm, "the goal ran no commands"
-    after = probe.status(PolicyStatus.STATE_IDLE, "waiting for the next run_task goal")  # and after it, still again
-    assert after.awaiting_goal
+    probe.status(PolicyStatus.STATE_IDLE, "waiting for the next run_task goal")  # and after it, still again
+    wait_until(lambda: probe.statuses[-1].awaiting_goal, 20, what="at rest, awaiting the next goal")
     assert policy.poll() is None, processes.output(policy)

@@ -78,3 +78,37 @@ def test_a_goal_that_stops_progressing_is_given_up_with_a_clear_error(slow_task_
             client.wait_for_result(_send(client, 0.2), timeout=0.2, stall_s=1.0)
     finally:
         client.close()
+
+
+def test_the_next_scene_reset_waits_until_the_policy_stands_still() -> None:
+    """A reset while the arm still braked from the last goal teleported it under commands that pulled it
+    back toward where the brake was going: every reach episode after a success began up to 1.9 rad from
+    home. The client waits for a status, newer than its call, that says the policy awaits a goal at rest."""
+    from gen0_msgs.msg import PolicyStatus
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = Node("gen0_policy", context=context)
+    status_pub = node.create_publisher(PolicyStatus, "/gen0_policy/status", 10)
+    client = TaskClient("still_client")
+    try:
+        at_rest = PolicyStatus(state=PolicyStatus.STATE_IDLE, awaiting_goal=True)
+        braking = PolicyStatus(state=PolicyStatus.STATE_IDLE, reason="task succeeded", awaiting_goal=False)
+        client.wait(lambda: status_pub.get_subscription_count() > 0, 20, "the client's subscription")
+        status_pub.publish(at_rest)  # from before the call: not evidence that the arm stands still now
+        client.wait(lambda: client.status is not None and client.status.awaiting_goal, 10, "the first status")
+        results: list[bool] = []
+        waiter = threading.Thread(target=lambda: results.append(client.wait_until_still(timeout=20)))
+        waiter.start()
+        for _ in range(10):  # half a second of braking
+            status_pub.publish(braking)
+            time.sleep(0.05)
+        assert waiter.is_alive()
+        status_pub.publish(at_rest)
+        waiter.join(10)
+        assert results == [True]
+        assert client.wait_until_still(timeout=0.5) is False  # no news: it says so and does not hang
+    finally:
+        client.close()
+        node.destroy_node()
+        rclpy.shutdown(context=context)

@@ -454,13 +454,16 @@ def test_a_task_ends_at_rest_and_the_next_starts_from_the_robot_and_fresh_observ
     feeder = start(started, runtime, commands)
     runtime.begin_task("reach the goal")
     wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="running")
+    wait_until(lambda: commands and np.any(commands[-1].velocities), 5, what="moving")
     runtime.end_task("task succeeded")
+    # Still braking: not ready for a scene reset (a teleport now is pulled back toward the brake's end)
+    assert not runtime.status().awaiting_goal
     wait_until(lambda: runtime.stream.at_rest, 5, what="at rest")
     count = len(commands)
     time.sleep(0.3)
     status = runtime.status()
     assert len(commands) == count and status.state == RuntimeState.IDLE and status.reason == "task succeeded"
-    assert status.awaiting_goal  # a goal would start it: clients read this, not the reason's words
+    assert status.awaiting_goal  # at rest, and a goal would start it: clients read this, not the reason's words
     assert not runtime.quiescent  # the lifecycle's tick source keeps running: the next goal needs it
     reset = np.array([-1.0, 1.0, -0.4])  # the scene was reset between the tasks: a teleport
     feeder.position = reset

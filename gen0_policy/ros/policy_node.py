@@ -69,6 +69,7 @@ class PolicyNode(LifecycleNode):
         self._task: TaskStatus | None = None
         self._fault = ""
         self._last_state: RuntimeState | None = None
+        self._last_awaiting = False  # a client waits for this before resetting the scene: say it at once
         self._logged_checkpoint = ""  # the checkpoint id last named in the log (hot swaps are logged)
         self._last_status = 0.0
         self._status_period = 1.0 / PARAMETERS["status_rate"]  # until configure validates the parameter
@@ -257,10 +258,11 @@ class PolicyNode(LifecycleNode):
         wake.set_result(None)
         msg = self.status()
         now = time.monotonic()
-        if msg.state != self._last_state or now - self._last_status >= self._status_period:
+        changed = msg.state != self._last_state or msg.awaiting_goal != self._last_awaiting
+        if changed or now - self._last_status >= self._status_period:
             if msg.state != self._last_state:
                 self._log_state(msg)
-            self._last_state, self._last_status = msg.state, now
+            self._last_state, self._last_awaiting, self._last_status = msg.state, msg.awaiting_goal, now
             self.status_pub.publish(msg)
         if msg.checkpoint_id != self._logged_checkpoint:  # a hot swap took over (or the first load)
             if self._logged_checkpoint:

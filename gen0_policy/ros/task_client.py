@@ -49,6 +49,7 @@ class TaskClient:
         rclpy.init(context=self.context)
         self.node = Node(name, context=self.context)
         self.status: PolicyStatus | None = None
+        self.statuses_received = 0
         self.episode_statuses: list[PolicyStatus] = []  # every status during the running episode
         self.frames: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
         self._frame_period = 1.0 / frame_rate_hz
@@ -69,6 +70,7 @@ class TaskClient:
 
     def _status(self, msg: PolicyStatus) -> None:
         self.status = msg
+        self.statuses_received += 1
         self.episode_statuses.append(msg)
         if self._on_status is not None:
             self._on_status(msg)
@@ -152,8 +154,22 @@ class TaskClient:
             time.sleep(0.05)
         return result_future.result()
 
+    def wait_until_still(self, timeout: float = 10.0) -> bool:
+        """Wait for a status, newer than the call, that says the policy awaits a goal at rest; False if
+        none came within ``timeout`` s. A scene reset while the arm still brakes from the last goal
+        teleports it under commands that pull it back toward where the brake was going: through ROS,
+        every reach episode after a success began with the arm dragged up to 1.9 rad from home."""
+        seen = self.statuses_received
+        try:
+            self.wait(lambda: self.statuses_received > seen and self.status.awaiting_goal, timeout, "rest")
+        except TimeoutError:
+            return False
+        return True
+
     def episode(self, task: str, seed: int, timeout: float) -> dict[str, Any]:
-        """Reset the sim to (task, seed), run the policy on its instruction; the outcome and timing."""
+        """Reset the sim to (task, seed), once the policy stands still, and run the policy on its
+        instruction; the outcome and timing."""
+        still = self.wait_until_still()
         reply = self.reset_sim(task, seed)
         if not reply.success:
             raise RuntimeError(f"sim reset failed: {reply.message}")
@@ -184,6 +200,7 @@ class TaskClient:
             "message": result.message,
             "duration": round(result.duration, 3),
             "wall_s": round(wall_s, 3),
+            "reset_at_rest": still,  # False: the arm may have been moving when the scene was reset
         }
 
     def close(self) -> None:

@@ -212,6 +212,14 @@ class Runtime:
         self._task_hold = reason
 
     @property
+    def awaiting_goal(self) -> bool:
+        """Between tasks and standing still (braked to rest, or never moved): the next begin_task starts
+        it at once, and the scene may be reset. While it still brakes from the last task, a reset that
+        teleports the arm puts it under commands that pull it back toward where the brake was going."""
+        stands_still = not self.stream.started or self.stream.at_rest
+        return self._running and not self._operator_hold and bool(self._task_hold) and stands_still
+
+    @property
     def hold_reason(self) -> str:
         """Why the runtime sends nothing after braking ('' while it may act): deactivated, or a task ended."""
         return self._operator_hold or self._task_hold
@@ -436,5 +444,5 @@ class Runtime:
             instruction=self.instruction,
             stamp=now,
             warnings=tuple(getattr(self.policy, "warnings", {}).values()),
-            awaiting_goal=self._running and not self._operator_hold and bool(self._task_hold),
+            awaiting_goal=self.awaiting_goal,
         )

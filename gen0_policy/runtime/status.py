@@ -40,7 +40,7 @@ class RuntimeStatus:
     stamp: float  # runtime clock time of this snapshot, s
     warnings: tuple[str, ...] = ()  # conditions that degrade but do not stop the policy (camera mismatch, ...)
     uncertainty_signal: str = "sample_spread"  # which signal ``uncertainty`` is (runtime/uncertainty.py)
-    awaiting_goal: bool = False  # IDLE only because no task runs: a begin_task starts it at once
+    awaiting_goal: bool = False  # between tasks and at rest: a begin_task starts it at once (Runtime.awaiting_goal)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

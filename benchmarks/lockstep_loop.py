@@ -13,6 +13,11 @@ What ROS adds can be added here, in sim time: ``--think-s`` (the sim runs on whi
 the harmonic executor, on its own thread as in the node, needs it), ``--frame-delay-s`` (frames
 arrive after they were taken) and ``--clock-lag-s`` (the runtime clock behind the sim's).
 
+Each episode gets a fresh runtime, where the node keeps one across goals: what carries from one
+episode to the next through ROS (the scene reset while the arm still braked, fixed in 21b4e50) is not
+seen here. Harmonic runs are not deterministic (the worker is a thread; outcomes of a seed can differ
+between runs), synchronous ones are.
+
 Prints one JSON object: per-seed success, time to success (sim s), chunks, and the settings.
 """
 

@@ -50,6 +50,7 @@ class TaskClient:
         self.node = Node(name, context=self.context)
         self.status: PolicyStatus | None = None
         self.statuses_received = 0
+        self.goals_run = 0  # episodes this client has run: after one, the arm may still brake
         self.episode_statuses: list[PolicyStatus] = []  # every status during the running episode
         self.frames: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
         self._frame_period = 1.0 / frame_rate_hz
@@ -169,7 +170,9 @@ class TaskClient:
     def episode(self, task: str, seed: int, timeout: float) -> dict[str, Any]:
         """Reset the sim to (task, seed), once the policy stands still, and run the policy on its
         instruction; the outcome and timing."""
-        still = self.wait_until_still()
+        # After a goal, reset only once the arm stands still. Before the first, wait_until_ready saw the
+        # node running or awaiting a goal; a node that acts on activation never awaits one.
+        still = self.wait_until_still() if self.goals_run else bool(self.status and self.status.awaiting_goal)
         reply = self.reset_sim(task, seed)
         if not reply.success:
             raise RuntimeError(f"sim reset failed: {reply.message}")
@@ -184,6 +187,7 @@ class TaskClient:
                 RunTask.Goal(instruction=reply.instruction, timeout=timeout), feedback_callback=self._feedback
             )
             handle = self.wait(lambda: goal.done() and goal.result(), 30, "goal acceptance")
+            self.goals_run += 1
             if not handle.accepted:
                 raise RuntimeError("the policy rejected the run_task goal")
             result = self.wait_for_result(handle.get_result_async(), timeout).result

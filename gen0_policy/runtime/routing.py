@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from gen0_policy.embodiment import ControllerSpec, Embodiment
+from gen0_policy.embodiment import ControllerSpec, Embodiment, command_topic
 from gen0_policy.runtime.action_stream import Command
 from gen0_policy.runtime.config import OUTPUT_MODES
 from gen0_policy.runtime.horizon import Horizon
@@ -43,10 +43,11 @@ class Route:
 
     @property
     def topic(self) -> str:
-        """Its command topic by the ros2_control conventions (relative to the node's namespace)."""
-        if self.kind == "forward" and self.spec.trajectory:  # a trajectory controller under forward_position
-            return f"{self.spec.name}/commands"
-        return self.spec.command_topic
+        """Its command topic by the ros2_control conventions (relative to the node's namespace), for
+        the message it is sent: a trajectory controller under forward_position gets ``<name>/commands``."""
+        if self.kind == "cartesian":
+            return self.spec.command_topic
+        return command_topic(self.spec.name, self.kind == "trajectory")
 
 
 def routes(embodiment: Embodiment, output_mode: str = "joint_trajectory") -> list[Route]:

@@ -182,7 +182,7 @@ class Runtime:
     @property
     def quiescent(self) -> bool:
         """Held by the operator and at rest: ticking produces no command (a tick source may stop)."""
-        return bool(self._operator_hold) and (not self.stream.started or self.stream.at_rest)
+        return bool(self._operator_hold) and self._standing_still
 
     def resume(self) -> None:
         """Act again (lifecycle activate): the time between is no clock jump and no frozen clock."""
@@ -216,8 +216,12 @@ class Runtime:
         """Between tasks and standing still (braked to rest, or never moved): the next begin_task starts
         it at once, and the scene may be reset. While it still brakes from the last task, a reset that
         teleports the arm puts it under commands that pull it back toward where the brake was going."""
-        stands_still = not self.stream.started or self.stream.at_rest
-        return self._running and not self._operator_hold and bool(self._task_hold) and stands_still
+        return self._running and not self._operator_hold and bool(self._task_hold) and self._standing_still
+
+    @property
+    def _standing_still(self) -> bool:
+        """The stream never moved, or has braked to rest."""
+        return not self.stream.started or self.stream.at_rest
 
     @property
     def hold_reason(self) -> str:
@@ -271,7 +275,7 @@ class Runtime:
         ``brake`` stops the arm at the limits wherever it is instead of following the chunk (a synchronous
         chunk cut short)."""
         now = self.clock.now() if now is None else now
-        if self.hold_reason and (not self.stream.started or self.stream.at_rest):
+        if self.hold_reason and self._standing_still:
             self._jumps.reset()  # deactivated (or between tasks) and at rest: no commands at all, and no clock to watch
             self.meters.last_tick = None
             return None

@@ -43,6 +43,28 @@ def test_expert_acts_only_through_targets():
         np.testing.assert_array_equal(b, a)
 
 
+@pytest.mark.parametrize(("embodiment", "task"), [("panda", "pick_place"), ("ur5e", "stack"), ("g1", "press_buttons")])
+def test_demonstrations_stay_within_the_robots_limits(embodiment, task):
+    """What a robot (and the runtime's safety filter) allows is what the data shows: an expert whose
+    wrist turned at 30x its limit taught grasps that the runtime then had to slow down and missed."""
+    env = make_env(embodiment, task, seed=0)
+    emb, dt = env.embodiment, env.control_dt
+    env.reset(13)
+    expert = make_expert(env)
+    targets = [emb.home]
+    while env.time < expert.duration:
+        targets.append(expert.act({"time": env.time}))
+        env.set_targets(targets[-1])
+        env.step()
+    velocity = np.diff(np.array(targets), axis=0) / dt
+    acceleration = np.diff(velocity, axis=0) / dt
+    slack = 1 + 1e-6
+    assert np.all(np.abs(velocity) <= emb.velocity_limits * slack), np.max(np.abs(velocity) / emb.velocity_limits)
+    assert np.all(np.abs(acceleration) <= emb.acceleration_limits * slack)
+    assert np.max(np.abs(velocity) / emb.velocity_limits) > 0.5  # it did move, and briskly
+    env.close()
+
+
 def test_ik_reaches_a_reachable_pose():
     env = make_env("ur5e", "reach", seed=0)
     emb = env.embodiment

@@ -3,7 +3,10 @@
 An expert plans a few Cartesian waypoints per hand from the task's object poses (what a person sees),
 then, every control step, interpolates the hand pose for the observation's time and solves IK from
 its previous solution. It commands only joint position targets (``act`` returns them), exactly the
-interface a learned policy has.
+interface a learned policy has, and through the same safety filter the runtime puts in front of a
+policy: the demonstrations move within the robot's velocity and acceleration limits, so a policy
+that imitates them asks for nothing the runtime would have to cut (an unlimited wrist turned at more
+than 5 rad/s where a Panda's limit is 2.61, and the grasps learned from it missed).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from gen0_policy.errors import ConfigError
+from gen0_policy.runtime.safety import SafeState, SafetyFilter, SafetyLimits
 from gen0_policy.sim.env import SimEnv
 from gen0_policy.sim.ik import DifferentialIK, IKConfig
 
@@ -141,6 +145,13 @@ class ScriptedExpert:
         self.hands = list(env.layout.tcp_sites)
         chains = sim.get("ik_chains", {})
         config = IKConfig(**sim.get("ik", {}))
+        self.safety = SafetyFilter(SafetyLimits.from_embodiment(emb))
+        self.grip_s = 0.4  # s to hold still while the gripper closes or opens: its stroke at its limits
+        if self.has_gripper:
+            i = int(np.flatnonzero(emb.gripper_mask)[0])
+            v, a = emb.velocity_limits[i], emb.acceleration_limits[i]
+            stroke = abs(self.grip_closed - self.grip_open)
+            self.grip_s = max(self.grip_s, stroke / v + v / a + 0.2)  # + the fingers' settling
         self.iks = []
         for site in self.hands:
             joints = chains.get(site, [n for n, g in zip(emb.joint_names, emb.gripper_mask, strict=True) if not g])
@@ -154,6 +165,7 @@ class ScriptedExpert:
             raise ConfigError("an expert plans for the environment it was made with; call make_expert(env)")
         env = self.env
         self.q = env.embodiment.home.copy()
+        self.commanded: SafeState = self.safety.start(self.q)
         self.rotations = []
         starts = []
         for ik in self.iks:
@@ -218,9 +230,9 @@ class ScriptedExpert:
     def _pick_and_place(self, obj: str, pick: np.ndarray, place: np.ndarray) -> None:
         self.yaw[-1] = self.grip_yaw + _wrap_quarter(_body_yaw(self.env, obj))
         plan = self.plans[-1]
-        plan.move(self._hover(pick), grip=0.0).move(pick, speed=0.2).wait(0.4, grip=1.0)
+        plan.move(self._hover(pick), grip=0.0).move(pick, speed=0.2).wait(self.grip_s, grip=1.0)
         plan.move(self._hover(pick)).move(self._hover(place)).move(place, speed=0.2)
-        plan.wait(0.3, grip=0.0).move(self._hover(place))
+        plan.wait(self.grip_s, grip=0.0).move(self._hover(place))
 
     def _plan_pick_place(self, t: dict[str, np.ndarray]) -> None:
         half = self.env.task.half
@@ -250,7 +262,10 @@ class ScriptedExpert:
             q = ik.solve(q, position, rotation, posture=emb.home)
             if self.has_gripper:
                 q[self._grip_index(hand)] = self.grip_open + grip * (self.grip_closed - self.grip_open)
-        self.q = np.clip(q, emb.lower, emb.upper)
+        # approach, not step: a target chased at the acceleration limit without braking overshoots
+        # and rings (the UR5e's wrist swung +-15 degrees about its goal and the grasps slipped).
+        self.commanded = self.safety.approach(self.commanded, q, self.env.control_dt)
+        self.q = self.commanded.position.copy()
         return self.q.copy()
 
     def _grip_index(self, hand: int) -> np.ndarray:

@@ -156,4 +156,31 @@ def test_checkpoint_rollout_records_uncertainty_signals_without_changing_the_out
     controller.hold(home, now)
     assert not controller.wants_images(now + 0.5 * controller.policy.step_dt)
     assert controller.wants_images(now + controller.policy.step_dt)
-    np.testing.assert_allclose(controller.act({"time": now, "joint_positions": np.ones(8)}), home)  # held
+    before = controller.commanded
+    held = controller.act({"time": now, "joint_positions": np.ones(8)})
+    np.testing.assert_allclose(controller._chunk, np.repeat(home[None], len(controller._chunk), axis=0))
+    # toward the held target, no faster than the robot's limits allow (the runtime's safety filter)
+    emb = controller.env.embodiment
+    assert np.all(np.abs(held - before) <= emb.velocity_limits * controller.env.control_dt + 1e-12)
+
+
+def test_checkpoint_rollout_moves_within_the_robots_limits():
+    """The rollout drives the robot as the policy node does, through the runtime's safety filter: an
+    untrained policy's wild chunks still move every joint within its velocity and acceleration limits."""
+    import numpy as np
+
+    from gen0_policy.sim import make_env
+    from gen0_policy.sim.policies import CheckpointController
+
+    controller = CheckpointController(str(REPO / "checkpoints" / "multitask_cpu"))
+    with make_env("panda", "reach") as env:
+        env.reset(3)
+        controller.reset(env)
+        emb, dt = env.embodiment, env.control_dt
+        controller._chunk = emb.lower + np.random.default_rng(0).random((16, emb.dof)) * (emb.upper - emb.lower)
+        controller._chunk_start = 0.0
+        targets = [controller.act({"time": k * dt, "joint_positions": emb.home}) for k in range(40)]
+    velocity = np.diff(np.array([emb.home, *targets]), axis=0) / dt
+    assert np.all(np.abs(velocity) <= emb.velocity_limits + 1e-9)
+    assert np.all(np.abs(np.diff(velocity, axis=0)) / dt <= emb.acceleration_limits + 1e-6)
+    assert np.max(np.abs(velocity) / emb.velocity_limits) > 0.9  # it chased the chunk at the limits

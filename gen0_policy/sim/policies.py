@@ -9,6 +9,7 @@ import numpy as np
 
 from gen0_policy.errors import CheckpointError, ConfigError
 from gen0_policy.runtime.config import RuntimeConfig
+from gen0_policy.runtime.safety import SafeState, SafetyFilter, SafetyLimits
 from gen0_policy.runtime.uncertainty import SignalMonitor
 from gen0_policy.sim.env import SimEnv
 from gen0_policy.sim.experts import Controller, make_expert
@@ -32,8 +33,10 @@ class ExpertController:
 
 class CheckpointController:
     """Runs a trained Gen0Policy synchronously: infer a chunk, play ``execute`` of its steps (linearly
-    interpolated from the policy's step to the control rate), infer again. Targets are clipped to the
-    joint limits, as a robot's controller would.
+    interpolated from the policy's step to the control rate), infer again. Targets pass the runtime's
+    safety filter (position, velocity and acceleration limits), as they do through the policy node:
+    a rollout that let the simulated servos move faster than the robot can counted grasps that
+    the node, and the robot, could not make.
 
     ``num_samples >= 2`` also draws samples for the spread (the executed chunk is the deterministic
     estimate either way, so outcomes do not change); every candidate uncertainty signal of each
@@ -65,6 +68,13 @@ class CheckpointController:
         self._chunk_start = 0.0
         self._monitor = SignalMonitor(env.embodiment.upper - env.embodiment.lower)
         self.signals = []
+        self._safety = SafetyFilter(SafetyLimits.from_embodiment(env.embodiment))
+        self._commanded: SafeState | None = None  # from the measured position at the first step
+
+    @property
+    def commanded(self) -> np.ndarray | None:
+        """The last target sent to the robot (None before the episode's first step)."""
+        return None if self._commanded is None else self._commanded.position.copy()
 
     def hold(self, target: np.ndarray, now: float) -> None:
         """Do not act on the chunk just inferred (too uncertain): keep ``target`` and think again one
@@ -100,7 +110,10 @@ class CheckpointController:
         frac = min(1.0, s - i)
         nxt = self._chunk[min(i + 1, len(self._chunk) - 1)]
         target = (1 - frac) * self._chunk[i] + frac * nxt
-        return np.clip(target, env.embodiment.lower, env.embodiment.upper)
+        if self._commanded is None:
+            self._commanded = self._safety.start(observation["joint_positions"])
+        self._commanded, _ = self._safety.step(self._commanded, target, env.control_dt)
+        return self._commanded.position.copy()
 
 
 def make_controller(policy: str, execute: int | None = None) -> Controller:

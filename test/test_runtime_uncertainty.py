@@ -225,3 +225,10 @@ def test_the_shipped_calibration_loads() -> None:
     calibration = Calibration.load(REPO / "config" / "uncertainty" / "multitask_cpu.json")
     assert calibration.signal in SIGNALS and 0 < calibration.threshold < 1
     assert calibration.checkpoint_id.startswith("multitask_cpu")
+
+
+def test_a_calibration_from_another_checkpoint_says_so() -> None:
+    calibration = Calibration("chunk_disagreement", 0.01, checkpoint_id="run-step0000100-aaaaaaaa")
+    assert calibration.mismatch("run-step0000100-aaaaaaaa") == ""
+    assert "measured on checkpoint run-step0000100-aaaaaaaa" in calibration.mismatch("run-step0000200-bbbbbbbb")
+    assert Calibration("chunk_disagreement", 0.01).mismatch("anything") == ""  # it does not say

@@ -117,7 +117,10 @@ class PolicyNode(LifecycleNode):
             cameras = {name: sizes.get(name) if p["check_image_size"] else None for name in names}
             config = runtime_config(p)
             if p["uncertainty_calibration"]:  # a measured signal and threshold replace the two parameters
-                config = Calibration.load(p["uncertainty_calibration"]).apply(config)
+                calibration = Calibration.load(p["uncertainty_calibration"])
+                config = calibration.apply(config)
+                if warning := calibration.mismatch(str(getattr(policy, "checkpoint_id", ""))):
+                    self.get_logger().warning(warning)
             clock = FunctionClock(lambda: self.get_clock().now().nanoseconds * 1e-9)
             on_horizon = self._on_horizon if p["command_horizon"] > 0 else None
             runtime = Runtime(policy, embodiment, config, clock, cameras, self._on_command, self._on_chunk, on_horizon)

@@ -291,6 +291,16 @@ class Calibration:
         except TypeError as exc:
             raise ConfigError(f"uncertainty calibration {path}: {exc}") from exc
 
+    def mismatch(self, checkpoint_id: str) -> str:
+        """A warning when this calibration was measured on another checkpoint ("" when it was not, or
+        when it does not say): a threshold is a property of one network's signal, not of the robot."""
+        if not self.checkpoint_id or self.checkpoint_id == checkpoint_id:
+            return ""
+        return (
+            f"uncertainty calibration measured on checkpoint {self.checkpoint_id}, running {checkpoint_id}: "
+            "its threshold may hold too often or never; measure one with benchmarks/uncertainty_benchmark.py"
+        )
+
     def apply(self, config: RuntimeConfig) -> RuntimeConfig:
         """``config`` using this signal and threshold (and at least the samples the signal needs), and
         this novelty threshold if one was calibrated."""

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +112,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 episodes = []
                 for task in args.tasks.split(","):
                     for seed in range(args.seed, args.seed + args.episodes):
-                        episode = client.episode(task, seed, args.timeout)
+                        try:
+                            episode = client.episode(task, seed, args.timeout)
+                        except TimeoutError:  # a stalled node: its threads' stacks go to its log first
+                            for proc in procs:
+                                os.kill(proc.pid, signal.SIGUSR1)
+                            time.sleep(2.0)
+                            raise
                         episodes.append(episode | runtime_stats(client.episode_statuses, episode["duration"]))
             finally:
                 stop_nodes(procs)

@@ -76,6 +76,21 @@ def test_a_signal_to_a_node_stops_it_cleanly(processes, no_process_left_behind, 
     assert "Traceback" not in processes.output(proc)
 
 
+def test_sigusr1_prints_every_threads_stack_and_the_node_runs_on(processes, no_process_left_behind) -> None:
+    """How a hung node shows where it waits (the closed-loop benchmark asks for it on a stall)."""
+    (module, *params), ready = NODES["sim"]
+    proc = processes.python("-m", module, "--ros-args", *params, name="sim")
+    wait_until(lambda: ready in processes.output(proc) or proc.poll() is not None, 90, what="sim up")
+    time.sleep(1.0)  # spinning: the handler is registered before the executor spins
+    proc.send_signal(signal.SIGUSR1)
+    wait_until(lambda: "most recent call first" in processes.output(proc), 20, what="the stacks")
+    assert processes.output(proc).count("Thread 0x") >= 2  # the executor's and the physics thread
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    assert_nothing_left(no_process_left_behind)
+    assert proc.wait(timeout=5) == 0
+
+
 def test_the_leftover_check_sees_a_process_of_this_test_only_while_it_runs(no_process_left_behind) -> None:
     """The enforcer itself: test/conftest.py fails any test whose processes outlive it."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 from collections.abc import Callable
 
 import rclpy
@@ -15,6 +17,9 @@ def spin(node: Node, executor: Executor | None = None) -> None:
     instead of ExternalShutdownException: a stop all the same, not a crash with a traceback."""
     executor = executor or SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
+    # `kill -USR1 PID` prints every thread's stack to the node's stderr and lets it run on: what a
+    # hung node waits for, without a debugger (the closed-loop benchmark asks for it on a stall).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

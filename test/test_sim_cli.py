@@ -165,8 +165,9 @@ def test_checkpoint_rollout_records_uncertainty_signals_without_changing_the_out
 
 
 def test_checkpoint_rollout_moves_within_the_robots_limits():
-    """The rollout drives the robot as the policy node does, through the runtime's safety filter: an
-    untrained policy's wild chunks still move every joint within its velocity and acceleration limits."""
+    """The rollout drives the robot as the policy node does, through the runtime's safety filter: a wild
+    chunk (random targets anywhere in the joint ranges) still moves every joint within its velocity and
+    acceleration limits."""
     import numpy as np
 
     from gen0_policy.sim import make_env

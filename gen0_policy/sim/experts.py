@@ -164,12 +164,11 @@ class ScriptedExpert:
         if env is not None and env is not self.env:
             raise ConfigError("an expert plans for the environment it was made with; call make_expert(env)")
         env = self.env
-        self.q = env.embodiment.home.copy()
-        self.commanded: SafeState = self.safety.start(self.q)
+        self.commanded: SafeState = self.safety.start(env.embodiment.home)  # also the IK's warm start
         self.rotations = []
         starts = []
         for ik in self.iks:
-            pos, rot = ik.forward(self.q)
+            pos, rot = ik.forward(self.commanded.position)
             starts.append(pos)
             self.rotations.append(rot)
         self.plans = [HandPlan(p) for p in starts]
@@ -255,7 +254,7 @@ class ScriptedExpert:
         """Joint position targets for the observation's time (s since reset)."""
         t = float(observation["time"]) + self.env.control_dt  # aim where the hand should be next step
         emb = self.env.embodiment
-        q = self.q.copy()
+        q = self.commanded.position.copy()
         for hand, (ik, plan) in enumerate(zip(self.iks, self.plans, strict=True)):
             position, grip = plan.at(t, self.env.control_dt)
             rotation = _rot_z(self.yaw[hand]) @ self.rotations[hand]
@@ -265,8 +264,7 @@ class ScriptedExpert:
         # approach, not step: a target chased at the acceleration limit without braking overshoots
         # and rings (the UR5e's wrist swung +-15 degrees about its goal and the grasps slipped).
         self.commanded = self.safety.approach(self.commanded, q, self.env.control_dt)
-        self.q = self.commanded.position.copy()
-        return self.q.copy()
+        return self.commanded.position.copy()
 
     def _grip_index(self, hand: int) -> np.ndarray:
         return np.flatnonzero(self.env.embodiment.gripper_mask)

@@ -191,38 +191,47 @@ class SimThinking:
         self._policy, self.ticks, self.on_worker = policy, ticks, on_worker
         self.advance: Callable[[], None] = lambda: None  # one control period of the sim
         self.done = threading.Event()  # the episode is over: nobody waits any more
-        self._thinking, self._spent, self._answered = threading.Event(), threading.Event(), threading.Event()
+        # Counters under one condition, not events: with events the worker cleared "answered" for its
+        # next inference before the ticking thread had seen it set, and both waited for ever.
+        self._cond = threading.Condition()
+        self._thinking = self._spent = False
         self._periods = 0
+        self._answers = 0  # inferences answered so far
 
     def infer(self, *args: Any, **kwargs: Any) -> Any:
         if self.on_worker:
-            self._answered.clear()
-            self._thinking.set()
+            with self._cond:
+                self._thinking, self._spent, self._periods = True, False, 0
         try:
             return self._policy.infer(*args, **kwargs)
         finally:
             if self.on_worker:
-                self._wait(self._spent)  # the sim time of the inference has passed
-                self._spent.clear()
-                self._answered.set()
+                with self._cond:
+                    self._wait(lambda: self._spent)  # the sim time of the inference has passed
+                    self._thinking = self._spent = False
+                    self._answers += 1
+                    self._cond.notify_all()
             else:
                 for _ in range(self.ticks):
                     self.advance()
 
     def period_passed(self) -> None:
         """A control period passed on the ticking thread; once an inference's periods are spent, wait for it."""
-        if not self._thinking.is_set():
-            return
-        self._periods += 1
-        if self._periods >= self.ticks:
-            self._thinking.clear()
-            self._periods = 0
-            self._spent.set()
-            self._wait(self._answered)
+        with self._cond:
+            if not self._thinking or self._spent:
+                return
+            self._periods += 1
+            if self._periods < self.ticks:
+                return
+            self._spent = True
+            answer = self._answers + 1
+            self._cond.notify_all()
+            self._wait(lambda: self._answers >= answer)
 
-    def _wait(self, event: threading.Event) -> None:
-        while not event.wait(0.1) and not self.done.is_set():
-            pass
+    def _wait(self, predicate: Callable[[], bool]) -> None:
+        """Wait on the condition (held) until ``predicate`` or the episode's end."""
+        while not predicate() and not self.done.is_set():
+            self._cond.wait(0.1)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._policy, name)

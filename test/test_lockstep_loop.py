@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import sys
+import threading
 
 import pytest
 
@@ -43,3 +44,37 @@ def test_an_episode_with_late_frames_and_a_thinking_model_ends_at_its_timeout(mo
     if mode == "harmonic":  # each inference lasted 0.05 s of sim time: chunks at least that far apart
         starts = [c["t0"] for c in trace["chunks"]]
         assert all(b - a >= 0.05 - 1e-6 for a, b in itertools.pairwise(starts))
+
+
+def test_a_thinking_worker_and_the_ticking_thread_never_wait_for_each_other_for_ever() -> None:
+    """Back-to-back inferences one period long, as the harmonic worker makes them: each handshake
+    completes (with events, the worker's next inference could clear the answer before the ticking
+    thread saw it, and both waited for ever: a benchmark run hung after a few thousand)."""
+    module = lockstep_module()
+
+    class Instant:
+        def infer(self) -> int:
+            return 0
+
+    thinking = module.SimThinking(Instant(), ticks=1, on_worker=True)
+    answers = 0
+
+    def worker() -> None:
+        nonlocal answers
+        while not thinking.done.is_set():
+            thinking.infer()
+            answers += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: every interleaving, soon
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    ticker = threading.Thread(target=lambda: [thinking.period_passed() for _ in range(20_000)], daemon=True)
+    ticker.start()
+    ticker.join(timeout=60)
+    hung = ticker.is_alive()
+    sys.setswitchinterval(interval)
+    thinking.done.set()
+    thread.join(timeout=5)
+    assert not hung, f"the ticking thread waited for an answer that never came (after {answers} inferences)"
+    assert answers > 1000  # the two threads took turns, not one running alone

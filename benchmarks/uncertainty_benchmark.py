@@ -16,14 +16,10 @@ the default rollout's). Conditions:
   occluded_camera        the left half of the scene camera grey (something in front of it)
   recoloured_objects     the task's objects in other colours (red ball -> green, yellow button -> cyan, ...)
 
-docs/results/uncertainty.json, .png and config/uncertainty/multitask_cpu.json were made by (2026-12-02,
-2-core CPU shared with a data collection: 17 min for the 540 episodes, 20 min for the holding pass):
+docs/results/uncertainty.json, .png and config/uncertainty/multitask_cpu.json were made by (2026-12-04,
+the stage-3 checkpoint, 2-core CPU: 17 min for the 540 episodes and the holding pass together):
 
-    MUJOCO_GL=egl nice -n 5 .venv/bin/python benchmarks/uncertainty_benchmark.py --episodes 30 --num-samples 8 \\
-        --hold --progress /tmp/uncertainty.log
-
-(the analysis and holding pass were rerun from those episodes with ``--reuse`` once the holding pass
-held on image novelty as well).
+    MUJOCO_GL=egl .venv/bin/python benchmarks/uncertainty_benchmark.py --episodes 30 --num-samples 8 --hold
 """
 
 from __future__ import annotations

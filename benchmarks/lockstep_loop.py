@@ -18,7 +18,9 @@ episode to the next through ROS (the scene reset while the arm still braked, fix
 seen here. Harmonic runs are not deterministic (the worker is a thread; outcomes of a seed can differ
 between runs), synchronous ones are.
 
-Prints one JSON object: per-seed success, time to success (sim s), chunks, and the settings.
+Prints one JSON object: per-seed success, time to success (sim s), chunks, and the settings; on a
+grasp task also where the fingers began to close, against the object and against the plan
+(``grasp``, see :func:`grasp_report`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+import mujoco
 import numpy as np
 
 from gen0_policy.commands import TrajectoryCommand
@@ -68,6 +71,7 @@ class Lockstep:
             for j in self.embodiment.joints
         )
         self.runtime_embodiment = dataclasses.replace(self.embodiment, joints=joints)
+        self.task = task
         self.server = SimServer(SimConfig(embodiment=embodiment, task=task, real_time_factor=0.0, **sim))
         # command_horizon 0 is the node's "one point per tick" (no horizons), as policy_node.py maps it
         self.horizons = runtime.get("command_horizon", 1.0) > 0
@@ -111,10 +115,18 @@ class Lockstep:
         lag = self.clock_lag_s
         rt = Runtime(thinking, self.runtime_embodiment, self.config, clock=FunctionClock(lambda: server.now() - lag))
         self._outputs(rt)
-        trace: dict[str, list] = {"chunks": [], "joints": []}
-        if self.trace is not None:
+        # tcp: [t, tool xyz, the grasped object's xyz], for the grasp report and --trace
+        trace: dict[str, list] = {"chunks": [], "joints": [], "tcp": []}
+        grasped = GRASPED.get(self.task)
+        if self.trace is not None or grasped:
             rt.on_chunk = lambda c: trace["chunks"].append(
-                {"t0": c.t0, "obs": c.observation_stamp, "actions": c.actions.tolist(), "lat": c.inference_latency}
+                {
+                    "t0": c.t0,
+                    "dt": c.step_dt,
+                    "obs": c.observation_stamp,
+                    "actions": c.actions.tolist(),
+                    "lat": c.inference_latency,
+                }
             )
         renderer = SnapshotRenderer(1.0 / server.config.camera_rate, server.config.camera_size)
         ticks_per_control = max(1, round(server.config.update_rate / self.config.control_rate_hz))
@@ -132,8 +144,11 @@ class Lockstep:
                 clock["next"] = max(clock["next"] + physics_period, server.now() + 1e-9)
                 now, _ = server.step(clock["next"])
                 rt.perception.put_joints(server.env.joint_positions(), now)
-                if self.trace is not None:
+                if self.trace is not None or grasped:
+                    data = server.env.data
                     trace["joints"].append([now, *server.env.joint_positions().tolist()])
+                    obj = data.body(grasped).xpos.tolist() if grasped else []
+                    trace["tcp"].append([now, *server.env.task.tcp(data).tolist(), *obj])
                 if renderer.due(now):
                     renderer.capture(server.env, now)
                     in_flight.append((now, renderer.render(emb.cameras)))
@@ -166,6 +181,8 @@ class Lockstep:
             rt.stop()
             renderer.close()
         result.update(chunks=rt.meters.chunks, wall_s=round(time.monotonic() - wall, 1))
+        if grasped:
+            result["grasp"] = grasp_report(server.env, trace, self.embodiment.lower[-1], self.embodiment.upper[-1])
         if self.trace is not None:
             self.trace[seed] = {"start": start, **trace}
         return result
@@ -179,6 +196,42 @@ class Lockstep:
             rt.tick()
             advance()
             thinking.period_passed()
+
+
+GRASPED = {"pick_place": "cube", "stack": "top"}  # the object a grasp task picks (grasp_diagnosis.py's OBJECT)
+
+
+def grasp_report(env: Any, trace: dict[str, list], closed: float, opened: float) -> dict[str, Any]:
+    """Where the fingers began to close (measured gripper a quarter of its stroke shut; holding the cube
+    leaves it half open, missing shuts it): the tool's horizontal distance
+    from the object then, where the plan executing at that moment put the tool (forward kinematics of
+    its joint targets at that time), and how far the object was lifted. A plan far from the object is
+    a perception or policy error; a plan on it with the tool elsewhere is a tracking error."""
+    if not trace["tcp"]:
+        return {}
+    rows, joints = np.array(trace["tcp"]), np.array(trace["joints"])
+    t, tool, obj = rows[:, 0], rows[:, 1:4], rows[:, 4:7]
+    out: dict[str, Any] = {"object_lift_m": round(float(obj[:, 2].max() - obj[0, 2]), 4)}
+    closing = np.flatnonzero((joints[:, -1] - closed) / (opened - closed) < 0.75)
+    chunks = [c for c in trace["chunks"] if len(closing) and c["t0"] <= t[closing[0]]]
+    if not len(closing) or not chunks:
+        return {**out, "closed": False}
+    i = int(closing[0])
+    actions = np.array(chunks[-1]["actions"])
+    times = chunks[-1]["t0"] + np.arange(len(actions)) * chunks[-1]["dt"]
+    target = np.array([np.interp(t[i], times, actions[:, j]) for j in range(actions.shape[1])])
+    data = mujoco.MjData(env.model)
+    data.qpos[:] = env.data.qpos
+    data.qpos[[env.model.joint(n).qposadr[0] for n in env.embodiment.joint_names]] = target
+    mujoco.mj_kinematics(env.model, data)
+    planned = env.task.tcp(data)
+    return {
+        **out,
+        "closed": True,
+        "close_s": round(float(t[i] - t[0]), 2),
+        "tool_xy_to_object_at_close_m": round(float(np.linalg.norm(tool[i, :2] - obj[i, :2])), 4),
+        "planned_xy_to_object_at_close_m": round(float(np.linalg.norm(planned[:2] - obj[i, :2])), 4),
+    }
 
 
 class SimThinking:

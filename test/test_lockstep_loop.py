@@ -9,6 +9,7 @@ import itertools
 import sys
 import threading
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -78,3 +79,31 @@ def test_a_thinking_worker_and_the_ticking_thread_never_wait_for_each_other_for_
     thread.join(timeout=5)
     assert not hung, f"the ticking thread waited for an answer that never came (after {answers} inferences)"
     assert answers > 1000  # the two threads took turns, not one running alone
+
+
+def test_the_grasp_report_says_where_the_plan_put_the_tool_when_the_fingers_closed() -> None:
+    """A hand-made trace: the fingers pass half closed at t = 1.0; the chunk executing then holds the
+    home pose, whose tool position (forward kinematics) is 5 cm from the object (3, 4), while the
+    measured tool was 1 cm from it: a plan that missed, tracked exactly is told from a tracking miss."""
+    from gen0_policy.sim.env import make_env
+
+    module = lockstep_module()
+    env = make_env("panda", "pick_place")
+    env.reset(0)
+    emb = env.embodiment
+    home_tool = env.task.tcp(env.data).copy()
+    obj = home_tool + np.array([0.03, 0.04, -0.1])
+    opened, closed = emb.upper[-1], emb.lower[-1]
+    trace = {"tcp": [], "joints": [], "chunks": [{"t0": 0.0, "dt": 0.05, "actions": [list(emb.home)] * 16}]}
+    for k in range(21):
+        t = 0.1 * k
+        grip = opened if t < 0.95 else closed
+        trace["tcp"].append([t, *(obj + np.array([0.01, 0.0, 0.1])), *(obj + np.array([0.0, 0.0, 0.02 * (t > 1.5)]))])
+        trace["joints"].append([t, *emb.home[:-1], grip])
+    report = module.grasp_report(env, trace, closed, opened)
+    assert report["closed"] and report["close_s"] == pytest.approx(1.0)
+    assert report["tool_xy_to_object_at_close_m"] == pytest.approx(0.01, abs=1e-4)
+    assert report["planned_xy_to_object_at_close_m"] == pytest.approx(0.05, abs=1e-4)
+    assert report["object_lift_m"] == pytest.approx(0.02, abs=1e-4)
+    trace["joints"] = [[t, *emb.home[:-1], opened] for t, *_ in trace["joints"]]
+    assert module.grasp_report(env, trace, closed, opened)["closed"] is False

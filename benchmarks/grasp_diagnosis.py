@@ -26,14 +26,13 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from gen0_policy.sim.env import make_env
 from gen0_policy.sim.policies import make_controller
-
-OBJECT = {"pick_place": "cube", "stack": "top"}  # the object the gripper must pick up
+from gen0_policy.sim.tasks import TASKS
 
 
 def episode(env, controller, seed: int) -> dict[str, Any]:
     env.reset(seed)
     controller.reset(env)
-    body = OBJECT[env.task_name]
+    body = env.task.grasped
     half = float(env.model.geom(env.model.body(body).geomadr[0]).size[0])
     lower, upper = env.embodiment.lower[-1], env.embodiment.upper[-1]
     start_z = float(env.data.body(body).xpos[2])
@@ -124,7 +123,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--embodiment", default="panda")
-    p.add_argument("--task", default="pick_place", choices=sorted(OBJECT))
+    p.add_argument("--task", default="pick_place", choices=sorted(n for n, t in TASKS.items() if t.grasped))
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=100, help="first seed (100+: held out from the training data)")
     p.add_argument("--camera-size", default="", help="WxH of the simulated cameras (default: the robot's own)")

@@ -71,7 +71,6 @@ class Lockstep:
             for j in self.embodiment.joints
         )
         self.runtime_embodiment = dataclasses.replace(self.embodiment, joints=joints)
-        self.task = task
         self.server = SimServer(SimConfig(embodiment=embodiment, task=task, real_time_factor=0.0, **sim))
         # command_horizon 0 is the node's "one point per tick" (no horizons), as policy_node.py maps it
         self.horizons = runtime.get("command_horizon", 1.0) > 0
@@ -117,7 +116,7 @@ class Lockstep:
         self._outputs(rt)
         # tcp: [t, tool xyz, the grasped object's xyz], for the grasp report and --trace
         trace: dict[str, list] = {"chunks": [], "joints": [], "tcp": []}
-        grasped = GRASPED.get(self.task)
+        grasped = server.env.task.grasped
         if self.trace is not None or grasped:
             rt.on_chunk = lambda c: trace["chunks"].append(
                 {
@@ -198,9 +197,6 @@ class Lockstep:
             thinking.period_passed()
 
 
-GRASPED = {"pick_place": "cube", "stack": "top"}  # the object a grasp task picks (grasp_diagnosis.py's OBJECT)
-
-
 def grasp_report(env: Any, trace: dict[str, list], closed: float, opened: float) -> dict[str, Any]:
     """Where the fingers began to close (measured gripper a quarter of its stroke shut; holding the cube
     leaves it half open, missing shuts it): the tool's horizontal distance
@@ -213,10 +209,10 @@ def grasp_report(env: Any, trace: dict[str, list], closed: float, opened: float)
     t, tool, obj = rows[:, 0], rows[:, 1:4], rows[:, 4:7]
     out: dict[str, Any] = {"object_lift_m": round(float(obj[:, 2].max() - obj[0, 2]), 4)}
     closing = np.flatnonzero((joints[:, -1] - closed) / (opened - closed) < 0.75)
-    chunks = [c for c in trace["chunks"] if len(closing) and c["t0"] <= t[closing[0]]]
-    if not len(closing) or not chunks:
+    i = int(closing[0]) if len(closing) else -1
+    chunks = [c for c in trace["chunks"] if c["t0"] <= t[i]]
+    if i < 0 or not chunks:
         return {**out, "closed": False}
-    i = int(closing[0])
     actions = np.array(chunks[-1]["actions"])
     times = chunks[-1]["t0"] + np.arange(len(actions)) * chunks[-1]["dt"]
     target = np.array([np.interp(t[i], times, actions[:, j]) for j in range(actions.shape[1])])

@@ -71,6 +71,7 @@ class Task(ABC):
     instructions: ClassVar[tuple[str, ...]]  # the first is the canonical phrasing
     embodiments: ClassVar[tuple[str, ...]]
     max_duration: ClassVar[float]  # s of sim time an episode may take
+    grasped: ClassVar[str | None] = None  # the body the gripper must pick up, on grasp tasks
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
@@ -160,6 +161,7 @@ class Push(Task):
 
 class PickPlace(Task):
     name = "pick_place"
+    grasped = "cube"
     instructions = (
         "pick up the red block and put it on the green square",
         "place the red cube on the green pad",
@@ -194,6 +196,7 @@ class PickPlace(Task):
 
 class Stack(Task):
     name = "stack"
+    grasped = "top"
     instructions = (
         "stack the red block on the blue block",
         "put the red cube on top of the blue cube",

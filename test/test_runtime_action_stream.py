@@ -155,6 +155,36 @@ def test_a_late_tick_moves_no_more_than_one_period_allows() -> None:
         last = command.positions
 
 
+def test_with_horizons_a_stream_ticked_late_keeps_up_with_the_controller() -> None:
+    """Through ROS the ticks came at 65 Hz. Held to one period per tick, the stream moved at 65 % of
+    the velocity limit while the controller executed horizons at the full limit: after a wrist turn
+    the runtime's command was 1 rad from the measured joint and it re-anchored mid-reach (61 times
+    in 120 Panda episodes). With ``max_step_s`` the stream advances by the time that passed, as the
+    controller did, and never faster than the limits allow over that time."""
+    limits = SafetyLimits.from_embodiment(EMB)
+    chunk = Chunk(actions=np.linspace(0, 3.0, 9)[:, None] * np.ones(3), t0=0.0, step_dt=0.05)
+    ends = {}
+    for max_step_s in (None, 0.5):
+        stream = ActionStream(SafetyFilter(limits), PERIOD)
+        stream.reset(0.0, np.zeros(3))
+        stream.submit(chunk)
+        t, last = 0.0, np.zeros(3)
+        while t < 0.4:
+            dt = 0.015  # 65 Hz
+            t += dt
+            command = stream.tick(t, max_step_s=max_step_s)
+            assert np.all(np.abs(command.positions - last) <= limits.velocity * dt * (1 + 1e-9))
+            last = command.positions
+        ends[max_step_s] = last[0]
+    on_time = ActionStream(SafetyFilter(limits), PERIOD)
+    on_time.reset(0.0, np.zeros(3))
+    on_time.submit(chunk)
+    for k in range(1, 41):
+        expected = on_time.tick(k * PERIOD).positions[0]
+    assert ends[0.5] == pytest.approx(expected, abs=0.02)  # where a controller that followed the plan is
+    assert ends[None] < 0.8 * expected  # one period per tick: behind it
+
+
 @pytest.mark.parametrize("hold", [True, False])
 def test_holding_brakes_to_a_standstill(hold: bool) -> None:
     stream = ActionStream(SafetyFilter(SafetyLimits.from_embodiment(EMB)), PERIOD)

@@ -144,8 +144,14 @@ class ActionStream:
         with self._lock:
             return None if self._state is None else self._state.position.copy()
 
-    def tick(self, now: float, hold: bool = False) -> Command | None:
-        """The command for time ``now``; ``hold`` brakes to a stop at the acceleration limit."""
+    def tick(self, now: float, hold: bool = False, max_step_s: float | None = None) -> Command | None:
+        """The command for time ``now``; ``hold`` brakes to a stop at the acceleration limit.
+
+        A late tick advances the stream by one ``period`` at most (one point per tick: the controller
+        reaches each point one period after it is sent, so a longer step would be faster than the
+        limits). With ``max_step_s`` (command horizons) it advances by the time that passed, up to that:
+        the controller kept moving along the horizon meanwhile, and a stream held to one period per
+        tick fell behind it (through ROS at 65 Hz of ticks, 1 rad of wrist in one reach)."""
         with self._lock:
             state, trajectory = self._state, self._trajectory
             if state is None or trajectory is None:
@@ -156,7 +162,7 @@ class ActionStream:
                 return self._command(now, state, trajectory, clamped=self._last_clamped)
             # A late tick must not license a larger step: the command is reached one period after it is
             # sent (time_from_start), whatever the time since the last one.
-            dt = min(dt, self.period)
+            dt = min(dt, self.period if max_step_s is None else max(max_step_s, self.period))
             if pending is not None and not hold:
                 anchor_v = state.velocity
                 if not self._last_clamped and not self._holding and not trajectory.is_hold:

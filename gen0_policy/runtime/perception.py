@@ -266,6 +266,12 @@ class PerceptionStream:
             slot = self._slots.get(JOINTS)
             return None if slot is None else slot.value.copy()
 
+    def joints_stamp(self) -> float | None:
+        """The newest joint state's stamp (s, runtime clock)."""
+        with self._lock:
+            slot = self._slots.get(JOINTS)
+            return None if slot is None else slot.stamp
+
     def missing(self) -> list[str]:
         with self._lock:
             return [s for s in self.sources if s not in self._slots]

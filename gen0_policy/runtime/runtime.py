@@ -300,7 +300,10 @@ class Runtime:
             self._check_tracking(now, joints)
         self.meters.tick(now)
         state, _ = self._supervise(now)
-        command = self.stream.tick(now, hold=brake or state not in (RuntimeState.RUNNING, RuntimeState.LOADING))
+        holding = brake or state not in (RuntimeState.RUNNING, RuntimeState.LOADING)
+        # With horizons the controller moves on through a late tick: the stream keeps up with it.
+        catch_up = self.config.command_horizon if self.on_horizon is not None else None
+        command = self.stream.tick(now, hold=holding, max_step_s=catch_up)
         if command is not None and self.on_command is not None:
             self.on_command(command)
         if command is not None and self.on_horizon is not None:
@@ -345,9 +348,12 @@ class Runtime:
             error = np.where(self._arm, np.abs(measured - self.stream.position()), 0.0)
             worst = int(np.argmax(error))
             if error[worst] > self.config.resync_tolerance:
+                stamp = self.perception.joints_stamp()
+                age = "" if stamp is None else f", measured {now - stamp:.3f} s ago"
                 why = (
                     f"{self.embodiment.joint_names[worst]} was {error[worst]:.3f} from its command "
-                    f"(> resync_tolerance {self.config.resync_tolerance}; moved by hand?)"
+                    f"(measured {measured[worst]:.3f}, commanded {self.stream.position()[worst]:.3f}{age}; "
+                    f"> resync_tolerance {self.config.resync_tolerance}; moved by hand?)"
                 )
         if why:
             self._epoch += 1  # chunks in flight were planned from where the robot no longer is

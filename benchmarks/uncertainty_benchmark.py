@@ -17,7 +17,7 @@ the default rollout's). Conditions:
   recoloured_objects     the task's objects in other colours (red ball -> green, yellow button -> cyan, ...)
 
 docs/results/uncertainty.json, .png and config/uncertainty/multitask_cpu.json were made by (2026-12-04,
-the stage-3 checkpoint, 2-core CPU: 17 min for the 540 episodes and the holding pass together):
+the stage-4 checkpoint, 2-core CPU: 21 min for the 540 episodes and the holding pass together):
 
     MUJOCO_GL=egl .venv/bin/python benchmarks/uncertainty_benchmark.py --episodes 30 --num-samples 8 --hold
 """

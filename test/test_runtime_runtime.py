@@ -113,13 +113,15 @@ def test_replan_period_spaces_inferences_while_the_stream_keeps_going(started) -
     policy = GoalPolicy(goal=GOAL, speed=0.3, chunk_size=16, step_dt=0.05, max_prefix=8, delay_s=0.02)
     runtime, commands = make(policy, replan_period=0.3)
     chunks: list = []
-    runtime.on_chunk = chunks.append
+    inference_starts: list[float] = []  # when each inference began: the clock at delivery less its latency
+    runtime.on_chunk = lambda c: (chunks.append(c), inference_starts.append(runtime.clock.now() - c.inference_latency))
     start(started, runtime, commands)
     wait_until(lambda: len(chunks) >= 4, 15, what="four chunks")
-    # Chunks start at their observation's stamp, which jitters by the feeder's period and scheduling
-    # (0.23 s was seen between two): the mean over three gaps cancels it. Back to back: ~0.02 s.
-    starts = np.diff([c.t0 for c in chunks[:4]])
-    assert starts.mean() > 0.28 and starts.min() > 0.15
+    # Inference starts are what replan_period spaces (chunks start at their observations' stamps, which
+    # jitter with the feeder and with a loaded CI machine: a mean of 0.27 s was seen there). Load can
+    # only widen these gaps; the slack is the few ms between the end of inference and delivery.
+    # Back to back they would be ~0.02 s.
+    assert np.diff(inference_starts[:4]).min() > 0.25
     periods = np.diff([c.t for c in commands if chunks[0].t0 < c.t < chunks[3].t0])
     assert np.median(periods) < 0.03  # the stream never waited for the worker
 

@@ -199,20 +199,20 @@ class Lockstep:
 
 def grasp_report(env: Any, trace: dict[str, list], closed: float, opened: float) -> dict[str, Any]:
     """Where the fingers began to close (measured gripper a quarter of its stroke shut; holding the cube
-    leaves it half open, missing shuts it): the tool's horizontal distance
-    from the object then, where the plan executing at that moment put the tool (forward kinematics of
-    its joint targets at that time), and how far the object was lifted. A plan far from the object is
-    a perception or policy error; a plan on it with the tool elsewhere is a tracking error."""
+    leaves it half open, missing shuts it): the tool's horizontal distance from the object then, where
+    the plan executing at that moment put the tool (forward kinematics of its joint targets at that
+    time), and how far the object was lifted. A plan far from the object is a perception or policy
+    error; a plan on it with the tool elsewhere is a tracking error."""
     if not trace["tcp"]:
         return {}
     rows, joints = np.array(trace["tcp"]), np.array(trace["joints"])
     t, tool, obj = rows[:, 0], rows[:, 1:4], rows[:, 4:7]
     out: dict[str, Any] = {"object_lift_m": round(float(obj[:, 2].max() - obj[0, 2]), 4)}
     closing = np.flatnonzero((joints[:, -1] - closed) / (opened - closed) < 0.75)
-    i = int(closing[0]) if len(closing) else -1
-    chunks = [c for c in trace["chunks"] if c["t0"] <= t[i]]
-    if i < 0 or not chunks:
+    chunks = [c for c in trace["chunks"] if len(closing) and c["t0"] <= t[closing[0]]]
+    if not chunks:
         return {**out, "closed": False}
+    i = int(closing[0])
     actions = np.array(chunks[-1]["actions"])
     times = chunks[-1]["t0"] + np.arange(len(actions)) * chunks[-1]["dt"]
     target = np.array([np.interp(t[i], times, actions[:, j]) for j in range(actions.shape[1])])

@@ -160,8 +160,8 @@ class ActionStream:
             dt = now - self._last_t
             if dt <= 0:  # time stood still (paused simulation): repeat the last command
                 return self._command(now, state, trajectory, clamped=self._last_clamped)
-            # A late tick must not license a larger step: the command is reached one period after it is
-            # sent (time_from_start), whatever the time since the last one.
+            # One point per tick: a late tick must not license a larger step, the command is reached one
+            # period after it is sent (time_from_start). With horizons: the time that passed (docstring).
             dt = min(dt, self.period if max_step_s is None else max(max_step_s, self.period))
             if pending is not None and not hold:
                 anchor_v = state.velocity

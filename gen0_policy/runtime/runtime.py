@@ -345,14 +345,15 @@ class Runtime:
             self._joint_jumps = self.perception.joint_jumps
             why = f"the measured {self.perception.joint_jump_reason} (robot reset?)"
         elif self.config.resync_tolerance > 0 and not self.stream.settling:
-            error = np.where(self._arm, np.abs(measured - self.stream.position()), 0.0)
+            commanded = self.stream.position()
+            error = np.where(self._arm, np.abs(measured - commanded), 0.0)
             worst = int(np.argmax(error))
             if error[worst] > self.config.resync_tolerance:
                 stamp = self.perception.joints_stamp()
                 age = "" if stamp is None else f", measured {now - stamp:.3f} s ago"
                 why = (
                     f"{self.embodiment.joint_names[worst]} was {error[worst]:.3f} from its command "
-                    f"(measured {measured[worst]:.3f}, commanded {self.stream.position()[worst]:.3f}{age}; "
+                    f"(measured {measured[worst]:.3f}, commanded {commanded[worst]:.3f}{age}; "
                     f"> resync_tolerance {self.config.resync_tolerance}; moved by hand?)"
                 )
         if why:

@@ -14,6 +14,10 @@ engine (torch; the ONNX export on ONNX Runtime or OpenVINO), interleaved. The ma
 figure is a median over repeats, with the best repeat beside it.
 
     .venv/bin/python benchmarks/train_benchmark.py [--quick] [--presets test,small,act_equal]
+    python benchmarks/train_benchmark.py --device cuda --presets small,act_equal,1b --batch 64   # a GPU
+
+On a GPU (``--device cuda``) the same figures are taken with the torch engine alone (bf16 where the
+GPU has it, and fp32), each timing ended by a device synchronize.
 """
 
 from __future__ import annotations
@@ -61,24 +65,32 @@ def cpu_figures(value: float, name: str) -> dict:
     return {f"single_thread_cpu_time_{name}": round(value, 2)} if torch.get_num_threads() == 1 else {}
 
 
-def train_speed(name: str, bf16: bool, batch: int, warmup: int, repeats: int) -> dict:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so a wall-clock time covers it (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_speed(name: str, bf16: bool, batch: int, warmup: int, repeats: int, device: torch.device) -> dict:
     config = preset(name, language_encoder="hash")
     torch.manual_seed(0)
-    model = Gen0Model(config)
+    model = Gen0Model(config).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    data = dummy_batch(config, batch, "cpu")
+    data = dummy_batch(config, batch, device)
     data["noise"] = torch.randn_like(data["noise"])
-    data["flow_t"] = torch.rand(batch)
-    data["images"] = torch.randint(0, 255, data["images"].shape, dtype=torch.uint8)
+    data["flow_t"] = torch.rand(batch, device=device)
+    data["images"] = torch.randint(0, 255, data["images"].shape, dtype=torch.uint8, device=device)
     times, cpu = [], []
     for i in range(warmup + repeats):
+        synchronize(device)
         start, start_cpu = time.perf_counter(), time.process_time()
-        with torch.autocast("cpu", torch.bfloat16) if bf16 else nullcontext():
+        with torch.autocast(device.type, torch.bfloat16) if bf16 else nullcontext():
             loss = model(data)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        synchronize(device)
         if i >= warmup:
             times.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
@@ -93,7 +105,9 @@ def train_speed(name: str, bf16: bool, batch: int, warmup: int, repeats: int) ->
     }
 
 
-def latencies(name: str, variants: list[tuple[str, str]], warmup: int, repeats: int) -> list[dict]:
+def latencies(
+    name: str, variants: list[tuple[str, str]], warmup: int, repeats: int, device: torch.device
+) -> list[dict]:
     """Chunk latency of one model under each (precision, engine), the variants interleaved repeat by
     repeat (a busy neighbour slows all alike), with each chunk's largest difference from torch fp32's
     in normalized action units (the chunk's scale is the action scale)."""
@@ -108,7 +122,8 @@ def latencies(name: str, variants: list[tuple[str, str]], warmup: int, repeats: 
     def policy(precision: str, engine: str) -> Gen0Policy:
         fresh = Gen0Model(config)
         fresh.load_state_dict(state)  # every variant starts from the same fp32 weights
-        return Gen0Policy(fresh, Processor(config, [arm], stats), {"fps": 20.0}, precision=precision, engine=engine)
+        processor = Processor(config, [arm], stats)
+        return Gen0Policy(fresh, processor, {"fps": 20.0}, device=device, precision=precision, engine=engine)
 
     reference = policy("fp32", "torch")
     policies = [policy(precision, engine) for precision, engine in variants]
@@ -127,8 +142,9 @@ def latencies(name: str, variants: list[tuple[str, str]], warmup: int, repeats: 
     errors = [0.0] * len(policies)
     for i in range(warmup + repeats):
         for k, p in enumerate(policies):
+            synchronize(device)
             start, start_cpu = time.perf_counter(), time.process_time()
-            out = p.infer(obs, committed=committed)
+            out = p.infer(obs, committed=committed)  # returns numpy: the chunk is on the host
             if i >= warmup:
                 times[k].append(time.perf_counter() - start)
                 cpu[k].append(time.process_time() - start_cpu)
@@ -153,13 +169,19 @@ def main() -> None:
     parser.add_argument("--presets", default="test,small,medium,act_equal")
     parser.add_argument("--quick", action="store_true", help="few repeats (a rough figure in ~1-2 min)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (cuda:N) to measure a GPU")
+    parser.add_argument("--batch", type=int, default=8, help="training batch (8: ACT's, as ACT was measured)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     warmup, repeats = (2, 5) if args.quick else (3, 20)
-    bf16 = bf16_fast(torch.device("cpu"))
+    bf16 = bf16_fast(device)
+    # The ONNX Runtime and OpenVINO engines (and int8) are CPU engines; a GPU runs torch.
+    act_variants = ACT_EQUAL_VARIANTS if device.type == "cpu" else [("fp32", "torch"), ("auto", "torch")]
     result: dict = {
         "machine": {
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "bf16_fast": bf16,
@@ -177,15 +199,16 @@ def main() -> None:
             "cameras": config.max_cameras,
             "chunk": config.chunk_size,
             "flow_steps": config.flow_steps,
-            "train": [train_speed(name, bf16, 8, warmup, repeats)],
-            "inference": latencies(name, [("auto", "torch")], warmup, repeats),
+            "train": [train_speed(name, bf16, args.batch, warmup, repeats, device)],
+            "inference": latencies(name, [("auto", "torch")], warmup, repeats, device),
         }
         if name == "act_equal":  # every precision and engine, fp32 as ACT was measured
             if bf16:
-                entry["train"].append(train_speed(name, False, 8, warmup, max(3, repeats // 2)))
-            entry["inference"] = latencies(name, ACT_EQUAL_VARIANTS, warmup, repeats)
+                entry["train"].append(train_speed(name, False, args.batch, warmup, max(3, repeats // 2), device))
+            entry["inference"] = latencies(name, act_variants, warmup, repeats, device)
         result["presets"][name] = entry
-    if "act_equal" in result["presets"]:
+    # ACT was measured on this project's CPU at batch 8: compare only like with like.
+    if "act_equal" in result["presets"] and device.type == "cpu" and args.batch == ACT["batch"]:
         ours = result["presets"]["act_equal"]
         samples = ours["train"][0]["samples_per_s"]
         close = [e for e in ours["inference"] if e["max_error_vs_fp32"] <= TOLERANCE]

@@ -22,6 +22,31 @@ def test_chunk_pads_past_the_end_with_the_last_action_and_masks_it() -> None:
     np.testing.assert_array_equal(valid, [True, True, True, False, False])
 
 
+def test_hold_after_end_learns_the_padding_of_successful_episodes_only() -> None:
+    """A demonstration that ends at the goal, at rest, says what to do there: stay. With
+    hold_after_end the padded steps are learned, not masked; a failed episode's end is no goal."""
+    config = preset("test", language_encoder="hash")
+    robots = [make_embodiment(n) for n in ROBOTS]
+    stats = {
+        e.name: JointStats.from_arrays(*(lambda ep: (ep.states, ep.actions))(make_episode(e.name, 0))) for e in robots
+    }
+    processor = Processor(config, robots, stats)
+    reached, failed = make_episode("panda", 3), make_episode("panda", 4)
+    failed.success = False
+    H = config.chunk_size
+    windows = [Window(0, 0, t=20, delay=0), Window(0, 1, t=20, delay=0)]
+
+    def masks(hold: bool) -> list[list[bool]]:
+        source = MixtureSource("p", [reached, failed], hold_after_end=hold)
+        return BatchBuilder(config, [source], processor, HashEncoder())(windows, 0, 0, [0, 1])["action_mask"].tolist()
+
+    ends = [True] * 4 + [False] * (H - 4)  # 24-step episodes
+    assert masks(False) == [ends, ends]
+    assert masks(True) == [[True] * H, ends]
+    chunk, valid = action_chunk(np.arange(10.0)[:, None], 8, 4, hold_after_end=True)
+    assert chunk[:, 0].tolist() == [8, 9, 9, 9] and valid.all()
+
+
 def test_mixture_weights_and_determinism() -> None:
     a = MixtureSource("a", make_episodes("ur5e", 2, seed=0), weight=3.0)
     b = MixtureSource("b", make_episodes("panda", 2, seed=1), weight=1.0)

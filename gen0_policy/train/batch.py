@@ -95,12 +95,17 @@ class BatchBuilder:
         self.config = config
         self.state_dropout = state_dropout  # fraction of samples whose joint state is hidden (see TrainConfig)
         self.episodes = [[prepare_episode(e, processor, language) for e in s.episodes] for s in sources]
+        # Per episode: is the chunk past its end learned as "stay"? Only where it ended at the goal.
+        self.hold = [[s.hold_after_end and bool(e.success) for e in s.episodes] for s in sources]
 
     def __call__(self, windows: Sequence[Window], seed: int, step: int, indices: Sequence[int]) -> dict:
         cfg = self.config
         H = cfg.chunk_size
         eps = [self.episodes[w.source][w.episode] for w in windows]
-        chunks, valid = zip(*(action_chunk(e.actions, w.t, H) for e, w in zip(eps, windows, strict=True)), strict=True)
+        holds = [self.hold[w.source][w.episode] for w in windows]
+        chunks, valid = zip(
+            *(action_chunk(e.actions, w.t, H, h) for e, w, h in zip(eps, windows, holds, strict=True)), strict=True
+        )
         committed = np.zeros((len(windows), H), dtype=bool)
         noise = np.empty((len(windows), H, cfg.max_dof), dtype=np.float32)
         flow_t = np.empty(len(windows), dtype=np.float32)

@@ -49,6 +49,9 @@ class DatasetSpec:
     tasks: list[str] = field(default_factory=list)  # keep only these task ids ([] = all)
     max_episodes: int = 0  # 0 = all
     only_success: bool = True
+    # Its successful episodes end at the goal, at rest (``gen0 sim collect`` lingers 0.3 s there): the
+    # chunk past an episode's end is learned as "stay" instead of masked (data/windows.py).
+    hold_after_end: bool = False
 
     def __post_init__(self) -> None:
         coerce_numbers(self)

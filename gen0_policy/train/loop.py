@@ -88,9 +88,9 @@ class Trainer:
         self.train_sources, self.val_sources = [], []
         for i, s in enumerate(sources):
             train_eps, val_eps = split_episodes(s.episodes, config.val_fraction, seed=config.seed + i)
-            self.train_sources.append(MixtureSource(s.name, train_eps, s.weight))
+            self.train_sources.append(MixtureSource(s.name, train_eps, s.weight, s.hold_after_end))
             if val_eps:
-                self.val_sources.append(MixtureSource(s.name, val_eps, s.weight))
+                self.val_sources.append(MixtureSource(s.name, val_eps, s.weight, s.hold_after_end))
         all_train = [e for s in self.train_sources for e in s.episodes]
         fps = sorted({float(e.fps) for s in sources for e in s.episodes})
         if not fps:

@@ -52,7 +52,7 @@ def load_sources(specs: Sequence[DatasetSpec], image_size: int) -> tuple[list[Mi
             episodes = episodes[: spec.max_episodes]
         if not episodes:
             raise DatasetError(f"dataset {path}: no episodes left after filters (embodiment, tasks, only_success)")
-        sources.append(MixtureSource(spec.name, episodes, spec.weight))
+        sources.append(MixtureSource(spec.name, episodes, spec.weight, spec.hold_after_end))
     return sources, sizes
 
 

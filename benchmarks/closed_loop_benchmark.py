@@ -114,10 +114,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     for seed in range(args.seed, args.seed + args.episodes):
                         try:
                             episode = client.episode(task, seed, args.timeout)
-                        except TimeoutError:  # a stalled node: its threads' stacks go to its log first
-                            for proc in procs:
-                                os.kill(proc.pid, signal.SIGUSR1)
-                            time.sleep(2.0)
+                        except TimeoutError:  # a stalled node: its threads' stacks go to its log first,
+                            for _ in range(3):  # three times a second apart: a thread stuck in one place
+                                for proc in procs:  # shows the same frame each time, a busy one moves
+                                    os.kill(proc.pid, signal.SIGUSR1)
+                                time.sleep(1.0)
                             raise
                         episodes.append(episode | runtime_stats(client.episode_statuses, episode["duration"]))
             finally:

@@ -4,13 +4,15 @@ callbacks."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from conftest import wait_until
 from gen0_policy.commands import TrajectoryCommand
 from gen0_policy.errors import CommandError, ConfigError, Gen0Error
-from gen0_policy.sim.server import MAX_START_AHEAD, RealTimePacer, SimConfig, SimServer
+from gen0_policy.sim.server import MAX_START_AHEAD, SLOW_COMMAND_S, RealTimePacer, SimConfig, SimServer
 
 
 def test_the_pacer_waits_to_match_the_real_time_factor_and_does_not_burst_to_catch_up() -> None:
@@ -59,6 +61,25 @@ def test_wall_clock_stamps_and_bad_commands_are_refused_without_effect(server: S
         server.command_positions("gripper_controller", np.zeros(2))
     np.testing.assert_array_equal(server.controllers.targets(server.now()), before)
     server.command_trajectory("joint_trajectory_controller", TrajectoryCommand(arm.joints, [0.1], home[None]))
+
+
+def test_a_command_that_holds_the_physics_long_is_named_in_the_log(
+    server: SimServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The physics waits for the lock a command holds: one that holds it long stops the sim clock,
+    and the log says which command it was."""
+    arm = server.env.embodiment.controller("joint_trajectory_controller")
+    home = server.env.embodiment.home[server.env.embodiment.joint_indices(arm.joints)]
+    command = TrajectoryCommand(arm.joints, [0.1, 0.2], np.stack([home, home]))
+    with caplog.at_level("WARNING", logger="gen0_policy.sim.server"):
+        server.command_trajectory("joint_trajectory_controller", command)
+        assert not caplog.records  # a normal command: nothing said
+        install = server.controllers.command_trajectory
+        monkeypatch.setattr(
+            server.controllers, "command_trajectory", lambda *a: (time.sleep(2 * SLOW_COMMAND_S), install(*a))
+        )
+        server.command_trajectory("joint_trajectory_controller", command)
+    assert "a 2-point trajectory for joint_trajectory_controller (0.2 s long) held the physics" in caplog.text
 
 
 def test_resets_keep_the_clock_monotonic_and_an_unknown_task_changes_nothing(server: SimServer) -> None:

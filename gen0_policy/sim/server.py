@@ -28,6 +28,7 @@ from gen0_policy.sim.tasks import available_tasks
 from gen0_policy.sim.teleop import ControllerCommand, ExpertTeleop
 
 log = logging.getLogger(__name__)
+SLOW_COMMAND_S = 0.05  # s a command may hold the physics lock before the sim says so (the clock stops meanwhile)
 
 # A start time this far ahead of the sim clock is almost surely a wall-clock stamp from a node
 # that does not run with use_sim_time; executing it would mean waiting for decades.
@@ -266,6 +267,7 @@ class SimServer:
     def command_trajectory(self, controller: str, cmd: TrajectoryCommand) -> None:
         """Raises CommandError (nothing executed) for a command the controller refuses."""
         with self.lock:
+            started = time.monotonic()
             now = self.now()
             if cmd.start_time - now > MAX_START_AHEAD:
                 raise CommandError(
@@ -273,6 +275,14 @@ class SimServer:
                     f"({now:.3f} s); stamp with sim time (use_sim_time:=true) or send a zero stamp"
                 )
             self.controllers.command_trajectory(controller, cmd, now)
+            held_s = time.monotonic() - started
+        if held_s > SLOW_COMMAND_S:
+            # The physics waits for this lock: a closed-loop run once stalled 60 s with the command
+            # callback holding it (stacks in README, "Through ROS"); say which command did.
+            log.warning(
+                "a %d-point trajectory for %s (%.3g s long) held the physics for %.3f s",
+                len(cmd.times), controller, float(cmd.times[-1]) if len(cmd.times) else 0.0, held_s,
+            )  # fmt: skip
 
     def command_positions(self, controller: str, positions: np.ndarray) -> None:
         with self.lock:

@@ -12,6 +12,10 @@ from rclpy.context import Context
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
+# How long an error from spinning waits for rclpy's signal thread to shut the context down (a Ctrl-C
+# in flight) before it counts as a crash, s.
+SHUTDOWN_GRACE_S = 0.5
+
 
 def spin(node: Node, executor: Executor | None = None) -> None:
     """Spin ``node`` until Ctrl-C or SIGTERM. rclpy's signal handler shuts the context down; when that
@@ -32,10 +36,6 @@ def spin(node: Node, executor: Executor | None = None) -> None:
     except Exception:
         if not shutting_down(node.context, SHUTDOWN_GRACE_S):
             raise  # a real error, not the shutdown
-
-
-# s an error waits for rclpy's signal thread to shut the context down before it counts as a crash
-SHUTDOWN_GRACE_S = 0.5
 
 
 def shutting_down(context: Context, grace_s: float) -> bool:

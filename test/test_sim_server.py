@@ -93,6 +93,33 @@ def test_resets_keep_the_clock_monotonic_and_an_unknown_task_changes_nothing(ser
     assert server.status().episode == status.episode and server.next_seed(5) == 5
 
 
+def test_a_task_switch_builds_the_new_world_while_the_old_one_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiling a world (up to a second or two) under the physics lock stopped /clock, and a policy's
+    clock watchdog then faulted the run_task goal of a closed-loop run that switched to stack."""
+    sim = SimServer(SimConfig(task="reach", camera_rate=0.0))
+    ticks: list[float] = []
+    sim.on_state = lambda now, *_: ticks.append(now)
+    build, during = sim._build, []
+
+    def slow_build(*args):
+        before = len(ticks)
+        time.sleep(0.5)  # a world that takes long to compile
+        during.append(len(ticks) - before)
+        return build(*args)
+
+    monkeypatch.setattr(sim, "_build", slow_build)
+    sim.start()
+    try:
+        wait_until(lambda: ticks, timeout=30, what="the first physics tick")
+        status = sim.reset("push", 3)
+        wait_until(lambda: ticks[-1] > status.stamp, timeout=30, what="a tick in the new world")
+    finally:
+        sim.stop()
+    assert during[0] >= 20, f"the physics ticked {during[0]} times in 0.5 s of building (200 Hz configured)"
+    assert (status.task, status.seed) == ("push", 3) and sim.env.task_name == "push"
+    assert np.all(np.diff(ticks) > 0)  # the clock runs on across the switch, never back
+
+
 def test_camera_snapshots_render_the_watched_cameras_at_their_rate() -> None:
     images: list[tuple[float, dict]] = []
     statuses: list = []

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import mujoco
 import numpy as np
@@ -169,6 +169,14 @@ def server_tasks(embodiment: str) -> list[str]:
     return available_tasks(embodiment)
 
 
+class _World(NamedTuple):
+    """What a task switch replaces at once."""
+
+    env: SimEnv
+    controllers: ControllerSet
+    teleop: ExpertTeleop | None
+
+
 class SimServer:
     """One simulated robot: a task's world, its ros2_control controllers and (with ``expert_teleop``)
     the scripted expert as teleoperator. :meth:`start` runs the physics and camera threads, which call
@@ -200,7 +208,9 @@ class SimServer:
         self._offset = 0.0  # sim clock = offset + env.time, kept monotonic across resets
         self.teleop: ExpertTeleop | None = None
         self.env: SimEnv | None = None
-        self._build(config.task or server_tasks(config.embodiment)[0], int(config.seed))
+        self._resets = threading.Lock()  # one reset at a time; only the swap of worlds takes the physics lock
+        seed = int(config.seed)
+        self._install(self._build(config.task or server_tasks(config.embodiment)[0], seed), seed)
 
     # ------------------------------------------------------------ episodes
     def now(self) -> float:
@@ -214,15 +224,20 @@ class SimServer:
     def reset(self, task: str, seed: int) -> EpisodeStatus:
         """A new episode of ``task`` ("" = the current one); raises Gen0Error, changing nothing, for an
         unknown task."""
-        with self.lock:
+        with self._resets:
             if task and task != self.env.task_name:
                 tasks = server_tasks(self.env.embodiment.name)
                 if task not in tasks:
                     name = self.env.embodiment.name
                     raise Gen0Error(f"unknown task {task!r} for {name}; available tasks are {tasks}")
-                self._build(task, seed)
+                # Compiling a world takes up to a second or two: the old one runs on meanwhile, so /clock
+                # never stops for it (a stopped clock faulted a policy's run_task goal through its watchdog).
+                world = self._build(task, seed)
+                with self.lock:
+                    self._install(world, seed)
             else:
-                self._reset(seed)
+                with self.lock:
+                    self._reset(seed)
         return self.status()
 
     def status(self) -> EpisodeStatus:
@@ -232,25 +247,29 @@ class SimServer:
                 env.task_name, env.instruction, self._seed, self._episode, bool(env.success()), now - self._start, now
             )
 
-    def _build(self, task: str, seed: int) -> None:
-        now = self.now()  # before the env is replaced: the clock continues from here
+    def _build(self, task: str, seed: int) -> _World:
+        """A new world for ``task``, its controllers and expert, touching nothing that runs."""
         c = self.config
         if _metaworld(c.embodiment):
             from gen0_policy.sim.metaworld_world import MetaWorldWorld
 
             if c.expert_teleop:
                 raise ConfigError("expert_teleop drives our MuJoCo worlds' experts; Meta-World's are not wired to it")
-            self.env = MetaWorldWorld(task, seed=seed, camera_size=c.camera_size)
+            env = MetaWorldWorld(task, seed=seed, camera_size=c.camera_size)
         else:
-            self.env = make_env(c.embodiment, task, seed=seed, camera_size=c.camera_size)
-        self.controllers = ControllerSet(
-            self.env.embodiment,
+            env = make_env(c.embodiment, task, seed=seed, camera_size=c.camera_size)
+        controllers = ControllerSet(
+            env.embodiment,
             allow_partial_joints_goal=bool(c.allow_partial_joints_goal),
             allow_nonzero_velocity_at_trajectory_end=bool(c.allow_nonzero_velocity_at_trajectory_end),
             allow_trajectory_replacement=bool(c.allow_trajectory_replacement),
         )
-        if c.expert_teleop:
-            self.teleop = ExpertTeleop(self.env)
+        return _World(env, controllers, ExpertTeleop(env) if c.expert_teleop else None)
+
+    def _install(self, world: _World, seed: int) -> None:
+        """Replace the running world (physics lock held, or before the threads start)."""
+        now = self.now()  # before the env is replaced: the clock continues from here
+        self.env, self.controllers, self.teleop = world
         self._reset(seed, now)
 
     def _reset(self, seed: int, now: float | None = None) -> None:

@@ -116,6 +116,13 @@ class Processes:
                 return log.read_text(errors="replace")
         raise KeyError(proc)
 
+    def stacks(self, proc: subprocess.Popen) -> str:
+        """Every thread's stack of a running node of ours (SIGUSR1, see ros/spin.py): what it waits for."""
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGUSR1)
+            time.sleep(1.0)
+        return self.output(proc)[-12000:]
+
     def stop_all(self) -> None:
         for proc, _ in self.procs:
             if proc.poll() is None:

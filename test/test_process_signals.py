@@ -76,15 +76,37 @@ def test_a_signal_to_a_node_stops_it_cleanly(processes, no_process_left_behind, 
     assert "Traceback" not in processes.output(proc)
 
 
-def test_sigusr1_prints_every_threads_stack_and_the_node_runs_on(processes, no_process_left_behind) -> None:
-    """How a hung node shows where it waits (the closed-loop benchmark asks for it on a stall)."""
-    (module, *params), ready = NODES["sim"]
-    proc = processes.python("-m", module, "--ros-args", *params, name="sim")
-    wait_until(lambda: ready in processes.output(proc) or proc.poll() is not None, 90, what="sim up")
+def test_a_policy_node_started_with_sigint_ignored_still_stops_on_sigint(
+    processes, no_process_left_behind, checkpoint
+) -> None:
+    """A shell starts background jobs with SIGINT ignored and Python keeps it so: `kill -INT` (what ros2
+    launch sends) did nothing to the policy node, which handles signals itself, unlike rclpy's default."""
+    (module, *params), ready = NODES["policy"]
+    argv = [module, "--ros-args", *params, "-p", f"checkpoint:={checkpoint}", "-p", "autostart:=true"]
+    code = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        f"sys.argv = {argv!r}; runpy.run_module({module!r}, run_name='__main__')"
+    )
+    proc = processes.python("-c", code, name="policy")
+    wait_until(lambda: ready in processes.output(proc) or proc.poll() is not None, 90, what="policy up")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    assert_nothing_left(no_process_left_behind)
+    assert proc.wait(timeout=5) == 0, processes.output(proc)
+
+
+@pytest.mark.parametrize("node", ["sim", "policy"])
+def test_sigusr1_prints_every_threads_stack_and_the_node_runs_on(processes, no_process_left_behind, checkpoint, node):
+    """How a hung node shows where it waits (the closed-loop benchmark and the tests ask for it on a stall)."""
+    (module, *params), ready = NODES[node]
+    if node == "policy":
+        params += ["-p", f"checkpoint:={checkpoint}", "-p", "autostart:=true"]
+    proc = processes.python("-m", module, "--ros-args", *params, name=node)
+    wait_until(lambda: ready in processes.output(proc) or proc.poll() is not None, 90, what=f"{node} up")
     time.sleep(1.0)  # spinning: the handler is registered before the executor spins
     proc.send_signal(signal.SIGUSR1)
     wait_until(lambda: "most recent call first" in processes.output(proc), 20, what="the stacks")
-    assert processes.output(proc).count("Thread 0x") >= 2  # the executor's and the physics thread
+    assert processes.output(proc).count("Thread 0x") >= 2  # the executor's and the physics (or worker) thread
     assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
     assert_nothing_left(no_process_left_behind)

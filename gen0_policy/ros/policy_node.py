@@ -35,6 +35,7 @@ from gen0_policy.ros import conversions as conv
 from gen0_policy.ros.controller_outputs import make_outputs, publish_command, publish_horizon
 from gen0_policy.ros.lifecycle import refuse_invalid_transitions
 from gen0_policy.ros.qos import REQUESTS
+from gen0_policy.ros.spin import dump_stacks_on_sigusr1
 from gen0_policy.ros.task_action import RunTaskServer
 from gen0_policy.runtime import Command, FunctionClock, Runtime, RuntimeState
 from gen0_policy.runtime.config import check_node_parameters, runtime_config, runtime_parameters
@@ -341,6 +342,10 @@ def main(args: list[str] | None = None) -> None:
     # threads, so the runtime stops before its publishers go away.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # systemd and docker stop with SIGTERM: same as Ctrl-C
+    # A shell starts background jobs with SIGINT ignored, and Python then leaves it ignored: `kill -INT`
+    # (what ros2 launch sends) did nothing. rclpy's own handler, in our other nodes, takes it regardless.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    dump_stacks_on_sigusr1()
     node = PolicyNode()
     executor = MultiThreadedExecutor(num_threads=6)  # clock, control tick, joints, cameras, services
     executor.add_node(node)

@@ -26,9 +26,7 @@ def spin(node: Node, executor: Executor | None = None) -> None:
     moment before rclpy's signal thread shuts the context down: the same stop."""
     executor = executor or SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
-    # `kill -USR1 PID` prints every thread's stack to the node's stderr and lets it run on: what a
-    # hung node waits for, without a debugger (the closed-loop benchmark asks for it on a stall).
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    dump_stacks_on_sigusr1()
     try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -36,6 +34,12 @@ def spin(node: Node, executor: Executor | None = None) -> None:
     except Exception:
         if not shutting_down(node.context, SHUTDOWN_GRACE_S):
             raise  # a real error, not the shutdown
+
+
+def dump_stacks_on_sigusr1() -> None:
+    """`kill -USR1 PID` prints every thread's stack to the node's stderr and lets it run on: what a hung
+    node waits for, without a debugger (the closed-loop benchmark and the tests ask for it on a stall)."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def shutting_down(context: Context, grace_s: float) -> bool:

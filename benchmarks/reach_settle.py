@@ -26,22 +26,21 @@ from gen0_policy.embodiment import load_embodiment
 from gen0_policy.paths import shipped_checkpoint
 from gen0_policy.sim.env import SimEnv
 from gen0_policy.sim.policies import CheckpointController
+from gen0_policy.sim.rollout import RolloutConfig, run_episode
 
 
 def settle(env: SimEnv, controller: CheckpointController, seed: int, seconds: float) -> dict:
-    env.reset(seed)
-    controller.reset(env)
-    target = env.task.targets["target"]
+    distances_m: list[float] = []
+    times_s: list[float] = []
+
+    def measure(env: SimEnv) -> None:
+        distances_m.append(float(np.linalg.norm(env.task.tcp(env.data) - env.task.targets["target"])))
+        times_s.append(env.time)
+
+    run_episode(env, controller, seed, RolloutConfig(max_duration=seconds, stop_at_success=False), measure)
     tolerance = env.task.tolerance
-    distances_m, first_s = [], None
-    for _ in range(round(seconds / env.control_dt)):
-        looks = controller.wants_images(env.time)
-        obs = env.observation() if looks else {"time": env.time, "joint_positions": env.joint_positions()}
-        env.set_targets(controller.act(obs))
-        env.step()
-        distances_m.append(float(np.linalg.norm(env.task.tcp(env.data) - target)))
-        if first_s is None and distances_m[-1] < tolerance:
-            first_s = round(env.time, 2)
+    within = [t for t, d in zip(times_s, distances_m, strict=True) if d < tolerance]
+    first_s = round(within[0], 2) if within else None
     d = np.asarray(distances_m)
     return {
         "seed": seed,

@@ -79,6 +79,17 @@ def test_ik_reaches_a_reachable_pose():
     np.testing.assert_allclose(got_rotation, rotation, atol=1e-2)
 
 
+def test_an_episode_can_run_on_past_success_with_a_measurement_each_step():
+    """benchmarks/reach_settle.py: does the hand stay on the target once it got there?"""
+    env = make_env("panda", "reach", seed=0)
+    times: list[float] = []
+    config = RolloutConfig(max_duration=2.5, stop_at_success=False)
+    result = run_episode(env, make_expert(env), 11, config, lambda e: times.append(e.time))
+    assert result.success and result.seconds < 2.0  # the success is still reported when it came
+    assert len(times) == round(2.5 / env.control_dt) and times[-1] == pytest.approx(env.time)  # every step, to the end
+    env.close()
+
+
 def test_recorded_episode_is_consistent():
     env = make_env("ur5e", "press_button", seed=0, camera_size=(64, 48))
     expert = make_expert(env)

@@ -3,6 +3,7 @@ the task succeeds or time runs out; optionally the episode is recorded at a fixe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from gen0_policy.sim.experts import Controller
 class RolloutConfig:
     max_duration: float | None = None  # s of sim time; None = the task's own limit
     linger: float = 0.3  # s kept running after success, so demonstrations end at rest
+    stop_at_success: bool = True  # False: run to max_duration (what a hand does once at the goal)
     record_fps: float | None = None  # record an Episode at this rate (None: do not record)
     image_size: tuple[int, int] | None = None  # (W, H) recorded frames are fitted to (images.py); None = as rendered
     # Demonstrations with recoveries (DART, Laskey et al. 2017): the arm executes the expert's targets plus
@@ -55,8 +57,15 @@ class RolloutResult:
         return {"seed": self.seed, "success": self.success, "steps": self.steps, "seconds": round(self.seconds, 3)}
 
 
-def run_episode(env: SimEnv, controller: Controller, seed: int, config: RolloutConfig | None = None) -> RolloutResult:
-    """Reset ``env`` with ``seed`` and let ``controller`` act every control step."""
+def run_episode(
+    env: SimEnv,
+    controller: Controller,
+    seed: int,
+    config: RolloutConfig | None = None,
+    on_step: Callable[[SimEnv], None] | None = None,
+) -> RolloutResult:
+    """Reset ``env`` with ``seed`` and let ``controller`` act every control step; ``on_step(env)`` after
+    each physics step (a benchmark's own measurements)."""
     config = config or RolloutConfig()
     env.reset(seed)
     controller.reset(env)
@@ -85,10 +94,12 @@ def run_episode(env: SimEnv, controller: Controller, seed: int, config: RolloutC
             for cam, frame in obs["images"].items():
                 images[cam].append(frame if config.image_size is None else fit_image(frame, *config.image_size))
         env.step()
+        if on_step is not None:
+            on_step(env)
         step += 1
         if success_step is None and env.success():
             success_step = step
-        if success_step is not None and step >= success_step + linger_steps:
+        if config.stop_at_success and success_step is not None and step >= success_step + linger_steps:
             break
     success = success_step is not None
     steps = success_step if success else step

@@ -19,7 +19,7 @@ from gen0_policy.errors import ConfigError, Gen0Error
 from gen0_policy.model.config import preset
 from gen0_policy.model.counting import describe
 from gen0_policy.scaling.study import Study, load_study
-from gen0_policy.scaling.sweep import RESULTS, read_results, run_sweep
+from gen0_policy.scaling.sweep import RESULTS, _mixture, read_results, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "config" / "scaling" / "smoke.yaml"
@@ -74,6 +74,18 @@ def test_study_expands_into_runs() -> None:
     assert Study.from_dict(data).hash != study.hash
 
 
+def test_a_study_dataset_can_learn_the_rest_after_its_episodes_end() -> None:
+    """`hold_after_end` means in a study what it means in a training config (train/config.py)."""
+    data = yaml.safe_load(SMOKE.read_text())
+    data["pretrain"]["datasets"][0]["hold_after_end"] = True
+    study = Study.from_dict(data)
+    held, plain = study.pretrain.datasets[:2]
+    assert held.hold_after_end and not plain.hold_after_end and study.hash != load_study(SMOKE).hash
+    episodes = make_episodes("panda", 2, seed=1)
+    sources = _mixture([(held, episodes[0]), (plain, episodes[1])])
+    assert [s.hold_after_end for s in sources] == [True, False]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -82,6 +94,7 @@ def test_study_expands_into_runs() -> None:
         (lambda d: d["pretrain"]["train"].update(stepz=3), "unknown train config keys"),
         (lambda d: d["pretrain"].update(episodes=[0, 4]), "positive integers"),
         (lambda d: d["efficiency"]["base"].update(episodes=99), "not one of the pretrain runs"),
+        (lambda d: d["pretrain"]["datasets"][0].update(wieght=2), "unknown dataset keys"),
     ],
 )
 def test_bad_studies_are_refused_before_anything_runs(change, message: str) -> None:

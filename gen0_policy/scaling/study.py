@@ -35,6 +35,7 @@ class DataSource:
     path: str
     weight: float = 1.0
     name: str = ""
+    hold_after_end: bool = False  # as in a training config's datasets (train/config.py DatasetSpec)
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -57,6 +58,10 @@ class ModelSpec:
 def _sources(items: Any, what: str) -> list[DataSource]:
     if not isinstance(items, list) or not items:
         raise ConfigError(f"{what} must be a non-empty list of datasets ({{path: ..., weight: ...}})")
+    known = {f.name for f in fields(DataSource)}
+    for item in items:
+        if isinstance(item, dict) and (unknown := sorted(set(item) - known)):
+            raise ConfigError(f"{what}: unknown dataset keys {unknown}; known keys are {sorted(known)}")
     return [DataSource(**i) if isinstance(i, dict) else DataSource(str(i)) for i in items]
 
 

@@ -72,7 +72,7 @@ def _mixture(labelled: Sequence[tuple[DataSource, Episode]]) -> list[Any]:
     groups: dict[str, tuple[DataSource, list[Episode]]] = {}
     for source, episode in labelled:
         groups.setdefault(source.name, (source, []))[1].append(episode)
-    return [MixtureSource(name, eps, source.weight) for name, (source, eps) in groups.items()]
+    return [MixtureSource(name, eps, source.weight, source.hold_after_end) for name, (source, eps) in groups.items()]
 
 
 def data_size(episodes: Sequence[Episode]) -> dict[str, float]:

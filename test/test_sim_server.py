@@ -63,23 +63,68 @@ def test_wall_clock_stamps_and_bad_commands_are_refused_without_effect(server: S
     server.command_trajectory("joint_trajectory_controller", TrajectoryCommand(arm.joints, [0.1], home[None]))
 
 
-def test_a_command_that_holds_the_physics_long_is_named_in_the_log(
+def test_commands_run_from_the_next_tick_and_a_slow_install_is_named_in_the_log(
     server: SimServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The physics waits for the lock a command holds: one that holds it long stops the sim clock,
-    and the log says which command it was."""
+    """Checked at once, installed by the physics tick (as joint_trajectory_controller takes a goal from its
+    realtime buffer); an install that takes long delays the clock, and the log says which command it was."""
     arm = server.env.embodiment.controller("joint_trajectory_controller")
-    home = server.env.embodiment.home[server.env.embodiment.joint_indices(arm.joints)]
-    command = TrajectoryCommand(arm.joints, [0.1, 0.2], np.stack([home, home]))
+    idx = server.env.embodiment.joint_indices(arm.joints)
+    goal = server.env.embodiment.home[idx] + 0.1
+    command = TrajectoryCommand(arm.joints, [0.1, 0.2], np.stack([goal, goal]))
+    later = server.now() + 1.0
+    before = server.controllers.targets(later)
     with caplog.at_level("WARNING", logger="gen0_policy.sim.server"):
         server.command_trajectory("joint_trajectory_controller", command)
+        np.testing.assert_array_equal(server.controllers.targets(later), before)  # not before the tick
+        server.step(server.now() + 0.005)
+        np.testing.assert_allclose(server.controllers.targets(later)[idx], goal)
         assert not caplog.records  # a normal command: nothing said
         install = server.controllers.command_trajectory
         monkeypatch.setattr(
             server.controllers, "command_trajectory", lambda *a: (time.sleep(2 * SLOW_COMMAND_S), install(*a))
         )
         server.command_trajectory("joint_trajectory_controller", command)
-    assert "a 2-point trajectory for joint_trajectory_controller (0.2 s long) held the physics" in caplog.text
+        server.step(server.now() + 0.005)
+    assert "a 2-point trajectory for joint_trajectory_controller (0.2 s long) took" in caplog.text
+
+
+def ticking_sim() -> tuple[SimServer, list[float]]:
+    """A reach sim without cameras, and the sim times of its physics ticks as they happen."""
+    sim = SimServer(SimConfig(task="reach", camera_rate=0.0))
+    ticks: list[float] = []
+    sim.on_state = lambda now, *_: ticks.append(now)
+    return sim, ticks
+
+
+def slowed(fn, ticks: list[float], during: list[int], seconds: float = 0.5):
+    """``fn`` taking ``seconds`` longer (a thread starved of the CPU, a world slow to compile), counting
+    into ``during`` the physics ticks meanwhile."""
+
+    def slow(*args):
+        before = len(ticks)
+        time.sleep(seconds)
+        during.append(len(ticks) - before)
+        return fn(*args)
+
+    return slow
+
+
+def test_a_slow_command_callback_never_stops_the_physics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A closed-loop run stalled 60 s with the physics thread waiting for the lock a command callback
+    held; a callback now only checks its command and queues it for the next tick."""
+    sim, ticks = ticking_sim()
+    follower, during = sim.controllers.controller("joint_trajectory_controller"), []
+    monkeypatch.setattr(follower, "validate", slowed(follower.validate, ticks, during))
+    arm = sim.env.embodiment.controller("joint_trajectory_controller")
+    home = sim.env.embodiment.home[sim.env.embodiment.joint_indices(arm.joints)]
+    sim.start()
+    try:
+        wait_until(lambda: ticks, timeout=30, what="the first physics tick")
+        sim.command_trajectory("joint_trajectory_controller", TrajectoryCommand(arm.joints, [0.1], home[None]))
+    finally:
+        sim.stop()
+    assert during[0] >= 20, f"the physics ticked {during[0]} times in 0.5 s of a command callback (200 Hz)"
 
 
 def test_resets_keep_the_clock_monotonic_and_an_unknown_task_changes_nothing(server: SimServer) -> None:
@@ -96,18 +141,9 @@ def test_resets_keep_the_clock_monotonic_and_an_unknown_task_changes_nothing(ser
 def test_a_task_switch_builds_the_new_world_while_the_old_one_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Compiling a world (up to a second or two) under the physics lock stopped /clock, and a policy's
     clock watchdog then faulted the run_task goal of a closed-loop run that switched to stack."""
-    sim = SimServer(SimConfig(task="reach", camera_rate=0.0))
-    ticks: list[float] = []
-    sim.on_state = lambda now, *_: ticks.append(now)
-    build, during = sim._build, []
-
-    def slow_build(*args):
-        before = len(ticks)
-        time.sleep(0.5)  # a world that takes long to compile
-        during.append(len(ticks) - before)
-        return build(*args)
-
-    monkeypatch.setattr(sim, "_build", slow_build)
+    sim, ticks = ticking_sim()
+    during: list[int] = []
+    monkeypatch.setattr(sim, "_build", slowed(sim._build, ticks, during))
     sim.start()
     try:
         wait_until(lambda: ticks, timeout=30, what="the first physics tick")

@@ -372,19 +372,30 @@ class ControllerSet:
             for i in idx:
                 self._owner[i] = name
 
-    def command_trajectory(self, name: str, cmd: TrajectoryCommand, now: float) -> None:
+    def check_trajectory(self, name: str, cmd: TrajectoryCommand, now: float) -> JointTrajectoryFollower:
+        """Raise CommandError if :meth:`command_trajectory` would refuse ``cmd``. Reads only the
+        controllers' configuration, so any thread may ask while the physics runs."""
         ctrl = self.controller(name)
         if not isinstance(ctrl, JointTrajectoryFollower):
             raise CommandError(f"controller {name} is a forward position controller; send it a Float64MultiArray")
-        ctrl.validate(cmd, now)  # before taking over, so a rejected command changes nothing
-        self._take_over(name, now)
-        ctrl.command(cmd, now)
+        ctrl.validate(cmd, now)
+        return ctrl
 
-    def command_positions(self, name: str, data: Sequence[float] | np.ndarray, now: float) -> None:
+    def check_positions(self, name: str, data: Sequence[float] | np.ndarray) -> ForwardPositionController:
+        """Raise CommandError if :meth:`command_positions` would refuse ``data`` (any thread)."""
         ctrl = self.controller(name)
         if not isinstance(ctrl, ForwardPositionController):
             raise CommandError(f"controller {name} is a joint_trajectory_controller; send it a JointTrajectory")
         ctrl.validate(data)
+        return ctrl
+
+    def command_trajectory(self, name: str, cmd: TrajectoryCommand, now: float) -> None:
+        ctrl = self.check_trajectory(name, cmd, now)  # before taking over, so a rejected command changes nothing
+        self._take_over(name, now)
+        ctrl.command(cmd, now)
+
+    def command_positions(self, name: str, data: Sequence[float] | np.ndarray, now: float) -> None:
+        ctrl = self.check_positions(name, data)
         self._take_over(name, now)
         ctrl.command(data, now)
 

@@ -3,8 +3,9 @@
 Physics runs on its own thread at ``update_rate`` in sim time, paced against the wall clock by
 ``real_time_factor``; cameras render snapshots of the physics state on another thread, so slow CPU
 rendering never delays the joint states. Commands arrive through :meth:`SimServer.command_trajectory`
-and :meth:`SimServer.command_positions` from any thread; what the robot publishes leaves through the
-callbacks. The sim clock (what /clock says) continues monotonically across resets.
+and :meth:`SimServer.command_positions` from any thread, are checked at once and executed from the
+next physics tick; what the robot publishes leaves through the callbacks. The sim clock (what /clock
+says) continues monotonically across resets.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
@@ -28,7 +30,7 @@ from gen0_policy.sim.tasks import available_tasks
 from gen0_policy.sim.teleop import ControllerCommand, ExpertTeleop
 
 log = logging.getLogger(__name__)
-SLOW_COMMAND_S = 0.05  # s a command may hold the physics lock before the sim says so (the clock stops meanwhile)
+SLOW_COMMAND_S = 0.05  # s a command may take to install in a physics tick before the sim says so
 
 # A start time this far ahead of the sim clock is almost surely a wall-clock stamp from a node
 # that does not run with use_sim_time; executing it would mean waiting for decades.
@@ -209,6 +211,8 @@ class SimServer:
         self.teleop: ExpertTeleop | None = None
         self.env: SimEnv | None = None
         self._resets = threading.Lock()  # one reset at a time; only the swap of worlds takes the physics lock
+        # Checked commands, executed at the next physics tick: (controllers checked against, name, command).
+        self._commands: deque[tuple[ControllerSet, str, TrajectoryCommand | np.ndarray]] = deque()
         seed = int(config.seed)
         self._install(self._build(config.task or server_tasks(config.embodiment)[0], seed), seed)
 
@@ -278,34 +282,53 @@ class SimServer:
         self._offset = now - self.env.time
         self._seed, self._start = seed, now
         self._episode += 1
+        self._commands.clear()  # sent for the episode before
         self.controllers.reset(self.env.joint_positions(), now)
         if self.teleop is not None:
             self.teleop.reset()
 
     # ------------------------------------------------------------ commands (any thread)
     def command_trajectory(self, controller: str, cmd: TrajectoryCommand) -> None:
-        """Raises CommandError (nothing executed) for a command the controller refuses."""
-        with self.lock:
-            started = time.monotonic()
-            now = self.now()
-            if cmd.start_time - now > MAX_START_AHEAD:
-                raise CommandError(
-                    f"start time {cmd.start_time:.3f} s is {cmd.start_time - now:.0f} s after the sim clock "
-                    f"({now:.3f} s); stamp with sim time (use_sim_time:=true) or send a zero stamp"
-                )
-            self.controllers.command_trajectory(controller, cmd, now)
-            held_s = time.monotonic() - started
-        if held_s > SLOW_COMMAND_S:
-            # The physics waits for this lock: a closed-loop run once stalled 60 s with the command
-            # callback holding it (stacks in README, "Through ROS"); say which command did.
-            log.warning(
-                "a %d-point trajectory for %s (%.3g s long) held the physics for %.3f s",
-                len(cmd.times), controller, float(cmd.times[-1]) if len(cmd.times) else 0.0, held_s,
-            )  # fmt: skip
+        """Raises CommandError (nothing executed) for a command the controller refuses; else it runs from
+        the next physics tick, as joint_trajectory_controller takes a new goal from its realtime buffer in
+        its update loop. A caller never holds the physics: a closed-loop run once stalled 60 s with the
+        physics thread waiting for the lock a command callback held (README, "Through ROS")."""
+        now = self.now()
+        if cmd.start_time - now > MAX_START_AHEAD:
+            raise CommandError(
+                f"start time {cmd.start_time:.3f} s is {cmd.start_time - now:.0f} s after the sim clock "
+                f"({now:.3f} s); stamp with sim time (use_sim_time:=true) or send a zero stamp"
+            )
+        controllers = self.controllers  # read once: a task switch may replace them
+        controllers.check_trajectory(controller, cmd, now)
+        self._commands.append((controllers, controller, cmd))
 
     def command_positions(self, controller: str, positions: np.ndarray) -> None:
-        with self.lock:
-            self.controllers.command_positions(controller, positions, self.now())
+        controllers = self.controllers
+        controllers.check_positions(controller, positions)
+        self._commands.append((controllers, controller, np.asarray(positions, dtype=np.float64)))
+
+    def _execute_commands(self) -> None:
+        """Install the commands that arrived since the last tick, in order (physics lock held)."""
+        while self._commands:
+            controllers, name, cmd = self._commands.popleft()
+            if controllers is not self.controllers:
+                continue  # checked against the world a task switch replaced
+            started, now = time.monotonic(), self.now()
+            try:
+                if isinstance(cmd, TrajectoryCommand):
+                    controllers.command_trajectory(name, cmd, now)
+                else:
+                    controllers.command_positions(name, cmd, now)
+            except CommandError as exc:  # e.g. it ended in the past by the tick after its arrival
+                log.error("a command for %s was refused at execution: %s", name, exc)
+                continue
+            held_s = time.monotonic() - started
+            if held_s > SLOW_COMMAND_S and isinstance(cmd, TrajectoryCommand):
+                log.warning(
+                    "a %d-point trajectory for %s (%.3g s long) took %.3f s to install",
+                    len(cmd.times), name, float(cmd.times[-1]) if len(cmd.times) else 0.0, held_s,
+                )  # fmt: skip
 
     # ------------------------------------------------------------ threads
     def start(self) -> None:
@@ -339,6 +362,7 @@ class SimServer:
         """One physics tick: the whole physics steps that reach ``next_tick`` (at least one), then
         ``on_state``. Returns the sim time reached and the expert's commands due at the tick."""
         with self.lock:
+            self._execute_commands()
             env = self.env
             commands = self.teleop.step() if self.teleop is not None else []
             env.set_targets(self.controllers.targets(self.now()))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from gen0_msgs.srv import LoadCheckpoint, SetInstruction
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.ros import conversions as conv
 from gen0_policy.ros.action_client import ThreadSafeActionClient
+from gen0_policy.ros.policy_node import StatusTicks
 from gen0_policy.runtime.task import WAITING_FOR_GOAL
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
@@ -461,6 +463,36 @@ def warm_up(client, request, attempts: int = 10) -> None:
             return
         client.remove_pending_request(future)
     raise AssertionError(f"no answer from {client.srv_name} in {attempts} calls")
+
+
+def test_status_ticks_on_several_threads_complete_every_future_a_waiter_picked_up() -> None:
+    """The status timer is reentrant: two ticks at once swapped the next-tick future without a lock,
+    and a run_task goal that picked up the orphaned one never ended (CI, once, after a hot swap)."""
+    ticks, handed, stop = StatusTicks(), [], threading.Event()
+
+    def waiter() -> None:  # what a goal's coroutine does between its checks
+        while not stop.is_set():
+            handed.append(ticks.next())
+
+    def timer() -> None:
+        for _ in range(20000):
+            ticks.tick()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as a loaded machine might
+    try:
+        threads = [threading.Thread(target=waiter), *(threading.Thread(target=timer) for _ in range(3))]
+        for thread in threads:
+            thread.start()
+        for thread in threads[1:]:
+            thread.join()
+        stop.set()
+        threads[0].join()
+    finally:
+        sys.setswitchinterval(interval)
+    current = ticks.next()
+    orphans = sum(f is not current and not f.done() for f in set(handed))
+    assert len(handed) > 1000 and orphans == 0, f"{orphans} futures picked up and never completed"
 
 
 def test_bursts_of_goals_and_requests_are_all_answered_and_never_wedge_the_node(processes, probe, checkpoints) -> None:

@@ -60,6 +60,27 @@ NO_SUB_EVENTS = SubscriptionEventCallbacks(use_default_callbacks=False)
 NO_PUB_EVENTS = PublisherEventCallbacks(use_default_callbacks=False)
 
 
+class StatusTicks:
+    """The future of the next status tick, for coroutines that wait without holding an executor thread.
+
+    The status timer lives in a reentrant group, so on a busy machine two ticks can run at once; swapped
+    without the lock, both completed the same future and the one a goal had just picked up was never
+    completed: the goal waited forever (seen once in CI, after a hot swap)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = Future()
+
+    def next(self) -> Future:
+        with self._lock:
+            return self._next
+
+    def tick(self) -> None:
+        with self._lock:
+            done, self._next = self._next, Future()
+        done.set_result(None)
+
+
 class PolicyNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("gen0_policy")
@@ -80,7 +101,7 @@ class PolicyNode(LifecycleNode):
         self._activation_lock = threading.Lock()  # guards the tick timer, which lives from activate to rest
         self._tick_timer = None
         self._loads = Slots(1)
-        self._wake: Future = Future()  # completed at every status tick: what waiting coroutines await
+        self._ticks = StatusTicks()  # what waiting coroutines (goals, loads) await
         self.status_pub = self.create_publisher(PolicyStatus, "~/status", 10)
         self._group = ReentrantCallbackGroup()
         self._control_group = MutuallyExclusiveCallbackGroup()
@@ -258,8 +279,7 @@ class PolicyNode(LifecycleNode):
         return conv.policy_status_msg(status, self.p["embodiment"], self._fault, self.get_clock().now().to_msg())
 
     def _publish_status(self) -> None:
-        wake, self._wake = self._wake, Future()
-        wake.set_result(None)
+        self._ticks.tick()
         msg = self.status()
         now = time.monotonic()
         changed = msg.state != self._last_state or msg.awaiting_goal != self._last_awaiting
@@ -285,11 +305,10 @@ class PolicyNode(LifecycleNode):
     async def _until(self, done) -> None:
         """Wait for ``done()`` without holding an executor thread: resumed at every status tick."""
         while not done():
-            await self._wake
+            await self._ticks.next()
 
     async def next_status_tick(self) -> None:
-        wake = self._wake
-        await self._until(wake.done)
+        await self._ticks.next()
 
     # ------------------------------------------------------------------ services and action
     async def _on_load(self, request: LoadCheckpoint.Request, response: LoadCheckpoint.Response):

@@ -118,7 +118,8 @@ class PolicyNode(LifecycleNode):
         self.create_subscription(TaskStatus, "task_status", self._on_task, 10, callback_group=self._group)
         # Steady time, not the node clock: a frozen /clock must be reported, not silence the status.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self.create_timer(0.02, self._publish_status, callback_group=self._group, clock=steady)
+        # Its own group: one tick at a time (two at once logged a hot swap twice and raced on the state).
+        self.create_timer(0.02, self._publish_status, callback_group=MutuallyExclusiveCallbackGroup(), clock=steady)
         if self.p["autostart"]:
             self._autostart = self.create_timer(0.1, self._start_once)
 

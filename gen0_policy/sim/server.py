@@ -31,6 +31,7 @@ from gen0_policy.sim.teleop import ControllerCommand, ExpertTeleop
 
 log = logging.getLogger(__name__)
 SLOW_COMMAND_S = 0.05  # s a command may take to install in a physics tick before the sim says so
+MAX_QUEUED = 1000  # commands waiting for the physics tick (10 s of a 100 Hz stream)
 
 # A start time this far ahead of the sim clock is almost surely a wall-clock stamp from a node
 # that does not run with use_sim_time; executing it would mean waiting for decades.
@@ -212,7 +213,8 @@ class SimServer:
         self.env: SimEnv | None = None
         self._resets = threading.Lock()  # one reset at a time; only the swap of worlds takes the physics lock
         # Checked commands, executed at the next physics tick: (controllers checked against, name, command).
-        self._commands: deque[tuple[ControllerSet, str, TrajectoryCommand | np.ndarray]] = deque()
+        # Bounded: with the physics stopped, seconds-old commands are dropped, oldest first, not hoarded.
+        self._commands: deque[tuple[ControllerSet, str, TrajectoryCommand | np.ndarray]] = deque(maxlen=MAX_QUEUED)
         seed = int(config.seed)
         self._install(self._build(config.task or server_tasks(config.embodiment)[0], seed), seed)
 

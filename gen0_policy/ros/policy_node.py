@@ -63,9 +63,10 @@ NO_PUB_EVENTS = PublisherEventCallbacks(use_default_callbacks=False)
 class StatusTicks:
     """The future of the next status tick, for coroutines that wait without holding an executor thread.
 
-    The status timer lives in a reentrant group, so on a busy machine two ticks can run at once; swapped
-    without the lock, both completed the same future and the one a goal had just picked up was never
-    completed: the goal waited forever (seen once in CI, after a hot swap)."""
+    ``tick`` may be called from any executor thread. When the status timer shared a reentrant group, two
+    ticks ran at once on a busy machine; swapped without the lock, both completed the same future and the
+    one a goal had just picked up was never completed: the goal waited forever (seen once in CI, after a
+    hot swap)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -329,7 +329,7 @@ class SimServer:
             if held_s > SLOW_COMMAND_S and isinstance(cmd, TrajectoryCommand):
                 log.warning(
                     "a %d-point trajectory for %s (%.3g s long) took %.3f s to install",
-                    len(cmd.times), name, float(cmd.times[-1]) if len(cmd.times) else 0.0, held_s,
+                    len(cmd.times), name, float(cmd.times[-1]), held_s,  # checked: at least one point
                 )  # fmt: skip
 
     # ------------------------------------------------------------ threads

@@ -5,7 +5,10 @@ the same seeds and breaks each episode into phases, from the simulator's ground 
   of the fingertips above the object's top when the tool is within 2 cm horizontally;
 - grasp: when the gripper is first commanded closed (target below half open), how far the tool was
   from the object then, and whether the object ended up between the fingers (lifted >= 2 cm);
-- place: whether the task's own success check passed.
+- place: when the gripper first opens again after the lift, where the object was against the place
+  target (the goal pad, or the bottom cube for stack), where the hand was, and how far off the
+  hand's centre the object sat between the fingers (a grasp's offset carries into the place);
+  and whether the task's own success check passed.
 
 Prints JSON per episode and a summary per controller, so the phase at which the policy departs from
 the expert is a number, not a guess.
@@ -33,11 +36,12 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
     env.reset(seed)
     controller.reset(env)
     body = env.task.grasped
+    place = PLACE_TARGETS[env.task.name]
     half = float(env.model.geom(env.model.body(body).geomadr[0]).size[0])
     lower, upper = env.embodiment.lower[-1], env.embodiment.upper[-1]
     start_z = float(env.data.body(body).xpos[2])
     tip = float(env.embodiment.sim.get("tip_offset", 0.02))  # m from the tcp site down to the fingertips
-    log: dict[str, list] = {"t": [], "tcp": [], "obj": [], "grip_cmd": [], "grip": []}
+    log: dict[str, list] = {"t": [], "tcp": [], "obj": [], "place": [], "grip_cmd": [], "grip": []}
     success_t = None
     n_max = round(env.task.max_duration / env.control_dt)
     needs = getattr(controller, "needs_images", False)
@@ -52,6 +56,7 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
         log["t"].append(env.time)
         log["tcp"].append(env.task.tcp(env.data))
         log["obj"].append(env.data.body(body).xpos.copy())
+        log["place"].append(env.data.body(place).xpos.copy())
         log["grip_cmd"].append((q[-1] - lower) / (upper - lower))  # 0 closed .. 1 open
         log["grip"].append((env.joint_positions()[-1] - lower) / (upper - lower))
         if env.success():
@@ -65,6 +70,8 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
     closed = np.flatnonzero(cmd < 0.5)
     first_close = int(closed[0]) if len(closed) else None
     lift = float(obj[:, 2].max() - start_z)
+    release = _release_index(cmd, obj[:, 2] - start_z, first_close)
+    goal_xy = np.array(log["place"])[:, :2]
     return {
         "seed": seed,
         "success": success_t is not None,
@@ -79,7 +86,38 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
         "lifted": lift >= 0.02,
         "object_xy_m": [round(float(v), 4) for v in obj[0, :2]],
         "tcp_xy_at_close_m": [round(float(v), 4) for v in tcp[first_close, :2]] if first_close is not None else None,
+        "release_time_s": _r(t[release]) if release is not None else None,
+        "object_to_target_xy_at_release_m": _dist(obj[release, :2], goal_xy[release]) if release is not None else None,
+        "hand_to_target_xy_at_release_m": _dist(tcp[release, :2], goal_xy[release]) if release is not None else None,
+        "object_off_hand_xy_at_release_m": _dist(obj[release, :2], tcp[release, :2]) if release is not None else None,
+        "object_to_target_xy_at_end_m": _dist(obj[-1, :2], goal_xy[-1]),
+        "target_xy_m": [_r(v) for v in goal_xy[0]],
+        "tcp_xy_at_release_m": [_r(v) for v in tcp[release, :2]] if release is not None else None,
     }
+
+
+# The body a task puts the grasped object on.
+PLACE_TARGETS = {"pick_place": "goal", "stack": "bottom"}
+
+
+def _r(value: float) -> float:
+    return round(float(value), 4)
+
+
+def _dist(a: np.ndarray, b: np.ndarray) -> float:
+    return _r(np.linalg.norm(a - b))
+
+
+def _release_index(cmd: np.ndarray, rise_m: np.ndarray, first_close: int | None) -> int | None:
+    """The first step after the object rose 2 cm at which the gripper is commanded open again."""
+    if first_close is None:
+        return None
+    lifted = np.flatnonzero(rise_m[first_close:] >= 0.02)
+    if not len(lifted):
+        return None
+    start = first_close + int(lifted[0])
+    opened = np.flatnonzero(cmd[start:] > 0.5)
+    return start + int(opened[0]) if len(opened) else None
 
 
 def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -99,14 +137,22 @@ def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_xy_at_close_m": mean("xy_at_close_m"),
         "mean_tip_height_over_top_at_close_m": mean("tip_height_over_top_at_close_m"),
         "mean_close_time_s": mean("close_time_s"),
+        "released_after_lift": sum(e["release_time_s"] is not None for e in episodes),
+        "mean_object_to_target_xy_at_release_m": mean("object_to_target_xy_at_release_m"),
+        "mean_hand_to_target_xy_at_release_m": mean("hand_to_target_xy_at_release_m"),
+        "mean_object_off_hand_xy_at_release_m": mean("object_off_hand_xy_at_release_m"),
         "tracking_at_close": tracking(episodes),
+        "tracking_at_release": tracking(episodes, "target_xy_m", "tcp_xy_at_release_m"),
     }
 
 
-def tracking(episodes: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Does the hand go where the object is? Per axis, the least-squares slope of the tool's position
-    at the grasp on the object's position (1: follows the object, 0: ignores it) and the residual."""
-    pairs = [(e["object_xy_m"], e["tcp_xy_at_close_m"]) for e in episodes if e["tcp_xy_at_close_m"] is not None]
+def tracking(
+    episodes: list[dict[str, Any]], seen: str = "object_xy_m", hand: str = "tcp_xy_at_close_m"
+) -> dict[str, Any] | None:
+    """Does the hand go where it should? Per axis, the least-squares slope of the tool's position (at
+    the grasp, or at the release) on the position of what it should reach (the object, or the place
+    target; 1: follows it, 0: ignores it) and the residual."""
+    pairs = [(e[seen], e[hand]) for e in episodes if e[hand] is not None]
     if len(pairs) < 3:
         return None
     obj, tcp = (np.array(v) for v in zip(*pairs, strict=True))

@@ -1,0 +1,43 @@
+"""benchmarks/grasp_diagnosis.py: the phases of a grasping episode, read from the simulator's truth."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from conftest import REPO
+from gen0_policy.sim.env import make_env
+from gen0_policy.sim.policies import make_controller
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("grasp_diagnosis", REPO / "benchmarks" / "grasp_diagnosis.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_release_is_the_first_opening_after_the_lift() -> None:
+    release = _module()._release_index
+    cmd = np.array([1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.9, 0.9])  # 0 closed .. 1 open
+    rise = np.array([0.0, 0.0, 0.0, 0.01, 0.05, 0.1, 0.1, 0.0])
+    assert release(cmd, rise, first_close=2) == 6
+    assert release(cmd, np.zeros(8), first_close=2) is None  # never lifted: no place phase
+    assert release(np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.05, 0.05]), first_close=1) is None  # never let go
+    assert release(cmd, rise, first_close=None) is None
+
+
+def test_the_expert_stacks_with_every_phase_measured() -> None:
+    diagnosis = _module()
+    with make_env("panda", "stack", seed=100) as env:
+        e = diagnosis.episode(env, make_controller("expert"), seed=100)
+    assert e["success"] and e["lifted"] and e["release_time_s"] > e["close_time_s"]
+    assert e["xy_at_close_m"] < 0.01 and e["object_off_hand_xy_at_release_m"] < 0.01
+    # Released over the bottom cube: the object and the hand within the task's 2 cm of it.
+    assert e["object_to_target_xy_at_release_m"] < 0.02 and e["hand_to_target_xy_at_release_m"] < 0.02
+    bottom = env.task.targets["bottom"][:2]
+    assert np.allclose(e["target_xy_m"], bottom, atol=0.01)
+    summary = diagnosis.summarize([e])
+    assert summary["released_after_lift"] == 1 and summary["success"] == 1
+    assert summary["tracking_at_release"] is None  # a slope needs three episodes

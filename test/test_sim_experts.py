@@ -52,8 +52,8 @@ def test_demonstrations_stay_within_the_robots_limits(embodiment, task):
     env.reset(13)
     expert = make_expert(env)
     targets = [emb.home]
-    while env.time < expert.duration:
-        targets.append(expert.act({"time": env.time}))
+    while env.time < expert.duration + expert.held_s:
+        targets.append(expert.act({"time": env.time, "joint_positions": env.joint_positions()}))
         env.set_targets(targets[-1])
         env.step()
     velocity = np.diff(np.array(targets), axis=0) / dt
@@ -128,3 +128,79 @@ def test_action_noise_executes_off_the_expert_path_and_records_the_expert():
     assert a.metadata["action_noise_rad"] == 0.02
     with pytest.raises(ConfigError, match="action noise"):
         RolloutConfig(action_noise_rad=float("nan"))
+
+
+def test_a_grasp_waits_above_the_object_until_the_measured_hand_is_there():
+    """The expert closes when its fingers are around the object, not at a time: the plan holds above
+    the cube while the measured hand is elsewhere (gripper open), goes on once it is there, and gives up
+    waiting after GATE_MAX_S."""
+    from gen0_policy.sim import experts
+
+    env = make_env("panda", "pick_place", seed=0, camera_size=(32, 24))
+    env.reset(3)
+    expert = make_expert(env)
+    gate, dt = expert.gates[0], env.control_dt
+    np.testing.assert_allclose(gate.position[:2], env.task.targets["cube"][:2], atol=1e-9)
+    assert gate.position[2] > env.task.targets["cube"][2] + experts.GATE_HEIGHT_M - 1e-6
+
+    def act(t: float, measured: np.ndarray) -> np.ndarray:
+        return expert.act({"time": t, "joint_positions": measured})
+
+    q, t = env.embodiment.home.copy(), 0.0
+    while t < gate.t:  # a robot that tracks perfectly
+        q, t = act(t, q), t + dt
+    for _ in range(50):  # the arm is pushed away: the plan holds, the gripper stays open
+        held = act(t, env.embodiment.home)
+        t += dt
+    assert expert.settling and expert.held_s == pytest.approx(0.5, abs=2 * dt)
+    hand = expert.iks[0].forward
+    assert np.linalg.norm(hand(held)[0] - gate.position) < 0.002 and held[7] == pytest.approx(0.04)
+    for _ in range(30):  # back where it should be: the gate opens, the plan goes on
+        q, t = act(t, q), t + dt
+    assert gate.passed and expert.held_s < 0.8
+    closing = t
+    while q[7] > 0.02:
+        q, t = act(t, q), t + dt
+    assert t - closing < 1.5 and expert.settling  # calm from the gate through the close
+    # A hand that never gets there: after GATE_MAX_S the release gate lets the plan go on regardless.
+    release = expert.gates[1]
+    while t - expert.held_s < release.t:
+        q, t = act(t, q), t + dt
+    start_held = expert.held_s
+    for _ in range(round((experts.GATE_MAX_S + 0.2) / dt)):
+        act(t, env.embodiment.home)
+        t += dt
+    assert release.passed and expert.held_s - start_held == pytest.approx(experts.GATE_MAX_S, abs=2 * dt)
+
+
+def test_demonstrations_with_recoveries_close_the_gripper_only_over_the_object():
+    """With the arm pushed off the plan (action noise), every grasp in the data is commanded with the
+    measured hand over the cube, and the perturbation dies away while the expert waits there."""
+    env = make_env("panda", "pick_place", seed=0, camera_size=(32, 24))
+    expert = make_expert(env)
+    ik = DifferentialIK(env.model, env.embodiment, "tcp", list(env.embodiment.joint_names[:7]))
+    for seed in (11, 12):
+        result = run_episode(
+            env, expert, seed, RolloutConfig(record_fps=20, image_size=(32, 24), action_noise_rad=0.02)
+        )
+        assert result.success
+        ep = result.episode
+        close = int(np.argmax(ep.actions[:, 7] < 0.02))
+        hand, _ = ik.forward(ep.states[close])
+        assert np.linalg.norm(hand[:2] - env.task.targets["cube"][:2]) < 0.01
+        assert expert.gates[0].passed and expert.gates[0].waited_s > 0
+
+
+def test_calm_action_noise_decays_to_nothing():
+    env = make_env("panda", "reach", seed=0, camera_size=(32, 24))
+    from gen0_policy.sim.rollout import ActionNoise
+
+    noise = ActionNoise(env, RolloutConfig(action_noise_rad=0.02), seed=1)
+    q = env.embodiment.home
+    for _ in range(300):
+        noise(q)
+    before = np.abs(noise.offset).max()
+    for _ in range(100):  # 1 s at 100 Hz, 2.5 time constants
+        out = noise(q, calm=True)
+    assert before > 0.005 and np.abs(noise.offset).max() < 0.1 * before
+    np.testing.assert_allclose(out[:7], q[:7] + noise.offset, atol=1e-12)

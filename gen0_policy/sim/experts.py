@@ -25,6 +25,13 @@ from gen0_policy.sim.ik import DifferentialIK, IKConfig
 SPEED = 0.3  # m/s, free motion of a hand
 SLOW = 0.12  # m/s, pushing and pulling
 MIN_SEGMENT = 0.25  # s
+# A grasp or a release waits above its object until the measured hand is this close to where the
+# plan puts it (m; at most GATE_MAX_S), then goes down and closes (or opens): a teleoperator closes the
+# gripper when the fingers are around the object, not at a time. Demonstrations with recoveries then
+# show the arm brought over the object before the gripper moves, and the gripper moving only there.
+GATE_TOLERANCE_M = 0.005
+GATE_MAX_S = 1.5
+GATE_HEIGHT_M = 0.05  # the gate is this far above the grasp (release) point: fingertips clear of the object
 
 
 class Controller(Protocol):
@@ -33,6 +40,19 @@ class Controller(Protocol):
     def reset(self, env: SimEnv) -> None: ...
 
     def act(self, observation: dict[str, Any]) -> np.ndarray: ...
+
+
+@dataclass
+class Gate:
+    """Hold the plan at ``t`` (s of plan time) until the measured ``hand`` is within the tolerance of
+    ``position``; from ``t`` to ``calm_until`` the expert is ``settling`` (no new perturbation)."""
+
+    t: float
+    hand: int
+    position: np.ndarray
+    calm_until: float = 0.0
+    passed: bool = False
+    waited_s: float = 0.0
 
 
 @dataclass
@@ -172,6 +192,9 @@ class ScriptedExpert:
             starts.append(pos)
             self.rotations.append(rot)
         self.plans = [HandPlan(p) for p in starts]
+        self.gates: list[Gate] = []
+        self.held_s = 0.0  # s the plan has waited at gates: plan time = episode time - held_s
+        self.settling = False  # at a gate, or going down from it (demonstrations with recoveries calm down)
         self.yaw = [self.grip_yaw for _ in self.hands]
         planner = getattr(self, f"_plan_{env.task_name}", None)
         if planner is None:
@@ -181,6 +204,15 @@ class ScriptedExpert:
     @property
     def duration(self) -> float:
         return max(p.duration for p in self.plans)
+
+    def _gated(self, hand: int, point: np.ndarray, grip: float) -> None:
+        """Go above ``point``, wait there until the measured hand is, go down and set the gripper."""
+        plan = self.plans[hand]
+        plan.move(point + np.array([0.0, 0.0, GATE_HEIGHT_M]))
+        gate = Gate(plan.t, hand % len(self.plans), plan.position.copy())
+        plan.move(point, speed=0.2).wait(self.grip_s, grip=grip)
+        gate.calm_until = plan.t
+        self.gates.append(gate)
 
     def _hover(self, xy: np.ndarray) -> np.ndarray:
         return np.array([xy[0], xy[1], self.env.layout.hover])
@@ -229,9 +261,11 @@ class ScriptedExpert:
     def _pick_and_place(self, obj: str, pick: np.ndarray, place: np.ndarray) -> None:
         self.yaw[-1] = self.grip_yaw + _wrap_quarter(_body_yaw(self.env, obj))
         plan = self.plans[-1]
-        plan.move(self._hover(pick), grip=0.0).move(pick, speed=0.2).wait(self.grip_s, grip=1.0)
-        plan.move(self._hover(pick)).move(self._hover(place)).move(place, speed=0.2)
-        plan.wait(self.grip_s, grip=0.0).move(self._hover(place))
+        plan.move(self._hover(pick), grip=0.0)
+        self._gated(-1, pick, grip=1.0)
+        plan.move(self._hover(pick)).move(self._hover(place))
+        self._gated(-1, place, grip=0.0)
+        plan.move(self._hover(place))
 
     def _plan_pick_place(self, t: dict[str, np.ndarray]) -> None:
         half = self.env.task.half
@@ -251,8 +285,9 @@ class ScriptedExpert:
 
     # --- acting --------------------------------------------------------------------------------
     def act(self, observation: dict[str, Any]) -> np.ndarray:
-        """Joint position targets for the observation's time (s since reset)."""
-        t = float(observation["time"]) + self.env.control_dt  # aim where the hand should be next step
+        """Joint position targets for the observation's time (s since reset); its measured
+        ``joint_positions`` say whether a grasp or a release may go ahead (the gates)."""
+        t = self._plan_time(observation)
         emb = self.env.embodiment
         q = self.commanded.position.copy()
         for hand, (ik, plan) in enumerate(zip(self.iks, self.plans, strict=True)):
@@ -265,6 +300,26 @@ class ScriptedExpert:
         # and rings (the UR5e's wrist swung +-15 degrees about its goal and the grasps slipped).
         self.commanded = self.safety.approach(self.commanded, q, self.env.control_dt)
         return self.commanded.position.copy()
+
+    def _plan_time(self, observation: dict[str, Any]) -> float:
+        """The plan's time for this step (aiming where the hand should be next step), held at a gate
+        while the measured hand is off the gate's position."""
+        t = float(observation["time"]) + self.env.control_dt - self.held_s
+        self.settling = any(g.passed and t <= g.calm_until for g in self.gates)
+        for gate in self.gates:  # in plan order
+            if gate.passed:
+                continue
+            if t < gate.t:
+                break
+            hand, _ = self.iks[gate.hand].forward(np.asarray(observation["joint_positions"], float))
+            if float(np.linalg.norm(hand - gate.position)) <= GATE_TOLERANCE_M or gate.waited_s >= GATE_MAX_S:
+                gate.passed = True
+                continue
+            gate.waited_s += t - gate.t
+            self.held_s += t - gate.t
+            self.settling = True
+            return gate.t
+        return t
 
     def _grip_index(self, hand: int) -> np.ndarray:
         return np.flatnonzero(self.env.embodiment.gripper_mask)

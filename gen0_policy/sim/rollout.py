@@ -87,7 +87,8 @@ def run_episode(
         looks = record or (wants(env.time) if callable(wants) else getattr(controller, "needs_images", False))
         obs = env.observation() if looks else _proprio(env)
         targets = np.asarray(controller.act(obs), dtype=np.float64)
-        env.set_targets(targets if perturb is None else perturb(targets))
+        # An expert waiting for the arm to settle before it grasps lets the perturbation die away.
+        env.set_targets(targets if perturb is None else perturb(targets, calm=getattr(controller, "settling", False)))
         if record:
             states.append(obs["joint_positions"])
             actions.append(targets)
@@ -121,7 +122,9 @@ def run_episode(
 
 class ActionNoise:
     """A seeded Ornstein-Uhlenbeck offset added to the arm joints' targets (never the grippers'), so
-    the same seed and settings give the same demonstration; clipped to the joint limits."""
+    the same seed and settings give the same demonstration; clipped to the joint limits. ``calm``
+    steps add no new noise, so the offset decays with its time constant (an expert waiting at a grasp
+    for the arm to come to where the fingers close on the object)."""
 
     def __init__(self, env: SimEnv, config: RolloutConfig, seed: int) -> None:
         emb = env.embodiment
@@ -132,8 +135,8 @@ class ActionNoise:
         self.sigma = config.action_noise_rad
         self.offset = np.zeros(int(self.arm.sum()))
 
-    def __call__(self, targets: np.ndarray) -> np.ndarray:
-        kick = self.sigma * np.sqrt(1.0 - self.decay**2)  # keeps the stationary std at sigma
+    def __call__(self, targets: np.ndarray, calm: bool = False) -> np.ndarray:
+        kick = 0.0 if calm else self.sigma * np.sqrt(1.0 - self.decay**2)  # keeps the stationary std at sigma
         self.offset = self.decay * self.offset + kick * self.rng.standard_normal(self.offset.shape)
         out = targets.copy()
         out[self.arm] += self.offset

@@ -12,7 +12,7 @@ from gen0_policy.runtime.config import RuntimeConfig
 from gen0_policy.runtime.safety import SafeState, SafetyFilter, SafetyLimits
 from gen0_policy.runtime.uncertainty import SignalMonitor
 from gen0_policy.sim.env import SimEnv
-from gen0_policy.sim.experts import Controller, make_expert
+from gen0_policy.sim.experts import Controller, ScriptedExpert, make_expert
 
 
 class ExpertController:
@@ -29,6 +29,15 @@ class ExpertController:
 
     def act(self, observation: dict[str, Any]) -> np.ndarray:
         return self._expert.act(observation)
+
+    @property
+    def expert(self) -> ScriptedExpert | None:
+        return self._expert
+
+    @property
+    def settling(self) -> bool:
+        """The expert waits at a grasp or release for the arm (the rollout calms its perturbation)."""
+        return self._expert is not None and self._expert.settling
 
 
 class CheckpointController:

@@ -48,6 +48,9 @@ def test_bad_requests_fail_with_a_clear_message(tmp_path):
     assert proc.returncode == 2 and "g1 can do" in proc.stderr
     proc = run("sim", "rollout", "--embodiment", "ur5e", "--task", "reach", "--policy", str(tmp_path / "nothing"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    gate = ("--grasp-gate-mm", "-1")
+    proc = run("sim", "collect", "--embodiment", "panda", "--task", "stack", *gate, "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "grasp gate must be >= 0 m" in proc.stderr and not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow

@@ -138,7 +138,8 @@ def test_a_grasp_waits_above_the_object_until_the_measured_hand_is_there():
 
     env = make_env("panda", "pick_place", seed=0, camera_size=(32, 24))
     env.reset(3)
-    expert = make_expert(env)
+    assert not make_expert(env).gates  # off by default: the grasps of the shipped checkpoint's data
+    expert = make_expert(env, grasp_gate_m=0.005)
     gate, dt = expert.gates[0], env.control_dt
     np.testing.assert_allclose(gate.position[:2], env.task.targets["cube"][:2], atol=1e-9)
     assert gate.position[2] > env.task.targets["cube"][2] + experts.GATE_HEIGHT_M - 1e-6
@@ -176,10 +177,10 @@ def test_a_grasp_waits_above_the_object_until_the_measured_hand_is_there():
 def test_demonstrations_with_recoveries_close_the_gripper_only_over_the_object():
     """With the arm pushed off the plan (action noise), every grasp in the data is commanded with the
     measured hand over the cube, and the perturbation dies away while the expert waits there."""
-    from gen0_policy.sim.policies import make_controller
-
     env = make_env("panda", "pick_place", seed=0, camera_size=(32, 24))
-    controller = make_controller("expert")  # as `gen0 sim collect` drives it
+    from gen0_policy.sim.policies import ExpertController
+
+    controller = ExpertController(grasp_gate_m=0.005)  # as `gen0 sim collect --grasp-gate-mm 5` drives it
     ik = DifferentialIK(env.model, env.embodiment, "tcp", list(env.embodiment.joint_names[:7]))
     for seed in (11, 12):
         result = run_episode(

@@ -196,6 +196,14 @@ def _register_collect(subparsers: argparse._SubParsersAction) -> None:
         help="perturb the executed arm targets by a smooth random offset of this std (rad) and record the "
         "expert's own targets: demonstrations that show recoveries (default 0: none)",
     )
+    p.add_argument(
+        "--grasp-gate-mm",
+        type=float,
+        default=0.0,
+        metavar="MM",
+        help="grasp and release only once the measured hand is within MM of the planned point, waiting "
+        "above the object (default 0: on the expert's schedule, as the shipped checkpoint's data)",
+    )
     p.add_argument("--out", required=True, type=Path, help="new dataset folder")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_collect)
@@ -214,6 +222,7 @@ def _collect(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         keep_failed=args.keep_failed,
         action_noise_rad=args.action_noise,
+        grasp_gate_m=args.grasp_gate_mm / 1000.0,
     )
     return _report_collection(collect(config, args.out, progress=not args.json), args)
 

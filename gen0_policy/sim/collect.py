@@ -28,6 +28,7 @@ class CollectConfig:
     image_size: tuple[int, int] | None = None  # (W, H) to downscale to (images.py); None = the cameras' own
     keep_failed: bool = False
     action_noise_rad: float = 0.0  # recoveries in the data (rollout.py, RolloutConfig.action_noise_rad)
+    grasp_gate_m: float = 0.0  # grasps and releases wait for the measured hand (experts.py); 0 = on schedule
 
     def __post_init__(self) -> None:
         from gen0_policy.sim.tasks import task_class
@@ -40,22 +41,24 @@ class CollectConfig:
             raise ConfigError(f"episodes and workers must be >= 1, got {self.episodes} and {self.workers}")
         if not self.action_noise_rad >= 0:
             raise ConfigError(f"action noise must be >= 0 rad, got {self.action_noise_rad}")
+        if not self.grasp_gate_m >= 0:
+            raise ConfigError(f"grasp gate must be >= 0 m, got {self.grasp_gate_m}")
         if not 100.0 % self.fps == 0:  # checked again against the embodiment's rate by the rollout
             raise ConfigError(f"--fps {self.fps} must divide the 100 Hz control rate (e.g. 10, 20, 25, 50)")
 
 
 def _episode(
-    job: tuple[str, str, int, float, tuple[int, int] | None, float],
+    job: tuple[str, str, int, float, tuple[int, int] | None, float, float],
 ) -> tuple[str, int, Episode | None, bool]:
     """Worker: one seeded expert episode, recorded."""
     from gen0_policy.sim.env import make_env
     from gen0_policy.sim.policies import ExpertController
     from gen0_policy.sim.rollout import RolloutConfig, run_episode
 
-    embodiment, task, seed, fps, size, noise = job
-    key = (embodiment, task)
+    embodiment, task, seed, fps, size, noise, gate_m = job
+    key = (embodiment, task, gate_m)
     if key not in _ENVS:  # rendered at the embodiment's own camera resolution, as a robot records
-        _ENVS[key] = (make_env(embodiment, task, seed=seed), ExpertController())
+        _ENVS[key] = (make_env(embodiment, task, seed=seed), ExpertController(gate_m))
     env, controller = _ENVS[key]
     result = run_episode(env, controller, seed, RolloutConfig(record_fps=fps, image_size=size, action_noise_rad=noise))
     return task, seed, result.episode, result.success
@@ -135,6 +138,7 @@ def collect(config: CollectConfig, out: Path, progress: bool = False) -> dict[st
             config.fps,
             config.image_size and tuple(config.image_size),
             config.action_noise_rad,
+            config.grasp_gate_m,
         )
         for task in config.tasks
         for i in range(config.episodes)

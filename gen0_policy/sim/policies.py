@@ -18,12 +18,13 @@ from gen0_policy.sim.experts import Controller, ScriptedExpert, make_expert
 class ExpertController:
     """The scripted expert, re-made when the environment changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, grasp_gate_m: float = 0.0) -> None:
         self._expert = None
+        self.grasp_gate_m = grasp_gate_m  # experts.py: grasp and release only with the hand this close
 
     def reset(self, env: SimEnv) -> None:
         if self._expert is None or self._expert.env is not env:
-            self._expert = make_expert(env)
+            self._expert = make_expert(env, self.grasp_gate_m)
         else:
             self._expert.reset(env)
 

@@ -92,7 +92,9 @@ class Probe:
         self.change_state = n.create_client(ChangeState, f"{NODE}/change_state")
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(n)
-        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinning = threading.Event()
+        self._spinning.set()
+        self._spin = threading.Thread(target=self._spin_until_closed, daemon=True)
         self._spin.start()
         # The fake robot, driven from its own thread: what it publishes is set by these fields.
         self.sim_time = 100.0
@@ -164,12 +166,19 @@ class Probe:
             last = self.statuses[-1] if self.statuses else None
             raise AssertionError(f"last status: {last and (last.state, last.reason)}") from None
 
+    def _spin_until_closed(self) -> None:
+        while self._spinning.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
     def close(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+        # Out of the wait set before the executor goes: shutting it down under a spinning thread let
+        # the thread wait on the executor's destroyed guard condition (an AttributeError in CI).
+        self._spinning.clear()
+        self._spin.join(10)
         self.executor.shutdown()
-        self._spin.join(10)  # spin must be out of its wait set before the context goes
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
 

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from gen0_policy.errors import ConfigError
-from gen0_policy.sim import available_tasks, make_env
+from gen0_policy.sim import available_tasks, experts, make_env
 from gen0_policy.sim.experts import make_expert
 from gen0_policy.sim.ik import DifferentialIK
-from gen0_policy.sim.rollout import RolloutConfig, run_episode
+from gen0_policy.sim.policies import ExpertController
+from gen0_policy.sim.rollout import ActionNoise, RolloutConfig, run_episode
 from gen0_policy.sim.tasks import TASKS
 
 PAIRS = [(emb, task) for emb in ("ur5e", "panda", "g1") for task in available_tasks(emb)]
@@ -134,8 +135,6 @@ def test_a_grasp_waits_above_the_object_until_the_measured_hand_is_there():
     """The expert closes when its fingers are around the object, not at a time: the plan holds above
     the cube while the measured hand is elsewhere (gripper open), goes on once it is there, and gives up
     waiting after GATE_MAX_S."""
-    from gen0_policy.sim import experts
-
     env = make_env("panda", "pick_place", seed=0, camera_size=(32, 24))
     env.reset(3)
     assert not make_expert(env).gates  # off by default: the grasps of the shipped checkpoint's data
@@ -178,8 +177,6 @@ def test_demonstrations_with_recoveries_close_the_gripper_only_over_the_object()
     """With the arm pushed off the plan (action noise), every grasp in the data is commanded with the
     measured hand over the cube, and the perturbation dies away while the expert waits there."""
     env = make_env("panda", "pick_place", seed=0, camera_size=(32, 24))
-    from gen0_policy.sim.policies import ExpertController
-
     controller = ExpertController(grasp_gate_m=0.005)  # as `gen0 sim collect --grasp-gate-mm 5` drives it
     ik = DifferentialIK(env.model, env.embodiment, "tcp", list(env.embodiment.joint_names[:7]))
     for seed in (11, 12):
@@ -197,8 +194,6 @@ def test_demonstrations_with_recoveries_close_the_gripper_only_over_the_object()
 
 def test_calm_action_noise_decays_to_nothing():
     env = make_env("panda", "reach", seed=0, camera_size=(32, 24))
-    from gen0_policy.sim.rollout import ActionNoise
-
     noise = ActionNoise(env, RolloutConfig(action_noise_rad=0.02), seed=1)
     q = env.embodiment.home
     for _ in range(300):

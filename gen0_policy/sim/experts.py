@@ -208,14 +208,17 @@ class ScriptedExpert:
     def duration(self) -> float:
         return max(p.duration for p in self.plans)
 
-    def _gated(self, hand: int, point: np.ndarray, grip: float) -> None:
-        """Go above ``point``, wait there until the measured hand is, go down and set the gripper."""
-        plan = self.plans[hand]
-        plan.move(point + np.array([0.0, 0.0, GATE_HEIGHT_M]))
-        gate = Gate(plan.t, hand % len(self.plans), plan.position.copy())
+    def _grip_at(self, point: np.ndarray, grip: float) -> None:
+        """Go down to ``point`` and set the last hand's gripper; with a grasp gate, first wait above it
+        until the measured hand is there."""
+        plan, gate = self.plans[-1], None
+        if self.grasp_gate_m:
+            plan.move(point + np.array([0.0, 0.0, GATE_HEIGHT_M]))
+            gate = Gate(plan.t, len(self.plans) - 1, plan.position.copy())
         plan.move(point, speed=0.2).wait(self.grip_s, grip=grip)
-        gate.calm_until = plan.t
-        self.gates.append(gate)
+        if gate is not None:
+            gate.calm_until = plan.t
+            self.gates.append(gate)
 
     def _hover(self, xy: np.ndarray) -> np.ndarray:
         return np.array([xy[0], xy[1], self.env.layout.hover])
@@ -265,14 +268,9 @@ class ScriptedExpert:
         self.yaw[-1] = self.grip_yaw + _wrap_quarter(_body_yaw(self.env, obj))
         plan = self.plans[-1]
         plan.move(self._hover(pick), grip=0.0)
-        if not self.grasp_gate_m:
-            plan.move(pick, speed=0.2).wait(self.grip_s, grip=1.0)
-            plan.move(self._hover(pick)).move(self._hover(place)).move(place, speed=0.2)
-            plan.wait(self.grip_s, grip=0.0).move(self._hover(place))
-            return
-        self._gated(-1, pick, grip=1.0)
+        self._grip_at(pick, grip=1.0)
         plan.move(self._hover(pick)).move(self._hover(place))
-        self._gated(-1, place, grip=0.0)
+        self._grip_at(place, grip=0.0)
         plan.move(self._hover(place))
 
     def _plan_pick_place(self, t: dict[str, np.ndarray]) -> None:

@@ -19,26 +19,22 @@ class ExpertController:
     """The scripted expert, re-made when the environment changes."""
 
     def __init__(self, grasp_gate_m: float = 0.0) -> None:
-        self._expert = None
+        self.expert: ScriptedExpert | None = None
         self.grasp_gate_m = grasp_gate_m  # experts.py: grasp and release only with the hand this close
 
     def reset(self, env: SimEnv) -> None:
-        if self._expert is None or self._expert.env is not env:
-            self._expert = make_expert(env, self.grasp_gate_m)
+        if self.expert is None or self.expert.env is not env:
+            self.expert = make_expert(env, self.grasp_gate_m)
         else:
-            self._expert.reset(env)
+            self.expert.reset(env)
 
     def act(self, observation: dict[str, Any]) -> np.ndarray:
-        return self._expert.act(observation)
-
-    @property
-    def expert(self) -> ScriptedExpert | None:
-        return self._expert
+        return self.expert.act(observation)
 
     @property
     def settling(self) -> bool:
         """The expert waits at a grasp or release for the arm (the rollout calms its perturbation)."""
-        return self._expert is not None and self._expert.settling
+        return self.expert is not None and self.expert.settling
 
 
 class CheckpointController:

@@ -42,6 +42,7 @@ PANDA = load_embodiment("panda")
 ARM = list(PANDA.controller("joint_trajectory_controller").joints)
 GRIPPER = list(PANDA.controller("gripper_controller").joints)
 NODE = "/gen0_policy"
+NO_SUCH_TRANSITION = 200  # refused by every lifecycle node: a harmless request
 
 
 def make_checkpoint(path: Path, run: str) -> Path:
@@ -90,6 +91,7 @@ class Probe:
             c.name: n.create_publisher(Image, f"/{c.name}/image_raw", qos_profile_sensor_data) for c in PANDA.cameras
         }
         self.change_state = n.create_client(ChangeState, f"{NODE}/change_state")
+        self._change_state_warm = False
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(n)
         self._spinning = threading.Event()
@@ -139,6 +141,9 @@ class Probe:
 
     def transition(self, transition_id: int) -> bool:
         assert self.change_state.wait_for_service(timeout_sec=30), "no lifecycle service"
+        if not self._change_state_warm:  # a transition whose answer is lost cannot be asked again
+            warm_up(self.change_state, ChangeState.Request(transition=Transition(id=NO_SUCH_TRANSITION)))
+            self._change_state_warm = True
         future = self.change_state.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
         wait_until(future.done, 120, what=f"lifecycle transition {transition_id}")
         return future.result().success
@@ -416,7 +421,7 @@ def test_invalid_transitions_and_parameters_are_refused_and_the_node_lives(proce
     assert not probe.transition(Transition.TRANSITION_CONFIGURE)
     probe.status(PolicyStatus.STATE_FAULT, "status_rate must be in [2, 1000]")
     assert not probe.transition(Transition.TRANSITION_ACTIVATE)  # after a failed configure
-    assert not probe.transition(200)  # no such transition at all
+    assert not probe.transition(NO_SUCH_TRANSITION)
     reply = probe.call(SetParameters, "set_parameters", SetParameters.Request(parameters=[rate(20.0)]))
     assert reply.results[0].successful
     assert probe.transition(Transition.TRANSITION_CONFIGURE)

@@ -87,14 +87,35 @@ class Client:
         self.node = rclpy.create_node("recorder_test_client", context=self.context)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        # The stop client is created last: see warm_up.
         self.start_cli = self.node.create_client(StartEpisode, "/recorder/start_episode")
         self.stop_cli = self.node.create_client(StopEpisode, "/recorder/stop_episode")
+        self.warm = False
         self.StartEpisode, self.StopEpisode = StartEpisode, StopEpisode
         self.infos: list = []
         latched = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(EpisodeInfo, "/episode_info", self.infos.append, latched)
 
+    def warm_up(self, attempts: int = 10, attempt_timeout: float = 2.0) -> None:
+        """Ask to stop (harmless before any start) until an answer comes. FastDDS drops the answer to a
+        request sent before the server discovered this client's response reader, however long
+        wait_for_service waited (ros2/rmw_fastrtps#842; a CI run lost a start's answer so). A
+        participant's readers are announced in creation order over a reliable channel, so an answer
+        on the stop client, created last, means the start client's reader is known too."""
+        wait_until(lambda: self.stop_cli.wait_for_service(timeout_sec=0.1), 20.0, what="service /recorder/stop_episode")
+        for _ in range(attempts):
+            future = self.stop_cli.call_async(self.StopEpisode.Request())
+            self.executor.spin_until_future_complete(future, timeout_sec=attempt_timeout)
+            if future.done():
+                assert "no episode is recording" in future.result().message, future.result().message
+                self.warm = True
+                return
+            self.stop_cli.remove_pending_request(future)
+        raise AssertionError(f"no answer from /recorder/stop_episode in {attempts} calls")
+
     def call(self, client, request, timeout: float = 20.0):
+        if not self.warm:
+            self.warm_up()
         wait_until(lambda: client.wait_for_service(timeout_sec=0.1), timeout, what=f"service {client.srv_name}")
         future = client.call_async(request)
         self.executor.spin_until_future_complete(future, timeout_sec=timeout)

@@ -25,6 +25,7 @@ import numpy as np
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.paths import shipped_checkpoint
 from gen0_policy.sim.env import SimEnv
+from gen0_policy.sim.ik import DifferentialIK
 from gen0_policy.sim.policies import CheckpointController
 from gen0_policy.sim.rollout import RolloutConfig, run_episode
 
@@ -32,10 +33,19 @@ from gen0_policy.sim.rollout import RolloutConfig, run_episode
 def settle(env: SimEnv, controller: CheckpointController, seed: int, seconds: float) -> dict:
     distances_m: list[float] = []
     times_s: list[float] = []
+    closest: dict = {"distance_m": np.inf}
+    # Where the commanded joints would put the hand: a miss the commands share is the network's,
+    # one they do not is the arm's tracking.
+    kinematics = DifferentialIK(env.model, env.embodiment, env.task.layout.tcp_sites[-1], [])
 
     def measure(env: SimEnv) -> None:
-        distances_m.append(float(np.linalg.norm(env.task.tcp(env.data) - env.task.targets["target"])))
+        target = env.task.targets["target"]
+        offset = env.task.tcp(env.data) - target
+        distances_m.append(float(np.linalg.norm(offset)))
         times_s.append(env.time)
+        if distances_m[-1] < closest["distance_m"]:
+            commanded = kinematics.forward(env.targets)[0] - target
+            closest.update(distance_m=distances_m[-1], offset_m=offset, commanded_offset_m=commanded)
 
     run_episode(env, controller, seed, RolloutConfig(max_duration=seconds, stop_at_success=False), measure)
     tolerance = env.task.tolerance
@@ -44,6 +54,9 @@ def settle(env: SimEnv, controller: CheckpointController, seed: int, seconds: fl
     d = np.asarray(distances_m)
     return {
         "seed": seed,
+        "target_m": np.round(env.task.targets["target"], 4).tolist(),
+        "offset_at_closest_m": np.round(closest["offset_m"], 4).tolist(),  # hand - target (x, y, z)
+        "commanded_offset_at_closest_m": np.round(closest["commanded_offset_m"], 4).tolist(),
         "touched": first_s is not None,  # what the rollout counts as a success
         "first_within_s": first_s,
         "closest_m": round(float(d.min()), 4),

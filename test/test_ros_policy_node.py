@@ -90,6 +90,18 @@ class Probe:
         self.image_pubs = {
             c.name: n.create_publisher(Image, f"/{c.name}/image_raw", qos_profile_sensor_data) for c in PANDA.cameras
         }
+        # One client per service, created before change_state: the first answered lifecycle call
+        # (see transition) then means the node knows all of them. A participant's readers are
+        # announced in creation order over a reliable channel, and FastDDS drops the answer to a
+        # client whose reply reader the server has not discovered (ros2/rmw_fastrtps#842).
+        self.clients = {
+            name: n.create_client(srv, f"{NODE}/{name}")
+            for srv, name in (
+                (SetInstruction, "set_instruction"),
+                (LoadCheckpoint, "load_checkpoint"),
+                (SetParameters, "set_parameters"),
+            )
+        }
         self.change_state = n.create_client(ChangeState, f"{NODE}/change_state")
         self._change_state_warm = False
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
@@ -139,17 +151,23 @@ class Probe:
             msg.encoding = self.encoding
         return msg
 
-    def transition(self, transition_id: int) -> bool:
+    def warm_up(self) -> None:
+        """Ask for a transition no node accepts until one is answered: a real transition, or a load,
+        whose answer is lost cannot be asked again."""
         assert self.change_state.wait_for_service(timeout_sec=30), "no lifecycle service"
-        if not self._change_state_warm:  # a transition whose answer is lost cannot be asked again
+        if not self._change_state_warm:
             warm_up(self.change_state, ChangeState.Request(transition=Transition(id=NO_SUCH_TRANSITION)))
             self._change_state_warm = True
+
+    def transition(self, transition_id: int) -> bool:
+        self.warm_up()
         future = self.change_state.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
         wait_until(future.done, 120, what=f"lifecycle transition {transition_id}")
         return future.result().success
 
-    def call(self, srv_type, name: str, request):
-        client = self.node.create_client(srv_type, f"{NODE}/{name}")
+    def call(self, name: str, request):
+        self.warm_up()
+        client = self.clients[name]
         assert client.wait_for_service(timeout_sec=20)
         future = client.call_async(request)
         wait_until(future.done, 120, what=name)
@@ -337,14 +355,14 @@ def test_services_hot_swap_and_run_task(processes, probe, checkpoints) -> None:
     )
     status = probe.status(PolicyStatus.STATE_RUNNING, timeout=90)
     assert status.instruction == "reach the cube"
-    reply = probe.call(SetInstruction, "set_instruction", SetInstruction.Request(instruction="open the gripper"))
+    reply = probe.call("set_instruction", SetInstruction.Request(instruction="open the gripper"))
     assert reply.success
     wait_until(lambda: probe.statuses[-1].instruction == "open the gripper", 10, what="instruction")
 
-    reply = probe.call(LoadCheckpoint, "load_checkpoint", LoadCheckpoint.Request(path="/no/such/checkpoint"))
+    reply = probe.call("load_checkpoint", LoadCheckpoint.Request(path="/no/such/checkpoint"))
     assert not reply.success and "no checkpoint" in reply.message and reply.checkpoint_id.startswith("first-")
     count = len(probe.arm)
-    reply = probe.call(LoadCheckpoint, "load_checkpoint", LoadCheckpoint.Request(path=str(checkpoints[1])))
+    reply = probe.call("load_checkpoint", LoadCheckpoint.Request(path=str(checkpoints[1])))
     assert reply.success and reply.checkpoint_id.startswith("second-") and reply.load_time > 0
     wait_until(lambda: probe.statuses[-1].checkpoint_id.startswith("second-"), 20, what="swap")
     assert len(probe.arm) > count  # commands kept flowing through the load
@@ -422,7 +440,7 @@ def test_invalid_transitions_and_parameters_are_refused_and_the_node_lives(proce
     probe.status(PolicyStatus.STATE_FAULT, "status_rate must be in [2, 1000]")
     assert not probe.transition(Transition.TRANSITION_ACTIVATE)  # after a failed configure
     assert not probe.transition(NO_SUCH_TRANSITION)
-    reply = probe.call(SetParameters, "set_parameters", SetParameters.Request(parameters=[rate(20.0)]))
+    reply = probe.call("set_parameters", SetParameters.Request(parameters=[rate(20.0)]))
     assert reply.results[0].successful
     assert probe.transition(Transition.TRANSITION_CONFIGURE)
     assert probe.transition(Transition.TRANSITION_ACTIVATE)
@@ -451,7 +469,7 @@ def test_an_uncertainty_calibration_file_sets_the_signal_and_threshold(processes
     path = Calibration("sample_spread", 1e-6, num_samples=2).save(tmp_path / "calibration.json")
     value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(path))
     request = SetParameters.Request(parameters=[Parameter(name="uncertainty_calibration", value=value)])
-    assert probe.call(SetParameters, "set_parameters", request).results[0].successful
+    assert probe.call("set_parameters", request).results[0].successful
     assert probe.transition(Transition.TRANSITION_CONFIGURE)
     assert probe.transition(Transition.TRANSITION_ACTIVATE)
     status = probe.status(PolicyStatus.STATE_UNCERTAIN, "(sample_spread)", timeout=60)

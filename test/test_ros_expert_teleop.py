@@ -17,7 +17,7 @@ from test_ros_recorder import Client, start_recorder
 from test_ros_sim_node import ARM, PANDA, Probe
 from trajectory_msgs.msg import JointTrajectory
 
-from conftest import wait_until
+from conftest import wait_until, warm_up
 from gen0_msgs.msg import TaskStatus
 from gen0_msgs.srv import ResetTask
 from gen0_policy.ros import conversions as conv
@@ -65,6 +65,7 @@ def test_expert_teleop_publishes_commands_that_solve_the_task_and_get_recorded(p
         started = client.start(instruction="reach the target", operator_name="scripted expert")
         assert started.success, started.message
         wait_until(lambda: reset.wait_for_service(timeout_sec=0.1), what="/gen0_sim/reset")
+        warm_up(reset, ResetTask.Request(task="no_such_task", seed=0))  # refused: changes nothing
         old = wait_until(lambda: probe.latest.get("/task_status"), what="/task_status").episode
         future = reset.call_async(ResetTask.Request(seed=4))
         answer = wait_until(lambda: future.result(), what="the reset answer")

@@ -26,7 +26,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from conftest import wait_until
+from conftest import wait_until, warm_up
 from gen0_msgs.action import RunTask
 from gen0_msgs.msg import ActionChunk, PolicyStatus
 from gen0_msgs.srv import LoadCheckpoint, SetInstruction
@@ -481,20 +481,6 @@ def rate(value: float):
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 
     return Parameter(name="status_rate", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
-
-
-def warm_up(client, request, attempts: int = 10) -> None:
-    """Call until one answer arrives: then both DDS endpoints of this client know each other."""
-    assert client.wait_for_service(timeout_sec=20)
-    for _ in range(attempts):
-        future = client.call_async(request)
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline and not future.done():
-            time.sleep(0.02)
-        if future.done():
-            return
-        client.remove_pending_request(future)
-    raise AssertionError(f"no answer from {client.srv_name} in {attempts} calls")
 
 
 def test_status_ticks_on_several_threads_complete_every_future_a_waiter_picked_up() -> None:

@@ -78,6 +78,7 @@ def main() -> None:
     ended_tasks = 0  # topic batches after which the node rightly rested: a TaskStatus success ended its goal
     try:
         listener.status(PolicyStatus.STATE_RUNNING, timeout=180)
+        attacker.warm_up()
         oracle.max_status_gap = 0.0  # judged from here on
         judged_from = time.monotonic()
         deadline = time.monotonic() + args.seconds

@@ -224,6 +224,28 @@ class Attacker:
         self.history: deque[tuple[float, tuple]] = deque(maxlen=5000)  # (monotonic time, attack): the recent ones
         self.status_rates: list[tuple[float, object]] = []  # (monotonic time, value) of each accepted status_rate
 
+    def warm_up(self, attempts: int = 10, attempt_timeout: float = 2.0) -> None:
+        """Before any attack: ask until answered for the node's state (get_state's client is created
+        after the other services', and a participant's readers are announced in order) and send a goal
+        it refuses at once (a negative timeout). FastDDS drops the answer to a request sent before the
+        server discovered the client (ros2/rmw_fastrtps#842), which the oracle would count as a request
+        never answered."""
+
+        def answered(send) -> bool:
+            for _ in range(attempts):
+                future = send()
+                deadline = time.monotonic() + attempt_timeout
+                while not future.done() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                if future.done():
+                    return True
+            return False
+
+        client = self.clients["get_state"]
+        assert client.wait_for_service(timeout_sec=30) and self.action.wait_for_server(timeout_sec=30)
+        assert answered(lambda: client.call_async(GetState.Request())), "get_state never answered"
+        assert answered(lambda: self.action.send_goal_async(RunTask.Goal(timeout=-1.0))), "run_task never answered"
+
     # --- plumbing
     def _stamp(self, stamp: tuple[str, float]) -> float:
         kind, value = stamp

@@ -59,6 +59,7 @@ def fuzzed(tmp_path_factory):
         oracle = Oracle()
         attacker = Attacker(probe, oracle, paths)
         probe.status(PolicyStatus.STATE_RUNNING, timeout=120)
+        attacker.warm_up()
         yield attacker, oracle, policy
         probe.close()
     finally:

@@ -161,20 +161,3 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: s
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def warm_up(client, request, attempts: int = 10, service_timeout: float = 20.0) -> None:
-    """Call ``client`` with a harmless ``request`` until one answer arrives (the client's node must be
-    spinning elsewhere). FastDDS drops the answer to a request sent before the server discovered the
-    client's reply reader, however long wait_for_service waited (ros2/rmw_fastrtps#842): warm a client
-    up before a request that cannot be asked twice, or a burst."""
-    assert client.wait_for_service(timeout_sec=service_timeout), f"no service {client.srv_name}"
-    for _ in range(attempts):
-        future = client.call_async(request)
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline and not future.done():
-            time.sleep(0.02)
-        if future.done():
-            return
-        client.remove_pending_request(future)
-    raise AssertionError(f"no answer from {client.srv_name} in {attempts} calls")

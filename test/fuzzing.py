@@ -26,6 +26,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
+from discovery import first_answer, warm_up
 from gen0_msgs.action import RunTask
 from gen0_msgs.msg import PolicyStatus, TaskStatus
 from gen0_msgs.srv import LoadCheckpoint, SetInstruction
@@ -224,27 +225,13 @@ class Attacker:
         self.history: deque[tuple[float, tuple]] = deque(maxlen=5000)  # (monotonic time, attack): the recent ones
         self.status_rates: list[tuple[float, object]] = []  # (monotonic time, value) of each accepted status_rate
 
-    def warm_up(self, attempts: int = 10, attempt_timeout: float = 2.0) -> None:
-        """Before any attack: ask until answered for the node's state (get_state's client is created
-        after the other services', and a participant's readers are announced in order) and send a goal
-        it refuses at once (a negative timeout). FastDDS drops the answer to a request sent before the
-        server discovered the client (ros2/rmw_fastrtps#842), which the oracle would count as a request
-        never answered."""
-
-        def answered(send) -> bool:
-            for _ in range(attempts):
-                future = send()
-                deadline = time.monotonic() + attempt_timeout
-                while not future.done() and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                if future.done():
-                    return True
-            return False
-
-        client = self.clients["get_state"]
-        assert client.wait_for_service(timeout_sec=30) and self.action.wait_for_server(timeout_sec=30)
-        assert answered(lambda: client.call_async(GetState.Request())), "get_state never answered"
-        assert answered(lambda: self.action.send_goal_async(RunTask.Goal(timeout=-1.0))), "run_task never answered"
+    def warm_up(self) -> None:
+        """Before any attack (discovery.py): ask for the node's state, whose client is created after the
+        other services', and send a goal it refuses at once (a negative timeout), until answered;
+        otherwise a discovery race would count as a request never answered."""
+        assert self.action.wait_for_server(timeout_sec=30), "no run_task action server"
+        warm_up(self.clients["get_state"], GetState.Request(), service_timeout=30)
+        first_answer(lambda: self.action.send_goal_async(RunTask.Goal(timeout=-1.0)), "run_task")
 
     # --- plumbing
     def _stamp(self, stamp: tuple[str, float]) -> float:

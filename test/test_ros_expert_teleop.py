@@ -17,7 +17,8 @@ from test_ros_recorder import Client, start_recorder
 from test_ros_sim_node import ARM, PANDA, Probe
 from trajectory_msgs.msg import JointTrajectory
 
-from conftest import wait_until, warm_up
+from conftest import wait_until
+from discovery import warm_up
 from gen0_msgs.msg import TaskStatus
 from gen0_msgs.srv import ResetTask
 from gen0_policy.ros import conversions as conv

@@ -26,7 +26,8 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from conftest import wait_until, warm_up
+from conftest import wait_until
+from discovery import warm_up
 from gen0_msgs.action import RunTask
 from gen0_msgs.msg import ActionChunk, PolicyStatus
 from gen0_msgs.srv import LoadCheckpoint, SetInstruction

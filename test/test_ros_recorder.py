@@ -18,6 +18,7 @@ from mcap.reader import NonSeekingReader
 from mcap_ros2.decoder import DecoderFactory
 
 from conftest import wait_until
+from discovery import first_answer
 
 pytestmark = pytest.mark.ros
 
@@ -96,22 +97,17 @@ class Client:
         latched = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(EpisodeInfo, "/episode_info", self.infos.append, latched)
 
-    def warm_up(self, attempts: int = 10, attempt_timeout: float = 2.0) -> None:
-        """Ask to stop (harmless before any start) until an answer comes. FastDDS drops the answer to a
-        request sent before the server discovered this client's response reader, however long
-        wait_for_service waited (ros2/rmw_fastrtps#842; a CI run lost a start's answer so). A
-        participant's readers are announced in creation order over a reliable channel, so an answer
-        on the stop client, created last, means the start client's reader is known too."""
+    def warm_up(self) -> None:
+        """Ask to stop (harmless before any start) until answered (discovery.py): the stop client,
+        created last, then covers the start client too; a CI run lost a start's answer without it."""
         wait_until(lambda: self.stop_cli.wait_for_service(timeout_sec=0.1), 20.0, what="service /recorder/stop_episode")
-        for _ in range(attempts):
-            future = self.stop_cli.call_async(self.StopEpisode.Request())
-            self.executor.spin_until_future_complete(future, timeout_sec=attempt_timeout)
-            if future.done():
-                assert "no episode is recording" in future.result().message, future.result().message
-                self.warm = True
-                return
-            self.stop_cli.remove_pending_request(future)
-        raise AssertionError(f"no answer from /recorder/stop_episode in {attempts} calls")
+        answer = first_answer(
+            lambda: self.stop_cli.call_async(self.StopEpisode.Request()),
+            self.stop_cli.srv_name,
+            wait=lambda future, timeout: self.executor.spin_until_future_complete(future, timeout_sec=timeout),
+        )
+        assert "no episode is recording" in answer.message, answer.message
+        self.warm = True
 
     def call(self, client, request, timeout: float = 20.0):
         if not self.warm:

@@ -18,7 +18,8 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from conftest import wait_until, warm_up
+from conftest import wait_until
+from discovery import warm_up
 from gen0_msgs.msg import TaskStatus
 from gen0_msgs.srv import ResetTask
 from gen0_policy.embodiment import load_embodiment

@@ -138,8 +138,9 @@ class Probe:
             arm = [t for t in self.arm[-1:]]
             if arm:  # track the arm command perfectly: the newest trajectory where it is now
                 self.position[: len(ARM)] = trajectory_position(arm[0], self.sim_time)
-            positions = [self.position[PANDA.joint_names.index(j)] for j in self.joint_names]
-            self.joint_pub.publish(conv.joint_state_msg(self.joint_names, np.array(positions), stamp=self.sim_time))
+            names = self.joint_names  # read once: the test swaps the list while this thread runs
+            positions = [self.position[PANDA.joint_names.index(j)] for j in names]
+            self.joint_pub.publish(conv.joint_state_msg(names, np.array(positions), stamp=self.sim_time))
             if k % 3 == 0:
                 for pub in self.image_pubs.values():
                     pub.publish(self._image())

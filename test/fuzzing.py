@@ -33,6 +33,7 @@ from gen0_msgs.srv import LoadCheckpoint, SetInstruction
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.ros import conversions as conv
 from gen0_policy.ros.action_client import ThreadSafeActionClient
+from spinning import Spinner
 
 PANDA = load_embodiment("panda")
 ARM = list(PANDA.controller("joint_trajectory_controller").joints)
@@ -431,7 +432,7 @@ class Listener:
         }
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(n)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.spinner = Spinner(self.executor).start()
 
     def _on_joints(self, msg: JointState) -> None:
         with contextlib.suppress(Exception):  # our own attacks are on this topic too
@@ -449,6 +450,6 @@ class Listener:
         raise AssertionError(f"no status {state} within {timeout} s; last: {last and (last.state, last.reason)}")
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.spinner.stop()
         self.node.destroy_node()
         self.rclpy.shutdown(context=self.context)

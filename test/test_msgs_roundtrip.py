@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -13,6 +11,7 @@ from gen0_msgs.action import PostTrain
 from gen0_msgs.msg import PolicyStatus
 from gen0_msgs.srv import LoadCheckpoint
 from gen0_policy.ros.action_client import ThreadSafeActionClient
+from spinning import Spinner
 
 pytestmark = pytest.mark.ros
 
@@ -24,13 +23,11 @@ def node():
     node = rclpy.create_node("msgs_roundtrip_test", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
+    spinner = Spinner(executor).start()
     yield node
-    executor.shutdown()
+    spinner.stop()
     node.destroy_node()
     rclpy.shutdown(context=context)
-    thread.join(timeout=5)
 
 
 def test_topic_service_and_action_cross_processes(node, processes):

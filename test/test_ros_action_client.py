@@ -17,6 +17,7 @@ from rclpy.node import Node
 from conftest import wait_until
 from gen0_msgs.action import RunTask
 from gen0_policy.ros.action_client import ThreadSafeActionClient
+from spinning import Spinner
 
 pytestmark = pytest.mark.ros
 
@@ -71,8 +72,7 @@ def graph():
     executor = MultiThreadedExecutor(num_threads=4, context=context)
     executor.add_node(server_node)
     executor.add_node(client_node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
+    spinner = Spinner(executor).start()
 
     def make(cls):
         client = cls(client_node, RunTask, "race")
@@ -83,7 +83,7 @@ def graph():
     yield make, release
     release.set()
     time.sleep(0.2)  # let a held goal finish before its server goes away
-    executor.shutdown()
+    spinner.stop()
     rclpy.shutdown(context=context)
 
 

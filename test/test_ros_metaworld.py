@@ -6,7 +6,6 @@ the simulated hand follows them."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from conftest import wait_until
 from gen0_msgs.msg import PolicyStatus
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.ros import conversions as conv
+from spinning import Spinner
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -63,11 +63,10 @@ class Listener:
         n.create_subscription(PolicyStatus, "/gen0_policy/status", self.statuses.append, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(n)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spinner = Spinner(self.executor).start()
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.spinner.stop()
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
 

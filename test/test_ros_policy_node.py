@@ -36,6 +36,7 @@ from gen0_policy.ros import conversions as conv
 from gen0_policy.ros.action_client import ThreadSafeActionClient
 from gen0_policy.ros.policy_node import StatusTicks
 from gen0_policy.runtime.task import WAITING_FOR_GOAL
+from spinning import Spinner
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
 
@@ -107,10 +108,7 @@ class Probe:
         self._change_state_warm = False
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(n)
-        self._spinning = threading.Event()
-        self._spinning.set()
-        self._spin = threading.Thread(target=self._spin_until_closed, daemon=True)
-        self._spin.start()
+        self.spinner = Spinner(self.executor).start()
         # The fake robot, driven from its own thread: what it publishes is set by these fields.
         self.sim_time = 100.0
         self.position = PANDA.home.copy()
@@ -191,19 +189,11 @@ class Probe:
             last = self.statuses[-1] if self.statuses else None
             raise AssertionError(f"last status: {last and (last.state, last.reason)}") from None
 
-    def _spin_until_closed(self) -> None:
-        while self._spinning.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
-
     def close(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        # Out of the wait set before the executor goes: shutting it down under a spinning thread let
-        # the thread wait on the executor's destroyed guard condition (an AttributeError in CI).
-        self._spinning.clear()
-        self._spin.join(10)
-        self.executor.shutdown()
+        self.spinner.stop()
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
 

@@ -4,7 +4,6 @@ second goal at once; cancel keeps the last good checkpoint; bad data aborts with
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from gen0_msgs.action import PostTrain
 from gen0_msgs.msg import PolicyStatus
 from gen0_policy.model.checkpoint import load_policy
 from gen0_policy.ros.action_client import ThreadSafeActionClient
+from spinning import Spinner
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
 
@@ -47,7 +47,7 @@ class Client:
         self.node.create_subscription(PolicyStatus, "/gen0_policy/status", self.statuses.append, 10)
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.spinner = Spinner(self.executor).start()
         assert self.action.wait_for_server(timeout_sec=60), f"no action server on {ACTION}"
         self._warm_up()
 
@@ -78,7 +78,7 @@ class Client:
         return future.result().status, future.result().result
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.spinner.stop()
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
 

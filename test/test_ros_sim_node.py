@@ -4,7 +4,6 @@ keeps running, images/camera_info/clock/task status arrive, and the seeded reset
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -24,6 +23,7 @@ from gen0_msgs.msg import TaskStatus
 from gen0_msgs.srv import ResetTask
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.ros import conversions as conv
+from spinning import Spinner
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(180)]
 
@@ -43,7 +43,7 @@ class Probe:
         self.counts: dict[str, int] = {}
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.spinner = Spinner(self.executor)
 
     def listen(self, msg_type, topic: str, qos=10) -> None:
         def store(msg, topic=topic):
@@ -53,14 +53,14 @@ class Probe:
         self.node.create_subscription(msg_type, topic, store, qos)
 
     def start(self) -> Probe:
-        self.thread.start()
+        self.spinner.start()
         return self
 
     def joints(self) -> np.ndarray:
         return conv.joint_state_positions(self.latest["/joint_states"], PANDA.joint_names)
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.spinner.stop()
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
 

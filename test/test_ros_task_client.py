@@ -15,6 +15,7 @@ from rclpy.node import Node
 
 from gen0_msgs.action import RunTask
 from gen0_policy.ros.task_client import TaskClient
+from spinning import Spinner
 
 pytestmark = pytest.mark.ros
 
@@ -42,11 +43,11 @@ def slow_task_server():
     ActionServer(node, RunTask, "/gen0_policy/run_task", execute)
     executor = MultiThreadedExecutor(num_threads=2, context=context)
     executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = Spinner(executor).start()
     yield stall
     closing.set()
     time.sleep(0.2)  # the goal's loop ends before its publishers go
-    executor.shutdown()
+    spinner.stop()
     node.destroy_node()
     rclpy.shutdown(context=context)
 

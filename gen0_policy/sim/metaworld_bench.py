@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gen0_policy.errors import ConfigError
-from gen0_policy.sim.metaworld_env import DIFFICULTY, difficulty, suite_tasks, task_name
+from gen0_policy.sim.metaworld_env import DIFFICULTY, SUITES, difficulty, suite_tasks, task_name
 
 PROTOCOL_KEYS = ("suite", "episodes", "seed", "max_steps", "policy_id")
 
@@ -231,7 +231,12 @@ def register(subparsers: Any) -> None:
         "the env reports success within its 500-step limit. Results are appended to a JSON-lines file as each "
         "episode ends; the same command resumes a partial run.",
     )
-    p.add_argument("--suite", choices=("mt10", "mt50"), default="mt10", help="benchmark suite")
+    p.add_argument(
+        "--suite",
+        choices=tuple(SUITES),
+        default="mt10",
+        help="benchmark suite (ml45_test: the 5 tasks ML45 holds out, for post-training studies)",
+    )
     p.add_argument(
         "--policy",
         choices=("checkpoint", "expert"),

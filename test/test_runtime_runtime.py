@@ -380,6 +380,34 @@ def test_a_robot_moved_elsewhere_restarts_the_stream_from_where_it_is_within_the
     wait_until(lambda: runtime.status().state == RuntimeState.RUNNING, 10, what="running again")
 
 
+def test_an_observation_measured_before_a_re_anchor_plans_nothing_after_it() -> None:
+    """The worker can take an observation, the control path then re-anchor at a teleported robot, and
+    the inference begin in the new epoch: its chunk started where the robot had been (the filter then
+    drove it back) and ended the hold. Found reading the fuzz benchmark's slowest recovery (a 1.4 rad
+    teleport). Nothing is started here, so every step is the test's."""
+    from gen0_policy.runtime.executors import infer
+
+    clock = ManualClock(10.0)
+    runtime = Runtime(GoalPolicy(goal=GOAL), EMB, RuntimeConfig(mode="harmonic"), clock=clock)
+    runtime.perception.put_image("cam0", image(3), 10.0)
+    runtime.perception.put_joints(np.zeros(3), 10.0)
+    runtime.tick()  # the stream starts at the measured position
+    before = runtime.perception.latest()
+    assert infer(runtime, before, harmonic=True) is not None  # fine until the robot moves
+    clock.advance(0.01)
+    elsewhere = np.array([-1.0, 1.0, -0.4])
+    runtime.perception.put_joints(elsewhere, 10.01)  # a teleport: faster than any joint moves
+    runtime.tick()
+    assert "re-anchored" in runtime.health.restart_reason
+    chunks = runtime.meters.chunks
+    assert infer(runtime, before, harmonic=True) is None  # measured before it: no plan, no end of the hold
+    assert runtime.meters.chunks == chunks and "re-anchored" in runtime.health.restart_reason
+    after = runtime.perception.latest()
+    chunk = infer(runtime, after, harmonic=True)
+    assert chunk is not None and not runtime.health.restart_reason
+    np.testing.assert_allclose(chunk.actions[0], elsewhere, atol=0.05)  # planned from where the robot is
+
+
 @pytest.mark.parametrize(
     ("mode", "drive", "needs_ticks"),
     [("harmonic", False, True), ("harmonic", True, False), ("synchronous", False, False), ("synchronous", True, False)],

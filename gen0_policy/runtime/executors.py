@@ -51,6 +51,8 @@ def infer(rt: Runtime, observation: Observation, harmonic: bool) -> Chunk | None
     returns the validated chunk, or None with the reason recorded in ``rt.health`` (or a clock jump)."""
     policy = rt.take_policy()
     epoch = rt.epoch
+    if rt.measured_before_restart(observation):
+        return None  # taken before a re-anchor, looked at after it: the next observation shows the robot
     started_at = rt.clock.now()
     # Row 0 of a chunk is the action at the observation's time, as in training. Harmonic: the stream
     # kept moving since then, so the chunk is placed at the joint state's stamp (with synchronize_joints,

@@ -21,7 +21,7 @@ from gen0_policy.runtime.config import RuntimeConfig
 from gen0_policy.runtime.executors import EXECUTORS, Wall
 from gen0_policy.runtime.health import Health, Meters
 from gen0_policy.runtime.horizon import Horizon, HorizonPlanner
-from gen0_policy.runtime.perception import JOINTS, PerceptionStream
+from gen0_policy.runtime.perception import JOINTS, Observation, PerceptionStream
 from gen0_policy.runtime.policy import ChunkPolicy
 from gen0_policy.runtime.rate import RateLoop, configure_threads
 from gen0_policy.runtime.safety import SafetyFilter, SafetyLimits
@@ -94,6 +94,9 @@ class Runtime:
         self._jumps = JumpDetector(forward_limit=self.config.clock_jump_forward)
         self._arm = ~embodiment.gripper_mask
         self._epoch = 0  # bumped by a clock jump: chunks from an older epoch are discarded
+        # Stamp of the joint state a re-anchor started from: an observation measured before it shows
+        # the robot where it no longer is, even when its inference begins after the re-anchor.
+        self._reanchored_at = -math.inf
         self._running = False
         self._operator_hold = ""
         self._task_hold = ""  # a task ended (end_task): at rest until the next begin_task or resume
@@ -239,6 +242,11 @@ class Runtime:
         epoch means nothing now."""
         return self._epoch
 
+    def measured_before_restart(self, observation: Observation) -> bool:
+        """``observation``'s joints were measured before the last re-anchor: a chunk planned from it
+        starts where the robot was, not where it is (read after :attr:`epoch`)."""
+        return observation.stamps.get(JOINTS, observation.stamp) < self._reanchored_at
+
     def take_policy(self) -> ChunkPolicy:
         """The policy for the next inference: a pending hot swap takes effect here."""
         self._policy = self.swap.take(self._policy)
@@ -357,6 +365,8 @@ class Runtime:
                     f"> resync_tolerance {self.config.resync_tolerance}; moved by hand?)"
                 )
         if why:
+            stamp = self.perception.joints_stamp()
+            self._reanchored_at = now if stamp is None else stamp  # before the epoch: infer reads them the other way
             self._epoch += 1  # chunks in flight were planned from where the robot no longer is
             self.health.restart_reason = f"re-anchored at the measured position: {why}"
             log.warning(self.health.restart_reason)
@@ -364,6 +374,7 @@ class Runtime:
 
     def on_clock_jump(self, now: float, reason: str) -> None:
         log.warning("%s: holding until fresh observations arrive", reason)
+        self._reanchored_at = -math.inf  # stamps from before a jump mean nothing (perception is cleared)
         self._epoch += 1
         self.health.restart_reason = reason
         self.perception.clear()

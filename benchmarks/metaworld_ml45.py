@@ -13,7 +13,7 @@ with the training hours on this machine beside each. The base is the shipped
 the 45 tasks' demonstrations and trains it again into ``runs/metaworld_ml45_base`` (about 40 min more)
 and then uses that (point ``init_from`` of ``metaworld_ml45_adapt.yaml`` at it too).
 
-    python benchmarks/metaworld_ml45.py --out docs/results/metaworld_ml45.json   # about 70 min on 2 cores
+    python benchmarks/metaworld_ml45.py --out docs/results/metaworld_ml45.json   # 20 min on 2 quiet cores
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def bench(run_dir: str) -> dict:
     header, records = read_results(results)
     summary = summarize(header, records)
     return {
-        "average_success": summary["average_success"],
+        "average_success": round(summary["average_success"], 4),
         "per_task": {t: f"{v['successes']}/{v['episodes']}" for t, v in summary["per_task"].items()},
         "policy_id": summary["policy_id"],
         "eval_seconds": round(sum(r["seconds"] for r in records), 1),

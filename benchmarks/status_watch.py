@@ -32,18 +32,17 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     rclpy.init()
     node = rclpy.create_node("gen0_status_watch")
-    arrivals: list[float] = []
-    states: list[int] = []
+    seen: list[tuple[float, int]] = []  # one append per message: a Ctrl-C between two lists' appends
+    # left them of different lengths, and the summary then failed instead of printing
 
     def on_status(msg: PolicyStatus) -> None:
-        arrivals.append(time.monotonic())
-        states.append(msg.state)
+        seen.append((time.monotonic(), msg.state))
 
     node.create_subscription(PolicyStatus, args.topic, on_status, QoSProfile(depth=100))
     try:
         spin(node)  # until SIGINT or SIGTERM
     finally:
-        seen = [[round(t, 4), s] for t, s in zip(arrivals, states, strict=True)]
+        arrivals = [t for t, _ in seen]
         gaps = sorted(((b - a, b) for a, b in itertools.pairwise(arrivals)), reverse=True)
         print(
             json.dumps(
@@ -53,7 +52,7 @@ def main() -> None:
                     "max_gap_s": round(gaps[0][0], 3) if gaps else None,
                     "longest_gaps": [[round(g, 3), round(end, 3)] for g, end in gaps[:5]],
                 }
-                | ({"arrivals": seen} if args.arrivals else {})
+                | ({"arrivals": [[round(t, 4), s] for t, s in seen]} if args.arrivals else {})
             ),
             flush=True,
         )

@@ -16,7 +16,9 @@ from model_fixtures import ROBOTS, make_embodiment, make_episodes
 
 from gen0_policy.data.windows import MixtureSource
 from gen0_policy.errors import CheckpointError, ObservationError
+from gen0_policy.images import model_image
 from gen0_policy.model.checkpoint import load_policy
+from gen0_policy.model.novelty import ImageNovelty
 from gen0_policy.model.policy import Gen0Policy
 from gen0_policy.train.config import TrainConfig
 from gen0_policy.train.loop import train
@@ -252,6 +254,34 @@ def test_exported_engines_match_torch(trained, engine: str) -> None:
     a, b = reference.infer(obs, num_samples=3), exported.infer(obs, num_samples=3)
     np.testing.assert_allclose(b["samples"], a["samples"], atol=1e-4)
     assert b["uncertainty"] == pytest.approx(a["uncertainty"], abs=1e-4)
+    # Image novelty from the encode graph's own camera features, as torch describes them (the tiny
+    # model's features hardly vary, so their scores are too ill-conditioned to compare).
+    ep = sources["panda"][0]
+    pixels = {cam: torch.from_numpy(model_image(f, reference.config.image_size)) for cam, f in ep.images.items()}
+    reference.novelty = exported.novelty = ImageNovelty.fit(
+        {f"panda/{cam}": reference.model.vision.describe(p[:, None])[:, 0].numpy() for cam, p in pixels.items()}
+    )
+    exported._sample.features = None
+    a, b = reference.infer(obs), exported.infer(obs)
+    batch = reference.processor.observation(obs, reference.language.encode([obs["instruction"]])[0])
+    np.testing.assert_allclose(exported._sample.features, reference.model.vision.describe(batch["images"]), atol=1e-4)
+    assert b["camera_novelty"].keys() == a["camera_novelty"].keys() == {"scene"}
+    assert math.isfinite(a["image_novelty"]) and math.isfinite(b["image_novelty"])
+
+
+def test_openvino_bf16_runs_the_encoder_in_bf16_and_stays_close(trained) -> None:
+    """precision bf16 on OpenVINO: the backbone in bf16 (AMX where the CPU has it), the flow in fp32;
+    the chunk within the benchmark's tolerance of torch fp32 (1 % of the action range)."""
+    out, sources = trained
+    fp32 = Gen0Policy.load(out, precision="fp32")
+    low = Gen0Policy.load(out, precision="bf16", engine="openvino")
+    assert low.inference_precision == "bf16" and not low.bf16  # no torch weights were converted
+    for name in ROBOTS:
+        ep = sources[name][2]
+        a = fp32.infer(observation(ep, 5), committed=ep.actions[5:7])["actions"]
+        b = low.infer(observation(ep, 5), committed=ep.actions[5:7])["actions"]
+        np.testing.assert_array_equal(b[:2], ep.actions[5:7])
+        assert np.abs((a - b) / fp32.processor.action_scale(name)).max() < 0.01
 
 
 def test_engine_choices_are_checked_and_int8_stays_close(trained) -> None:
@@ -260,6 +290,8 @@ def test_engine_choices_are_checked_and_int8_stays_close(trained) -> None:
         Gen0Policy.load(out, engine="tensorrt")
     with pytest.raises(CheckpointError, match="fp32 or int8"):
         Gen0Policy.load(out, precision="bf16", engine="onnxruntime")
+    with pytest.raises(CheckpointError, match="fp32 or bf16"):
+        Gen0Policy.load(out, precision="int8", engine="openvino")
     fp32 = Gen0Policy.load(out, precision="fp32")
     int8 = Gen0Policy.load(out, precision="int8", engine="onnxruntime")
     ep = sources["g1"][2]

@@ -1,11 +1,14 @@
 """Inference engines for the chunk sampler: torch, or the model exported to ONNX and run by ONNX Runtime
 or OpenVINO, runtimes users already trust for CPU inference.
 
-Only ``Gen0Model.sample`` (encode once, ``flow_steps`` Euler steps of the expert) moves to the engine;
-pre- and post-processing stay in :class:`~gen0_policy.model.policy.Gen0Policy`, so every engine sees
-the same tensors. The exported graph takes a batch of noise samples (1 + num_samples) for one
-observation and always a camera mask (all true when every camera is present): one graph for every
-call the runtime makes.
+Only ``Gen0Model.sample`` moves to the engine, as two graphs: ``encode`` (cameras, state and
+instruction through the backbone, once per chunk; 85 % of the weights) and ``integrate`` (the
+``flow_steps`` Euler steps of the expert). Pre- and post-processing stay in
+:class:`~gen0_policy.model.policy.Gen0Policy`, so every engine sees the same tensors. Two graphs let
+OpenVINO run the backbone in bf16 on CPUs with AMX while the flow, where rounding adds up over the
+steps, stays fp32 (one graph all in bf16 lands 7x further from fp32). The ``integrate`` graph takes a
+batch of noise samples (1 + num_samples) for one observation, and ``encode`` always a camera mask
+(all true when every camera is present): the same graphs for every call the runtime makes.
 """
 
 from __future__ import annotations
@@ -23,24 +26,42 @@ from gen0_policy.model.modeling import Gen0Model
 
 ENGINES = ("torch", "onnxruntime", "openvino")
 OBSERVATION_KEYS = ("images", "camera_roles", "camera_mask", "state", "dof_mask", "language", "embodiment")
-INPUTS = ("prefix", "committed", "noise", *OBSERVATION_KEYS)
+ENCODE_OUTPUTS = ("context", "mask", "features")
+FLOW_INPUTS = ("context", "mask", "dof_mask", "prefix", "committed", "noise")
 
 
 class Sampler(Protocol):
+    """Observation tensors, prefix, committed rows and noise -> the normalized chunk. An exported
+    sampler also keeps ``features``, its last pass's camera descriptions (B, N, F), for novelty."""
+
     def __call__(
         self, obs: dict[str, torch.Tensor], prefix: torch.Tensor, committed: torch.Tensor, noise: torch.Tensor
     ) -> torch.Tensor: ...
 
 
-class _Exportable(torch.nn.Module):
-    """``Gen0Model.sample`` with positional tensor inputs (what an exporter traces)."""
+class _Encode(torch.nn.Module):
+    """``Gen0Model.encode`` with positional tensor inputs, the key mask always an output, and each
+    camera's feature description (``ImageEncoder.describe``, for image novelty) from the same pass."""
 
     def __init__(self, model: Gen0Model) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, prefix, committed, noise, *obs):
-        return self.model.sample(dict(zip(OBSERVATION_KEYS, obs, strict=True)), prefix, committed, noise)
+    def forward(self, *obs):
+        obs = dict(zip(OBSERVATION_KEYS, obs, strict=True))
+        context, mask = self.model.encode(obs)
+        return context, mask, self.model.vision.describe(obs["images"])
+
+
+class _Integrate(torch.nn.Module):
+    """``Gen0Model.integrate`` with positional tensor inputs (what an exporter traces)."""
+
+    def __init__(self, model: Gen0Model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, context, mask, dof_mask, prefix, committed, noise):
+        return self.model.integrate(context, mask, dof_mask, prefix, committed, noise)
 
 
 def full_observation(obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -50,9 +71,27 @@ def full_observation(obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {**obs, "camera_mask": torch.ones(obs["images"].shape[:2], dtype=torch.bool)}
 
 
-def export_onnx(model: Gen0Model, path: Path) -> Path:
-    """Trace ``model.sample`` (fp32, CPU) to an ONNX file whose noise batch is dynamic."""
+def _export(module: torch.nn.Module, args: tuple, path: Path, inputs, outputs, dynamic: dict) -> Path:
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about the shape checks it folds
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_axes=dynamic,
+            opset_version=17,
+            dynamo=False,
+        )
+    return path
+
+
+def export_onnx(model: Gen0Model, folder: Path) -> tuple[Path, Path]:
+    """Trace ``model.encode`` and ``model.integrate`` (fp32, CPU) to ``encode.onnx`` and
+    ``integrate.onnx`` in ``folder``; the noise batch of ``integrate`` is dynamic."""
     cfg = model.config
+    model = model.float().cpu().eval()
     N, S, H, D = cfg.max_cameras, cfg.image_size, cfg.chunk_size, cfg.max_dof
     obs = {
         "images": torch.zeros(1, N, 3, S, S, dtype=torch.uint8),
@@ -64,86 +103,111 @@ def export_onnx(model: Gen0Model, path: Path) -> Path:
         "language": torch.zeros(1, cfg.language_dim),
         "embodiment": torch.zeros(1, dtype=torch.long),
     }
+    encode = _export(
+        _Encode(model), tuple(obs[k] for k in OBSERVATION_KEYS), folder / "encode.onnx",
+        OBSERVATION_KEYS, ENCODE_OUTPUTS, {},
+    )  # fmt: skip
+    with torch.no_grad():
+        context, mask = model.encode(obs)
     B = 2  # > 1 noise samples for one observation: the trace keeps the context's broadcast to the batch
-    args = (torch.zeros(B, H, D), torch.zeros(B, H, dtype=torch.bool), torch.zeros(B, H, D))
-    args += tuple(obs[k] for k in OBSERVATION_KEYS)
+    flow_args = (context, mask, obs["dof_mask"], torch.zeros(B, H, D), torch.zeros(B, H, dtype=torch.bool))
+    flow_args += (torch.zeros(B, H, D),)
     batch_axis = {name: {0: "samples"} for name in ("prefix", "committed", "noise", "chunk")}
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer warnings about the shape checks it folds
-        torch.onnx.export(
-            _Exportable(model.float().cpu().eval()),
-            args,
-            str(path),
-            input_names=list(INPUTS),
-            output_names=["chunk"],
-            dynamic_axes=batch_axis,
-            opset_version=17,
-            dynamo=False,
-        )
-    return path
+    integrate = _export(_Integrate(model), flow_args, folder / "integrate.onnx", FLOW_INPUTS, ("chunk",), batch_axis)
+    return encode, integrate
 
 
-def _feeds(obs: dict[str, torch.Tensor], prefix, committed, noise) -> dict[str, np.ndarray]:
-    tensors = {"prefix": prefix, "committed": committed, "noise": noise, **full_observation(obs)}
-    return {name: tensors[name].detach().cpu().float().numpy() if tensors[name].is_floating_point()
-            else tensors[name].detach().cpu().numpy() for name in INPUTS}  # fmt: skip
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().float().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
+
+
+def _observation_feeds(obs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    full = full_observation(obs)
+    return {name: _numpy(full[name]) for name in OBSERVATION_KEYS}
+
+
+def _flow_feeds(context, mask, obs, prefix, committed, noise) -> dict[str, np.ndarray]:
+    tensors = {"dof_mask": obs["dof_mask"], "prefix": prefix, "committed": committed, "noise": noise}
+    return {"context": np.asarray(context), "mask": np.asarray(mask), **{k: _numpy(v) for k, v in tensors.items()}}
 
 
 class OnnxRuntimeSampler:
     """``Gen0Model.sample`` run by ONNX Runtime's CPU provider; ``int8``: weights quantized dynamically."""
 
-    def __init__(self, onnx_path: Path, threads: int = 0, int8: bool = False) -> None:
+    def __init__(self, graphs: tuple[Path, Path], threads: int = 0, int8: bool = False) -> None:
         import onnxruntime as ort
 
-        if int8:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            quantized = onnx_path.with_suffix(".int8.onnx")
-            quantize_dynamic(str(onnx_path), str(quantized), weight_type=QuantType.QInt8)
-            onnx_path = quantized
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        sessions = []
+        for path in graphs:
+            if int8:
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                quantized = path.with_suffix(".int8.onnx")
+                quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
+                path = quantized
+            sessions.append(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+        self.encode, self.integrate = sessions
+        self.features: np.ndarray | None = None
 
     def __call__(self, obs, prefix, committed, noise) -> torch.Tensor:
-        (chunk,) = self.session.run(["chunk"], _feeds(obs, prefix, committed, noise))
+        context, mask, self.features = self.encode.run(list(ENCODE_OUTPUTS), _observation_feeds(obs))
+        (chunk,) = self.integrate.run(["chunk"], _flow_feeds(context, mask, obs, prefix, committed, noise))
         return torch.from_numpy(chunk)
 
 
 class OpenVinoSampler:
-    """``Gen0Model.sample`` compiled by OpenVINO for the CPU, latency-optimized."""
+    """``Gen0Model.sample`` compiled by OpenVINO for the CPU, latency-optimized; ``bf16``: the encoder
+    runs in bf16 (AMX), the flow in fp32."""
 
-    def __init__(self, onnx_path: Path, threads: int = 0, int8: bool = False) -> None:
+    def __init__(self, graphs: tuple[Path, Path], threads: int = 0, bf16: bool = False) -> None:
         import openvino as ov
 
-        if int8:
-            raise CheckpointError("engine openvino runs fp32 here; use engine onnxruntime for int8")
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = ov.Core().compile_model(str(onnx_path), "CPU", config)
-        self.request = self.compiled.create_infer_request()
+        core = ov.Core()
+
+        def compile_graph(path: Path, precision: str):
+            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = threads
+            return core.compile_model(str(path), "CPU", config).create_infer_request()
+
+        self.encode = compile_graph(graphs[0], "bf16" if bf16 else "f32")
+        self.integrate = compile_graph(graphs[1], "f32")
+        self.features: np.ndarray | None = None
 
     def __call__(self, obs, prefix, committed, noise) -> torch.Tensor:
-        result = self.request.infer(_feeds(obs, prefix, committed, noise))
-        return torch.from_numpy(np.array(result[self.compiled.outputs[0]]))
+        self.encode.infer(_observation_feeds(obs))
+        context, mask, features = (self.encode.get_output_tensor(i).data for i in range(3))
+        self.features = features.copy()
+        self.integrate.infer(_flow_feeds(context, mask, obs, prefix, committed, noise))
+        return torch.from_numpy(self.integrate.get_output_tensor(0).data.copy())
 
 
-def build_sampler(model: Gen0Model, engine: str, int8: bool = False, threads: int = 0) -> Sampler:
+def build_sampler(model: Gen0Model, engine: str, int8: bool = False, bf16: bool = False, threads: int = 0) -> Sampler:
     """A sampler for ``engine``: torch calls the model directly; the others run an ONNX export of it,
-    written to a temporary folder that lives as long as the sampler (a checkpoint folder may be read-only)."""
+    written to a temporary folder that lives as long as the sampler (a checkpoint folder may be read-only).
+    ``int8`` is ONNX Runtime's (weights quantized dynamically), ``bf16`` OpenVINO's (the encoder)."""
     if engine not in ENGINES:
         raise CheckpointError(f"inference engine must be one of {ENGINES}, got {engine!r}")
     if engine == "torch":
         return model.sample
+    if (engine == "openvino" and int8) or (engine == "onnxruntime" and bf16):
+        raise CheckpointError(
+            f"engine {engine} runs {'fp32 or bf16' if engine == 'openvino' else 'fp32 or int8'} here; "
+            f"use engine {'onnxruntime' if int8 else 'openvino'} for {'int8' if int8 else 'bf16'}"
+        )
     folder = tempfile.TemporaryDirectory(prefix="gen0-onnx-")
-    path = export_onnx(model, Path(folder.name) / "sample.onnx")
+    graphs = export_onnx(model, Path(folder.name))
     try:
-        sampler = (OnnxRuntimeSampler if engine == "onnxruntime" else OpenVinoSampler)(path, threads, int8)
+        if engine == "onnxruntime":
+            sampler = OnnxRuntimeSampler(graphs, threads, int8)
+        else:
+            sampler = OpenVinoSampler(graphs, threads, bf16)
     except ImportError as exc:
         raise CheckpointError(f"inference engine {engine} is not installed ({exc}); run ./setup.sh") from exc
-    sampler._folder = folder  # the ONNX file is gone once the sampler is
+    sampler._folder = folder  # the ONNX files are gone once the sampler is
     return sampler

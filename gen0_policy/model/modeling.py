@@ -337,14 +337,29 @@ class Gen0Model(nn.Module):
         Zero noise gives the deterministic estimate used for error metrics. The observation is
         encoded once and its keys/values reused by every Euler step.
         """
-        steps = steps or self.config.flow_steps
         context, mask = self.encode(obs)
+        return self.integrate(context, mask, obs["dof_mask"], prefix, committed, noise, steps)
+
+    @torch.no_grad()
+    def integrate(
+        self,
+        context: torch.Tensor,
+        mask: torch.Tensor | None,
+        dof_mask: torch.Tensor,
+        prefix: torch.Tensor,
+        committed: torch.Tensor,
+        noise: torch.Tensor,
+        steps: int | None = None,
+    ) -> torch.Tensor:
+        """The Euler steps of :meth:`sample` from an encoded observation: a graph of its own, so an
+        engine can run the backbone in bf16 and keep the flow, where errors add up, in fp32."""
+        steps = steps or self.config.flow_steps
         B = noise.shape[0]
         if context.shape[0] != B:  # one observation, several noise samples
             context = context.expand(B, -1, -1)
             mask = None if mask is None else mask.expand(B, -1, -1, -1)
         kv = self.context_kv(context)
-        dof = obs["dof_mask"][:, None, :].to(noise.dtype)
+        dof = dof_mask[:, None, :].to(noise.dtype)
         keep = committed[..., None]
         x = torch.where(keep, prefix, noise * dof)
         for i in range(steps):

@@ -68,19 +68,24 @@ class Gen0Policy:
         self.device = torch.device(device)
         if precision == "int8" and self.device.type != "cpu":
             raise CheckpointError("precision int8 is for CPU inference; use bf16 on GPUs")
-        if engine != "torch" and (self.device.type != "cpu" or precision == "bf16"):
-            raise CheckpointError(
-                f"engine {engine} runs on the CPU in fp32 or int8; use engine torch for {device} {precision}"
-            )
+        if engine != "torch" and self.device.type != "cpu":
+            raise CheckpointError(f"engine {engine} runs on the CPU; use engine torch on {device}")
+        if engine == "onnxruntime" and precision == "bf16":
+            raise CheckpointError("engine onnxruntime runs fp32 or int8 here; use engine openvino or torch for bf16")
+        if engine == "openvino" and precision == "int8":
+            raise CheckpointError("engine openvino runs fp32 or bf16 here; use engine onnxruntime or torch for int8")
         self.precision, self.engine = precision, engine
-        self.bf16 = engine == "torch" and (precision == "bf16" or (precision == "auto" and bf16_fast(self.device)))
+        bf16 = precision == "bf16" or (precision == "auto" and engine != "onnxruntime" and bf16_fast(self.device))
+        self.bf16 = engine == "torch" and bf16  # the torch model's weights are bf16
+        # What runs: "bf16" on OpenVINO is its encoder (the flow stays fp32, engines.py).
+        self.inference_precision = "bf16" if bf16 else ("int8" if precision == "int8" else "fp32")
         self.model = model.to(self.device).eval()
         if self.bf16:  # weights in bf16 (half the bytes to read per chunk); the small conv net stays fp32
             self.model = self.model.to(torch.bfloat16)
             self.model.vision.float()
         elif precision == "int8" and engine == "torch":
             self.model = quantize_linear_int8(self.model)
-        self._sample = build_sampler(self.model, engine, int8=precision == "int8")
+        self._sample = build_sampler(self.model, engine, int8=precision == "int8", bf16=bf16 and engine == "openvino")
         self._stem_maps: torch.Tensor | None = None  # the torch engine's last feature maps, for novelty
         if engine == "torch":
             self.model.vision.stem.register_forward_hook(self._keep_stem_maps)
@@ -172,9 +177,12 @@ class Gen0Policy:
         maps, self._stem_maps = self._stem_maps, None
         B, N = pixels.shape[:2]
         with torch.inference_mode():
+            exported = getattr(self._sample, "features", None)  # an ONNX engine's encode graph made them
             if maps is not None and maps.shape[0] == B * N:  # the sampler's own pass over these pixels
                 described = self.model.vision.describe_maps(maps, B, N)
-            else:  # an ONNX engine: the stem ran inside the exported graph
+            elif exported is not None and exported.shape[:2] == (B, N):
+                described = torch.from_numpy(exported)
+            else:
                 described = self.model.vision.describe(pixels.to(self.device))
             features = described[0, : len(layout)].cpu().numpy()
         scores = {cam: self.novelty.score(robot, cam, features[slot]) for slot, (cam, _) in enumerate(layout)}

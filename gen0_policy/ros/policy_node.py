@@ -46,7 +46,8 @@ from gen0_policy.runtime.trajectory import Chunk
 from gen0_policy.runtime.uncertainty import Calibration
 
 PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml): the node's own, then the runtime's
-    "embodiment": "panda", "checkpoint": "", "device": "cpu", "engine": "torch", "instruction": "", "cameras": [""],
+    "embodiment": "panda", "checkpoint": "", "device": "cpu", "engine": "torch", "precision": "auto",
+    "instruction": "", "cameras": [""],
     "joint_states_topic": "joint_states", "output_mode": "joint_trajectory", "check_image_size": True,
     "status_rate": 10.0, "uncertain_timeout": 2.0, "uncertainty_calibration": "", "autostart": False,
     "act_on_activate": True,
@@ -135,7 +136,9 @@ class PolicyNode(LifecycleNode):
         try:
             check_node_parameters(p)
             embodiment = load_embodiment(p["embodiment"])
-            policy = load_chunk_policy(p["checkpoint"], embodiment, p["device"], p["engine"], p["num_samples"])
+            policy = load_chunk_policy(
+                p["checkpoint"], embodiment, p["device"], p["engine"], p["num_samples"], p["precision"]
+            )
             names = [c for c in p["cameras"] if c] or [c.name for c in embodiment.cameras]
             sizes = {c.name: (c.height, c.width) for c in embodiment.cameras}
             cameras = {name: sizes.get(name) if p["check_image_size"] else None for name in names}
@@ -324,9 +327,9 @@ class PolicyNode(LifecycleNode):
             return response
         try:
             embodiment, device, engine = self.embodiment, self.p["device"], self.p["engine"]
-            samples = self.p["num_samples"]
+            samples, precision = self.p["num_samples"], self.p["precision"]
             future = runtime.load_policy(
-                lambda: load_chunk_policy(request.path, embodiment, device, engine, samples), request.path
+                lambda: load_chunk_policy(request.path, embodiment, device, engine, samples, precision), request.path
             )
             await self._until(future.done)  # the load runs on its own thread; the executor stays free
             policy = future.result()

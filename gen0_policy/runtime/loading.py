@@ -18,8 +18,10 @@ def load_chunk_policy(
     device: str = "cpu",
     engine: str = "torch",
     warm_up_samples: int = 0,
+    precision: str = "auto",
 ) -> ChunkPolicy:
-    """``Gen0Policy.load(checkpoint)`` on ``engine`` (torch, onnxruntime or openvino), checked against
+    """``Gen0Policy.load(checkpoint)`` on ``engine`` (torch, onnxruntime or openvino) at ``precision``
+    (auto: bf16 where the device runs it fast, else fp32; fp32; bf16; int8), checked against
     ``embodiment`` (name and joint order). An end-effector robot's policy comes wrapped so that the
     runtime gets absolute targets in its state coordinates (runtime/end_effector.py). With
     ``warm_up_samples`` (the runtime's num_samples), one inference on a blank observation pays the
@@ -27,7 +29,7 @@ def load_chunk_policy(
     and a harmonic runtime skips the rows that time covers."""
     from gen0_policy.model.policy import Gen0Policy  # torch: only when a checkpoint is really loaded
 
-    policy = Gen0Policy.load(checkpoint, device=device, engine=engine)
+    policy = Gen0Policy.load(checkpoint, device=device, precision=precision, engine=engine)
     if embodiment.name not in policy.embodiments:
         raise CheckpointError(
             f"checkpoint {checkpoint} was not trained on {embodiment.name}; it knows {policy.embodiments}"

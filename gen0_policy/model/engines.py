@@ -195,11 +195,10 @@ def build_sampler(model: Gen0Model, engine: str, int8: bool = False, bf16: bool 
         raise CheckpointError(f"inference engine must be one of {ENGINES}, got {engine!r}")
     if engine == "torch":
         return model.sample
-    if (engine == "openvino" and int8) or (engine == "onnxruntime" and bf16):
-        raise CheckpointError(
-            f"engine {engine} runs {'fp32 or bf16' if engine == 'openvino' else 'fp32 or int8'} here; "
-            f"use engine {'onnxruntime' if int8 else 'openvino'} for {'int8' if int8 else 'bf16'}"
-        )
+    if engine == "openvino" and int8:
+        raise CheckpointError("engine openvino runs fp32 or bf16 here; use engine onnxruntime or torch for int8")
+    if engine == "onnxruntime" and bf16:
+        raise CheckpointError("engine onnxruntime runs fp32 or int8 here; use engine openvino or torch for bf16")
     folder = tempfile.TemporaryDirectory(prefix="gen0-onnx-")
     graphs = export_onnx(model, Path(folder.name))
     try:

@@ -70,10 +70,6 @@ class Gen0Policy:
             raise CheckpointError("precision int8 is for CPU inference; use bf16 on GPUs")
         if engine != "torch" and self.device.type != "cpu":
             raise CheckpointError(f"engine {engine} runs on the CPU; use engine torch on {device}")
-        if engine == "onnxruntime" and precision == "bf16":
-            raise CheckpointError("engine onnxruntime runs fp32 or int8 here; use engine openvino or torch for bf16")
-        if engine == "openvino" and precision == "int8":
-            raise CheckpointError("engine openvino runs fp32 or bf16 here; use engine onnxruntime or torch for int8")
         self.precision, self.engine = precision, engine
         bf16 = precision == "bf16" or (precision == "auto" and engine != "onnxruntime" and bf16_fast(self.device))
         self.bf16 = engine == "torch" and bf16  # the torch model's weights are bf16
@@ -85,7 +81,7 @@ class Gen0Policy:
             self.model.vision.float()
         elif precision == "int8" and engine == "torch":
             self.model = quantize_linear_int8(self.model)
-        self._sample = build_sampler(self.model, engine, int8=precision == "int8", bf16=bf16 and engine == "openvino")
+        self._sample = build_sampler(self.model, engine, int8=precision == "int8", bf16=bf16 and engine != "torch")
         self._stem_maps: torch.Tensor | None = None  # the torch engine's last feature maps, for novelty
         if engine == "torch":
             self.model.vision.stem.register_forward_hook(self._keep_stem_maps)

@@ -290,6 +290,35 @@ def test_collect_expert_episodes_read_back_with_the_project_reader(tmp_path):
         collect_metaworld(MetaWorldCollectConfig(("reach",), 1, camera_size=(32, 32), max_steps=10), tmp_path / "x")
 
 
+def test_recoveries_move_the_hand_off_the_path_and_record_the_experts_own_actions():
+    from gen0_policy.errors import ConfigError
+    from gen0_policy.sim.collect import MetaWorldCollectConfig
+    from gen0_policy.sim.metaworld_env import MetaWorldEnv, MetaWorldExpert, run_episode
+
+    class Recording(MetaWorldExpert):
+        def __init__(self) -> None:
+            super().__init__()
+            self.said: list[np.ndarray] = []
+
+        def act(self, observation):
+            self.said.append(super().act(observation))
+            return self.said[-1]
+
+    with MetaWorldEnv("reach", camera_size=(16, 16)) as env:
+        clean = run_episode(env, MetaWorldExpert(), 5, record=True).episode
+        expert = Recording()
+        noisy = run_episode(env, expert, 5, record=True, action_noise=0.2).episode
+        again = run_episode(env, MetaWorldExpert(), 5, record=True, action_noise=0.2).episode
+    np.testing.assert_array_equal(noisy.actions, np.stack(expert.said))  # the expert's, not what was executed
+    np.testing.assert_array_equal(noisy.states, again.states)  # seeded: the same demonstration again
+    n = min(len(clean), len(noisy))
+    off_path_m = np.linalg.norm(noisy.states[:n, :3] - clean.states[:n, :3], axis=1).max()
+    assert 0.003 < off_path_m < 0.1
+    assert noisy.metadata["action_noise"] == 0.2 and clean.metadata["action_noise"] == 0.0
+    with pytest.raises(ConfigError, match="action noise"):
+        MetaWorldCollectConfig(("reach",), 1, action_noise=2.0)
+
+
 # -- evaluation ----------------------------------------------------------------------------------------
 def test_bench_bookkeeping_per_task_per_group_and_resume(tmp_path):
     from gen0_policy.sim.metaworld_bench import BenchConfig, read_results, run_bench

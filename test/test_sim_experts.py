@@ -194,7 +194,7 @@ def test_demonstrations_with_recoveries_close_the_gripper_only_over_the_object()
 
 def test_calm_action_noise_decays_to_nothing():
     env = make_env("panda", "reach", seed=0, camera_size=(32, 24))
-    noise = ActionNoise(env, RolloutConfig(action_noise_rad=0.02), seed=1)
+    noise = ActionNoise.for_arm(env, RolloutConfig(action_noise_rad=0.02), seed=1)
     q = env.embodiment.home
     for _ in range(300):
         noise(q)

@@ -256,6 +256,15 @@ def _register_collect_metaworld(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-failed", action="store_true", help="also write episodes the expert failed")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (same dataset for any number)")
     p.add_argument("--max-steps", type=int, default=None, help="cut episodes short (for tests; default the env's 500)")
+    p.add_argument(
+        "--action-noise",
+        type=float,
+        default=0.0,
+        metavar="UNITS",
+        help="perturb the executed hand displacements by a smooth random offset of this std (action units, "
+        "0.01 m per step each) and record the expert's own actions: demonstrations that show recoveries "
+        "(default 0: none; 0.2 puts the hand a median 1.4 cm off the expert's path)",
+    )
     p.add_argument("--out", required=True, type=Path, help="new dataset folder")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_collect_metaworld)
@@ -273,6 +282,7 @@ def _collect_metaworld(args: argparse.Namespace) -> int:
         keep_failed=args.keep_failed,
         max_steps=args.max_steps,
         workers=args.workers,
+        action_noise=args.action_noise,
     )
     return _report_collection(collect_metaworld(config, args.out, progress=not args.json), args)
 

@@ -167,6 +167,7 @@ class MetaWorldCollectConfig:
     keep_failed: bool = False
     max_steps: int | None = None  # cut episodes short (tests); None = the env's limit
     workers: int = 1
+    action_noise: float = 0.0  # recoveries in the data (metaworld_env.run_episode), in action units
 
     def __post_init__(self) -> None:
         from gen0_policy.sim.metaworld_env import SUITES, task_name
@@ -177,6 +178,8 @@ class MetaWorldCollectConfig:
             raise ConfigError("collect-metaworld needs at least one task")
         if self.episodes < 1 or self.workers < 1:
             raise ConfigError(f"episodes and workers must be >= 1, got {self.episodes} and {self.workers}")
+        if not 0 <= self.action_noise <= 1:
+            raise ConfigError(f"Meta-World action noise must be 0-1 action units, got {self.action_noise}")
 
 
 def _metaworld_episode(job: tuple[str, int, MetaWorldCollectConfig]) -> tuple[str, int, Episode | None, bool]:
@@ -190,8 +193,20 @@ def _metaworld_episode(job: tuple[str, int, MetaWorldCollectConfig]) -> tuple[st
             _ENVS.pop(old).close()
         _ENVS[key] = MetaWorldEnv(task, camera_size=config.camera_size)
     env = _ENVS[key]
+    if not config.keep_failed:
+        # Episodes are seeded (the layout and the noise), so a run without cameras says whether this one
+        # succeeds at a fraction of the cost; a failure (all 500 steps, rendered) would be thrown away.
+        dry = run_episode(env, MetaWorldExpert(), seed, max_steps=config.max_steps, action_noise=config.action_noise)
+        if not dry.success:
+            return task, seed, None, False
     result = run_episode(
-        env, MetaWorldExpert(), seed, record=True, image_size=config.image_size, max_steps=config.max_steps
+        env,
+        MetaWorldExpert(),
+        seed,
+        record=True,
+        image_size=config.image_size,
+        max_steps=config.max_steps,
+        action_noise=config.action_noise,
     )
     return task, seed, result.episode, result.success
 
@@ -216,7 +231,7 @@ def collect_metaworld(config: MetaWorldCollectConfig, out: Path, progress: bool 
     ):
         counts = _write_results(results, writer, config.tasks, config.keep_failed, len(jobs), progress)
     return (
-        {"out": str(out), "embodiment": EMBODIMENT, "fps": fps}
+        {"out": str(out), "embodiment": EMBODIMENT, "fps": fps, "action_noise": config.action_noise}
         | counts
         | {"wall_seconds": round(time.perf_counter() - start, 2)}
     )

@@ -79,7 +79,7 @@ def run_episode(
     states, actions, images = [], [], {c.name: [] for c in env.embodiment.cameras}
     success_step: int | None = None
     linger_steps = round(config.linger / env.control_dt)
-    perturb = ActionNoise(env, config, seed) if config.action_noise_rad > 0 else None
+    perturb = ActionNoise.for_arm(env, config, seed) if config.action_noise_rad > 0 else None
     step = 0
     while step < n_max:
         record = record_every is not None and step % round(record_every) == 0
@@ -121,25 +121,42 @@ def run_episode(
 
 
 class ActionNoise:
-    """A seeded Ornstein-Uhlenbeck offset added to the arm joints' targets (never the grippers'), so
-    the same seed and settings give the same demonstration; clipped to the joint limits. ``calm``
+    """A seeded Ornstein-Uhlenbeck offset added to the perturbed entries of each command (an arm's
+    joint targets, never its grippers'; Meta-World's hand displacements, not its gripper effort), so
+    the same seed and settings give the same demonstration; clipped to ``lower``/``upper``. ``calm``
     steps add no new noise, so the offset decays with its time constant (an expert waiting at a grasp
     for the arm to come to where the fingers close on the object)."""
 
-    def __init__(self, env: SimEnv, config: RolloutConfig, seed: int) -> None:
-        emb = env.embodiment
+    def __init__(
+        self,
+        perturbed: np.ndarray,
+        lower: np.ndarray,
+        upper: np.ndarray,
+        control_dt_s: float,
+        sigma: float,
+        time_constant_s: float,
+        seed: int,
+    ) -> None:
         self.rng = np.random.default_rng([seed, 0x0D15])  # apart from the scene's own seeded draws
-        self.arm = ~np.asarray(emb.gripper_mask, bool)
-        self.lower, self.upper = emb.lower, emb.upper
-        self.decay = float(np.exp(-env.control_dt / config.action_noise_time_constant_s))
-        self.sigma = config.action_noise_rad
-        self.offset = np.zeros(int(self.arm.sum()))
+        self.perturbed = np.asarray(perturbed, bool)
+        self.lower, self.upper = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
+        self.decay = float(np.exp(-control_dt_s / time_constant_s))
+        self.sigma = sigma
+        self.offset = np.zeros(int(self.perturbed.sum()))
+
+    @classmethod
+    def for_arm(cls, env: SimEnv, config: RolloutConfig, seed: int) -> ActionNoise:
+        """Our MuJoCo robots: the arm joints' position targets, in rad, within the joint limits."""
+        emb = env.embodiment
+        arm = ~np.asarray(emb.gripper_mask, bool)
+        sigma_rad, tau_s = config.action_noise_rad, config.action_noise_time_constant_s
+        return cls(arm, emb.lower, emb.upper, env.control_dt, sigma_rad, tau_s, seed)
 
     def __call__(self, targets: np.ndarray, calm: bool = False) -> np.ndarray:
         kick = 0.0 if calm else self.sigma * np.sqrt(1.0 - self.decay**2)  # keeps the stationary std at sigma
         self.offset = self.decay * self.offset + kick * self.rng.standard_normal(self.offset.shape)
         out = targets.copy()
-        out[self.arm] += self.offset
+        out[self.perturbed] += self.offset
         return np.clip(out, self.lower, self.upper)
 
 

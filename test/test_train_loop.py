@@ -276,3 +276,20 @@ def test_cli_ctrl_c_saves_resume_says_where_and_curves_are_drawn(dataset: Path, 
     events = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
     steps_logged = [e["step"] for e in events if e["event"] == "step"]
     assert steps_logged[-1] == steps[-1] + 2 and {"checkpoint", "validation"} <= {e["event"] for e in events}
+
+
+def test_a_trainer_that_reads_its_datasets_holds_their_frames_once(tmp_path: Path) -> None:
+    from gen0_policy.data.lerobot import LeRobotWriter
+
+    with LeRobotWriter(tmp_path / "panda", make_embodiment("panda"), 10.0) as writer:
+        for seed in range(4):
+            writer.add_episode(make_episode("panda", seed))
+    config = tiny_config(tmp_path / "run", datasets=[{"path": str(tmp_path / "panda")}], val_fraction=0.25)
+    trainer = Trainer(config, None, robots())
+    owned = [e for s in trainer.train_sources + trainer.val_sources for e in s.episodes]
+    assert len(owned) == 4 and all(e.images == {} for e in owned)  # the prepared copies are all it keeps
+    assert np.isfinite(trainer.train_step()["loss"]) and all(np.isfinite(v) for v in trainer.validate().values())
+    assert trainer.validate()
+    given = sources()
+    Trainer(tiny_config(tmp_path / "given"), given, robots())
+    assert all(e.images for s in given for e in s.episodes)  # a caller's episodes are left as they were

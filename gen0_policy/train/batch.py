@@ -91,10 +91,20 @@ class BatchBuilder:
         processor: Processor,
         language: LanguageEncoder,
         state_dropout: float = 0.0,
+        release_frames: bool = False,
     ) -> None:
+        """``release_frames``: empty each Episode's ``images`` once its prepared copy exists, so a mixture's
+        frames are held once, not twice (for a caller that owns the episodes and reads no frames after)."""
         self.config = config
         self.state_dropout = state_dropout  # fraction of samples whose joint state is hidden (see TrainConfig)
-        self.episodes = [[prepare_episode(e, processor, language) for e in s.episodes] for s in sources]
+
+        def prepare(episode: Episode) -> PreparedEpisode:
+            prepared = prepare_episode(episode, processor, language)
+            if release_frames:
+                episode.images = {}
+            return prepared
+
+        self.episodes = [[prepare(e) for e in s.episodes] for s in sources]
         # Per episode: is the chunk past its end learned as "stay"? Only where it ended at the goal.
         self.hold = [[s.hold_after_end and bool(e.success) for e in s.episodes] for s in sources]
 

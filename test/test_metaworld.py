@@ -231,6 +231,27 @@ def test_observations_in_the_project_format_and_seeded_layouts():
         assert obs["images"] == {} and not success and env.steps == 1
 
 
+def test_the_first_frame_shows_this_episodes_layout():
+    """Meta-World's reset moves fixtures and goal markers after its last forward pass; the frame at
+    reset must show the new layout (the goal where success is checked, the window where it now is),
+    not the previous episode's, which the policy's first chunk would otherwise be planned from."""
+    import mujoco
+
+    from gen0_policy.sim.metaworld_env import MetaWorldEnv
+
+    with MetaWorldEnv("reach", cameras=[]) as env:
+        env.reset(0, images=False)
+        obs = env.reset(1, images=False)
+        goal_site = env._env.data.site_xpos[mujoco.mj_name2id(env._env.model, mujoco.mjtObj.mjOBJ_SITE, "goal")]
+        np.testing.assert_allclose(goal_site, obs["env_state"][-3:], atol=1e-9)
+    with MetaWorldEnv("window-open", cameras=["corner2"], camera_size=(64, 64)) as env:
+        env.reset(0, images=False)
+        first = env.reset(1)["images"]["corner2"].astype(int)
+        after, _ = env.step(np.zeros(4))  # the arm settles by a few pixels; nothing else moves
+        changed = np.abs(first - after["images"]["corner2"].astype(int)).max(-1) > 30
+        assert changed.sum() < 30, f"{changed.sum()} pixels changed: the first frame was a stale scene (82 were)"
+
+
 def test_corner_cameras_come_out_upright():
     """Pixel check: MuJoCo's free camera always keeps the world's up at the top of the image. Put
     one at a corner camera's pose, looking the same way: it must see what our frame shows, and not
@@ -345,6 +366,10 @@ def test_bench_bookkeeping_per_task_per_group_and_resume(tmp_path):
     assert results.read_text() == before
     with pytest.raises(Exception, match="another protocol or policy"):
         run_bench(BenchConfig("mt10", episodes=2, seed=5), results)
+    header, *rest = results.read_text().splitlines(keepends=True)  # a file from before the first-frame fix
+    results.write_text(header.replace(', "adapter": 2', "") + "".join(rest))
+    with pytest.raises(Exception, match="'adapter': \\(None, 2\\)"):
+        run_bench(BenchConfig("mt10", episodes=2, tasks=("push",)), results)
     with pytest.raises(Exception, match="not in mt10"):
         BenchConfig("mt10", tasks=("hammer",))
 

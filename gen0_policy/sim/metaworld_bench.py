@@ -24,7 +24,7 @@ from typing import Any
 from gen0_policy.errors import ConfigError
 from gen0_policy.sim.metaworld_env import DIFFICULTY, SUITES, difficulty, suite_tasks, task_name
 
-PROTOCOL_KEYS = ("suite", "episodes", "seed", "max_steps", "policy_id")
+PROTOCOL_KEYS = ("suite", "episodes", "seed", "max_steps", "policy_id", "adapter")
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,7 @@ def summarize(header: dict[str, Any], records: list[dict[str, Any]]) -> dict[str
         "episodes_per_task": episodes,
         "seed": header["seed"],
         "max_steps": header["max_steps"],
+        "adapter": header.get("adapter", 1),
         "complete": len(complete) == len(suite),
         "tasks_done": len(complete),
         "tasks_missing": [t for t in suite if t not in complete],
@@ -138,7 +139,7 @@ def run_bench(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the episodes of ``config`` that ``results`` lacks, append them, return :func:`summarize`."""
-    from gen0_policy.sim.metaworld_env import MetaWorldEnv, make_controller, run_episode
+    from gen0_policy.sim.metaworld_env import ADAPTER_VERSION, MetaWorldEnv, make_controller, run_episode
 
     controller = make_controller(config.policy, config.execute)
     header = {
@@ -149,6 +150,7 @@ def run_bench(
         "max_steps": config.max_steps,
         "policy": config.policy,
         "policy_id": _policy_id(config.policy, controller),
+        "adapter": ADAPTER_VERSION,
     }
     old, records = read_results(results)
     if old is not None:

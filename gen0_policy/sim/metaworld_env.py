@@ -26,6 +26,9 @@ from gen0_policy.embodiment import Embodiment, load_embodiment
 from gen0_policy.errors import ConfigError
 
 EMBODIMENT = "sawyer"
+# Bumped when what a policy sees or does in an episode changes, so results files of an older adapter
+# are not resumed into newer ones. 2: the first frame shows the episode's own layout.
+ADAPTER_VERSION = 2
 
 # The 50 tasks (Meta-World's names without "-v3") and what a person would ask for; paraphrased from
 # Meta-World's task descriptions (docs/benchmark/task_descriptions.md).
@@ -237,8 +240,15 @@ class MetaWorldEnv:
 
     # -- episode --------------------------------------------------------------------------------
     def reset(self, seed: int, images: bool = True) -> dict[str, Any]:
+        import mujoco
+
         self._env.seed(int(seed))
         self._raw, _ = self._env.reset()
+        # Meta-World's reset moves fixtures and goal markers in the model (drawer, window, goal sites)
+        # after its last forward pass, so the world poses a renderer draws are the previous layout's
+        # until the first step: in 29 of the 50 tasks the first frame showed the last episode's scene.
+        # A forward pass derives them again; it leaves the state and the physics that follows alone.
+        mujoco.mj_forward(self._env.model, self._env.data)
         self.steps = 0
         return self.observation(images)
 

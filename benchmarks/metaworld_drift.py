@@ -12,8 +12,9 @@ so "what the expert would do here" is defined at every state the policy reaches.
         --out docs/results/metaworld_drift_mt50_30.json
 
 Prints JSON: per task and path, the mean distance between the two xyz displacements (action units,
-0.01 m per step each) over the episode's steps, and how often the gripper efforts disagree in sign
-where the expert opens or closes (|effort| >= 0.5; None for tasks whose expert never does).
+0.01 m per step each) over the episode's steps, how often the gripper efforts disagree in sign
+where the expert opens or closes (|effort| >= 0.5; None for tasks whose expert never does), and per
+episode where the hand ended relative to the task's goal (m, x y z).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def episode(env: Any, policy: Any, expert: Any, seed: int, drive: str) -> dict[s
         "seed": seed,
         "success": success,
         "steps": env.steps,
+        # where the hand ended, minus the task's goal (Meta-World's last three state entries): for the
+        # reach tasks the goal is the hand's, so this says which axis the policy misses by how much
+        "hand_minus_goal_m": np.round(obs["joint_positions"][:3] - obs["env_state"][-3:], 3).tolist(),
         "xyz_gap": round(float(np.mean(xyz_gap)), 4),
         "gripper_disagrees": round(float(np.mean(grip_flip)), 4) if grip_flip else None,
     }

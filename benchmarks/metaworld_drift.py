@@ -55,6 +55,7 @@ def episode(env: Any, policy: Any, expert: Any, seed: int, drive: str) -> dict[s
         # where the hand ended, minus the task's goal (Meta-World's last three state entries): for the
         # reach tasks the goal is the hand's, so this says which axis the policy misses by how much
         "hand_minus_goal_m": np.round(obs["joint_positions"][:3] - obs["env_state"][-3:], 3).tolist(),
+        "goal_m": np.round(obs["env_state"][-3:], 3).tolist(),
         "xyz_gap": round(float(np.mean(xyz_gap)), 4),
         "gripper_disagrees": round(float(np.mean(grip_flip)), 4) if grip_flip else None,
     }

@@ -16,6 +16,8 @@ square crop of a 4:3 render shows exactly what a square render with the same ``f
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -76,4 +78,16 @@ def aspect_mismatch(camera: str, seen_wh: tuple[int, int], trained_wh: tuple[int
         f"camera {camera} sends {seen_wh[0]}x{seen_wh[1]} frames (aspect {seen:.3f}) but the policy was trained "
         f"on {trained_wh[0]}x{trained_wh[1]} (aspect {trained:.3f}): its field of view differs from training; "
         "expect worse actions, or post-train on data from this camera"
+    )
+
+
+def mount_mismatch(camera: str, mount: Any, trained_mount: Any) -> str | None:
+    """A sentence saying the camera hangs elsewhere than in the training data, or None. Mounts are the
+    embodiment description's ``sim.cameras`` entries (None: the simulator's own placement)."""
+    if mount == trained_mount:
+        return None
+    return (
+        f"camera {camera} is mounted at {mount or 'the simulator default'} but the policy was trained with it at "
+        f"{trained_mount or 'the simulator default'}: it sees the scene from elsewhere; expect worse actions, "
+        "or train on data from this mount"
     )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gen0_policy.embodiment import Embodiment, load_embodiment
-from gen0_policy.errors import EmbodimentError
+from gen0_policy.errors import ConfigError, EmbodimentError
 
 
 # -- the embodiment -------------------------------------------------------------------------------
@@ -252,6 +252,38 @@ def test_the_first_frame_shows_this_episodes_layout():
         assert changed.sum() < 30, f"{changed.sum()} pixels changed: the first frame was a stale scene (82 were)"
 
 
+def test_corner2_is_mounted_where_the_embodiment_says_and_the_workspace_fills_it():
+    """The scene camera sits where config/embodiments/sawyer.yaml mounts it (the literature's corner2),
+    not Meta-World's own 1.6 m away: across ten reach layouts the goals (the whole task) spread over
+    1.6 times as many pixels each way in its 128-pixel frame (16 x 21 against 10 x 13)."""
+    import mujoco
+
+    from gen0_policy.sim.metaworld_env import MetaWorldEnv, mount_cameras
+
+    def goal_pixels(env: MetaWorldEnv) -> np.ndarray:
+        model, data = env._env.model, env._env.data
+        cam = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "corner2")
+        f_px = 0.5 * 128 / np.tan(np.radians(model.cam_fovy[cam]) / 2)
+        uv = []
+        for seed in range(10):
+            goal = env.reset(seed, images=False)["env_state"][-3:]
+            x, y, z = data.cam_xmat[cam].reshape(3, 3).T @ (goal - data.cam_xpos[cam])  # camera frame
+            uv.append([f_px * x / -z, f_px * y / -z])  # a pinhole looking down its -z
+        return np.asarray(uv)
+
+    mount = load_embodiment("sawyer").sim["cameras"]["corner2"]["pos"]
+    with MetaWorldEnv("reach", cameras=[]) as env:
+        np.testing.assert_allclose(env._env.model.cam_pos[2], mount)
+        ours = np.ptp(goal_pixels(env), axis=0)
+        env._env.model.cam_pos[2] = [1.3, -0.2, 1.1]  # Meta-World's own mount
+        theirs = np.ptp(goal_pixels(env), axis=0)
+        assert np.all(ours > 1.5 * theirs) and ours.min() > 14, (ours, theirs)
+        with pytest.raises(ConfigError, match="no camera 'corner9'"):
+            mount_cameras(env._env.model, {"corner9": {"pos": [0, 0, 1]}})
+        with pytest.raises(ConfigError, match="3 finite numbers"):
+            mount_cameras(env._env.model, {"corner2": {"pos": [0, float("nan"), 1]}})
+
+
 def test_corner_cameras_come_out_upright():
     """Pixel check: MuJoCo's free camera always keeps the world's up at the top of the image. Put
     one at a corner camera's pose, looking the same way: it must see what our frame shows, and not
@@ -343,6 +375,7 @@ def test_recoveries_move_the_hand_off_the_path_and_record_the_experts_own_action
 # -- evaluation ----------------------------------------------------------------------------------------
 def test_bench_bookkeeping_per_task_per_group_and_resume(tmp_path):
     from gen0_policy.sim.metaworld_bench import BenchConfig, read_results, run_bench
+    from gen0_policy.sim.metaworld_env import ADAPTER_VERSION
 
     results = tmp_path / "mt10.jsonl"
     first = run_bench(BenchConfig("mt10", episodes=2, tasks=("reach",)), results)
@@ -367,8 +400,8 @@ def test_bench_bookkeeping_per_task_per_group_and_resume(tmp_path):
     with pytest.raises(Exception, match="another protocol or policy"):
         run_bench(BenchConfig("mt10", episodes=2, seed=5), results)
     header, *rest = results.read_text().splitlines(keepends=True)  # a file from before the first-frame fix
-    results.write_text(header.replace(', "adapter": 2', "") + "".join(rest))
-    with pytest.raises(Exception, match="'adapter': \\(None, 2\\)"):
+    results.write_text(header.replace(f', "adapter": {ADAPTER_VERSION}', "") + "".join(rest))
+    with pytest.raises(Exception, match=f"'adapter': \\(1, {ADAPTER_VERSION}\\)"):
         run_bench(BenchConfig("mt10", episodes=2, tasks=("push",)), results)
     with pytest.raises(Exception, match="not in mt10"):
         BenchConfig("mt10", tasks=("hammer",))

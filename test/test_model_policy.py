@@ -118,6 +118,19 @@ def test_bad_inputs_get_clear_errors(trained) -> None:
         policy.check_embodiment(type(other)(**{**other.__dict__, "name": "ur5e"}))
 
 
+def test_a_camera_mounted_elsewhere_than_in_training_is_noted(trained) -> None:
+    """Same joints, same cameras, but the scene camera hangs elsewhere (the robot's description moved
+    it, as the Sawyer's corner2 was): the policy still runs and says so, in warnings (PolicyStatus)."""
+    out, _ = trained
+    policy = Gen0Policy.load(out, precision="fp32")
+    panda = make_embodiment("panda")  # trained with no mounts given: the simulator's own placement
+    policy.check_embodiment(panda)
+    assert policy.warnings == {}
+    moved = type(panda)(**{**panda.__dict__, "sim": {"cameras": {"scene": {"body": "world", "pos": [0.7, 0, 0.7]}}}})
+    policy.check_embodiment(moved)
+    assert "trained with it at the simulator default" in policy.warnings["scene mount"]
+
+
 def test_any_image_size_and_missing_cameras(trained) -> None:
     out, sources = trained
     policy = Gen0Policy.load(out, precision="fp32")

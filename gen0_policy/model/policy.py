@@ -17,7 +17,7 @@ import torch
 
 from gen0_policy.embodiment import Embodiment
 from gen0_policy.errors import CheckpointError, ObservationError
-from gen0_policy.images import aspect_mismatch
+from gen0_policy.images import aspect_mismatch, mount_mismatch
 from gen0_policy.model.checkpoint import load_policy
 from gen0_policy.model.config import ModelConfig
 from gen0_policy.model.engines import build_sampler
@@ -90,7 +90,7 @@ class Gen0Policy:
         self.config: ModelConfig = model.config
         self.language = language_encoder(self.config.language_encoder, self.config.language_dim)
         self._generator = torch.Generator(device="cpu").manual_seed(int(self.meta.get("seed", 0)))
-        self.warnings: dict[str, str] = {}  # camera -> why its frames differ from the training data's
+        self.warnings: dict[str, str] = {}  # camera (or 'camera mount') -> why its view differs from training
         self.novelty = novelty  # training-frame feature statistics: infer reports "image_novelty"
 
     @classmethod
@@ -154,13 +154,20 @@ class Gen0Policy:
         return self.processor.embodiment(name)
 
     def check_embodiment(self, embodiment: Embodiment) -> None:
-        """Raise CheckpointError unless ``embodiment`` has the joints (in order) this policy was trained on."""
+        """Raise CheckpointError unless ``embodiment`` has the joints (in order) this policy was trained on;
+        note (in ``warnings`` and the log) a camera mounted elsewhere than in its training data."""
         trained = self.processor.embodiment(embodiment.name)
         if trained.joint_names != embodiment.joint_names:
             raise CheckpointError(
                 f"embodiment {embodiment.name} has joints {list(embodiment.joint_names)} but the policy was "
                 f"trained on {list(trained.joint_names)}; post-train on data of this robot"
             )
+        now, then = embodiment.sim.get("cameras", {}), trained.sim.get("cameras", {})
+        for cam in sorted(set(now) | set(then)):
+            message = mount_mismatch(cam, now.get(cam), then.get(cam))
+            if message is not None:
+                self.warnings[f"{cam} mount"] = message
+                logging.getLogger(__name__).warning(message)
 
     def _keep_stem_maps(self, module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
         self._stem_maps = output

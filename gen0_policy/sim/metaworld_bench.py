@@ -67,7 +67,7 @@ def read_results(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]
         except json.JSONDecodeError:
             continue
         if row.get("kind") == "header":
-            header = row
+            header = {"adapter": 1, **row}  # files from before the adapter had a version carry none
         elif row.get("kind") == "episode":
             records.append(row)
     return header, records
@@ -119,7 +119,7 @@ def summarize(header: dict[str, Any], records: list[dict[str, Any]]) -> dict[str
         "episodes_per_task": episodes,
         "seed": header["seed"],
         "max_steps": header["max_steps"],
-        "adapter": header.get("adapter", 1),
+        "adapter": header["adapter"],
         "complete": len(complete) == len(suite),
         "tasks_done": len(complete),
         "tasks_missing": [t for t in suite if t not in complete],
@@ -190,7 +190,8 @@ def run_bench(
                     records.append(row)
                     if progress:
                         progress(f"{task} episode {i}: {'success' if r.success else 'failure'} in {r.steps} steps")
-    return summarize(header, records) | {"results": str(results), "config": asdict(config)}
+    warnings = list(getattr(getattr(controller, "policy", None), "warnings", {}).values())  # e.g. another mount
+    return summarize(header, records) | {"results": str(results), "config": asdict(config), "warnings": warnings}
 
 
 # -- gen0 bench ---------------------------------------------------------------------------------------

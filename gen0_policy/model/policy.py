@@ -165,7 +165,9 @@ class Gen0Policy:
         now, then = embodiment.sim.get("cameras", {}), trained.sim.get("cameras", {})
         for cam in sorted(set(now) | set(then)):
             message = mount_mismatch(cam, now.get(cam), then.get(cam))
-            if message is not None:
+            if message is None:
+                self.warnings.pop(f"{cam} mount", None)  # as check_cameras: a warning holds while it is true
+            elif self.warnings.get(f"{cam} mount") != message:
                 self.warnings[f"{cam} mount"] = message
                 logging.getLogger(__name__).warning(message)
 

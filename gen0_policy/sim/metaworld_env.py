@@ -253,7 +253,7 @@ class MetaWorldEnv:
         vis = model.vis.global_
         vis.offwidth = max([vis.offwidth, *(w for w, _ in self.camera_sizes.values())])
         vis.offheight = max([vis.offheight, *(h for _, h in self.camera_sizes.values())])
-        mount_cameras(model, dict(self.embodiment.sim.get("cameras", {})))
+        mount_cameras(model, self.embodiment.sim.get("cameras", {}))
         self.upside_down = frozenset(n for n in names if camera_upside_down(model, self._env.data, n))
         self._renderers: dict[tuple[int, int], Any] = {}
         self._raw: np.ndarray | None = None

@@ -12,7 +12,6 @@ import argparse
 import itertools
 import json
 import os
-import signal
 import time
 
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -21,7 +20,7 @@ import rclpy
 from rclpy.qos import QoSProfile
 
 from gen0_msgs.msg import PolicyStatus
-from gen0_policy.ros.spin import spin
+from gen0_policy.ros.spin import init, spin
 
 
 def main() -> None:
@@ -29,8 +28,7 @@ def main() -> None:
     parser.add_argument("--topic", default="/gen0_policy/status")
     parser.add_argument("--arrivals", action="store_true", help="also print every arrival: [time, state]")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    rclpy.init()
+    init()
     node = rclpy.create_node("gen0_status_watch")
     seen: list[tuple[float, int]] = []  # one append per message: a Ctrl-C between two lists' appends
     # left them of different lengths, and the summary then failed instead of printing

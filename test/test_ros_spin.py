@@ -1,9 +1,13 @@
-"""gen0_policy/ros/spin.py: how every node process spins and stops. A signal can surface as an error
-from inside rclpy a moment before rclpy's signal thread shuts the context down; that is a stop, while
-an error with the context still up is a crash that must be seen."""
+"""gen0_policy/ros/spin.py: how every node process spins and stops. A signal raises KeyboardInterrupt in
+the main thread, even while a node receives nothing (an executor that waited without a timeout never
+returned to Python to run the handler). An error raised while another thread shuts the context down
+is a stop, while an error with the context still up is a crash that must be seen."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -26,7 +30,7 @@ def failing_node(context: Context, shut_down_after_s: float | None):
     node = rclpy.create_node("spin_test", context=context)
 
     def fail() -> None:
-        if shut_down_after_s is not None:  # as rclpy's signal thread does, just after the signal
+        if shut_down_after_s is not None:  # as another thread of the process might
             threading.Timer(shut_down_after_s, context.try_shutdown).start()
         raise RuntimeError("Unable to convert call argument '0' to Python object")
 
@@ -51,3 +55,41 @@ def test_an_error_with_the_context_up_is_raised(context: Context) -> None:
     finally:
         node.destroy_node()
     assert context.ok()
+
+
+QUIET_NODE = """
+import rclpy
+from gen0_policy.ros.spin import init, spin
+init()
+node = rclpy.create_node("quiet")
+
+
+def spinning():  # once, then nothing wakes the executor
+    timer.cancel()
+    print("spinning", flush=True)
+
+
+timer = node.create_timer(0.05, spinning)
+try:
+    spin(node)
+finally:
+    node.destroy_node()
+    rclpy.try_shutdown()
+print("stopped", flush=True)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_signal_stops_a_node_that_receives_nothing(no_process_left_behind, sig) -> None:
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    proc = subprocess.Popen([sys.executable, "-c", QUIET_NODE], **pipes)
+    try:
+        assert proc.stdout.readline() == "spinning\n", proc.stderr.read()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out == "stopped\n" and "Traceback" not in err

@@ -11,7 +11,6 @@ All the behaviour lives in gen0_policy.runtime; this file converts messages.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 
@@ -19,10 +18,9 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from sensor_msgs.msg import Image, JointState
 
@@ -35,7 +33,7 @@ from gen0_policy.ros import conversions as conv
 from gen0_policy.ros.controller_outputs import make_outputs, publish_command, publish_horizon
 from gen0_policy.ros.lifecycle import refuse_invalid_transitions
 from gen0_policy.ros.qos import REQUESTS
-from gen0_policy.ros.spin import dump_stacks_on_sigusr1
+from gen0_policy.ros.spin import init, spin
 from gen0_policy.ros.task_action import RunTaskServer
 from gen0_policy.runtime import Command, FunctionClock, Runtime, RuntimeState
 from gen0_policy.runtime.config import check_node_parameters, runtime_config, runtime_parameters
@@ -362,21 +360,10 @@ class PolicyNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    # Ctrl-C (and SIGTERM) raises KeyboardInterrupt here instead of shutting the context down under the runtime's
-    # threads, so the runtime stops before its publishers go away.
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # systemd and docker stop with SIGTERM: same as Ctrl-C
-    # A shell starts background jobs with SIGINT ignored, and Python then leaves it ignored: `kill -INT`
-    # (what ros2 launch sends) did nothing. rclpy's own handler, in our other nodes, takes it regardless.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    dump_stacks_on_sigusr1()
+    init(args)  # Ctrl-C and SIGTERM end spin() here, so the runtime stops before its publishers go
     node = PolicyNode()
-    executor = MultiThreadedExecutor(num_threads=6)  # clock, control tick, joints, cameras, services
-    executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin(node, MultiThreadedExecutor(num_threads=6))  # clock, control tick, joints, cameras, services
     finally:
         if node.runtime is not None:
             node.runtime.stop()  # before the context goes: its threads publish

@@ -25,7 +25,7 @@ from rclpy.node import Node
 from gen0_msgs.action import PostTrain
 from gen0_msgs.srv import LoadCheckpoint
 from gen0_policy.errors import Gen0Error
-from gen0_policy.ros.spin import spin
+from gen0_policy.ros.spin import init, spin
 from gen0_policy.train.config import TrainConfig
 from gen0_policy.train.posttrain import PostTrainJob
 from gen0_policy.train.posttrain_runner import PostTrainOutcome, PostTrainProcess
@@ -203,7 +203,7 @@ class PostTrainNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+    init(args)
     node = PostTrainNode()
     try:
         spin(node, MultiThreadedExecutor(num_threads=4))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import rclpy
 from builtin_interfaces.msg import Time
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -27,6 +27,7 @@ from gen0_policy.data.recording import offered_qos, subscription_qos
 from gen0_policy.embodiment import available_embodiments
 from gen0_policy.errors import ConfigError, Gen0Error
 from gen0_policy.ros.qos import REQUESTS
+from gen0_policy.ros.spin import init, spin
 
 LATCHED = DurabilityPolicy.TRANSIENT_LOCAL
 
@@ -162,7 +163,7 @@ class RecorderNode(Node):
 def main(args: list[str] | None = None) -> None:
     # A file-size limit (ulimit -f) must fail the write, not kill the recorder: the bag is then closed cleanly.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    rclpy.init(args=args)
+    init(args)
     try:
         node = RecorderNode()
     except Gen0Error as exc:  # a setting to fix: one line, no traceback
@@ -173,15 +174,8 @@ def main(args: list[str] | None = None) -> None:
     # one: at 500 Hz joint states plus cameras that is the difference between keeping up or not.
     kind = node.declare_parameter("executor", "events").value
     executor = EventsExecutor() if kind == "events" else SingleThreadedExecutor()
-    executor.add_node(node)
     try:
-        while rclpy.ok():  # not spin(): the events executor's spin() does not return on Ctrl-C
-            executor.spin_once(timeout_sec=0.2)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise  # a real error; otherwise a SIGTERM shut the context down mid-wait (see ros/spin.py)
+        spin(node, executor)
     finally:
         node.recorder.shutdown()
         node.destroy_node()

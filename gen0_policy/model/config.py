@@ -14,6 +14,11 @@ from gen0_policy.errors import ConfigError, check_keys
 
 CAMERA_ROLES = ("scene", "wrist", "head")
 LANGUAGE_ENCODERS = ("minilm", "hash")
+# "scratch": the conv stages of image_channels, trained with the policy. "efficientnet_lite0": the first
+# image_backbone_blocks blocks of EfficientNet-Lite0, pretrained on ImageNet and frozen.
+IMAGE_BACKBONES = ("scratch", "efficientnet_lite0")
+# EfficientNet-Lite0's cumulative stride after each of its 16 blocks (and after its stem: 2).
+LITE0_BLOCK_STRIDES = (2, 4, 4, 8, 8, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32)
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class ModelConfig:
     image_size: int = 64
     image_channels: tuple[int, ...] = (16, 32, 64)
     image_grid: int = 4
+    image_backbone: str = "scratch"  # one of IMAGE_BACKBONES; a pretrained one ignores image_channels
+    image_backbone_blocks: int = 11  # EfficientNet-Lite0 blocks kept: 11 ends at stride 16, 112 channels
     # Spatial-softmax keypoints per camera (their expected image x, y), one extra token per camera:
     # average pooling blurs where a small object is; keypoints keep it (0: none).
     image_keypoints: int = 0
@@ -80,14 +87,33 @@ class ModelConfig:
             raise ConfigError(f"model config goal_loss_weight must be >= 0, got {self.goal_loss_weight}")
         if self.image_keypoints < 0:
             raise ConfigError(f"model config image_keypoints must be >= 0, got {self.image_keypoints}")
+        if self.image_backbone not in IMAGE_BACKBONES:
+            raise ConfigError(f"image_backbone must be one of {IMAGE_BACKBONES}, got {self.image_backbone!r}")
+        if not 1 <= self.image_backbone_blocks <= len(LITE0_BLOCK_STRIDES):
+            raise ConfigError(f"image_backbone_blocks must be in 1..16, got {self.image_backbone_blocks}")
         if not self.image_channels:
             raise ConfigError("image_channels needs at least one conv stage")
-        if self.image_size // (2 ** len(self.image_channels)) < self.image_grid:
+        if self.image_size // self.image_stride < self.image_grid:
             raise ConfigError(
                 f"image_size {self.image_size} shrinks below the {self.image_grid}x{self.image_grid} token grid "
-                f"after {len(self.image_channels)} stride-2 stages; use fewer stages or a larger image"
+                f"at the image backbone's stride {self.image_stride}; use fewer stages or blocks, or a larger image"
             )
         object.__setattr__(self, "image_channels", tuple(int(c) for c in self.image_channels))
+
+    @property
+    def image_stride(self) -> int:
+        """How many pixels of the model's input one cell of the image backbone's feature map spans."""
+        if self.image_backbone == "scratch":
+            return 2 ** len(self.image_channels)
+        return LITE0_BLOCK_STRIDES[self.image_backbone_blocks - 1]
+
+    @property
+    def image_feature_size(self) -> int:
+        """The side of the image backbone's (square) feature map: every stride-2 stage rounds up."""
+        size = self.image_size
+        for _ in range(self.image_stride.bit_length() - 1):
+            size = -(-size // 2)
+        return size
 
     @property
     def expert_dim(self) -> int:

@@ -58,6 +58,7 @@ def test_an_error_with_the_context_up_is_raised(context: Context) -> None:
 
 
 QUIET_NODE = """
+import time
 import rclpy
 from gen0_policy.ros.spin import init, spin
 init()
@@ -73,23 +74,29 @@ timer = node.create_timer(0.05, spinning)
 try:
     spin(node)
 finally:
+    print("stopping", flush=True)
+    time.sleep(0.5)  # a teardown that takes a while: a recorder closing its bag
     node.destroy_node()
     rclpy.try_shutdown()
 print("stopped", flush=True)
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
-def test_a_signal_stops_a_node_that_receives_nothing(no_process_left_behind, sig) -> None:
+@pytest.mark.parametrize("signals", [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT, signal.SIGINT]],
+                         ids=["SIGINT", "SIGTERM", "SIGINT twice, as ros2 launch and a terminal send it"])  # fmt: skip
+def test_a_signal_stops_a_node_that_receives_nothing(no_process_left_behind, signals) -> None:
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     proc = subprocess.Popen([sys.executable, "-c", QUIET_NODE], **pipes)
     try:
         assert proc.stdout.readline() == "spinning\n", proc.stderr.read()
-        proc.send_signal(sig)
+        proc.send_signal(signals[0])
+        assert proc.stdout.readline() == "stopping\n"
+        for sig in signals[1:]:  # lands in the teardown
+            proc.send_signal(sig)
         out, err = proc.communicate(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert out == "stopped\n" and "Traceback" not in err
+    assert out == "stopped\n" and "Traceback" not in err, err

@@ -5,7 +5,8 @@ loop sees it at its next wake-up and returns, and the caller stops the node's ow
 node and shuts the context down. Two designs failed under stress (a loop of SIGINTs to the status
 watcher receiving 500 Hz, the test that had failed once in CI):
 - rclpy's own handlers shut the context down from a thread of their own, under the spinning executor
-  and the threads that publish: 1 in 60 runs segfaulted (and a sim node once outlived a SIGTERM);
+  and the threads that publish: 1 in 60 runs segfaulted (a sim node under them once outlived a
+  SIGTERM in CI, not reproduced);
 - KeyboardInterrupt raised by the handler lands wherever the main thread is, also inside pybind11's
   conversion of a message taken from DDS, which then fails as a RuntimeError ("Unable to convert call
   argument '0' to Python object") and swallows the interrupt: 1 in 62 runs crashed.

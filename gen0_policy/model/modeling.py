@@ -171,11 +171,10 @@ class ImageEncoder(nn.Module):
                 layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.GroupNorm(min(8, out), out), nn.GELU()]
                 channels = out
             self.stem = nn.Sequential(*layers)
-        self.grid = config.image_grid
         # Pooling and keypoint coordinates from the feature map's size, known from the config: the ONNX
         # exporter loses the map's shape behind EfficientNet's padding, and adaptive pooling needs it.
         size = config.image_feature_size
-        self.register_buffer("pool", pooling_matrix(size, self.grid), persistent=False)
+        self.register_buffer("pool", pooling_matrix(size, config.image_grid), persistent=False)
         self.register_buffer("coords", torch.linspace(-1.0, 1.0, size), persistent=False)
         self.proj = nn.Linear(channels, config.width)
         self.keypoints = config.image_keypoints

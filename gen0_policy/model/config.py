@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from gen0_policy.errors import ConfigError, check_keys
+from gen0_policy.errors import ConfigError, check_keys, coerce_numbers
 
 CAMERA_ROLES = ("scene", "wrist", "head")
 LANGUAGE_ENCODERS = ("minilm", "hash")
 # "scratch": the conv stages of image_channels, trained with the policy. "efficientnet_lite0": the first
-# image_backbone_blocks blocks of EfficientNet-Lite0, pretrained on ImageNet and frozen.
+# image_backbone_blocks blocks of EfficientNet-Lite0, pretrained on ImageNet and frozen but for the last
+# image_backbone_trainable_blocks of them.
 IMAGE_BACKBONES = ("scratch", "efficientnet_lite0")
 # EfficientNet-Lite0's cumulative stride after each of its 16 blocks (and after its stem: 2).
 LITE0_BLOCK_STRIDES = (2, 4, 4, 8, 8, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32)
@@ -39,6 +40,8 @@ class ModelConfig:
     image_grid: int = 4
     image_backbone: str = "scratch"  # one of IMAGE_BACKBONES; a pretrained one ignores image_channels
     image_backbone_blocks: int = 11  # EfficientNet-Lite0 blocks kept: 11 ends at stride 16, 112 channels
+    # The last kept blocks fine-tuned with the policy (their BatchNorm statistics stay ImageNet's); 0: all frozen.
+    image_backbone_trainable_blocks: int = 0
     # Spatial-softmax keypoints per camera (their expected image x, y), one extra token per camera:
     # average pooling blurs where a small object is; keypoints keep it (0: none).
     image_keypoints: int = 0
@@ -63,6 +66,7 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        coerce_numbers(self)
         if self.width % self.heads:
             raise ConfigError(f"width {self.width} must be divisible by heads {self.heads}")
         positive = ("width", "heads", "backbone_layers", "image_size", "image_grid", "max_cameras", "max_dof")
@@ -91,6 +95,11 @@ class ModelConfig:
             raise ConfigError(f"image_backbone must be one of {IMAGE_BACKBONES}, got {self.image_backbone!r}")
         if not 1 <= self.image_backbone_blocks <= len(LITE0_BLOCK_STRIDES):
             raise ConfigError(f"image_backbone_blocks must be in 1..16, got {self.image_backbone_blocks}")
+        if not 0 <= self.image_backbone_trainable_blocks <= self.image_backbone_blocks:
+            raise ConfigError(
+                f"image_backbone_trainable_blocks must be in 0..{self.image_backbone_blocks} (the blocks kept), "
+                f"got {self.image_backbone_trainable_blocks}"
+            )
         if not self.image_channels:
             raise ConfigError("image_channels needs at least one conv stage")
         if self.image_size // self.image_stride < self.image_grid:

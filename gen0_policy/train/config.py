@@ -13,29 +13,13 @@ from typing import Any
 
 import yaml
 
-from gen0_policy.errors import ConfigError, check_keys
+from gen0_policy.errors import ConfigError, check_keys, coerce_numbers
 from gen0_policy.model.config import ModelConfig
 
 FREEZABLE = ("vision", "proprio", "language_projection", "embodiment", "backbone", "expert")
 FREEZE_ALIASES = {"language": "language_projection"}  # the text encoder itself is frozen anyway
 STRATEGIES = ("auto", "single", "ddp", "fsdp")
 PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def coerce_numbers(config: Any) -> None:
-    """YAML reads ``1e-3`` as a string (it wants ``1.0e-3``); accept it, and say clearly what is wrong."""
-    for f in fields(config):
-        value = getattr(config, f.name)
-        if isinstance(f.default, bool) or not isinstance(f.default, int | float) or isinstance(value, bool):
-            continue
-        kind = type(f.default)
-        try:
-            number = float(value)
-            if kind is int and not number.is_integer():
-                raise ValueError
-            setattr(config, f.name, kind(number))
-        except (TypeError, ValueError):
-            raise ConfigError(f"{f.name} must be a{'n integer' if kind is int else ' number'}, got {value!r}") from None
 
 
 @dataclass

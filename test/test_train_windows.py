@@ -9,10 +9,11 @@ from model_fixtures import ROBOTS, make_embodiment, make_episode, make_episodes
 
 from gen0_policy.data.windows import MixtureSource, Window, WindowSampler, action_chunk, split_episodes
 from gen0_policy.errors import ConfigError, DatasetError
-from gen0_policy.model.config import preset
+from gen0_policy.model.config import ModelConfig, preset
 from gen0_policy.model.language import HashEncoder
 from gen0_policy.model.processor import JointStats, Processor
 from gen0_policy.train.batch import BatchBuilder
+from gen0_policy.train.config import TrainConfig
 
 
 def test_chunk_pads_past_the_end_with_the_last_action_and_masks_it() -> None:
@@ -104,12 +105,19 @@ def test_batch_holds_the_harmonic_window() -> None:
     assert torch.equal(batch["noise"], again["noise"]) and torch.equal(batch["flow_t"], again["flow_t"])
 
 
-def test_state_dropout_hides_the_joint_state_of_a_reproducible_fraction() -> None:
+def one_panda_episode(random_pixels: bool = False) -> tuple[ModelConfig, Processor, list[MixtureSource]]:
+    """What a BatchBuilder takes, for one Panda episode (its pictures random noise if asked)."""
     config = preset("test", language_encoder="hash")
-    robot = make_embodiment("panda")
     episode = make_episode("panda", 3)
-    processor = Processor(config, [robot], {"panda": JointStats.from_arrays(episode.states, episode.actions)})
-    source = [MixtureSource("p", [episode])]
+    if random_pixels:
+        rng = np.random.default_rng(0)
+        episode.images = {cam: rng.integers(0, 256, im.shape, dtype=np.uint8) for cam, im in episode.images.items()}
+    stats = {"panda": JointStats.from_arrays(episode.states, episode.actions)}
+    return config, Processor(config, [make_embodiment("panda")], stats), [MixtureSource("p", [episode])]
+
+
+def test_state_dropout_hides_the_joint_state_of_a_reproducible_fraction() -> None:
+    config, processor, source = one_panda_episode()
     windows = [Window(0, 0, t=t % 20, delay=0) for t in range(200)]
     kept = BatchBuilder(config, source, processor, HashEncoder())(windows, seed=0, step=0, indices=range(200))
     builder = BatchBuilder(config, source, processor, HashEncoder(), state_dropout=0.5)
@@ -120,3 +128,34 @@ def test_state_dropout_hides_the_joint_state_of_a_reproducible_fraction() -> Non
     assert torch.equal(batch["noise"], kept["noise"]) and torch.equal(batch["actions"], kept["actions"])
     again = builder(windows, seed=0, step=0, indices=range(200))
     assert torch.equal(batch["state"], again["state"])
+
+
+def test_image_shift_moves_each_picture_reproducibly_and_touches_nothing_else() -> None:
+    """image_shift_px (DrQ's random shift): every camera's picture is the same picture moved by a whole
+    number of pixels within the bound, the same for the same (seed, step, index), and the rest of the
+    batch (noise, actions, state) is that of no shift."""
+    config, processor, source = one_panda_episode(random_pixels=True)
+    windows = [Window(0, 0, t=t % 20, delay=0) for t in range(40)]
+    plain = BatchBuilder(config, source, processor, HashEncoder())(windows, seed=0, step=3, indices=range(40))
+    builder = BatchBuilder(config, source, processor, HashEncoder(), image_shift_px=4)
+    batch = builder(windows, seed=0, step=3, indices=range(40))
+    for key in ("noise", "actions", "state", "flow_t"):
+        assert torch.equal(batch[key], plain[key]), key
+    assert torch.equal(batch["images"], builder(windows, seed=0, step=3, indices=range(40))["images"])
+    assert not torch.equal(batch["images"], builder(windows, seed=0, step=4, indices=range(40))["images"])
+    S, offsets = config.image_size, set()
+    for row in range(40):
+        for cam in range(int(plain["camera_mask"][row].sum())):
+            before, after = plain["images"][row, cam], batch["images"][row, cam]
+            # the interior of the shifted picture is the original, moved by (dy, dx) with |dy|, |dx| <= 4
+            found = [
+                (dy, dx)
+                for dy in range(-4, 5)
+                for dx in range(-4, 5)
+                if torch.equal(after[:, 4 : S - 4, 4 : S - 4], before[:, 4 + dy : S - 4 + dy, 4 + dx : S - 4 + dx])
+            ]
+            assert len(found) == 1, (row, cam)
+            offsets.add(found[0])
+    assert len(offsets) > 10  # offsets differ from picture to picture
+    with pytest.raises(ConfigError, match="image_shift_px must be >= 0"):
+        TrainConfig(image_shift_px=-1)

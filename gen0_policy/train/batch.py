@@ -49,6 +49,18 @@ def next_keyframes(actions: np.ndarray, gripper: np.ndarray, lower: np.ndarray, 
     return events[np.searchsorted(events, np.arange(T), side="left")].astype(np.int64)
 
 
+def shift_images(images: np.ndarray, rng: np.random.Generator, max_px: int) -> np.ndarray:
+    """(N, 3, S, S) -> the same pictures, each moved by its own random whole-pixel offset in
+    [-max_px, max_px] per axis, the uncovered border filled by repeating the edge (DrQ, Kostrikov et
+    al. 2020: random shifts, a regularizer for learning from few pictures)."""
+    S = images.shape[-1]
+    padded = np.pad(images, ((0, 0), (0, 0), (max_px, max_px), (max_px, max_px)), mode="edge")
+    out = np.empty_like(images)
+    for cam, (dy, dx) in enumerate(rng.integers(0, 2 * max_px + 1, size=(len(images), 2))):
+        out[cam] = padded[cam, :, dy : dy + S, dx : dx + S]
+    return out
+
+
 def prepare_episode(episode: Episode, processor: Processor, language: LanguageEncoder) -> PreparedEpisode:
     config = processor.config
     name = episode.embodiment
@@ -92,11 +104,13 @@ class BatchBuilder:
         language: LanguageEncoder,
         state_dropout: float = 0.0,
         release_frames: bool = False,
+        image_shift_px: int = 0,
     ) -> None:
         """``release_frames``: empty each Episode's ``images`` once its prepared copy exists, so a mixture's
         frames are held once, not twice (for a caller that owns the episodes and reads no frames after)."""
         self.config = config
         self.state_dropout = state_dropout  # fraction of samples whose joint state is hidden (see TrainConfig)
+        self.image_shift_px = image_shift_px  # random shift of each picture, training only (see TrainConfig)
 
         def prepare(episode: Episode) -> PreparedEpisode:
             prepared = prepare_episode(episode, processor, language)
@@ -120,6 +134,7 @@ class BatchBuilder:
         noise = np.empty((len(windows), H, cfg.max_dof), dtype=np.float32)
         flow_t = np.empty(len(windows), dtype=np.float32)
         states = np.stack([e.states[w.t] for e, w in zip(eps, windows, strict=True)])
+        images = np.stack([e.images[w.t] for e, w in zip(eps, windows, strict=True)])
         for row, (w, i) in enumerate(zip(windows, indices, strict=True)):
             committed[row, : w.delay] = True
             rng = sample_rng(seed, step, i, stream=1)
@@ -127,8 +142,10 @@ class BatchBuilder:
             noise[row] = rng.standard_normal((H, cfg.max_dof), dtype=np.float32)
             if self.state_dropout and rng.random() < self.state_dropout:
                 states[row] = 0.0  # normalized: the mean pose, which says nothing about this episode
+            if self.image_shift_px:  # its own stream: the noise and flow time stay those of no shift
+                images[row] = shift_images(images[row], sample_rng(seed, step, i, stream=2), self.image_shift_px)
         return {
-            "images": torch.from_numpy(np.stack([e.images[w.t] for e, w in zip(eps, windows, strict=True)])),
+            "images": torch.from_numpy(images),
             "camera_roles": torch.from_numpy(np.stack([e.camera_roles for e in eps])),
             "camera_mask": torch.from_numpy(np.stack([e.camera_mask for e in eps])),
             "state": torch.from_numpy(states),

@@ -61,6 +61,10 @@ class TrainConfig:
     # Fraction of training samples whose joint-state input is hidden (zeroed, i.e. the mean pose), so
     # the policy cannot just continue its own motion instead of looking where the target is.
     state_dropout: float = 0.0
+    # Random shift of every training picture by up to this many pixels of the model's input, each way
+    # (edges repeated; DrQ's augmentation): a few demonstrations' pictures, seen slightly moved, teach
+    # where things are relative to each other rather than which pixel they fill. 0: none.
+    image_shift_px: int = 0
     # Optimisation.
     steps: int = 1000
     batch_size: int = 32
@@ -105,6 +109,8 @@ class TrainConfig:
                 raise ConfigError(f"train config {name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.state_dropout < 1:
             raise ConfigError(f"state_dropout must be in [0, 1), got {self.state_dropout}")
+        if self.image_shift_px < 0:
+            raise ConfigError(f"image_shift_px must be >= 0, got {self.image_shift_px}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not (self.lr > 0 and math.isfinite(self.lr)):

@@ -111,6 +111,7 @@ class Trainer:
             self.processor,
             self.language,
             state_dropout=config.state_dropout,
+            image_shift_px=config.image_shift_px,
             release_frames=owned,
         )
         self.val_builder = BatchBuilder(

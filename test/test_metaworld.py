@@ -399,6 +399,8 @@ def test_bench_bookkeeping_per_task_per_group_and_resume(tmp_path):
     assert results.read_text() == before
     with pytest.raises(Exception, match="another protocol or policy"):
         run_bench(BenchConfig("mt10", episodes=2, seed=5), results)
+    with pytest.raises(Exception, match="'execute': \\(None, 4\\)"):  # other rows per inference: not mixed in
+        run_bench(BenchConfig("mt10", episodes=2, tasks=("push",), execute=4), results)
     header, *rest = results.read_text().splitlines(keepends=True)  # a file from before the first-frame fix
     results.write_text(header.replace(f', "adapter": {ADAPTER_VERSION}', "") + "".join(rest))
     with pytest.raises(Exception, match=f"'adapter': \\(1, {ADAPTER_VERSION}\\)"):

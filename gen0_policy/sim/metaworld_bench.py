@@ -24,7 +24,9 @@ from typing import Any
 from gen0_policy.errors import ConfigError
 from gen0_policy.sim.metaworld_env import DIFFICULTY, SUITES, difficulty, suite_tasks, task_name
 
-PROTOCOL_KEYS = ("suite", "episodes", "seed", "max_steps", "policy_id", "adapter")
+# ``execute`` changes what a checkpoint does (None: its default, half a chunk; files from before it
+# was recorded read as None), so a file run with other rows per inference is refused too.
+PROTOCOL_KEYS = ("suite", "episodes", "seed", "max_steps", "policy_id", "adapter", "execute")
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ def summarize(header: dict[str, Any], records: list[dict[str, Any]]) -> dict[str
         "seed": header["seed"],
         "max_steps": header["max_steps"],
         "adapter": header["adapter"],
+        "execute": header.get("execute"),
         "complete": len(complete) == len(suite),
         "tasks_done": len(complete),
         "tasks_missing": [t for t in suite if t not in complete],
@@ -151,6 +154,7 @@ def run_bench(
         "policy": config.policy,
         "policy_id": _policy_id(config.policy, controller),
         "adapter": ADAPTER_VERSION,
+        "execute": config.execute,
     }
     old, records = read_results(results)
     if old is not None:
@@ -246,7 +250,7 @@ def register(subparsers: Any) -> None:
         default="checkpoint",
         help="a checkpoint (--checkpoint), or Meta-World's scripted experts (a sanity number)",
     )
-    p.add_argument("--checkpoint", type=Path, default=None, help="policy folder (default: checkpoints/metaworld_mt10)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="policy folder (default: checkpoints/metaworld_mt50)")
     p.add_argument("--episodes", type=int, default=10, help="episodes per task (the protocol: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of episode 0 of every task")
     p.add_argument("--tasks", default=None, help="comma-separated piece of the suite to run now (default: all)")

@@ -38,7 +38,8 @@ def launch_dir() -> Path:
 
 
 SHIPPED_CHECKPOINT = "multitask_cpu"  # UR5e, Panda, G1 (20 Hz)
-SHIPPED_BY_EMBODIMENT = {"sawyer": "metaworld_mt10"}  # Meta-World's 80 Hz steps: a checkpoint of its own
+# Meta-World's 80 Hz steps need a checkpoint of their own: the MT50 network, which knows all 50 tasks.
+SHIPPED_BY_EMBODIMENT = {"sawyer": "metaworld_mt50"}
 
 
 def shipped_checkpoint(embodiment: str = "") -> Path:

@@ -472,8 +472,8 @@ def test_goal_loss_keyframes_find_the_sawyers_grasp():
 
 
 def test_the_shipped_metaworld_checkpoint_is_the_sawyers_default():
-    """`gen0 bench metaworld` and `gen0 bringup sim --embodiment sawyer` default to the committed MT10
-    checkpoint, which knows the Sawyer's joints and action space; the other robots keep theirs."""
+    """`gen0 bench metaworld` and `gen0 bringup sim --embodiment sawyer` default to the committed MT50
+    checkpoint, which knows all 50 tasks, the Sawyer's joints and action space; the other robots keep theirs."""
     from gen0_policy.model.checkpoint import load_policy
     from gen0_policy.paths import shipped_checkpoint
 

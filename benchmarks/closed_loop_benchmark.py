@@ -31,6 +31,7 @@ def start_nodes(args: argparse.Namespace, mode: str, log_dir: Path) -> list[subp
     sim_params: dict[str, object] = {"embodiment": args.embodiment, "task": args.tasks.split(",")[0]}
     if args.camera_size:  # another camera than the embodiment's own (the policy node accepts any size then)
         sim_params["camera_width"], sim_params["camera_height"] = (int(v) for v in args.camera_size.split("x"))
+    sim_params.update(json.loads(args.sim_params))  # e.g. {"real_time_factor": 0.25}: the world 4x slower
     sim = node_command("gen0_policy.ros.sim_node", config / "sim_node.yaml", sim_params)
     policy = node_command(
         "gen0_policy.ros.policy_node",
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=100, help="first seed (100+: held out from training data)")
     parser.add_argument("--camera-size", default="", help="WxH of the simulated cameras (default: the robot's own)")
     parser.add_argument("--policy-params", default="{}", help="JSON of further policy node parameters")
+    parser.add_argument("--sim-params", default="{}", help="JSON of further sim node parameters")
     parser.add_argument("--log-dir", default="", help="where the nodes' logs go (default: a temp folder)")
     args = parser.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

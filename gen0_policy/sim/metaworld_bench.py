@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gen0_policy.errors import ConfigError
+from gen0_policy.paths import SHIPPED_BY_EMBODIMENT
 from gen0_policy.sim.metaworld_env import DIFFICULTY, SUITES, difficulty, suite_tasks, task_name
 
 # ``execute`` changes what a checkpoint does (None: its default, half a chunk; files from before it
@@ -250,7 +251,12 @@ def register(subparsers: Any) -> None:
         default="checkpoint",
         help="a checkpoint (--checkpoint), or Meta-World's scripted experts (a sanity number)",
     )
-    p.add_argument("--checkpoint", type=Path, default=None, help="policy folder (default: checkpoints/metaworld_mt50)")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help=f"policy folder (default: checkpoints/{SHIPPED_BY_EMBODIMENT['sawyer']})",
+    )
     p.add_argument("--episodes", type=int, default=10, help="episodes per task (the protocol: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of episode 0 of every task")
     p.add_argument("--tasks", default=None, help="comma-separated piece of the suite to run now (default: all)")

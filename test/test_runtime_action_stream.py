@@ -121,6 +121,24 @@ def test_plan_of_past_times_returns_what_was_commanded() -> None:
     np.testing.assert_allclose(stream.plan(np.array([1.5])), np.ones((1, 3)))
 
 
+def test_plan_is_what_a_chunk_handed_over_but_not_yet_taken_over_will_command() -> None:
+    """The worker plans its next inference right after submitting a chunk, usually before the tick that
+    takes it over: the plan must be that chunk's, not the replaced one's (planned from the replaced one,
+    chunks alternated between two paths and the hand shuttled between them)."""
+    stream = ActionStream(SafetyFilter(SafetyLimits.from_embodiment(EMB)), PERIOD)
+    stream.reset(0.0, np.zeros(3))
+    stream.submit(Chunk(actions=np.linspace(0, 0.4, 9)[:, None] * np.ones(3), t0=0.0, step_dt=0.05))
+    sent = {k: stream.tick(k * PERIOD).positions for k in range(1, 11)}
+    future = np.array([0.15, 0.2, 0.3])
+    replaced = stream.plan(future)
+    stream.submit(Chunk(actions=-np.linspace(0, 0.4, 9)[:, None] * np.ones(3), t0=0.1, step_dt=0.05))
+    planned = stream.plan(future)
+    np.testing.assert_allclose(stream.plan(np.array([0.05])), [sent[5]], atol=1e-12)  # the past stays what was sent
+    stream.tick(11 * PERIOD)
+    np.testing.assert_allclose(planned, stream.trajectory.position(future), atol=1e-12)
+    assert np.all(planned[:, 0] < replaced[:, 0] - 0.05)  # the new chunk heads the other way
+
+
 def test_a_restart_reaches_the_measured_position_within_the_limits() -> None:
     """A re-anchor (a robot reset, a teleporting joint state) used to jump the command to the measured
     position in one tick; now it gets there through the safety filter and then rests."""

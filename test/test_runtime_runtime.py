@@ -14,6 +14,7 @@ from runtime_helpers import image, toy_embodiment
 
 from conftest import wait_until
 from gen0_policy.runtime import Command, GoalPolicy, ManualClock, Runtime, RuntimeConfig, RuntimeState
+from gen0_policy.runtime.perception import COMMANDED
 from gen0_policy.runtime.uncertainty import Calibration
 
 EMB = toy_embodiment(dof=3, cameras=1)
@@ -107,6 +108,33 @@ def test_chunks_start_at_the_observation_in_harmonic_mode_and_at_inference_in_sy
         assert offset == 0.0 if mode == "harmonic" else offset >= 0.06
         if mode == "harmonic":  # the prefix covers the observation's age and the inference
             assert chunk.committed * policy.step_dt >= 0.06 + 0.05
+
+
+class Told(GoalPolicy):
+    """Keeps what each inference was given: the runtime's last command (COMMANDED) and the committed rows."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.inputs: list[tuple[np.ndarray | None, np.ndarray | None]] = []
+
+    def infer(self, observation, committed=None, num_samples=1):
+        commanded = observation.get(COMMANDED)
+        self.inputs.append((commanded, None if committed is None else np.array(committed)))
+        return super().infer(observation, committed, num_samples)
+
+
+def test_each_inference_is_told_the_command_one_step_before_its_chunk(started) -> None:
+    """An end-effector plan continues from what was commanded, not from the lagging measured hand
+    (runtime/end_effector.py): every inference gets the stream's target one step before its chunk's
+    row 0, and the committed rows go on from it by one step's motion, not from an older plan."""
+    policy = Told(goal=GOAL, speed=0.8, chunk_size=16, step_dt=0.05, max_prefix=8, delay_s=0.05)
+    runtime, commands = make(policy)
+    start(started, runtime, commands, lag=0.06)
+    wait_until(lambda: len(policy.inputs) >= 6, 15, what="six inferences")
+    step_m = EMB.velocity_limits.max() * policy.step_dt  # the most the stream moves in one step
+    for commanded, committed in policy.inputs[2:6]:
+        assert commanded is not None and committed is not None and len(committed) > 0
+        assert np.abs(committed[0] - commanded).max() <= step_m + 1e-9
 
 
 def test_replan_period_spaces_inferences_while_the_stream_keeps_going(started) -> None:

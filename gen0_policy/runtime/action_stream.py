@@ -130,9 +130,15 @@ class ActionStream:
         recent history), and what it will send if no new chunk arrives, after that."""
         times = np.asarray(times, dtype=np.float64)
         with self._lock:  # copy what is needed; interpolate outside, the control clock ticks on this lock
-            if self._trajectory is None:
+            if self._trajectory is None or self._state is None:
                 return None
             trajectory, last_t = self._trajectory, self._last_t
+            if self._pending is not None and np.isfinite(last_t):
+                # A chunk handed over and not yet taken over commands from the next tick on: the worker
+                # plans its next inference right after submitting, often before that tick, and a plan
+                # from the replaced chunk conditioned it on rows that never ran (on Meta-World's Sawyer,
+                # chunks alternated between two paths 3 cm apart and the hand shuttled between them).
+                trajectory = self._takeover(self._pending, self._state, trajectory)
             history = list(self._history) if np.any(times <= last_t) else []
         out = trajectory.position(times)
         if history:
@@ -164,10 +170,7 @@ class ActionStream:
             # period after it is sent (time_from_start). With horizons: the time that passed (docstring).
             dt = min(dt, self.period if max_step_s is None else max(max_step_s, self.period))
             if pending is not None and not hold:
-                anchor_v = state.velocity
-                if not self._last_clamped and not self._holding and not trajectory.is_hold:
-                    anchor_v = trajectory.velocity(self._last_t)  # the curve's own slope: exact C1
-                trajectory = Trajectory.from_chunk(pending, self._last_t, state.position, anchor_v, self.swap_min_gap)
+                trajectory = self._takeover(pending, state, trajectory)
                 self._anchor = None
                 self.swaps += 1
             clamped = False
@@ -191,6 +194,14 @@ class ActionStream:
             self._last_t, self._last_clamped, self._holding = now, clamped, hold
             self._history.append((now, state.position.copy()))
             return self._command(now, state, trajectory, clamped)
+
+    def _takeover(self, chunk: Chunk, state: SafeState, trajectory: Trajectory) -> Trajectory:
+        """The trajectory ``chunk`` becomes when it takes over from ``trajectory`` (lock held), anchored
+        at the last command."""
+        anchor_v = state.velocity
+        if not self._last_clamped and not self._holding and not trajectory.is_hold:
+            anchor_v = trajectory.velocity(self._last_t)  # the curve's own slope: exact C1
+        return Trajectory.from_chunk(chunk, self._last_t, state.position, anchor_v, self.swap_min_gap)
 
     def _command(self, now: float, state: SafeState, trajectory: Trajectory, clamped: bool) -> Command:
         source = trajectory.source

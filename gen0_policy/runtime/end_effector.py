@@ -5,10 +5,13 @@ whose actions are per-step end-effector displacements (``action_space: end_effec
 Meta-World's Sawyer) fits that unchanged once its chunks are turned into where the hand should be:
 
 - a displacement entry (``scale > 0``) becomes a position: the running sum of the clipped
-  displacements times the scale (m per action unit per step), row by row, from the last target
-  already committed (from the measured state for a first chunk). Not from the measured hand: a
-  hand held back by contact lags its target, and the training data's displacements moved the
-  target (Meta-World's mocap), so pushing a door means a target that runs ahead and pulls;
+  displacements times the scale (m per action unit per step), row by row, from the target the
+  stream commanded one step before the chunk's row 0 (``COMMANDED`` in the policy input; the
+  measured state before the first command). Not from the measured hand: a hand held back by
+  contact, or still accelerating, lags its target (2-3 cm on Meta-World's Sawyer at full speed),
+  and the training data's displacements moved the target (Meta-World's mocap), so pushing a plate
+  means a target that runs ahead and pulls. Re-based on the hand, every new chunk gave that lead
+  up, and the committed rows' first action read the lag as a jump the model never made;
 - the gripper effort (``scale == 0`` on a gripper joint, + closes) becomes an opening target, mapped
   linearly: the action's lower bound (fully open) to the joint's upper, its upper to the joint's lower.
 
@@ -27,6 +30,7 @@ import numpy as np
 
 from gen0_policy.embodiment import Embodiment
 from gen0_policy.errors import EmbodimentError
+from gen0_policy.runtime.perception import COMMANDED
 
 
 class EndEffectorPlan:
@@ -79,14 +83,17 @@ class EndEffectorPolicy:
     def infer(
         self, observation: Mapping[str, Any], committed: np.ndarray | None = None, num_samples: int = 1
     ) -> dict[str, Any]:
-        state = np.asarray(observation["joint_positions"], np.float64)
-        prefix = None if committed is None or len(committed) == 0 else self.plan.actions(state, committed)
+        # Displacements continue from what was commanded (the module docstring), the measured state only
+        # before the first command: both the committed rows' actions and a fresh plan start there.
+        commanded = observation.get(COMMANDED)
+        base = np.asarray(observation["joint_positions"] if commanded is None else commanded, np.float64)
+        prefix = None if committed is None or len(committed) == 0 else self.plan.actions(base, committed)
         out = dict(self.policy.infer(observation, prefix, num_samples))
         P = 0 if prefix is None else len(committed)
 
         def plan(actions: np.ndarray) -> np.ndarray:
             if not P:
-                return self.plan.targets(state, actions)
+                return self.plan.targets(base, actions)
             # exactly what executes, then onward from the last committed target
             return np.vstack([committed, self.plan.targets(committed[-1], actions[P:])])
 

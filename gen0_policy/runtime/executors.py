@@ -19,7 +19,7 @@ import numpy as np
 
 from gen0_policy.errors import CommandError, Gen0Error
 from gen0_policy.runtime.clock import ClockJump
-from gen0_policy.runtime.perception import JOINTS, Observation
+from gen0_policy.runtime.perception import COMMANDED, JOINTS, Observation
 from gen0_policy.runtime.policy import ChunkPolicy, validate_output
 from gen0_policy.runtime.rate import set_nice, set_realtime
 from gen0_policy.runtime.status import RuntimeState
@@ -64,11 +64,18 @@ def infer(rt: Runtime, observation: Observation, harmonic: bool) -> Chunk | None
     prefix = _committed_steps(rt, policy) if harmonic else 0
     if prefix > 0:
         committed = rt.stream.plan(t0 + np.arange(prefix) * policy.step_dt)
+    policy_input = observation.to_policy_input(rt.embodiment.name, rt.instruction)
+    # Where the stream stood one step before row 0: the point a chunk of displacements continues from
+    # (end_effector.py), so an end-effector robot's plan neither drops the lead its target holds over a
+    # lagging hand nor reads that lag as a commanded move.
+    commanded = rt.stream.plan(np.array([t0 - policy.step_dt]))
+    if commanded is not None:
+        policy_input[COMMANDED] = commanded[0]
     started = time.monotonic()
     try:
         with rt.health.inferring():
             out = policy.infer(
-                observation.to_policy_input(rt.embodiment.name, rt.instruction),
+                policy_input,
                 None if committed is None else committed.astype(np.float32),
                 rt.config.num_samples,
             )

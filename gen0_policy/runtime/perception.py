@@ -26,6 +26,9 @@ from gen0_policy.runtime.clock import Clock, MonotonicClock
 from gen0_policy.runtime.trajectory import sample_history
 
 JOINTS = "joint_states"
+# Policy-input key the runtime adds: the (D,) target its stream commanded one step before a chunk's row 0
+# (absent before the first command). An end-effector plan continues from it (runtime/end_effector.py).
+COMMANDED = "commanded_positions"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,13 @@ not in transport or timing. Every difference is a switch (``--runtime`` takes Ru
     python benchmarks/lockstep_loop.py --task pick_place --seed 112 --episodes 8
     python benchmarks/lockstep_loop.py --task pick_place --runtime '{"command_horizon": 0}'
 
+Meta-World's Sawyer steps in whole 12.5 ms steps: give the runtime and the sim its 80 Hz, or each
+runtime tick runs two of them (harmonic needs ``--think-s``, and ``--trace`` has no tool positions)::
+
+    python benchmarks/lockstep_loop.py --embodiment sawyer --checkpoint checkpoints/metaworld_mt50 \
+        --task plate-slide-back-side --seed 0 --episodes 10 --timeout 6.25 --think-s 0.05 \
+        --runtime '{"mode": "harmonic", "control_rate_hz": 80}' --sim '{"update_rate": 80}'
+
 What ROS adds can be added here, in sim time: ``--think-s`` (the sim runs on while the model thinks;
 the harmonic executor, on its own thread as in the node, needs it), ``--frame-delay-s`` (frames
 arrive after they were taken) and ``--clock-lag-s`` (the runtime clock behind the sim's).
@@ -116,7 +123,8 @@ class Lockstep:
         self._outputs(rt)
         # tcp: [t, tool xyz, the grasped object's xyz], for the grasp report and --trace
         trace: dict[str, list] = {"chunks": [], "joints": [], "tcp": []}
-        grasped = server.env.task.grasped
+        task = getattr(server.env, "task", None)  # Meta-World's world has no task object: no grasp report
+        grasped = task.grasped if task is not None else None
         if self.trace is not None or grasped:
             rt.on_chunk = lambda c: trace["chunks"].append(
                 {
@@ -147,7 +155,8 @@ class Lockstep:
                     data = server.env.data
                     trace["joints"].append([now, *server.env.joint_positions().tolist()])
                     obj = data.body(grasped).xpos.tolist() if grasped else []
-                    trace["tcp"].append([now, *server.env.task.tcp(data).tolist(), *obj])
+                    if task is not None:
+                        trace["tcp"].append([now, *task.tcp(data).tolist(), *obj])
                 if renderer.due(now):
                     renderer.capture(server.env, now)
                     in_flight.append((now, renderer.render(emb.cameras)))

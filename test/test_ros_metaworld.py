@@ -29,7 +29,9 @@ SAWYER = load_embodiment("sawyer")
 
 
 def sawyer_checkpoint(path: Path) -> Path:
-    """A real checkpoint of the tiny test-preset network for the Sawyer (untrained weights)."""
+    """A real checkpoint of the tiny test-preset network for the Sawyer (untrained weights). Untrained, it
+    outputs the action mean, so a mean of 0.1 in x (1 mm a step) is what moves the hand: with a zero mean
+    the target, and the hand on it, stand still."""
     import torch
 
     from gen0_policy.model.checkpoint import save_policy
@@ -41,7 +43,9 @@ def sawyer_checkpoint(path: Path) -> Path:
     config = preset("test", language_encoder="hash")
     middle = ((SAWYER.lower + SAWYER.upper) / 2).astype(np.float32)
     stats = {
-        "sawyer": JointStats(middle, np.full(4, 0.1, np.float32), np.zeros(4, np.float32), np.full(4, 0.5, np.float32))
+        "sawyer": JointStats(
+            middle, np.full(4, 0.1, np.float32), np.array([0.1, 0, 0, 0], np.float32), np.full(4, 0.5, np.float32)
+        )
     }
     save_policy(path, Gen0Model(config).state_dict(), config, [SAWYER], stats, {"run": "sawyer", "fps": 80.0})
     return path

@@ -8,6 +8,12 @@ Meta-World step (80 Hz) turns them into Meta-World's own action: the hand's moca
 the commanded position by at most 0.01 m per axis (Meta-World's action scale, the arm's speed limit),
 and the opening target becomes the gripper effort (open 1 -> -1, closed 0 -> +1): both through
 gen0_policy.runtime.end_effector's EndEffectorPlan, the map the policy side uses the other way round.
+
+The targets are in the frame the state reports (Meta-World's tcp_center, between the finger pads),
+and the controller brings that frame there, as a Cartesian controller tracks its own tool frame. The
+mocap pulls the hand body, whose weld point rests 3.8 mm above tcp_center: targets handed to the
+mocap as they are put the hand that much lower than commanded, pressed harder into the table in the
+sliding tasks than in the demonstrations (docs/results/metaworld_ros_gap.json).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import numpy as np
 from gen0_policy.errors import CommandError, ConfigError
 from gen0_policy.runtime.end_effector import EndEffectorPlan
 from gen0_policy.sim.metaworld_env import MetaWorldEnv, plain_scene, task_name, upright
+
+SETTLE_STEPS = 60  # Meta-World steps (0.75 s) after which the resting hand moves less than 0.1 mm
 
 
 class MetaWorldWorld:
@@ -34,7 +42,17 @@ class MetaWorldWorld:
         self.control_dt = self._mw.control_dt
         self._plan = EndEffectorPlan(self.embodiment)  # targets <-> actions, as the policy side converts them
         self.seed = int(seed)
+        self._tool_offset_m = self._settled_tool_offset()
         self.reset(seed)
+
+    def _settled_tool_offset(self) -> np.ndarray:
+        """tcp_center minus the mocap position with the hand at rest (m): Meta-World's reset leaves the
+        hand still moving, so let it settle under a held target first; the next reset starts afresh."""
+        self._mw.reset(self.seed, images=False)
+        for _ in range(SETTLE_STEPS):
+            self._mw.step(np.zeros(4), images=False)
+        tcp = self._mw.observation(images=False)["joint_positions"][:3]
+        return tcp - np.asarray(self.data.mocap_pos[0], np.float64)
 
     # --- episode -------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
@@ -62,7 +80,8 @@ class MetaWorldWorld:
 
     def action(self) -> np.ndarray:
         """Meta-World's action that moves toward the targets this step."""
-        mocap = np.append(np.asarray(self.data.mocap_pos[0], np.float64), 0.0)  # the gripper entry is absolute
+        # the hand frame's target as the mocap's; the gripper entry is absolute
+        mocap = np.append(np.asarray(self.data.mocap_pos[0], np.float64) + self._tool_offset_m, 0.0)
         return self._plan.actions(mocap, self._targets[None])[0]
 
     def step(self, duration: float | None = None) -> None:

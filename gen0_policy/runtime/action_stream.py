@@ -132,14 +132,18 @@ class ActionStream:
         with self._lock:  # copy what is needed; interpolate outside, the control clock ticks on this lock
             if self._trajectory is None or self._state is None:
                 return None
-            trajectory, last_t = self._trajectory, self._last_t
-            if self._pending is not None and np.isfinite(last_t):
+            trajectory, last_t, pending = self._trajectory, self._last_t, self._pending
+            if pending is not None and np.isfinite(last_t):
                 # A chunk handed over and not yet taken over commands from the next tick on: the worker
                 # plans its next inference right after submitting, often before that tick, and a plan
                 # from the replaced chunk conditioned it on rows that never ran (on Meta-World's Sawyer,
                 # chunks alternated between two paths 3 cm apart and the hand shuttled between them).
-                trajectory = self._takeover(self._pending, self._state, trajectory)
+                anchor = (self._state.position.copy(), self._anchor_velocity(self._state, trajectory))
+            else:
+                pending = None
             history = list(self._history) if np.any(times <= last_t) else []
+        if pending is not None:  # the takeover the next tick makes, built off the lock
+            trajectory = Trajectory.from_chunk(pending, last_t, *anchor, self.swap_min_gap)
         out = trajectory.position(times)
         if history:
             past = times <= last_t
@@ -170,7 +174,8 @@ class ActionStream:
             # period after it is sent (time_from_start). With horizons: the time that passed (docstring).
             dt = min(dt, self.period if max_step_s is None else max(max_step_s, self.period))
             if pending is not None and not hold:
-                trajectory = self._takeover(pending, state, trajectory)
+                anchor_v = self._anchor_velocity(state, trajectory)
+                trajectory = Trajectory.from_chunk(pending, self._last_t, state.position, anchor_v, self.swap_min_gap)
                 self._anchor = None
                 self.swaps += 1
             clamped = False
@@ -195,13 +200,11 @@ class ActionStream:
             self._history.append((now, state.position.copy()))
             return self._command(now, state, trajectory, clamped)
 
-    def _takeover(self, chunk: Chunk, state: SafeState, trajectory: Trajectory) -> Trajectory:
-        """The trajectory ``chunk`` becomes when it takes over from ``trajectory`` (lock held), anchored
-        at the last command."""
-        anchor_v = state.velocity
+    def _anchor_velocity(self, state: SafeState, trajectory: Trajectory) -> np.ndarray:
+        """The velocity a chunk taking over from ``trajectory`` starts with (lock held)."""
         if not self._last_clamped and not self._holding and not trajectory.is_hold:
-            anchor_v = trajectory.velocity(self._last_t)  # the curve's own slope: exact C1
-        return Trajectory.from_chunk(chunk, self._last_t, state.position, anchor_v, self.swap_min_gap)
+            return trajectory.velocity(self._last_t)  # the curve's own slope: exact C1
+        return state.velocity
 
     def _command(self, now: float, state: SafeState, trajectory: Trajectory, clamped: bool) -> Command:
         source = trajectory.source

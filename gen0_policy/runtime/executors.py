@@ -60,17 +60,15 @@ def infer(rt: Runtime, observation: Observation, harmonic: bool) -> Chunk | None
     # rows already past are skipped when it takes over. Synchronous: the robot holds still from the
     # observation until the chunk takes over, so the chunk starts when the inference ends (below).
     t0 = min(observation.stamps.get(JOINTS, observation.stamp), started_at) if harmonic else started_at
-    committed = None
     prefix = _committed_steps(rt, policy) if harmonic else 0
-    if prefix > 0:
-        committed = rt.stream.plan(t0 + np.arange(prefix) * policy.step_dt)
+    # One plan: where the stream stands one step before row 0, then the committed rows. The first is the
+    # point a chunk of displacements continues from (end_effector.py), so an end-effector robot's plan
+    # neither drops the lead its target holds over a lagging hand nor reads that lag as a commanded move.
+    planned = rt.stream.plan(t0 + np.arange(-1, prefix) * policy.step_dt)
+    committed = planned[1:] if planned is not None and prefix > 0 else None
     policy_input = observation.to_policy_input(rt.embodiment.name, rt.instruction)
-    # Where the stream stood one step before row 0: the point a chunk of displacements continues from
-    # (end_effector.py), so an end-effector robot's plan neither drops the lead its target holds over a
-    # lagging hand nor reads that lag as a commanded move.
-    commanded = rt.stream.plan(np.array([t0 - policy.step_dt]))
-    if commanded is not None:
-        policy_input[COMMANDED] = commanded[0]
+    if planned is not None:
+        policy_input[COMMANDED] = planned[0]
     started = time.monotonic()
     try:
         with rt.health.inferring():

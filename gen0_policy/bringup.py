@@ -104,16 +104,30 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
             os.killpg(proc.pid, sig)
 
 
-def stop_nodes(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
-    """SIGINT every node (a clean ROS shutdown), then SIGKILL what is still running after ``grace_s``."""
+def stop_nodes(procs: list[subprocess.Popen], grace_s: float = 10.0) -> list[str]:
+    """SIGINT every node (a clean ROS shutdown), then SIGKILL what is still running ``grace_s`` after
+    the SIGINT: one deadline for all, so stopping never takes longer than ``grace_s`` however many
+    nodes there are. Returns one line per node saying how it stopped (a launcher prints them)."""
+    started = time.monotonic()
     for proc in procs:
         _signal_group(proc, signal.SIGINT)
+    report = []
     for proc in procs:
         try:
-            proc.wait(timeout=grace_s)
+            proc.wait(timeout=max(0.0, started + grace_s - time.monotonic()))
+            report.append(f"{node_label(proc)} stopped {time.monotonic() - started:.1f} s after SIGINT")
         except subprocess.TimeoutExpired:
             _signal_group(proc, signal.SIGKILL)
             proc.wait()
+            report.append(f"{node_label(proc)} was still running {grace_s:g} s after SIGINT: killed")
+    return report
+
+
+def node_label(proc: subprocess.Popen) -> str:
+    """'gen0_policy.ros.sim_node (pid 123)' for a ``python -m`` node, else its program."""
+    args = [str(a) for a in proc.args] if isinstance(proc.args, (list, tuple)) else [str(proc.args)]
+    name = args[args.index("-m") + 1] if "-m" in args[:-1] else args[0]
+    return f"{name} (pid {proc.pid})"
 
 
 def dead_node(procs: list[tuple[str, subprocess.Popen]]) -> str:
@@ -157,8 +171,9 @@ def run(args: argparse.Namespace) -> int:
             print(" ".join(command))
         return 0
     procs: list[tuple[str, subprocess.Popen]] = []
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
+    # SIGINT too, even where it was ignored: a shell starts background jobs (`gen0 bringup sim &`) with
+    # SIGINT ignored, and `kill -INT` then left the launcher and both nodes running.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     deadline = time.monotonic() + args.duration if args.duration > 0 else float("inf")
     code = 0
     try:
@@ -175,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
         print("stopping the nodes", file=sys.stderr)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abandon the nodes half-stopped
-        stop_nodes([proc for _, proc in procs])
+        for line in stop_nodes([proc for _, proc in procs]):
+            print(line, file=sys.stderr)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return code

@@ -5,10 +5,12 @@ runtime."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,11 +28,13 @@ def checkpoint(tmp_path_factory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("checkpoint") / "a", "signals")
 
 
-def assert_nothing_left(test_id: str, timeout: float = 20.0) -> None:
+def assert_nothing_left(test_id: str, timeout: float = 20.0, output: Callable[[], str] = str) -> None:
+    """Every process of the test gone within ``timeout``; else which are left, and ``output()`` (the
+    launcher says how long each node took to stop)."""
     try:
         wait_until(lambda: not processes_of_test(test_id), timeout, what="every process of the test to exit")
     except AssertionError:
-        raise AssertionError(f"left running: {processes_of_test(test_id)}") from None
+        raise AssertionError(f"left running: {processes_of_test(test_id)}\n{output()}") from None
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
@@ -43,10 +47,27 @@ def test_a_signal_to_bringup_stops_both_nodes(processes, no_process_left_behind,
     nodes = processes_of_test(no_process_left_behind)
     assert sum("sim_node" in c for c in nodes.values()) == 1 and sum("policy_node" in c for c in nodes.values()) == 1
     bringup.send_signal(sig)  # to the launcher alone, as docker and a supervisor's main-PID kill do
-    assert_nothing_left(no_process_left_behind)
+    assert_nothing_left(no_process_left_behind, output=lambda: processes.output(bringup))
     bringup.wait(timeout=10)
     if sig != signal.SIGKILL:
         assert bringup.returncode == 0, processes.output(bringup)
+        assert re.search(r"sim_node \(pid \d+\) stopped [\d.]+ s after SIGINT", processes.output(bringup))
+
+
+def test_bringup_started_with_sigint_ignored_still_stops_on_sigint(
+    processes, no_process_left_behind, checkpoint
+) -> None:
+    """`gen0 bringup sim &` from a script runs with SIGINT ignored; `kill -INT` left all three running."""
+    argv = ["gen0", "bringup", "sim", "--embodiment", "panda", "--task", "reach", "--checkpoint", str(checkpoint)]
+    code = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        f"sys.argv = {argv!r}; from gen0_policy.cli import main; sys.exit(main())"
+    )
+    bringup = processes.python("-c", code, name="bringup")
+    wait_until(lambda: "configured panda" in processes.output(bringup), 120, what="both nodes up")
+    bringup.send_signal(signal.SIGINT)
+    assert_nothing_left(no_process_left_behind, output=lambda: processes.output(bringup))
+    assert bringup.wait(timeout=10) == 0, processes.output(bringup)
 
 
 NODES = {

@@ -135,7 +135,7 @@ class Lockstep:
                     "lat": c.inference_latency,
                 }
             )
-        renderer = SnapshotRenderer(1.0 / server.config.camera_rate, server.config.camera_size)
+        renderer = SnapshotRenderer(server.config.camera_rate, server.config.camera_size)
         ticks_per_control = max(1, round(server.config.update_rate / self.config.control_rate_hz))
         physics_period = 1.0 / server.config.update_rate
         start = server.now()
@@ -157,9 +157,10 @@ class Lockstep:
                     obj = data.body(grasped).xpos.tolist() if grasped else []
                     if task is not None:
                         trace["tcp"].append([now, *task.tcp(data).tolist(), *obj])
-                if renderer.due(now):
-                    renderer.capture(server.env, now)
-                    in_flight.append((now, renderer.render(emb.cameras)))
+                due = renderer.due(now, emb.cameras)
+                if due:
+                    renderer.capture(server.env, now, due)
+                    in_flight.append((now, renderer.render(due)))
                 while in_flight and in_flight[0][0] + self.frame_delay_s <= now + 1e-9:  # delivered, stamped
                     taken, images = in_flight.pop(0)  # when they were taken
                     for cam, image in images.items():

@@ -138,7 +138,7 @@ def test_the_sim_server_drives_the_sawyer_through_its_controllers():
     from gen0_policy.sim.metaworld_env import upright
     from gen0_policy.sim.server import SimConfig, SimServer, SnapshotRenderer
 
-    config = SimConfig(embodiment="sawyer", task="reach", update_rate=80.0, camera_rate=0.0, real_time_factor=0.0)
+    config = SimConfig(embodiment="sawyer", task="reach", update_rate=80.0, cameras=False, real_time_factor=0.0)
     states = []
     server = SimServer(config, on_state=lambda now, q, v, e: states.append((now, q.copy())))
     try:
@@ -161,9 +161,9 @@ def test_the_sim_server_drives_the_sawyer_through_its_controllers():
             server.reset("fly", 0)
         status = server.reset("push", 3)
         assert status.task == "push" and status.seed == 3 and not status.success
-        snapshots = SnapshotRenderer(0.1, None)
-        snapshots.capture(server.env, server.now())
-        corner = snapshots.render([server.env.embodiment.camera("corner2")])["corner2"]
+        snapshots, corner2 = SnapshotRenderer(0.0, None), server.env.embodiment.camera("corner2")
+        snapshots.capture(server.env, server.now(), [corner2])
+        corner = snapshots.render([corner2])["corner2"]
         direct = server.env.render("corner2").astype(float)
         flipped = upright(direct.astype(np.uint8), True).astype(float)
         # the frames the demonstrations were made of: upright, and without shadows or reflections (a

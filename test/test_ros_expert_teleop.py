@@ -34,7 +34,7 @@ TOPICS = ["/joint_states", ARM_TOPIC, GRIP_TOPIC, "/task_status"]
 def test_expert_teleop_publishes_commands_that_solve_the_task_and_get_recorded(processes, tmp_path: Path) -> None:
     sim = processes.start(
         str(BIN / "gen0_sim_node"), "--ros-args", "-p", "embodiment:=panda", "-p", "task:=reach", "-p", "seed:=3",
-        "-p", "camera_rate:=0.0", "-p", "expert_teleop:=true", name="sim",
+        "-p", "cameras:=false", "-p", "expert_teleop:=true", name="sim",
     )  # fmt: skip
     recorder = start_recorder(processes, tmp_path, tmp_path / "bags", topics=TOPICS, embodiment="panda")
 

@@ -192,7 +192,7 @@ def test_cameras_clock_status_and_reset(processes, probe):
 
 
 def test_real_time_factor_zero_runs_faster_than_real_time(processes, probe):
-    start_sim(processes, "real_time_factor:=0.0", "camera_rate:=0.0")
+    start_sim(processes, "real_time_factor:=0.0", "cameras:=false")
     probe.listen(Clock, "/clock")
     probe.start()
     wait_until(lambda: "/clock" in probe.latest, timeout=60, what="/clock")
@@ -205,7 +205,7 @@ def test_real_time_factor_zero_runs_faster_than_real_time(processes, probe):
 def test_update_rate_is_the_rate_of_the_clock_and_a_burst_of_resets_is_answered(processes, probe):
     """Issue 13: update_rate 200 on a 2 ms physics step ran at 250 Hz (round(2.5) = 2 steps a tick), and
     of 20 resets sent at once only 10 were answered (the request queue held 10)."""
-    start_sim(processes, "update_rate:=200.0", "camera_rate:=0.0")
+    start_sim(processes, "update_rate:=200.0", "cameras:=false")
     reset = probe.node.create_client(ResetTask, "/gen0_sim/reset", qos_profile=QoSProfile(depth=100))
     stamps: list[float] = []
     probe.node.create_subscription(Clock, "/clock", lambda m: stamps.append(conv.to_seconds(m.clock)), 1000)

@@ -5,6 +5,8 @@ callbacks."""
 from __future__ import annotations
 
 import time
+from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +14,14 @@ import pytest
 from conftest import wait_until
 from gen0_policy.commands import TrajectoryCommand
 from gen0_policy.errors import CommandError, ConfigError, Gen0Error
-from gen0_policy.sim.server import MAX_START_AHEAD, SLOW_COMMAND_S, RealTimePacer, SimConfig, SimServer
+from gen0_policy.sim.server import (
+    MAX_START_AHEAD,
+    SLOW_COMMAND_S,
+    RealTimePacer,
+    SimConfig,
+    SimServer,
+    SnapshotRenderer,
+)
 
 
 def test_the_pacer_waits_to_match_the_real_time_factor_and_does_not_burst_to_catch_up() -> None:
@@ -91,7 +100,7 @@ def test_commands_run_from_the_next_tick_and_a_slow_install_is_named_in_the_log(
 
 def ticking_sim() -> tuple[SimServer, list[float]]:
     """A reach sim without cameras, and the sim times of its physics ticks as they happen."""
-    sim = SimServer(SimConfig(task="reach", camera_rate=0.0))
+    sim = SimServer(SimConfig(task="reach", cameras=False))
     ticks: list[float] = []
     sim.on_state = lambda now, *_: ticks.append(now)
     return sim, ticks
@@ -175,3 +184,22 @@ def test_camera_snapshots_render_the_watched_cameras_at_their_rate() -> None:
     gaps = np.diff([now for now, _ in images])
     assert np.all(gaps >= 0.05 - 1e-9)  # never faster than camera_rate in sim time
     assert statuses and statuses[-1].task == "reach"
+
+
+def test_each_camera_renders_at_its_own_rate_unless_the_node_sets_one() -> None:
+    """The Sawyer's cameras were recorded at 80 Hz, the arms' at 30: the default renders each camera
+    at its embodiment's rate_hz, camera_rate > 0 overrides all of them (on schedule in sim time)."""
+    env = SimServer(SimConfig(task="reach", cameras=False)).env
+    scene, wrist = env.embodiment.cameras
+    cameras = [replace(scene, rate_hz=30.0), replace(wrist, rate_hz=80.0)]
+    for rate_hz, expected in ((0.0, {scene.name: 30, wrist.name: 80}), (20.0, {scene.name: 20, wrist.name: 20})):
+        snapshots, counts = SnapshotRenderer(rate_hz, (32, 24)), Counter()
+        for tick in range(400):  # one sim second at 400 Hz
+            due = snapshots.due(tick / 400, cameras)
+            if due:
+                snapshots.capture(env, tick / 400, due)
+                counts.update(cam.name for cam in due)
+        frames = snapshots.render(cameras)
+        snapshots.close()
+        assert dict(counts) == expected
+        assert {name: image.shape for name, image in frames.items()} == {c.name: (24, 32, 3) for c in cameras}

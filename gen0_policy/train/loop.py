@@ -159,7 +159,20 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         model = Gen0Model(model_config)
         if init is not None:
-            model.load_state_dict(init.state_dict, strict=True)
+            # Every weight of the checkpoint must land, and every weight its own config has must be
+            # there; only parts the config's model overrides add (fine keypoints, say) start fresh.
+            with torch.device("meta"):
+                own = set(Gen0Model(init.config).state_dict())
+            missing, unexpected = model.load_state_dict(init.state_dict, strict=False)
+            lost = sorted(own & set(missing))
+            if unexpected or lost:
+                raise CheckpointError(
+                    f"{self.config.init_from} does not fit this model: its weights {unexpected} have no place "
+                    f"here, and {lost} are missing from it"
+                )
+            if missing:
+                fresh = ", ".join(missing)
+                print(f"init_from {self.config.init_from}: new parameters start fresh: {fresh}", file=sys.stderr)
         for name, p in model.named_parameters():
             if component_of(name) in self.config.freeze:
                 p.requires_grad_(False)

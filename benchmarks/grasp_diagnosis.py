@@ -6,8 +6,9 @@ the same seeds and breaks each episode into phases, from the simulator's ground 
 - grasp: when the gripper is first commanded closed (target below half open), how far the tool was
   from the object then, and whether the object ended up between the fingers (lifted >= 2 cm);
 - place: when the gripper first opens again after the lift, where the object was against the place
-  target (the goal pad, or the bottom cube for stack), where the hand was, and how far off the
-  hand's centre the object sat between the fingers (a grasp's offset carries into the place);
+  target (the goal pad, or the bottom cube for stack, where it is then), where the hand was, how far
+  off the hand's centre the object sat between the fingers (a grasp's offset carries into the place),
+  and how far the target had been pushed from where it started;
   and whether the task's own success check passed.
 
 Prints JSON per episode and a summary per controller, so the phase at which the policy departs from
@@ -92,6 +93,8 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
         "object_off_hand_xy_at_release_m": _dist(obj[release, :2], tcp[release, :2]) if release is not None else None,
         "object_to_target_xy_at_end_m": _dist(obj[-1, :2], goal_xy[-1]),
         "target_xy_m": [_r(v) for v in goal_xy[0]],
+        # A place can fail before it starts: the bottom cube knocked away while the hand was on its way.
+        "target_moved_before_release_m": _dist(goal_xy[0], goal_xy[release]) if release is not None else None,
         "tcp_xy_at_release_m": [_r(v) for v in tcp[release, :2]] if release is not None else None,
     }
 
@@ -141,6 +144,7 @@ def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_object_to_target_xy_at_release_m": mean("object_to_target_xy_at_release_m"),
         "mean_hand_to_target_xy_at_release_m": mean("hand_to_target_xy_at_release_m"),
         "mean_object_off_hand_xy_at_release_m": mean("object_off_hand_xy_at_release_m"),
+        "target_moved_over_1cm_before_release": sum((e["target_moved_before_release_m"] or 0) > 0.01 for e in episodes),
         "tracking_at_close": tracking(episodes),
         "tracking_at_release": tracking(episodes, "target_xy_m", "tcp_xy_at_release_m"),
     }

@@ -38,6 +38,10 @@ def test_the_expert_stacks_with_every_phase_measured() -> None:
     assert e["object_to_target_xy_at_release_m"] < 0.02 and e["hand_to_target_xy_at_release_m"] < 0.02
     bottom = env.task.targets["bottom"][:2]
     assert np.allclose(e["target_xy_m"], bottom, atol=0.01)
+    assert e["target_moved_before_release_m"] < 0.002  # the expert never pushes the bottom cube
     summary = diagnosis.summarize([e])
     assert summary["released_after_lift"] == 1 and summary["success"] == 1
+    assert summary["target_moved_over_1cm_before_release"] == 0
+    knocked = {**e, "target_moved_before_release_m": 0.05}
+    assert diagnosis.summarize([e, knocked])["target_moved_over_1cm_before_release"] == 1
     assert summary["tracking_at_release"] is None  # a slope needs three episodes

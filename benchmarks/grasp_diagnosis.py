@@ -95,8 +95,14 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
         "target_xy_m": [_r(v) for v in goal_xy[0]],
         # A place can fail before it starts: the bottom cube knocked away while the hand was on its way.
         "target_moved_before_release_m": _dist(goal_xy[0], goal_xy[release]) if release is not None else None,
+        "target_moved_1cm_at_s": _r(t[moved[0]]) if len(moved := _moved(goal_xy, 0.01)) else None,
         "tcp_xy_at_release_m": [_r(v) for v in tcp[release, :2]] if release is not None else None,
     }
+
+
+def _moved(xy: np.ndarray, metres: float) -> np.ndarray:
+    """Indices of the steps at which a body is more than ``metres`` from where it started."""
+    return np.flatnonzero(np.linalg.norm(xy - xy[0], axis=1) > metres)
 
 
 # The body a task puts the grasped object on.

@@ -72,7 +72,8 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
     first_close = int(closed[0]) if len(closed) else None
     lift = float(obj[:, 2].max() - start_z)
     release = _release_index(cmd, obj[:, 2] - start_z, first_close)
-    goal_xy = np.array(log["place"])[:, :2]
+    place_xyz = np.array(log["place"])
+    goal_xy = place_xyz[:, :2]
     return {
         "seed": seed,
         "success": success_t is not None,
@@ -96,6 +97,10 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
         # A place can fail before it starts: the bottom cube knocked away while the hand was on its way.
         "target_moved_before_release_m": _dist(goal_xy[0], goal_xy[release]) if release is not None else None,
         "target_moved_1cm_at_s": _r(t[moved[0]]) if len(moved := _moved(goal_xy, 0.01)) else None,
+        # Where the carried object was then, against the target's centre: below the target's top and
+        # beside it is a side-swipe (the path cut the corner down onto the target).
+        "object_over_target_z_when_moved_m": _r(obj[moved[0], 2] - place_xyz[moved[0], 2]) if len(moved) else None,
+        "object_to_target_xy_when_moved_m": _dist(obj[moved[0], :2], goal_xy[moved[0]]) if len(moved) else None,
         "tcp_xy_at_release_m": [_r(v) for v in tcp[release, :2]] if release is not None else None,
     }
 

@@ -39,7 +39,7 @@ def test_the_expert_stacks_with_every_phase_measured() -> None:
     bottom = env.task.targets["bottom"][:2]
     assert np.allclose(e["target_xy_m"], bottom, atol=0.01)
     assert e["target_moved_before_release_m"] < 0.002  # the expert never pushes the bottom cube
-    assert e["target_moved_1cm_at_s"] is None
+    assert e["target_moved_1cm_at_s"] is None and e["object_over_target_z_when_moved_m"] is None
     summary = diagnosis.summarize([e])
     assert summary["released_after_lift"] == 1 and summary["success"] == 1
     assert summary["target_moved_over_1cm_before_release"] == 0

@@ -8,8 +8,8 @@ the same seeds and breaks each episode into phases, from the simulator's ground 
 - place: when the gripper first opens again after the lift, where the object was against the place
   target (the goal pad, or the bottom cube for stack, where it is then), where the hand was, how far
   off the hand's centre the object sat between the fingers (a grasp's offset carries into the place),
-  and how far the target had been pushed from where it started;
-  and whether the task's own success check passed.
+  how far the target had been pushed from where it started (and when, and where the carried object
+  was then), and whether the task's own success check passed.
 
 Prints JSON per episode and a summary per controller, so the phase at which the policy departs from
 the expert is a number, not a guess.
@@ -74,6 +74,8 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
     release = _release_index(cmd, obj[:, 2] - start_z, first_close)
     place_xyz = np.array(log["place"])
     goal_xy = place_xyz[:, :2]
+    moved = _moved(goal_xy, 0.01)
+    pushed = int(moved[0]) if len(moved) else None  # the step the target first moved 1 cm
     return {
         "seed": seed,
         "success": success_t is not None,
@@ -96,11 +98,11 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
         "target_xy_m": [_r(v) for v in goal_xy[0]],
         # A place can fail before it starts: the bottom cube knocked away while the hand was on its way.
         "target_moved_before_release_m": _dist(goal_xy[0], goal_xy[release]) if release is not None else None,
-        "target_moved_1cm_at_s": _r(t[moved[0]]) if len(moved := _moved(goal_xy, 0.01)) else None,
+        "target_moved_1cm_at_s": _r(t[pushed]) if pushed is not None else None,
         # Where the carried object was then, against the target's centre: below the target's top and
         # beside it is a side-swipe (the path cut the corner down onto the target).
-        "object_over_target_z_when_moved_m": _r(obj[moved[0], 2] - place_xyz[moved[0], 2]) if len(moved) else None,
-        "object_to_target_xy_when_moved_m": _dist(obj[moved[0], :2], goal_xy[moved[0]]) if len(moved) else None,
+        "object_over_target_z_when_moved_m": _r(obj[pushed, 2] - place_xyz[pushed, 2]) if pushed is not None else None,
+        "object_to_target_xy_when_moved_m": _dist(obj[pushed, :2], goal_xy[pushed]) if pushed is not None else None,
         "tcp_xy_at_release_m": [_r(v) for v in tcp[release, :2]] if release is not None else None,
     }
 

@@ -9,7 +9,9 @@ the same seeds and breaks each episode into phases, from the simulator's ground 
   target (the goal pad, or the bottom cube for stack, where it is then), where the hand was, how far
   off the hand's centre the object sat between the fingers (a grasp's offset carries into the place),
   how far the target had been pushed from where it started (and when, and where the carried object
-  was then), and whether the task's own success check passed.
+  was then), and whether the task's own success check passed;
+- carry: how far the object starts from the target, and the release's miss along the carry (short of
+  the target, or past it) and across it; the summary splits the successes at the median carry.
 
 Prints JSON per episode and a summary per controller, so the phase at which the policy departs from
 the expert is a number, not a guess.
@@ -104,6 +106,23 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
         "object_over_target_z_when_moved_m": _r(obj[pushed, 2] - place_xyz[pushed, 2]) if pushed is not None else None,
         "object_to_target_xy_when_moved_m": _dist(obj[pushed, :2], goal_xy[pushed]) if pushed is not None else None,
         "tcp_xy_at_release_m": [_r(v) for v in tcp[release, :2]] if release is not None else None,
+        # The carry, in the frame of the move: how far the object had to go, and how far the release
+        # fell short of the target along that line (positive: short) and beside it.
+        "pick_to_place_xy_m": _dist(obj[0, :2], goal_xy[0]),
+        **_along_carry(obj[0, :2], goal_xy[0], tcp[release, :2] if release is not None else None),
+    }
+
+
+def _along_carry(start: np.ndarray, target: np.ndarray, released: np.ndarray | None) -> dict[str, float | None]:
+    """The release's miss split along the carry (start -> target; positive: short of it) and across it
+    (positive: left of the line, looking along the carry)."""
+    if released is None:
+        return {"release_short_along_carry_m": None, "release_across_carry_m": None}
+    along = (target - start) / np.linalg.norm(target - start)
+    miss = released - target
+    return {
+        "release_short_along_carry_m": _r(-miss @ along),
+        "release_across_carry_m": _r(miss @ np.array([-along[1], along[0]])),
     }
 
 
@@ -158,8 +177,24 @@ def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_hand_to_target_xy_at_release_m": mean("hand_to_target_xy_at_release_m"),
         "mean_object_off_hand_xy_at_release_m": mean("object_off_hand_xy_at_release_m"),
         "target_moved_over_1cm_before_release": sum((e["target_moved_before_release_m"] or 0) > 0.01 for e in episodes),
+        "mean_release_short_along_carry_m": mean("release_short_along_carry_m"),
+        **by_carry_length(episodes),
         "tracking_at_close": tracking(episodes),
         "tracking_at_release": tracking(episodes, "target_xy_m", "tcp_xy_at_release_m"),
+    }
+
+
+def by_carry_length(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Successes in the shorter and the longer half of the carries (split at the median start-to-target
+    distance): do the failures depend on how close the object starts to its target?"""
+    carry = np.array([e["pick_to_place_xy_m"] for e in episodes])
+    success = np.array([e["success"] for e in episodes])
+    median = float(np.median(carry))
+    short = carry <= median
+    return {
+        "median_pick_to_place_xy_m": _r(median),
+        "success_shorter_half": f"{int(success[short].sum())}/{int(short.sum())}",
+        "success_longer_half": f"{int(success[~short].sum())}/{int((~short).sum())}",
     }
 
 

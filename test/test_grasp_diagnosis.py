@@ -46,3 +46,19 @@ def test_the_expert_stacks_with_every_phase_measured() -> None:
     knocked = {**e, "target_moved_before_release_m": 0.05}
     assert diagnosis.summarize([e, knocked])["target_moved_over_1cm_before_release"] == 1
     assert summary["tracking_at_release"] is None  # a slope needs three episodes
+    assert abs(e["pick_to_place_xy_m"] - np.linalg.norm(np.array(e["object_xy_m"]) - bottom)) < 0.01
+    assert abs(e["release_short_along_carry_m"]) < 0.02 and abs(e["release_across_carry_m"]) < 0.02
+
+
+def test_a_release_short_of_the_target_is_measured_along_the_carry() -> None:
+    diagnosis = _module()
+    start, target = np.array([0.4, 0.0]), np.array([0.4, 0.2])  # carried 20 cm along +y
+    short = diagnosis._along_carry(start, target, np.array([0.41, 0.15]))  # 5 cm short, 1 cm right of the line
+    assert short == {"release_short_along_carry_m": 0.05, "release_across_carry_m": -0.01}
+    assert diagnosis._along_carry(start, target, np.array([0.4, 0.23]))["release_short_along_carry_m"] == -0.03
+    assert diagnosis._along_carry(start, target, None)["release_short_along_carry_m"] is None
+    episodes = [
+        {"pick_to_place_xy_m": d, "success": ok} for d, ok in [(0.12, False), (0.13, False), (0.2, True), (0.25, False)]
+    ]
+    split = diagnosis.by_carry_length(episodes)
+    assert split == {"median_pick_to_place_xy_m": 0.165, "success_shorter_half": "0/2", "success_longer_half": "1/2"}

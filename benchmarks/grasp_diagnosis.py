@@ -11,7 +11,9 @@ the same seeds and breaks each episode into phases, from the simulator's ground 
   how far the target had been pushed from where it started (and when, and where the carried object
   was then), and whether the task's own success check passed;
 - carry: how far the object starts from the target, and the release's miss along the carry (short of
-  the target, or past it) and across it; the summary splits the successes at the median carry.
+  the target, or past it) and across it; the summary splits the successes at the median carry;
+- perception or action: during the carry, where the checkpoint's goal head (the auxiliary readout
+  trained to predict the state at the next grasp or release) puts the release, against the target.
 
 Prints JSON per episode and a summary per controller, so the phase at which the policy departs from
 the expert is a number, not a guess.
@@ -27,10 +29,12 @@ import os
 from typing import Any
 
 import numpy as np
+import torch
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from gen0_policy.sim.env import make_env
+from gen0_policy.sim.experts import make_expert
 from gen0_policy.sim.policies import make_controller
 from gen0_policy.sim.tasks import TASKS
 
@@ -44,7 +48,8 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
     lower, upper = env.embodiment.lower[-1], env.embodiment.upper[-1]
     start_z = float(env.data.body(body).xpos[2])
     tip = float(env.embodiment.sim.get("tip_offset", 0.02))  # m from the tcp site down to the fingertips
-    log: dict[str, list] = {"t": [], "tcp": [], "obj": [], "place": [], "grip_cmd": [], "grip": []}
+    log: dict[str, list] = {"t": [], "tcp": [], "obj": [], "place": [], "grip_cmd": [], "grip": [], "goal": []}
+    reader = GoalReader(controller, env)
     success_t = None
     n_max = round(env.task.max_duration / env.control_dt)
     needs = getattr(controller, "needs_images", False)
@@ -53,6 +58,7 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
         looks = wants(env.time) if callable(wants) else needs
         obs = env.observation() if looks else {"time": env.time, "joint_positions": env.joint_positions()}
         obs.setdefault("joint_velocities", env.joint_velocities())
+        log["goal"].append(reader(obs) if looks else None)
         q = np.asarray(controller.act(obs), np.float64)
         env.set_targets(q)
         env.step()
@@ -78,6 +84,8 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
     goal_xy = place_xyz[:, :2]
     moved = _moved(goal_xy, 0.01)
     pushed = int(moved[0]) if len(moved) else None  # the step the target first moved 1 cm
+    carried = range(first_close or 0, len(t) if release is None else release)
+    goal_far, goal_near = _goal_errors(log["goal"], tcp, goal_xy, carried, obj[:, 2] - start_z)
     return {
         "seed": seed,
         "success": success_t is not None,
@@ -110,7 +118,50 @@ def episode(env, controller, seed: int) -> dict[str, Any]:
         # fell short of the target along that line (positive: short) and beside it.
         "pick_to_place_xy_m": _dist(obj[0, :2], goal_xy[0]),
         **_along_carry(obj[0, :2], goal_xy[0], tcp[release, :2] if release is not None else None),
+        # Perception or action? Where the network's goal head (a linear readout of its context, trained
+        # to predict the state at the next grasp or release) puts the release, against the target, in
+        # the carry's inferences with the hand over 5 cm from the target and within 5 cm (medians).
+        "goal_head_to_target_far_m": goal_far,
+        "goal_head_to_target_near_m": goal_near,
     }
+
+
+class GoalReader:
+    """The hand position a checkpoint's goal head predicts for an observation (None for the expert)."""
+
+    def __init__(self, controller: Any, env: Any) -> None:
+        policy = getattr(controller, "policy", None)
+        self.policy = policy if policy is not None and policy.model.goal_head is not None else None
+        if self.policy is not None:
+            self.env, self.forward = env, make_expert(env).iks[-1].forward
+            self.stats = policy.processor.stats[policy.processor.embodiment(env.embodiment.name).name]
+
+    def __call__(self, obs: dict[str, Any]) -> np.ndarray | None:
+        if self.policy is None:
+            return None
+        p, env = self.policy, self.env
+        view = {"embodiment": env.embodiment.name, "instruction": env.instruction}
+        view |= {"joint_positions": obs["joint_positions"], "images": obs["images"]}
+        batch = p.processor.observation(view, p.language.encode([env.instruction])[0])
+        with torch.inference_mode():
+            context, _ = p.model.encode({k: v.to(p.device) for k, v in batch.items()})
+            goal = p.model.goal_head(context.mean(dim=1)).float().cpu().numpy()[0, : self.stats.dof]
+        position, _ = self.forward((goal * self.stats.state_std + self.stats.state_mean).astype(np.float64))
+        return position
+
+
+def _goal_errors(
+    goals: list[np.ndarray | None], tcp: np.ndarray, target_xy: np.ndarray, carried: range, rise_m: np.ndarray
+) -> tuple[float | None, float | None]:
+    """Median distance of the goal head's hand position from the target over the carry's inferences
+    (object lifted >= 2 cm), with the hand more than 5 cm from the target, and within 5 cm."""
+    far, near = [], []
+    for i in carried:
+        if goals[i] is None or rise_m[i] < 0.02:
+            continue
+        error = float(np.linalg.norm(goals[i][:2] - target_xy[i]))
+        (far if np.linalg.norm(tcp[i, :2] - target_xy[i]) > 0.05 else near).append(error)
+    return (_r(np.median(far)) if far else None), (_r(np.median(near)) if near else None)
 
 
 def _along_carry(start: np.ndarray, target: np.ndarray, released: np.ndarray | None) -> dict[str, float | None]:
@@ -178,6 +229,8 @@ def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_object_off_hand_xy_at_release_m": mean("object_off_hand_xy_at_release_m"),
         "target_moved_over_1cm_before_release": sum((e["target_moved_before_release_m"] or 0) > 0.01 for e in episodes),
         "mean_release_short_along_carry_m": mean("release_short_along_carry_m"),
+        "mean_goal_head_to_target_far_m": mean("goal_head_to_target_far_m"),
+        "mean_goal_head_to_target_near_m": mean("goal_head_to_target_near_m"),
         **by_carry_length(episodes),
         "tracking_at_close": tracking(episodes),
         "tracking_at_release": tracking(episodes, "target_xy_m", "tcp_xy_at_release_m"),

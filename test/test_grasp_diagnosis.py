@@ -62,3 +62,31 @@ def test_a_release_short_of_the_target_is_measured_along_the_carry() -> None:
     ]
     split = diagnosis.by_carry_length(episodes)
     assert split == {"median_pick_to_place_xy_m": 0.165, "success_shorter_half": "0/2", "success_longer_half": "1/2"}
+
+
+def test_the_goal_head_points_at_the_cube_to_grasp_first() -> None:
+    """Read through the shipped checkpoint's goal head and the arm's kinematics, the predicted hand
+    position at the start is the grasp's (the next keyframe), not the place's; the expert has none."""
+    diagnosis = _module()
+    misses = []
+    with make_env("panda", "stack", seed=100) as env:
+        policy = make_controller(str(REPO / "checkpoints" / "multitask_cpu"))
+        for seed in (100, 101, 103):
+            env.reset(seed)
+            policy.reset(env)
+            hand = diagnosis.GoalReader(policy, env)(env.observation())
+            top, bottom = env.data.body("top").xpos[:2], env.data.body("bottom").xpos[:2]
+            misses.append(np.linalg.norm(hand[:2] - top))
+            assert misses[-1] < np.linalg.norm(hand[:2] - bottom)
+        assert diagnosis.GoalReader(make_controller("expert"), env)(env.observation()) is None
+    assert np.mean(misses) < 0.03
+
+
+def test_goal_errors_are_split_by_the_hands_distance_from_the_target() -> None:
+    errors = _module()._goal_errors
+    target = np.zeros((4, 2))
+    tcp = np.array([[0.2, 0.0, 0.1], [0.1, 0.0, 0.1], [0.03, 0.0, 0.1], [0.0, 0.0, 0.05]])
+    goals = [np.array([0.01, 0.0, 0.0]), None, np.array([0.0, 0.02, 0.0]), np.array([0.0, 0.04, 0.0])]
+    rise = np.array([0.1, 0.1, 0.1, 0.1])
+    assert errors(goals, tcp, target, range(4), rise) == (0.01, 0.03)  # far: step 0; near: steps 2, 3
+    assert errors(goals, tcp, target, range(4), np.zeros(4)) == (None, None)  # never lifted

@@ -51,6 +51,9 @@ def test_bad_requests_fail_with_a_clear_message(tmp_path):
     gate = ("--grasp-gate-mm", "-1")
     proc = run("sim", "collect", "--embodiment", "panda", "--task", "stack", *gate, "--out", str(tmp_path / "x"))
     assert proc.returncode == 2 and "grasp gate must be >= 0 m" in proc.stderr and not (tmp_path / "x").exists()
+    funnel = ("--funnel-slope", "-1")
+    proc = run("sim", "collect", "--embodiment", "panda", "--task", "stack", *funnel, "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "funnel slope must be >= 0" in proc.stderr and not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow

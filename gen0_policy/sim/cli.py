@@ -204,6 +204,14 @@ def _register_collect(subparsers: argparse._SubParsersAction) -> None:
         help="grasp and release only once the measured hand is within MM of the planned point, waiting "
         "above the object (default 0: on the expert's schedule, as the shipped checkpoint's data)",
     )
+    p.add_argument(
+        "--funnel-slope",
+        type=float,
+        default=0.0,
+        metavar="K",
+        help="going down to a grasp or release, keep the hand at least K x its measured horizontal distance "
+        "from the point above it, calming --action-noise meanwhile (default 0: straight down on schedule)",
+    )
     p.add_argument("--out", required=True, type=Path, help="new dataset folder")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_collect)
@@ -223,6 +231,7 @@ def _collect(args: argparse.Namespace) -> int:
         keep_failed=args.keep_failed,
         action_noise_rad=args.action_noise,
         grasp_gate_m=args.grasp_gate_mm / 1000.0,
+        funnel_slope=args.funnel_slope,
     )
     return _report_collection(collect(config, args.out, progress=not args.json), args)
 

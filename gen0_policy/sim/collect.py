@@ -29,6 +29,7 @@ class CollectConfig:
     keep_failed: bool = False
     action_noise_rad: float = 0.0  # recoveries in the data (rollout.py, RolloutConfig.action_noise_rad)
     grasp_gate_m: float = 0.0  # grasps and releases wait for the measured hand (experts.py); 0 = on schedule
+    funnel_slope: float = 0.0  # the hand goes down to a grasp or release only over it (experts.py); 0 = off
 
     def __post_init__(self) -> None:
         from gen0_policy.sim.tasks import task_class
@@ -43,22 +44,24 @@ class CollectConfig:
             raise ConfigError(f"action noise must be >= 0 rad, got {self.action_noise_rad}")
         if not self.grasp_gate_m >= 0:
             raise ConfigError(f"grasp gate must be >= 0 m, got {self.grasp_gate_m}")
+        if not self.funnel_slope >= 0:
+            raise ConfigError(f"funnel slope must be >= 0, got {self.funnel_slope}")
         if not 100.0 % self.fps == 0:  # checked again against the embodiment's rate by the rollout
             raise ConfigError(f"--fps {self.fps} must divide the 100 Hz control rate (e.g. 10, 20, 25, 50)")
 
 
 def _episode(
-    job: tuple[str, str, int, float, tuple[int, int] | None, float, float],
+    job: tuple[str, str, int, float, tuple[int, int] | None, float, float, float],
 ) -> tuple[str, int, Episode | None, bool]:
     """Worker: one seeded expert episode, recorded."""
     from gen0_policy.sim.env import make_env
     from gen0_policy.sim.policies import ExpertController
     from gen0_policy.sim.rollout import RolloutConfig, run_episode
 
-    embodiment, task, seed, fps, size, noise, gate_m = job
-    key = (embodiment, task, gate_m)
+    embodiment, task, seed, fps, size, noise, gate_m, funnel = job
+    key = (embodiment, task, gate_m, funnel)
     if key not in _ENVS:  # rendered at the embodiment's own camera resolution, as a robot records
-        _ENVS[key] = (make_env(embodiment, task, seed=seed), ExpertController(gate_m))
+        _ENVS[key] = (make_env(embodiment, task, seed=seed), ExpertController(gate_m, funnel))
     env, controller = _ENVS[key]
     result = run_episode(env, controller, seed, RolloutConfig(record_fps=fps, image_size=size, action_noise_rad=noise))
     return task, seed, result.episode, result.success
@@ -139,6 +142,7 @@ def collect(config: CollectConfig, out: Path, progress: bool = False) -> dict[st
             config.image_size and tuple(config.image_size),
             config.action_noise_rad,
             config.grasp_gate_m,
+            config.funnel_slope,
         )
         for task in config.tasks
         for i in range(config.episodes)

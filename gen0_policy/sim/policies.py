@@ -18,13 +18,14 @@ from gen0_policy.sim.experts import Controller, ScriptedExpert, make_expert
 class ExpertController:
     """The scripted expert, re-made when the environment changes."""
 
-    def __init__(self, grasp_gate_m: float = 0.0) -> None:
+    def __init__(self, grasp_gate_m: float = 0.0, funnel_slope: float = 0.0) -> None:
         self.expert: ScriptedExpert | None = None
         self.grasp_gate_m = grasp_gate_m  # experts.py: grasp and release only with the hand this close
+        self.funnel_slope = funnel_slope  # experts.py: go down to a grasp or release only over it
 
     def reset(self, env: SimEnv) -> None:
         if self.expert is None or self.expert.env is not env:
-            self.expert = make_expert(env, self.grasp_gate_m)
+            self.expert = make_expert(env, self.grasp_gate_m, self.funnel_slope)
         else:
             self.expert.reset(env)
 

@@ -333,7 +333,8 @@ class ScriptedExpert:
         return self.commanded.position.copy()
 
     def _funnel(self, hand: int, t: float, position: np.ndarray, observation: dict[str, Any]) -> np.ndarray:
-        """``position`` raised to the funnel over the point this hand is going down to, if any."""
+        """``position`` raised to the funnel over the point this hand is going down to, if any; inside a
+        funnel the expert is ``settling`` (the perturbation adds nothing new)."""
         funnel = next((f for f in self.funnels if f.hand == hand and f.t_start <= t < f.t_end), None)
         if funnel is None:
             return position

@@ -100,3 +100,31 @@ def test_a_signal_stops_a_node_that_receives_nothing(no_process_left_behind, sig
             proc.wait()
     assert proc.returncode == 0, err
     assert out == "stopped\n" and "Traceback" not in err, err
+
+
+STUCK_IN_C = """
+import ctypes, signal
+from gen0_policy.ros.spin import init
+init()
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})  # the main thread never sees it
+print("stuck", flush=True)
+ctypes.CDLL(None).sleep(30)  # in C, GIL released, as in a hung rcl call
+"""
+
+
+def test_sigusr1_prints_the_stacks_while_the_main_thread_is_stuck_in_c(no_process_left_behind) -> None:
+    """The dump is a thread's of its own, not the main thread's handler: a node hung in C still answers."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUCK_IN_C], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline() == "stuck\n", proc.stderr.read()
+        proc.send_signal(signal.SIGUSR1)
+        dump = [proc.stderr.readline() for _ in range(8)]
+        assert proc.poll() is None  # and runs on
+    finally:
+        proc.kill()
+        proc.wait()
+    main = next(i for i, line in enumerate(dump) if line.startswith("Thread 0x"))
+    sleep_line = next(i for i, line in enumerate(STUCK_IN_C.splitlines(), 1) if ".sleep(30)" in line)
+    assert f"line {sleep_line} in <module>" in dump[main + 1], dump  # where it hangs

@@ -17,7 +17,9 @@ terminal and from launch, and must not break off the node's teardown (a recorder
 from __future__ import annotations
 
 import faulthandler
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -57,10 +59,10 @@ def init(args: list[str] | None = None) -> None:
     at once. SIGINT is set even where it was ignored: a shell starts background jobs with SIGINT ignored
     and Python leaves it so, and `kill -INT` (what ros2 launch sends) then did nothing."""
     _stop.clear()
+    dump_stacks_on_sigusr1()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _request_stop)
-    dump_stacks_on_sigusr1()
 
 
 def spin(node: Node, executor: Executor | None = None) -> None:
@@ -82,8 +84,32 @@ def spin(node: Node, executor: Executor | None = None) -> None:
 
 def dump_stacks_on_sigusr1() -> None:
     """`kill -USR1 PID` prints every thread's stack to the node's stderr and lets it run on: what a hung
-    node waits for, without a debugger (the closed-loop benchmark and the tests ask for it on a stall)."""
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    node waits for, without a debugger (the closed-loop benchmark and the tests ask for it on a stall).
+
+    Not ``faulthandler.register``: its handler walks the other threads' frames while they run, and the
+    sim node died of it (SIGSEGV mid-dump under its physics thread: once in CI, and here in 2 runs of 3
+    of 200 signals at 20 Hz). Python's own handler writes the signal's number to the wakeup pipe at once,
+    in whichever thread the kernel picked; a thread of ours reads it and dumps holding the GIL, so no
+    frame changes under it, and it answers while the main thread is stuck in C. Call from the main
+    thread; it owns the process's wakeup fd."""
+    global _wakeup_read_fd
+    if _wakeup_read_fd is not None:
+        return
+    _wakeup_read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: None)  # the dump is the thread's; not the default death
+    dumper = threading.Thread(target=_dump_stacks_on_each_sigusr1, args=(_wakeup_read_fd,), daemon=True)
+    dumper.start()
+
+
+_wakeup_read_fd: int | None = None
+
+
+def _dump_stacks_on_each_sigusr1(read_fd: int) -> None:
+    while True:
+        if signal.SIGUSR1 in os.read(read_fd, 64):  # the numbers of every signal caught (SIGINT too)
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
 
 
 def shutting_down(context: Context, grace_s: float) -> bool:

@@ -41,6 +41,7 @@ REPEAT_WINDOW_S = 1.0
 
 _stop = threading.Event()
 _first_signal_s = 0.0
+_wakeup_read_fd: int | None = None  # SIGUSR1's pipe, once dump_stacks_on_sigusr1 has run
 
 
 def _request_stop(signum: int, frame: object) -> None:
@@ -101,9 +102,6 @@ def dump_stacks_on_sigusr1() -> None:
     signal.signal(signal.SIGUSR1, lambda signum, frame: None)  # the dump is the thread's; not the default death
     dumper = threading.Thread(target=_dump_stacks_on_each_sigusr1, args=(_wakeup_read_fd,), daemon=True)
     dumper.start()
-
-
-_wakeup_read_fd: int | None = None
 
 
 def _dump_stacks_on_each_sigusr1(read_fd: int) -> None:

@@ -181,14 +181,7 @@ def latencies(
 
     reference = policy("fp32", "torch")
     policies = [policy(precision, engine) for precision, engine in variants]
-    rng = np.random.default_rng(0)
-    obs = {
-        "embodiment": "bench",
-        "instruction": "pick up the cube",
-        "joint_positions": rng.uniform(-1, 1, arm.dof),
-        "images": {"scene": rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)},
-    }
-    committed = rng.uniform(-1, 1, (config.max_prefix // 2, arm.dof))
+    obs, committed = bench_observation(config, arm)
     expected = reference.infer(obs, committed=committed)["actions"]
     scale = reference.processor.action_scale("bench")
     times: list[list[float]] = [[] for _ in policies]
@@ -221,6 +214,18 @@ def latencies(
         }
         for k, ((precision, engine), p) in enumerate(zip(variants, policies, strict=True))
     ], act_ms[warmup:]
+
+
+def bench_observation(config, arm: Embodiment) -> tuple[dict, np.ndarray]:
+    """The timed call's input: one 96x96 camera, an instruction, and a half-full committed prefix."""
+    rng = np.random.default_rng(0)
+    obs = {
+        "embodiment": "bench",
+        "instruction": "pick up the cube",
+        "joint_positions": rng.uniform(-1, 1, arm.dof),
+        "images": {"scene": rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)},
+    }
+    return obs, rng.uniform(-1, 1, (config.max_prefix // 2, arm.dof))
 
 
 def act_figures(chunk_ms: list[float], train_ms: list[float], batch: int, act: ActNeighbour) -> dict:

@@ -1,7 +1,9 @@
 """Closed-loop success of a checkpoint, measured the way a user runs it: the documented command
 ``gen0 sim rollout --embodiment E --task T --policy CKPT --episodes N --seed 100 --json`` (the robot's
-own cameras, held-out seeds), run as a separate process per task. Prints one JSON object (and writes
-it with --out); tasks already in --out are skipped, so a long run can be stopped and started again.
+own cameras, held-out seeds), run as a separate process per task: through the policy node's runtime
+in sim time, as that command does by default (``--executor direct`` for the servo-level controller
+earlier results used). Prints one JSON object (and writes it with --out); tasks already in --out are
+skipped, so a long run can be stopped and started again.
 
     .venv/bin/python benchmarks/rollout_benchmark.py --policy checkpoints/multitask_cpu \\
         --out docs/results/multitask_cpu_rollouts.json
@@ -28,9 +30,9 @@ DEFAULT = (
 GEN0 = str(Path(sys.executable).with_name("gen0"))
 
 
-def rollout(policy: str, embodiment: str, task: str, episodes: int, seed: int) -> dict:
+def rollout(policy: str, embodiment: str, task: str, episodes: int, seed: int, executor: str) -> dict:
     cmd = [GEN0, "sim", "rollout", "--embodiment", embodiment, "--task", task, "--policy", policy]
-    cmd += ["--episodes", str(episodes), "--seed", str(seed), "--json"]
+    cmd += ["--episodes", str(episodes), "--seed", str(seed), "--executor", executor, "--json"]
     started = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -45,6 +47,7 @@ def main() -> None:
     p.add_argument("--policy", required=True, help="checkpoint folder")
     p.add_argument("--seed", type=int, default=100, help="first seed (100+: held out from every training set)")
     p.add_argument("--only", default="", help="comma-separated embodiment/task keys to run (default: all)")
+    p.add_argument("--executor", default="runtime", choices=("runtime", "direct"), help="gen0 sim rollout --executor")
     p.add_argument("--out", type=Path, default=None, help="JSON file to write and resume from")
     args = p.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -52,11 +55,15 @@ def main() -> None:
     data = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
     if data and data.get("policy") not in (None, args.policy):
         raise SystemExit(f"{args.out} holds results for {data.get('policy')}, not {args.policy}: use another --out")
+    if data and data.get("executor", "direct") != args.executor:
+        raise SystemExit(f"{args.out} holds results of executor {data.get('executor', 'direct')}: use another --out")
     config = resolve(args.policy) / "config.json"  # a run folder resolves to its latest checkpoint
     data.update(
         {
             "benchmark": "rollout",
-            "command": "gen0 sim rollout --embodiment E --task T --policy CKPT --episodes N --seed SEED --json",
+            "command": "gen0 sim rollout --embodiment E --task T --policy CKPT --episodes N --seed SEED "
+            f"--executor {args.executor} --json",
+            "executor": args.executor,
             "policy": args.policy,
             "checkpoint_id": json.loads(config.read_text()).get("checkpoint_id"),
             "seed": args.seed,
@@ -69,7 +76,7 @@ def main() -> None:
         key = f"{embodiment}/{task}"
         if (only and key not in only) or key in results:
             continue
-        results[key] = rollout(args.policy, embodiment, task, episodes, args.seed)
+        results[key] = rollout(args.policy, embodiment, task, episodes, args.seed, args.executor)
         print(f"{key}: {results[key]['successes']}/{episodes}", file=sys.stderr, flush=True)
         if args.out:
             args.out.write_text(json.dumps(data, indent=1) + "\n")

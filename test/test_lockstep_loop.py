@@ -1,10 +1,10 @@
-"""benchmarks/lockstep_loop.py, the ROS closed loop in sim time, with what ROS adds as switches: its
-synchronous and harmonic episodes end, frames reach the runtime only after their delay, and the
-harmonic executor's inferences take the sim time they are given."""
+"""gen0_policy/sim/lockstep.py (what gen0 sim rollout and benchmarks/lockstep_loop.py run), the ROS
+closed loop in sim time, with what ROS adds as switches: its synchronous and harmonic episodes end,
+frames reach the runtime only after their delay, and the harmonic executor's inferences take the sim
+time they are given."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import sys
 import threading
@@ -12,22 +12,13 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import REPO
 from gen0_policy.paths import shipped_checkpoint
-
-
-def lockstep_module():
-    spec = importlib.util.spec_from_file_location("lockstep_loop", REPO / "benchmarks" / "lockstep_loop.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["lockstep_loop"] = module
-    spec.loader.exec_module(module)
-    return module
+from gen0_policy.sim import lockstep
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["synchronous", "harmonic"])
 def test_an_episode_with_late_frames_and_a_thinking_model_ends_at_its_timeout(mode: str) -> None:
-    lockstep = lockstep_module()
     runtime = {"mode": mode} | ({"replan_period": 0.3} if mode == "harmonic" else {})
     loop = lockstep.Lockstep(
         str(shipped_checkpoint()), "panda", "reach", runtime, {}, think_s=0.05, frame_delay_s=0.1, clock_lag_s=0.02
@@ -51,13 +42,12 @@ def test_a_thinking_worker_and_the_ticking_thread_never_wait_for_each_other_for_
     """Back-to-back inferences one period long, as the harmonic worker makes them: each handshake
     completes (with events, the worker's next inference could clear the answer before the ticking
     thread saw it, and both waited for ever: a benchmark run hung after a few thousand)."""
-    module = lockstep_module()
 
     class Instant:
         def infer(self) -> int:
             return 0
 
-    thinking = module.SimThinking(Instant(), ticks=1, on_worker=True)
+    thinking = lockstep.SimThinking(Instant(), ticks=1, on_worker=True)
     answers = 0
 
     def worker() -> None:
@@ -87,7 +77,6 @@ def test_the_grasp_report_says_where_the_plan_put_the_tool_when_the_fingers_clos
     measured tool was 1 cm from it: a plan that missed, tracked exactly is told from a tracking miss."""
     from gen0_policy.sim.env import make_env
 
-    module = lockstep_module()
     env = make_env("panda", "pick_place")
     env.reset(0)
     emb = env.embodiment
@@ -100,20 +89,19 @@ def test_the_grasp_report_says_where_the_plan_put_the_tool_when_the_fingers_clos
         grip = opened if t < 0.95 else closed
         trace["tcp"].append([t, *(obj + np.array([0.01, 0.0, 0.1])), *(obj + np.array([0.0, 0.0, 0.02 * (t > 1.5)]))])
         trace["joints"].append([t, *emb.home[:-1], grip])
-    report = module.grasp_report(env, trace, closed, opened)
+    report = lockstep.grasp_report(env, trace, closed, opened)
     assert report["closed"] and report["close_s"] == pytest.approx(1.0)
     assert report["tool_xy_to_object_at_close_m"] == pytest.approx(0.01, abs=1e-4)
     assert report["planned_xy_to_object_at_close_m"] == pytest.approx(0.05, abs=1e-4)
     assert report["object_lift_m"] == pytest.approx(0.02, abs=1e-4)
     trace["joints"] = [[t, *emb.home[:-1], opened] for t, *_ in trace["joints"]]
-    assert module.grasp_report(env, trace, closed, opened)["closed"] is False
+    assert lockstep.grasp_report(env, trace, closed, opened)["closed"] is False
 
 
 @pytest.mark.slow
 def test_the_sawyer_runs_in_lockstep_at_its_own_80_hz() -> None:
     """Meta-World's world (no task object, whole 12.5 ms steps) through the same loop: the harmonic
     runtime at the Sawyer's 80 Hz drives the shipped MT50 network's hand targets into the sim."""
-    lockstep = lockstep_module()
     runtime = {"mode": "harmonic", "control_rate_hz": 80.0}
     loop = lockstep.Lockstep(
         str(shipped_checkpoint("sawyer")), "sawyer", "reach", runtime, {"update_rate": 80.0}, think_s=0.05
@@ -124,3 +112,18 @@ def test_the_sawyer_runs_in_lockstep_at_its_own_80_hz() -> None:
     joints = np.array(loop.trace[0]["joints"])
     assert np.allclose(np.diff(joints[:, 0]), 1 / 80) and not loop.trace[0]["tcp"]
     assert np.abs(joints[-1, 1:4] - joints[0, 1:4]).max() > 0.02  # the hand went somewhere
+
+
+def test_a_seeds_episode_is_the_same_whatever_ran_before() -> None:
+    """Each episode starts the sim clock at 0: with the clock running on from the episode before,
+    every time rounded differently, and a stack seed succeeded alone and failed after ten others."""
+    first = lockstep.Lockstep(str(shipped_checkpoint()), "panda", "reach", {}, {})
+    first.trace = {}
+    first.episode(101, timeout_s=0.6)
+    first.episode(100, timeout_s=0.6)
+    alone = lockstep.Lockstep(str(shipped_checkpoint()), "panda", "reach", {}, {})
+    alone.trace = {}
+    alone.episode(100, timeout_s=0.6)
+    after, fresh = np.array(first.trace[100]["joints"]), np.array(alone.trace[100]["joints"])
+    assert first.trace[100]["start"] == alone.trace[100]["start"] == 0.0
+    np.testing.assert_array_equal(after, fresh)

@@ -133,6 +133,35 @@ def test_rollout_video_is_a_decodable_mp4_with_every_recorded_frame(tmp_path):
     assert strip_last[1] > 150 and strip_last[0] < 100  # green after success
 
 
+@pytest.mark.slow
+def test_checkpoint_rollout_runs_the_nodes_runtime_and_films_that_episode(tmp_path):
+    """By default a checkpoint drives the sim through the policy node's runtime and the sim node's
+    controllers (sim/lockstep.py): the episode is the lockstep loop's, to the step, and its video is
+    of that episode; ``--executor direct`` is the servo-level controller, and says so."""
+    import av
+
+    from gen0_policy.sim.lockstep import Lockstep
+
+    checkpoint = str(REPO / "checkpoints" / "multitask_cpu")
+    common = ("sim", "rollout", "--embodiment", "panda", "--task", "reach", "--policy", checkpoint, "--seed", "100")
+    proc = run(*common, "--episodes", "1", "--video", str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["executor"] == "runtime" and result["per_episode"][0]["chunks"] >= 1
+    expected = Lockstep(checkpoint, "panda", "reach", {}, {}).episode(100, timeout_s=3.0)
+    assert result["per_episode"][0]["success"] == expected["success"]
+    assert result["episode_seconds"][0] == expected["seconds"]
+    with av.open(result["videos"][0]) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    linger = 50 if expected["success"] else 0  # 0.5 s at 100 Hz after success
+    assert frames == -(-(result["episode_steps"][0] + linger) // 5)
+    direct = run(*common, "--episodes", "1", "--executor", "direct", "--json")
+    assert direct.returncode == 0, direct.stderr
+    assert json.loads(direct.stdout)["executor"] == "direct"
+    bad = run(*common, "--execute", "99")
+    assert bad.returncode != 0 and "--execute must be 1-16 chunk steps" in bad.stderr
+
+
 def test_checkpoint_rollout_records_uncertainty_signals_without_changing_the_outcome():
     """What benchmarks/uncertainty_benchmark.py relies on: samples only measure the spread (the same
     episode with 1 or 2 samples), every inference leaves its signals, and a hold re-infers a step later."""

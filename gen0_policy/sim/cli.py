@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -79,6 +80,9 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+EXECUTORS = ("runtime", "direct")
+
+
 def rollout(
     embodiment: str,
     task: str,
@@ -88,59 +92,119 @@ def rollout(
     camera_size: tuple[int, int] | None = None,
     execute: int | None = None,
     video_dir: Path | None = None,
+    executor: str = "runtime",
 ) -> dict[str, Any]:
-    """Run headless episodes; success rate and episode lengths (and an MP4 per episode in ``video_dir``)."""
-    from gen0_policy.sim.env import make_env
-    from gen0_policy.sim.policies import make_controller
-    from gen0_policy.sim.rollout import RolloutConfig, run_episode
+    """Run headless episodes; success rate and episode lengths (and an MP4 per episode in ``video_dir``).
 
+    A checkpoint runs, by default, through the policy node's runtime (its synchronous executor, safety
+    filter and horizons) into the sim node's controllers, in sim time (sim/lockstep.py): what the node
+    does through ROS, less DDS and a busy CPU. ``executor="direct"`` plays chunks straight into the
+    simulated servos (sim/policies.py), the per-step controller the diagnostic benchmarks build on."""
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
-    controller = make_controller(policy, execute=execute)
-    # A video keeps half a second after success, so it shows the result; scores never count it.
-    config = RolloutConfig(linger=0.5, record_fps=VIDEO_FPS) if video_dir else RolloutConfig(linger=0.0)
-    videos: list[str] = []
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor must be one of {EXECUTORS}, got {executor!r}")
     start = time.perf_counter()
-    with make_env(embodiment, task, seed=seed, camera_size=camera_size) as env:
-        results = []
-        for i in range(episodes):
-            results.append(run_episode(env, controller, seed + i, config))
-            if video_dir:
-                videos.append(str(_write_video(Path(video_dir), embodiment, task, results[-1])))
+    how = (policy, episodes, seed, camera_size, execute, video_dir)
+    if policy != "expert" and executor == "runtime":
+        episodes_out, control_dt = _runtime_episodes(embodiment, task, *how)
+    else:
+        episodes_out, control_dt = _direct_episodes(embodiment, task, *how)
+        executor = "direct" if policy != "expert" else "expert"
     wall = time.perf_counter() - start
-    successes = sum(r.success for r in results)
+    videos = []
+    for e in episodes_out:
+        images = e.pop("images", None)
+        if video_dir and images is not None:
+            videos.append(str(_write_video(Path(video_dir), embodiment, task, e, images)))
+    successes = sum(e["success"] for e in episodes_out)
     return {
         "embodiment": embodiment,
         "task": task,
         "policy": policy,
+        "executor": executor,
         "episodes": episodes,
         "successes": successes,
         "success_rate": successes / episodes,
-        "episode_steps": [r.steps for r in results],
-        "episode_seconds": [round(r.seconds, 3) for r in results],
-        "control_rate_hz": 1.0 / env.control_dt,
+        "episode_steps": [e["steps"] for e in episodes_out],
+        "episode_seconds": [e["seconds"] for e in episodes_out],
+        "control_rate_hz": 1.0 / control_dt,
         "wall_seconds": round(wall, 2),
-        "per_episode": [r.summary() | {"instruction": r.instruction} for r in results],
+        "per_episode": episodes_out,
         "videos": videos,
     }
+
+
+# A video keeps half a second after success, so it shows the result; scores never count it.
+VIDEO_LINGER_S = 0.5
+
+
+def _direct_episodes(embodiment, task, policy, episodes, seed, camera_size, execute, video_dir):
+    """The scripted expert, or a checkpoint's chunks played straight into the servos."""
+    from gen0_policy.sim.env import make_env
+    from gen0_policy.sim.policies import make_controller
+    from gen0_policy.sim.rollout import RolloutConfig, run_episode
+
+    controller = make_controller(policy, execute=execute)
+    config = RolloutConfig(linger=VIDEO_LINGER_S, record_fps=VIDEO_FPS) if video_dir else RolloutConfig(linger=0.0)
+    out = []
+    with make_env(embodiment, task, seed=seed, camera_size=camera_size) as env:
+        for i in range(episodes):
+            r = run_episode(env, controller, seed + i, config)
+            out.append(
+                r.summary() | {"instruction": r.instruction} | ({"images": r.episode.images} if video_dir else {})
+            )
+        return out, env.control_dt
+
+
+def _runtime_episodes(embodiment, task, policy, episodes, seed, camera_size, execute, video_dir):
+    """A checkpoint through the policy node's runtime and the sim node's controllers (sim/lockstep.py)."""
+    from gen0_policy.sim.lockstep import Lockstep
+
+    sim = {} if camera_size is None else {"camera_width": camera_size[0], "camera_height": camera_size[1]}
+    loop = Lockstep(policy, embodiment, task, {}, sim)
+    if execute is not None:
+        if not 1 <= execute <= loop.policy.chunk_size:
+            raise ConfigError(f"--execute must be 1-{loop.policy.chunk_size} chunk steps, got {execute}")
+        loop.config = dataclasses.replace(loop.config, sync_execute_fraction=execute / loop.policy.chunk_size)
+    control_dt = 1.0 / loop.config.control_rate_hz
+    from gen0_policy.sim.tasks import TASKS
+
+    limit_s = TASKS[task].max_duration  # the task's own limit, as the direct rollout (the ROS benchmark allows 10 s)
+    out = []
+    try:
+        for i in range(episodes):
+            r = loop.episode(seed + i, limit_s, VIDEO_LINGER_S if video_dir else 0.0, VIDEO_FPS if video_dir else None)
+            steps = round(r["seconds"] / control_dt)
+            keep = {"seed": r["seed"], "success": r["success"], "steps": steps, "seconds": r["seconds"]}
+            out.append(keep | {"instruction": r["instruction"], "chunks": r["chunks"]} | _images(r))
+    finally:
+        if loop.server.env is not None:
+            loop.server.env.close()
+    return out, control_dt
+
+
+def _images(result: dict[str, Any]) -> dict[str, Any]:
+    return {"images": result["images"]} if "images" in result else {}
 
 
 VIDEO_FPS = 20.0  # divides every embodiment's 100 Hz control rate
 
 
-def _write_video(video_dir: Path, embodiment: str, task: str, result: Any) -> Path:
+def _write_video(video_dir: Path, embodiment: str, task: str, episode: dict[str, Any], images: dict) -> Path:
     from gen0_policy.data.video import write_episode_video
 
-    outcome = "success" if result.success else "failure"
-    success_frame = int(np.ceil(result.seconds * VIDEO_FPS)) if result.success else None
-    path = video_dir / f"{embodiment}_{task}_seed{result.seed}_{outcome}.mp4"
-    return write_episode_video(path, result.episode.images, VIDEO_FPS, success_frame)
+    outcome = "success" if episode["success"] else "failure"
+    success_frame = int(np.ceil(episode["seconds"] * VIDEO_FPS)) if episode["success"] else None
+    path = video_dir / f"{embodiment}_{task}_seed{episode['seed']}_{outcome}.mp4"
+    return write_episode_video(path, images, VIDEO_FPS, success_frame)
 
 
 def _rollout(args: argparse.Namespace) -> int:
     result = rollout(
-        args.embodiment, args.task, args.policy, args.episodes, args.seed, args.camera_size, args.execute, args.video
-    )
+        args.embodiment, args.task, args.policy, args.episodes, args.seed, args.camera_size, args.execute, args.video,
+        args.executor,
+    )  # fmt: skip
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -169,6 +233,13 @@ def _register_rollout(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--execute", type=int, default=None, help="chunk steps run between inferences (default 3/4 chunk)")
     p.add_argument("--video", type=Path, default=None, metavar="DIR", help="write an MP4 per episode into DIR")
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="runtime",
+        help="how a checkpoint drives the robot: 'runtime', the policy node's own executor, safety filter and "
+        "controllers in sim time (what ROS gives); 'direct', chunks played straight into the servos",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_rollout)
 

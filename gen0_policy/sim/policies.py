@@ -1,5 +1,11 @@
-"""Controllers for ``gen0 sim rollout``: the scripted expert, or a trained checkpoint behind the same
-``reset(env)`` / ``act(observation)`` calls (see experts.Controller)."""
+"""Controllers for the per-step rollout loop (sim/rollout.py): the scripted expert, or a trained
+checkpoint behind the same ``reset(env)`` / ``act(observation)`` calls (see experts.Controller).
+
+The checkpoint controller plays chunks straight into the simulated servos: ``gen0 sim rollout
+--executor direct`` and the diagnostic benchmarks that read its every step. ``gen0 sim rollout``
+itself runs a checkpoint through the policy node's runtime (sim/lockstep.py), which scores what the
+node does through ROS; this controller infers at once from a moving arm's frame, where the runtime
+looks once the arm has come to rest, and stacks and pushes less for it."""
 
 from __future__ import annotations
 

@@ -237,9 +237,12 @@ class SimServer:
         """The seed of the next episode: ``requested``, or the last one + 1 if it is negative."""
         return int(requested) if requested >= 0 else self._seed + 1
 
-    def reset(self, task: str, seed: int) -> EpisodeStatus:
+    def reset(self, task: str, seed: int, clock_s: float | None = None) -> EpisodeStatus:
         """A new episode of ``task`` ("" = the current one); raises Gen0Error, changing nothing, for an
-        unknown task."""
+        unknown task. The clock runs on across episodes, as /clock must; ``clock_s`` restarts it there
+        instead, for a world nobody else watches (sim/lockstep.py starts each episode at 0: the same
+        seed then gives the same episode whatever ran before, where an offset clock rounds every time
+        differently and a borderline grasp can go either way)."""
         with self._resets:
             if task and task != self.env.task_name:
                 tasks = server_tasks(self.env.embodiment.name)
@@ -250,10 +253,10 @@ class SimServer:
                 # never stops for it (a stopped clock faulted a policy's run_task goal through its watchdog).
                 world = self._build(task, seed)
                 with self.lock:
-                    self._install(world, seed)
+                    self._install(world, seed, clock_s)
             else:
                 with self.lock:
-                    self._reset(seed)
+                    self._reset(seed, clock_s)
         return self.status()
 
     def status(self) -> EpisodeStatus:
@@ -282,9 +285,9 @@ class SimServer:
         )
         return _World(env, controllers, ExpertTeleop(env) if c.expert_teleop else None)
 
-    def _install(self, world: _World, seed: int) -> None:
+    def _install(self, world: _World, seed: int, clock_s: float | None = None) -> None:
         """Replace the running world (physics lock held, or before the threads start)."""
-        now = self.now()  # before the env is replaced: the clock continues from here
+        now = self.now() if clock_s is None else clock_s  # before the env is replaced: the clock continues
         self.env, self.controllers, self.teleop = world
         self._reset(seed, now)
 

@@ -127,3 +127,17 @@ def test_a_seeds_episode_is_the_same_whatever_ran_before() -> None:
     after, fresh = np.array(first.trace[100]["joints"]), np.array(alone.trace[100]["joints"])
     assert first.trace[100]["start"] == alone.trace[100]["start"] == 0.0
     np.testing.assert_array_equal(after, fresh)
+
+
+def test_the_release_report_says_how_far_from_its_place_the_object_was_let_go() -> None:
+    """Lifted at 0.5 s to 0.1 m, carried, let go at 1.5 s 3 cm beside the place and 4.5 cm above it:
+    the report finds that release, not the fingers' opening before the grasp; never let go: None."""
+    t = np.arange(0.0, 2.0, 0.1)
+    obj = np.zeros((len(t), 3))
+    obj[:, 2] = np.where((t >= 0.5) & (t < 1.6), 0.1, 0.02)
+    obj[:, 0] = np.where(t >= 1.0, 0.33, 0.0)
+    place = np.tile([0.3, 0.0, 0.055], (len(t), 1))
+    gripper_open = np.where((t < 0.4) | (t >= 1.5), 1.0, 0.5)
+    report = lockstep.release_report(t, obj, place, gripper_open)
+    assert report == {"release_s": 1.5, "object_xy_to_place_m": 0.03, "object_above_place_m": 0.045}
+    assert lockstep.release_report(t, obj, place, np.where(t < 0.4, 1.0, 0.5)) is None

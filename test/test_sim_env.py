@@ -164,3 +164,18 @@ def test_renders_without_a_display_or_a_chosen_backend() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "('scene', (240, 320, 3)" in out.stdout and "('wrist', (240, 320, 3)" in out.stdout
+
+
+def test_the_place_a_grasped_object_goes_is_the_one_success_checks():
+    """Stack's place is the bottom cube (it can be pushed), pick_place's the pad; reach has none."""
+    with make_env("panda", "stack") as env:
+        env.reset(4)
+        model, data = env.model, env.data
+        np.testing.assert_array_equal(env.task.place_target(model, data), data.body("bottom").xpos)
+    with make_env("panda", "pick_place") as env:
+        env.reset(4)
+        pad = env.task.place_target(env.model, env.data)
+        np.testing.assert_allclose(pad[:2], env.task.targets["goal"][:2])
+    with make_env("panda", "reach") as env:
+        env.reset(4)
+        assert env.task.place_target(env.model, env.data) is None

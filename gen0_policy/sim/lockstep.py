@@ -144,7 +144,9 @@ class Lockstep:
                     trace["joints"].append([now, *server.env.joint_positions().tolist()])
                     obj = data.body(grasped).xpos.tolist() if grasped else []
                     if task is not None:
-                        trace["tcp"].append([now, *task.tcp(data).tolist(), *obj])
+                        place = task.place_target(server.env.model, data) if grasped else None
+                        place = [] if place is None else place.tolist()
+                        trace["tcp"].append([now, *task.tcp(data).tolist(), *obj, *place])
                 if record_fps and now >= next_frame["t"] - 1e-9:
                     next_frame["t"] += 1.0 / record_fps
                     for cam in emb.cameras:
@@ -206,12 +208,17 @@ def grasp_report(env: Any, trace: dict[str, list], closed: float, opened: float)
     leaves it half open, missing shuts it): the tool's horizontal distance from the object then, where
     the plan executing at that moment put the tool (forward kinematics of its joint targets at that
     time), and how far the object was lifted. A plan far from the object is a perception or policy
-    error; a plan on it with the tool elsewhere is a tracking error."""
+    error; a plan on it with the tool elsewhere is a tracking error. Where the task has a place to put
+    the object (trace rows carry it after the object), also where the object was let go: the
+    fingers open again (three quarters of the stroke) after its highest point, and the object's
+    horizontal distance from that place then (``release``: None if it was never let go)."""
     if not trace["tcp"]:
         return {}
     rows, joints = np.array(trace["tcp"]), np.array(trace["joints"])
     t, tool, obj = rows[:, 0], rows[:, 1:4], rows[:, 4:7]
     out: dict[str, Any] = {"object_lift_m": round(float(obj[:, 2].max() - obj[0, 2]), 4)}
+    if rows.shape[1] >= 10:
+        out["release"] = release_report(t, obj, rows[:, 7:10], (joints[:, -1] - closed) / (opened - closed))
     closing = np.flatnonzero((joints[:, -1] - closed) / (opened - closed) < 0.75)
     chunks = [c for c in trace["chunks"] if len(closing) and c["t0"] <= t[closing[0]]]
     if not chunks:
@@ -231,6 +238,21 @@ def grasp_report(env: Any, trace: dict[str, list], closed: float, opened: float)
         "close_s": round(float(t[i] - t[0]), 2),
         "tool_xy_to_object_at_close_m": round(float(np.linalg.norm(tool[i, :2] - obj[i, :2])), 4),
         "planned_xy_to_object_at_close_m": round(float(np.linalg.norm(planned[:2] - obj[i, :2])), 4),
+    }
+
+
+def release_report(t: np.ndarray, obj: np.ndarray, place: np.ndarray, gripper_open: np.ndarray) -> dict | None:
+    """Where a lifted object was let go: the first sample after its highest point with the fingers
+    three quarters open, the object's horizontal distance from ``place`` then and its height above it."""
+    peak = int(np.argmax(obj[:, 2]))
+    opened = np.flatnonzero((np.arange(len(t)) > peak) & (gripper_open > 0.75))
+    if not len(opened):
+        return None
+    i = int(opened[0])
+    return {
+        "release_s": round(float(t[i] - t[0]), 2),
+        "object_xy_to_place_m": round(float(np.linalg.norm(obj[i, :2] - place[i, :2])), 4),
+        "object_above_place_m": round(float(obj[i, 2] - place[i, 2]), 4),
     }
 
 

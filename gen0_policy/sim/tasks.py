@@ -99,6 +99,11 @@ class Task(ABC):
     def tcp(self, data: mujoco.MjData, hand: int = -1) -> np.ndarray:
         return data.site(self.layout.tcp_sites[hand]).xpos.copy()
 
+    def place_target(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray | None:
+        """Where the grasped object must be put down (m, world frame), on pick-and-place tasks: what a
+        release is measured against (sim/lockstep.py's grasp report). None: no such place."""
+        return None
+
 
 class Reach(Task):
     name = "reach"
@@ -186,6 +191,9 @@ class PickPlace(Task):
         data.mocap_pos[model.body("goal").mocapid[0]] = [*goal, 0.0005]
         self.targets = {"cube": np.array([*cube, self.half]), "goal": np.array([*goal, self.half])}
 
+    def place_target(self, model, data) -> np.ndarray:
+        return data.mocap_pos[model.body("goal").mocapid[0]].copy()
+
     def success(self, model, data) -> bool:
         cube = data.body("cube").xpos
         goal = data.mocap_pos[model.body("goal").mocapid[0]]
@@ -220,6 +228,9 @@ class Stack(Task):
         _set_free(model, data, "top_joint", np.array([*top, self.top_half]), yaw=rng.uniform(-0.4, 0.4))
         _set_free(model, data, "bottom_joint", np.array([*bottom, self.bottom_half]), yaw=rng.uniform(-0.4, 0.4))
         self.targets = {"top": np.array([*top, self.top_half]), "bottom": np.array([*bottom, self.bottom_half])}
+
+    def place_target(self, model, data) -> np.ndarray:
+        return data.body("bottom").xpos.copy()
 
     def success(self, model, data) -> bool:
         top, bottom = data.body("top").xpos, data.body("bottom").xpos

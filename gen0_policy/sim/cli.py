@@ -139,7 +139,13 @@ def rollout(
 VIDEO_LINGER_S = 0.5
 
 
-def _direct_episodes(embodiment, task, policy, episodes, seed, camera_size, execute, video_dir):
+Episodes = tuple[list[dict[str, Any]], float]  # per-episode summaries, and the control period (s)
+
+
+def _direct_episodes(
+    embodiment: str, task: str, policy: str, episodes: int, seed: int,
+    camera_size: tuple[int, int] | None, execute: int | None, video_dir: Path | None,
+) -> Episodes:  # fmt: skip
     """The scripted expert, or a checkpoint's chunks played straight into the servos."""
     from gen0_policy.sim.env import make_env
     from gen0_policy.sim.policies import make_controller
@@ -157,10 +163,17 @@ def _direct_episodes(embodiment, task, policy, episodes, seed, camera_size, exec
         return out, env.control_dt
 
 
-def _runtime_episodes(embodiment, task, policy, episodes, seed, camera_size, execute, video_dir):
+def _runtime_episodes(
+    embodiment: str, task: str, policy: str, episodes: int, seed: int,
+    camera_size: tuple[int, int] | None, execute: int | None, video_dir: Path | None,
+) -> Episodes:  # fmt: skip
     """A checkpoint through the policy node's runtime and the sim node's controllers (sim/lockstep.py)."""
+    from gen0_policy.embodiment import load_embodiment
     from gen0_policy.sim.lockstep import Lockstep
+    from gen0_policy.sim.tasks import TASKS
 
+    hint = "for Meta-World's Sawyer use gen0 bench metaworld"
+    load_embodiment(embodiment).require_joint_space("gen0 sim rollout", hint)
     sim = {} if camera_size is None else {"camera_width": camera_size[0], "camera_height": camera_size[1]}
     loop = Lockstep(policy, embodiment, task, {}, sim)
     if execute is not None:
@@ -168,8 +181,6 @@ def _runtime_episodes(embodiment, task, policy, episodes, seed, camera_size, exe
             raise ConfigError(f"--execute must be 1-{loop.policy.chunk_size} chunk steps, got {execute}")
         loop.config = dataclasses.replace(loop.config, sync_execute_fraction=execute / loop.policy.chunk_size)
     control_dt = 1.0 / loop.config.control_rate_hz
-    from gen0_policy.sim.tasks import TASKS
-
     limit_s = TASKS[task].max_duration  # the task's own limit, as the direct rollout (the ROS benchmark allows 10 s)
     out = []
     try:
@@ -177,15 +188,12 @@ def _runtime_episodes(embodiment, task, policy, episodes, seed, camera_size, exe
             r = loop.episode(seed + i, limit_s, VIDEO_LINGER_S if video_dir else 0.0, VIDEO_FPS if video_dir else None)
             steps = round(r["seconds"] / control_dt)
             keep = {"seed": r["seed"], "success": r["success"], "steps": steps, "seconds": r["seconds"]}
-            out.append(keep | {"instruction": r["instruction"], "chunks": r["chunks"]} | _images(r))
+            video = {"images": r["images"]} if video_dir else {}
+            out.append(keep | {"instruction": r["instruction"], "chunks": r["chunks"]} | video)
     finally:
         if loop.server.env is not None:
             loop.server.env.close()
     return out, control_dt
-
-
-def _images(result: dict[str, Any]) -> dict[str, Any]:
-    return {"images": result["images"]} if "images" in result else {}
 
 
 VIDEO_FPS = 20.0  # divides every embodiment's 100 Hz control rate

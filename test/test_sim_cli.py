@@ -160,6 +160,8 @@ def test_checkpoint_rollout_runs_the_nodes_runtime_and_films_that_episode(tmp_pa
     assert json.loads(direct.stdout)["executor"] == "direct"
     bad = run(*common, "--execute", "99")
     assert bad.returncode != 0 and "--execute must be 1-16 chunk steps" in bad.stderr
+    sawyer = run("sim", "rollout", "--embodiment", "sawyer", "--task", "reach", "--policy", checkpoint)
+    assert sawyer.returncode != 0 and "gen0 bench metaworld" in sawyer.stderr
 
 
 def test_checkpoint_rollout_records_uncertainty_signals_without_changing_the_outcome():

@@ -149,6 +149,10 @@ def test_viewer_node_records_a_running_simulation(tmp_path: Path, processes, bac
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 200_000):
         time.sleep(0.5)
+    # The size is reached with a handful of camera frames; on a loaded CI machine that was 9 joint
+    # states (the viewer's one executor behind its images). Two more seconds of a flowing
+    # recording hold hundreds of the sim's 200 Hz states.
+    time.sleep(2.0)
     os.killpg(viewer.pid, signal.SIGINT)
     viewer.wait(timeout=20)
     if backend == "foxglove":

@@ -22,7 +22,6 @@ Prints one JSON object. Nothing else should run meanwhile: every figure is a med
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import multiprocessing as mp
 import platform
@@ -34,9 +33,6 @@ import numpy as np
 import torch
 
 from gen0_policy.model.config import preset
-from gen0_policy.model.modeling import Gen0Model
-from gen0_policy.model.policy import Gen0Policy
-from gen0_policy.model.processor import JointStats, Processor
 
 PAUSE_S = 0.05  # train_benchmark.PAUSE_S
 
@@ -127,17 +123,10 @@ def backbone_chain(tokens: int, width: int, layers: int):
 
 def policy_parts(pauses: Pauses, repeats: int) -> dict:
     """The shipped engine's call after the pause, split where its time goes."""
-    config = preset("act_equal", language_encoder="hash")
-    torch.manual_seed(0)
-    model = Gen0Model(config)
-    torch.nn.init.normal_(model.action_out.weight, std=0.02)
-    from train_benchmark import bench_observation, robot
+    from train_benchmark import bench_observation, bench_policies
 
-    arm = robot()
-    stats = {"bench": JointStats(*(np.zeros(arm.dof), np.ones(arm.dof)) * 2)}
-    processor = Processor(config, [arm], stats)
-    reference = Gen0Policy(copy.deepcopy(model), processor, {"fps": 20.0}, precision="fp32", engine="torch")
-    policy = Gen0Policy(model, processor, {"fps": 20.0}, precision="bf16", engine="openvino")
+    config, arm, make_policy = bench_policies("act_equal", torch.device("cpu"))
+    reference, policy = make_policy("fp32", "torch"), make_policy("bf16", "openvino")
     obs, committed = bench_observation(config, arm)
     sampler = policy._sample
     parts: dict[str, list[float]] = {"encoder": [], "flow": [], "call": []}
@@ -165,7 +154,7 @@ def policy_parts(pauses: Pauses, repeats: int) -> dict:
     result = {name: round(1e3 * statistics.median(values), 3) for name, values in parts.items()}
     result["rest"] = round(result["call"] - result["encoder"] - result["flow"], 3)
     expected = reference.infer(obs, committed=committed)["actions"]
-    scale = processor.action_scale("bench")
+    scale = reference.processor.action_scale("bench")
     result["max_error_vs_fp32"] = round(float(np.abs((out["actions"] - expected) / scale).max()), 5)
     return result
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from gen0_policy.model.checkpoint import resolve
+from gen0_policy.sim.cli import EXECUTORS
 
 # (embodiment, task, episodes): 20 per task, as the README's table and issue 11 ask
 DEFAULT = (
@@ -47,7 +48,7 @@ def main() -> None:
     p.add_argument("--policy", required=True, help="checkpoint folder")
     p.add_argument("--seed", type=int, default=100, help="first seed (100+: held out from every training set)")
     p.add_argument("--only", default="", help="comma-separated embodiment/task keys to run (default: all)")
-    p.add_argument("--executor", default="runtime", choices=("runtime", "direct"), help="gen0 sim rollout --executor")
+    p.add_argument("--executor", default="runtime", choices=EXECUTORS, help="gen0 sim rollout --executor")
     p.add_argument("--out", type=Path, default=None, help="JSON file to write and resume from")
     args = p.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")

@@ -34,8 +34,10 @@ import os
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -165,20 +167,7 @@ def latencies(
     """Chunk latency of one model under each (precision, engine), the variants (and ACT, when
     ``act``) interleaved repeat by repeat (a busy neighbour slows all alike), with each chunk's largest
     difference from torch fp32's in normalized action units (the chunk's scale is the action scale)."""
-    config = preset(name, language_encoder="hash")
-    torch.manual_seed(0)
-    model = Gen0Model(config)
-    torch.nn.init.normal_(model.action_out.weight, std=0.02)  # a non-trivial output layer
-    arm = robot()
-    stats = {"bench": JointStats(*(np.zeros(arm.dof), np.ones(arm.dof)) * 2)}
-    state = copy.deepcopy(model.state_dict())
-
-    def policy(precision: str, engine: str) -> Gen0Policy:
-        fresh = Gen0Model(config)
-        fresh.load_state_dict(state)  # every variant starts from the same fp32 weights
-        processor = Processor(config, [arm], stats)
-        return Gen0Policy(fresh, processor, {"fps": 20.0}, device=device, precision=precision, engine=engine)
-
+    config, arm, policy = bench_policies(name, device)
     reference = policy("fp32", "torch")
     policies = [policy(precision, engine) for precision, engine in variants]
     obs, committed = bench_observation(config, arm)
@@ -214,6 +203,26 @@ def latencies(
         }
         for k, ((precision, engine), p) in enumerate(zip(variants, policies, strict=True))
     ], act_ms[warmup:]
+
+
+def bench_policies(name: str, device: torch.device) -> tuple[Any, Embodiment, Callable[[str, str], Gen0Policy]]:
+    """The timed model (preset ``name``, seeded weights with a non-trivial output layer) and a maker of
+    policies from those same fp32 weights at a (precision, engine)."""
+    config = preset(name, language_encoder="hash")
+    torch.manual_seed(0)
+    model = Gen0Model(config)
+    torch.nn.init.normal_(model.action_out.weight, std=0.02)  # a non-trivial output layer
+    arm = robot()
+    stats = {"bench": JointStats(*(np.zeros(arm.dof), np.ones(arm.dof)) * 2)}
+    state = copy.deepcopy(model.state_dict())
+
+    def policy(precision: str, engine: str) -> Gen0Policy:
+        fresh = Gen0Model(config)
+        fresh.load_state_dict(state)  # every variant starts from the same fp32 weights
+        processor = Processor(config, [arm], stats)
+        return Gen0Policy(fresh, processor, {"fps": 20.0}, device=device, precision=precision, engine=engine)
+
+    return config, arm, policy
 
 
 def bench_observation(config, arm: Embodiment) -> tuple[dict, np.ndarray]:

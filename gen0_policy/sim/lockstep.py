@@ -107,7 +107,7 @@ class Lockstep:
         lag = self.clock_lag_s
         rt = Runtime(thinking, self.runtime_embodiment, self.config, clock=FunctionClock(lambda: server.now() - lag))
         self._outputs(rt)
-        # tcp: [t, tool xyz, the grasped object's xyz], for the grasp report and --trace
+        # tcp: [t, tool xyz, the grasped object's xyz, its place's xyz], for the grasp report and --trace
         trace: dict[str, list] = {"chunks": [], "joints": [], "tcp": []}
         task = getattr(server.env, "task", None)  # Meta-World's world has no task object: no grasp report
         grasped = task.grasped if task is not None else None
@@ -142,11 +142,10 @@ class Lockstep:
                 if self.trace is not None or grasped:
                     data = server.env.data
                     trace["joints"].append([now, *server.env.joint_positions().tolist()])
-                    obj = data.body(grasped).xpos.tolist() if grasped else []
                     if task is not None:
+                        obj = data.body(grasped).xpos.tolist() if grasped else []
                         place = task.place_target(server.env.model, data) if grasped else None
-                        place = [] if place is None else place.tolist()
-                        trace["tcp"].append([now, *task.tcp(data).tolist(), *obj, *place])
+                        trace["tcp"].append([now, *task.tcp(data).tolist(), *obj, *([] if place is None else place)])
                 if record_fps and now >= next_frame["t"] - 1e-9:
                     next_frame["t"] += 1.0 / record_fps
                     for cam in emb.cameras:
@@ -217,9 +216,10 @@ def grasp_report(env: Any, trace: dict[str, list], closed: float, opened: float)
     rows, joints = np.array(trace["tcp"]), np.array(trace["joints"])
     t, tool, obj = rows[:, 0], rows[:, 1:4], rows[:, 4:7]
     out: dict[str, Any] = {"object_lift_m": round(float(obj[:, 2].max() - obj[0, 2]), 4)}
+    gripper_open = (joints[:, -1] - closed) / (opened - closed)  # 0 shut, 1 open
     if rows.shape[1] >= 10:
-        out["release"] = release_report(t, obj, rows[:, 7:10], (joints[:, -1] - closed) / (opened - closed))
-    closing = np.flatnonzero((joints[:, -1] - closed) / (opened - closed) < 0.75)
+        out["release"] = release_report(t, obj, rows[:, 7:10], gripper_open)
+    closing = np.flatnonzero(gripper_open < 0.75)
     chunks = [c for c in trace["chunks"] if len(closing) and c["t0"] <= t[closing[0]]]
     if not chunks:
         return {**out, "closed": False}

@@ -18,7 +18,7 @@ import rclpy
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
 from rcl_interfaces.srv import SetParameters
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
@@ -106,7 +106,7 @@ class Probe:
         }
         self.change_state = n.create_client(ChangeState, f"{NODE}/change_state")
         self._change_state_warm = False
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(n)
         self.spinner = Spinner(self.executor).start()
         # The fake robot, driven from its own thread: what it publishes is set by these fields.

@@ -138,7 +138,7 @@ def run_mode(mode: str, policy, embodiment: Embodiment, args: argparse.Namespace
         control_rate_hz=args.rate,
         max_observation_age=1.0,
         num_samples=args.num_samples,
-        torch_threads=args.threads,
+        inference_threads=args.threads,
         worker_timeout=5.0,
         sync_execute_fraction=args.sync_fraction,
         realtime_priority=args.realtime,

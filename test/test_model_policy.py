@@ -18,6 +18,7 @@ from gen0_policy.data.windows import MixtureSource
 from gen0_policy.errors import CheckpointError, ObservationError
 from gen0_policy.images import model_image
 from gen0_policy.model.checkpoint import load_policy
+from gen0_policy.model.engines import resolve_engine
 from gen0_policy.model.novelty import ImageNovelty
 from gen0_policy.model.policy import Gen0Policy
 from gen0_policy.train.config import TrainConfig
@@ -314,6 +315,20 @@ def test_engine_choices_are_checked_and_int8_stays_close(trained) -> None:
     a = fp32.infer(observation(ep, 5))["actions"]
     b = int8.infer(observation(ep, 5))["actions"]
     assert 0 < np.abs((a - b) / fp32.processor.action_scale("g1")).max() < 0.15
+
+
+def test_auto_engine_is_onnxruntime_on_the_cpu_with_the_threads_asked_for(trained) -> None:
+    """The runtime's default engine: ONNX Runtime on the CPU (fp32, exact to torch's), OpenVINO for
+    bf16, torch elsewhere; an exported engine runs the intra-op threads it is given, not every core."""
+    assert resolve_engine("auto", "cpu", "auto") == resolve_engine("auto", "cpu", "int8") == "onnxruntime"
+    assert resolve_engine("auto", "cpu", "bf16") == "openvino"
+    assert resolve_engine("auto", "cuda", "auto") == "torch"
+    assert resolve_engine("torch", "cpu", "auto") == "torch"
+    out, _ = trained
+    policy = Gen0Policy.load(out, engine="auto", threads=1)
+    assert policy.engine == "onnxruntime" and policy.inference_precision == "fp32"
+    sessions = [policy._sample.encode, policy._sample.flow.single, policy._sample.flow.dynamic]
+    assert [s.get_session_options().intra_op_num_threads for s in sessions] == [1, 1, 1]
 
 
 def test_export_keeps_only_inference_files(trained, tmp_path: Path) -> None:

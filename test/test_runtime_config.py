@@ -26,6 +26,15 @@ def test_parameters_map_by_name_and_zeros_keep_their_file_meaning() -> None:
     assert runtime_config({"uncertainty_threshold": 0.2, "command_horizon": 0.3}).command_horizon == 0.3
 
 
+def test_control_rate_zero_is_the_robots_own() -> None:
+    """The node's default: the rate the robot's controllers and a simulator's clock run at (80 Hz for
+    the Sawyer: a 100 Hz stream on its 80 Hz clock ticked once per clock step, 10 ms a tick, and fell
+    behind the world by a fifth)."""
+    assert runtime_config({"control_rate_hz": 0.0}, robot_rate_hz=80.0).period == pytest.approx(0.0125)
+    assert runtime_config({"control_rate_hz": 50.0}, robot_rate_hz=80.0).control_rate_hz == 50.0
+    assert runtime_config({"control_rate_hz": 0.0, "command_horizon": 0.0}, 80.0).command_horizon == 0.0125
+
+
 @pytest.mark.parametrize(
     "bad", [{"control_rate_hz": 0.0}, {"control_rate_hz": 0.0, "command_horizon": 0.0}, {"mode": "dreamy"},
             {"limit_scale": 1.5}, {"command_horizon": 0.001}, {"max_observation_age": math.nan}],

@@ -28,9 +28,22 @@ from gen0_policy.errors import CheckpointError
 from gen0_policy.model.modeling import Gen0Model
 
 ENGINES = ("torch", "onnxruntime", "openvino")
+ENGINE_CHOICES = ("auto", *ENGINES)
 OBSERVATION_KEYS = ("images", "camera_roles", "camera_mask", "state", "dof_mask", "language", "embodiment")
 ENCODE_OUTPUTS = ("context", "mask", "features")
 FLOW_INPUTS = ("context", "mask", "dof_mask", "prefix", "committed", "noise")
+
+
+def resolve_engine(engine: str, device: str, precision: str) -> str:
+    """``auto``: torch on an accelerator; on the CPU ONNX Runtime (fp32, or int8), OpenVINO for bf16.
+    The shipped checkpoints on one core of a 2-core EPYC, after a pause as chunks come: ONNX Runtime
+    fp32 4.9-5.9 ms a chunk, within 1e-5 of torch fp32; torch 10.0-12.0 ms, fp32 or bf16
+    (``benchmarks/engine_choice.py``). Any other name is returned as given (``build_sampler`` checks it)."""
+    if engine != "auto":
+        return engine
+    if device != "cpu":
+        return "torch"
+    return "openvino" if precision == "bf16" else "onnxruntime"
 
 
 class Sampler(Protocol):
@@ -212,7 +225,7 @@ def build_sampler(model: Gen0Model, engine: str, int8: bool = False, bf16: bool 
     written to a temporary folder that lives as long as the sampler (a checkpoint folder may be read-only).
     ``int8`` is ONNX Runtime's (weights quantized dynamically), ``bf16`` OpenVINO's (the encoder)."""
     if engine not in ENGINES:
-        raise CheckpointError(f"inference engine must be one of {ENGINES}, got {engine!r}")
+        raise CheckpointError(f"inference engine must be one of {ENGINE_CHOICES}, got {engine!r}")
     if engine == "torch":
         return model.sample
     if engine == "openvino" and int8:

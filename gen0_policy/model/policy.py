@@ -20,7 +20,7 @@ from gen0_policy.errors import CheckpointError, ObservationError
 from gen0_policy.images import aspect_mismatch, mount_mismatch
 from gen0_policy.model.checkpoint import load_policy
 from gen0_policy.model.config import ModelConfig
-from gen0_policy.model.engines import build_sampler
+from gen0_policy.model.engines import build_sampler, resolve_engine
 from gen0_policy.model.language import language_encoder
 from gen0_policy.model.modeling import Gen0Model, split_maps
 from gen0_policy.model.novelty import ImageNovelty
@@ -62,10 +62,12 @@ class Gen0Policy:
         precision: str = "auto",
         engine: str = "torch",
         novelty: ImageNovelty | None = None,
+        threads: int = 0,
     ) -> None:
         if precision not in PRECISIONS:
             raise CheckpointError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.device = torch.device(device)
+        engine = resolve_engine(engine, self.device.type, precision)
         if precision == "int8" and self.device.type != "cpu":
             raise CheckpointError("precision int8 is for CPU inference; use bf16 on GPUs")
         if engine != "torch" and self.device.type != "cpu":
@@ -81,7 +83,9 @@ class Gen0Policy:
             self.model.vision.float()
         elif precision == "int8" and engine == "torch":
             self.model = quantize_linear_int8(self.model)
-        self._sample = build_sampler(self.model, engine, int8=precision == "int8", bf16=bf16 and engine != "torch")
+        self._sample = build_sampler(
+            self.model, engine, int8=precision == "int8", bf16=bf16 and engine != "torch", threads=threads
+        )
         self._stem_maps: Any = None  # the torch engine's last feature maps (``feature_maps``), for novelty
         if engine == "torch":
             self.model.vision.stem.register_forward_hook(self._keep_stem_maps)
@@ -95,9 +99,16 @@ class Gen0Policy:
 
     @classmethod
     def load(
-        cls, checkpoint_dir: str | Path, device: str = "cpu", precision: str = "auto", engine: str = "torch"
+        cls,
+        checkpoint_dir: str | Path,
+        device: str = "cpu",
+        precision: str = "auto",
+        engine: str = "torch",
+        threads: int = 0,
     ) -> Gen0Policy:
-        """Load a checkpoint folder (or a training run folder: its latest checkpoint). Runs no code."""
+        """Load a checkpoint folder (or a training run folder: its latest checkpoint). Runs no code.
+        ``threads``: an exported engine's intra-op threads (0: the engine's default, every core);
+        torch's are process-wide (``torch.set_num_threads``)."""
         files = load_policy(checkpoint_dir)
         model = Gen0Model(files.config)
         try:
@@ -106,7 +117,10 @@ class Gen0Policy:
             raise CheckpointError(f"weights in {files.path} do not fit the model config: {exc}") from exc
         processor = Processor(files.config, files.embodiments, files.stats)
         novelty = None if files.novelty is None else ImageNovelty.from_dict(files.novelty, files.path / "novelty.json")
-        return cls(model, processor, files.meta, device=device, precision=precision, engine=engine, novelty=novelty)
+        return cls(
+            model, processor, files.meta, device=device, precision=precision, engine=engine, novelty=novelty,
+            threads=threads,
+        )  # fmt: skip
 
     # -- what the runtime needs to know ---------------------------------------------------------
     @property

@@ -44,12 +44,13 @@ from gen0_policy.runtime.trajectory import Chunk
 from gen0_policy.runtime.uncertainty import Calibration
 
 PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml): the node's own, then the runtime's
-    "embodiment": "panda", "checkpoint": "", "device": "cpu", "engine": "torch", "precision": "auto",
+    "embodiment": "panda", "checkpoint": "", "device": "cpu", "engine": "auto", "precision": "auto",
     "instruction": "", "cameras": [""],
     "joint_states_topic": "joint_states", "output_mode": "joint_trajectory", "check_image_size": True,
     "status_rate": 10.0, "uncertain_timeout": 2.0, "uncertainty_calibration": "", "autostart": False,
     "act_on_activate": True,
     **runtime_parameters(),  # every RuntimeConfig field under its own name (runtime/config.py)
+    "control_rate_hz": 0.0,  # 0: the robot's own (its embodiment file's control_rate_hz)
 }  # fmt: skip
 # What configure creates and cleanup destroys gets no QoS event handlers. rclpy adds a node's event
 # handlers to its wait sets without checking them (ros2/rclpy#1284): one destroyed by cleanup on a
@@ -135,12 +136,13 @@ class PolicyNode(LifecycleNode):
             check_node_parameters(p)
             embodiment = load_embodiment(p["embodiment"])
             policy = load_chunk_policy(
-                p["checkpoint"], embodiment, p["device"], p["engine"], p["num_samples"], p["precision"]
-            )
+                p["checkpoint"], embodiment, p["device"], p["engine"], p["num_samples"], p["precision"],
+                p["inference_threads"],
+            )  # fmt: skip
             names = [c for c in p["cameras"] if c] or [c.name for c in embodiment.cameras]
             sizes = {c.name: (c.height, c.width) for c in embodiment.cameras}
             cameras = {name: sizes.get(name) if p["check_image_size"] else None for name in names}
-            config = runtime_config(p)
+            config = runtime_config(p, embodiment.control_rate_hz)
             if p["uncertainty_calibration"]:  # a measured signal and threshold replace the two parameters
                 calibration = Calibration.load(p["uncertainty_calibration"])
                 config = calibration.apply(config)
@@ -325,9 +327,10 @@ class PolicyNode(LifecycleNode):
             return response
         try:
             embodiment, device, engine = self.embodiment, self.p["device"], self.p["engine"]
-            samples, precision = self.p["num_samples"], self.p["precision"]
+            samples, precision, threads = self.p["num_samples"], self.p["precision"], self.p["inference_threads"]
             future = runtime.load_policy(
-                lambda: load_chunk_policy(request.path, embodiment, device, engine, samples, precision), request.path
+                lambda: load_chunk_policy(request.path, embodiment, device, engine, samples, precision, threads),
+                request.path,
             )
             await self._until(future.done)  # the load runs on its own thread; the executor stays free
             policy = future.result()

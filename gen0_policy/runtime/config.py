@@ -35,7 +35,9 @@ class RuntimeConfig:
     # of 16 = 12, as `gen0 sim rollout` plays). Measured in sim time (benchmarks/lockstep_loop.py, Panda
     # pick_place, seeds 112-119): 1.0 (run to the end, then rest) 2/8, 0.75 6/8.
     sync_execute_fraction: float = 0.75
-    torch_threads: int = 0  # intra-op threads for a torch policy; 0: all cores but one
+    # intra-op threads of the policy's inference, whatever its engine (torch, ONNX Runtime, OpenVINO);
+    # 0: all cores but one, which the action stream, the ROS executor and the robot's side keep
+    inference_threads: int = 0
     gil_switch_interval: float = 0.001  # s; short so the control thread gets the GIL back promptly
     # rad or m: a measured arm joint this far from its command means the robot was moved by someone
     # else; the stream then restarts from the measured position (0 disables; grippers exempt, as a
@@ -78,7 +80,7 @@ class RuntimeConfig:
             "limit_scale": 0 < self.limit_scale <= 1,
             "swap_min_gap": 0 <= self.swap_min_gap < 1,
             "sync_execute_fraction": 0 < self.sync_execute_fraction <= 1,
-            "torch_threads": self.torch_threads >= 0,
+            "inference_threads": self.inference_threads >= 0,
             "gil_switch_interval": self.gil_switch_interval >= 0,
             "clock_jump_forward": self.clock_jump_forward > 0,
             "clock_stall_timeout": self.clock_stall_timeout > 0,
@@ -113,14 +115,18 @@ def runtime_parameters() -> dict[str, Any]:
     return {f.name: f.default for f in fields(RuntimeConfig)}
 
 
-def runtime_config(params: Mapping[str, Any]) -> RuntimeConfig:
+def runtime_config(params: Mapping[str, Any], robot_rate_hz: float = 0.0) -> RuntimeConfig:
     """The :class:`RuntimeConfig` in a node's parameters (named as its fields; the others ignored), where
     0 keeps its meaning in the parameter file: ``uncertainty_threshold`` and ``novelty_threshold`` 0 never
-    hold, ``command_horizon`` 0 sends one point per control tick (one control period)."""
+    hold, ``command_horizon`` 0 sends one point per control tick (one control period), and
+    ``control_rate_hz`` 0 is the robot's own rate, ``robot_rate_hz`` (its embodiment file's
+    ``control_rate_hz``: the rate its controllers and a simulator's clock run at)."""
     settings = {f.name: params[f.name] for f in fields(RuntimeConfig) if f.name in params}
     for threshold in ("uncertainty_threshold", "novelty_threshold"):
         if settings.get(threshold) == 0:
             settings[threshold] = math.inf
+    if settings.get("control_rate_hz") == 0 and robot_rate_hz > 0:
+        settings["control_rate_hz"] = robot_rate_hz
     rate = settings.get("control_rate_hz", RuntimeConfig.control_rate_hz)
     if settings.get("command_horizon") == 0 and rate > 0:
         settings["command_horizon"] = 1.0 / rate

@@ -16,20 +16,24 @@ def load_chunk_policy(
     checkpoint: str | Path,
     embodiment: Embodiment,
     device: str = "cpu",
-    engine: str = "torch",
+    engine: str = "auto",
     warm_up_samples: int = 0,
     precision: str = "auto",
+    threads: int = 0,
 ) -> ChunkPolicy:
-    """``Gen0Policy.load(checkpoint)`` on ``engine`` (torch, onnxruntime or openvino) at ``precision``
-    (auto: bf16 where the device runs it fast, else fp32; fp32; bf16; int8), checked against
+    """``Gen0Policy.load(checkpoint)`` on ``engine`` (auto, torch, onnxruntime or openvino) at ``precision``
+    (auto: bf16 where the device runs it fast, else fp32; fp32; bf16; int8) with ``threads`` intra-op
+    threads (0: all cores but one, ``rate.inference_threads``), checked against
     ``embodiment`` (name and joint order). An end-effector robot's policy comes wrapped so that the
     runtime gets absolute targets in its state coordinates (runtime/end_effector.py). With
     ``warm_up_samples`` (the runtime's num_samples), one inference on a blank observation pays the
     first call's costs here: through ROS the first chunk took 208 ms against 40 ms for the next ones,
     and a harmonic runtime skips the rows that time covers."""
     from gen0_policy.model.policy import Gen0Policy  # torch: only when a checkpoint is really loaded
+    from gen0_policy.runtime.rate import inference_threads
 
-    policy = Gen0Policy.load(checkpoint, device=device, precision=precision, engine=engine)
+    threads = inference_threads(threads)
+    policy = Gen0Policy.load(checkpoint, device=device, precision=precision, engine=engine, threads=threads)
     if embodiment.name not in policy.embodiments:
         raise CheckpointError(
             f"checkpoint {checkpoint} was not trained on {embodiment.name}; it knows {policy.embodiments}"

@@ -125,7 +125,7 @@ class Runtime:
         the caller (:attr:`needs_ticks`)."""
         if self._running:
             return
-        configure_threads(self.config.gil_switch_interval, self.config.torch_threads)
+        configure_threads(self.config.gil_switch_interval, self.config.inference_threads)
         self._threads = []  # the last run's (dead) worker must not be judged while the new one starts
         self._stop.clear()
         self._running = True

@@ -357,6 +357,11 @@ def test_clock_jump_backwards_holds_until_fresh_data(started) -> None:
     status = runtime.status()
     assert status.state == RuntimeState.HOLDING and "clock jumped backwards by" in status.reason
     wait_until(lambda: (step(), runtime.status().state == RuntimeState.RUNNING)[1], 10, what="recovered")
+    # A status publisher that looked only now, after the hold ended, still reports it once (a node's
+    # status tick is 20 ms; fresh data and a chunk can end this hold within one 10 ms control tick).
+    reported = runtime.report()
+    assert reported.state == RuntimeState.HOLDING and "clock jumped backwards by" in reported.reason
+    assert runtime.report().state == RuntimeState.RUNNING
 
 
 def test_hot_swap_keeps_acting_until_the_new_model_has_a_chunk(started) -> None:

@@ -278,14 +278,16 @@ class PolicyNode(LifecycleNode):
             if self.runtime is not None and self.context.ok():
                 self.chunk_pub.publish(msg)
 
-    def status(self) -> PolicyStatus:
+    def status(self, report: bool = False) -> PolicyStatus:
+        """The node's status; ``report``: the publisher's, where a hold shorter than a status tick still
+        shows once (``Runtime.report``)."""
         runtime = self.runtime  # read once: cleanup may clear it on another executor thread
-        status = None if runtime is None else runtime.status()
+        status = None if runtime is None else runtime.report() if report else runtime.status()
         return conv.policy_status_msg(status, self.p["embodiment"], self._fault, self.get_clock().now().to_msg())
 
     def _publish_status(self) -> None:
         self._ticks.tick()
-        msg = self.status()
+        msg = self.status(report=True)
         now = time.monotonic()
         changed = msg.state != self._last_state or msg.awaiting_goal != self._last_awaiting
         if changed or now - self._last_status >= self._status_period:

@@ -5,6 +5,7 @@ clock) and otherwise holds the last safe position and says why. How thinking and
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -30,6 +31,8 @@ from gen0_policy.runtime.swap import HotSwap
 from gen0_policy.runtime.task import check_instruction
 from gen0_policy.runtime.trajectory import Chunk
 from gen0_policy.runtime.uncertainty import SignalMonitor
+
+HOLD_STATES = (RuntimeState.HOLDING, RuntimeState.UNCERTAIN, RuntimeState.FAULT)
 
 log = logging.getLogger(__name__)
 RESUME_TOLERANCE = 0.01  # rad or m an arm joint may have moved while deactivated and the stream still continue
@@ -105,6 +108,10 @@ class Runtime:
         self._signals = SignalMonitor(embodiment.upper - embodiment.lower)  # compares each chunk with the last
         self._signals_epoch = 0
         self._clock_seen = (math.nan, time.monotonic())  # (runtime clock, wall time it last moved)
+        # The last hold a tick met since the last report(): one shorter than the report period (after a
+        # clock jump a chunk from fresh eyes can end it within one 10 ms tick) is still reported once.
+        self._unreported_hold: tuple[RuntimeState, str] | None = None
+        self._report_lock = threading.Lock()
 
     # ----------------------------------------------------------------- control
     @property
@@ -307,7 +314,10 @@ class Runtime:
         elif joints is not None:
             self._check_tracking(now, joints)
         self.meters.tick(now)
-        state, _ = self._supervise(now)
+        state, reason = self._supervise(now)
+        if state in HOLD_STATES:
+            with self._report_lock:
+                self._unreported_hold = (state, reason)
         holding = brake or state not in (RuntimeState.RUNNING, RuntimeState.LOADING)
         # With horizons the controller moves on through a late tick: the stream keeps up with it.
         catch_up = self.config.command_horizon if self.on_horizon is not None else None
@@ -446,6 +456,17 @@ class Runtime:
         return RuntimeState.RUNNING, self.swap.error
 
     # ------------------------------------------------------------------- status
+    def report(self) -> RuntimeStatus:
+        """:meth:`status`, for a status publisher: if the runtime is acting again but a tick met a hold
+        since the last report, that hold (its state and reason) is reported once, so a subscriber sees
+        every hold however short, a moment late, and then the state that followed."""
+        with self._report_lock:
+            hold, self._unreported_hold = self._unreported_hold, None
+        status = self.status()
+        if hold is not None and status.state in (RuntimeState.RUNNING, RuntimeState.LOADING):
+            status = dataclasses.replace(status, state=hold[0], reason=hold[1])
+        return status
+
     def status(self) -> RuntimeStatus:
         now = self.clock.now()
         state, reason = self._supervise(now)

@@ -150,7 +150,9 @@ def test_checkpoint_rollout_runs_the_nodes_runtime_and_films_that_episode(tmp_pa
     assert result["executor"] == "runtime" and result["per_episode"][0]["chunks"] >= 1
     expected = Lockstep(checkpoint, "panda", "reach", {}, {}).episode(100, timeout_s=3.0)
     assert result["per_episode"][0]["success"] == expected["success"]
-    assert result["episode_seconds"][0] == expected["seconds"]
+    # To the control tick: in fp32 (ONNX Runtime, the default engine) a last-bit difference between
+    # this worker and the CLI's fresh process once moved the end by one 10 ms tick (1.68 s against 1.67)
+    assert result["episode_seconds"][0] == pytest.approx(expected["seconds"], abs=0.011)
     with av.open(result["videos"][0]) as container:
         frames = sum(1 for _ in container.decode(video=0))
     linger = 50 if expected["success"] else 0  # 0.5 s at 100 Hz after success

@@ -53,7 +53,11 @@ def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    data = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
+    text = args.out.read_text() if args.out and args.out.exists() else ""
+    try:
+        data = json.loads(text) if text.strip() else {}  # an empty file (a failed run's redirect): start anew
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{args.out} is not this benchmark's JSON ({exc}): use another --out") from None
     if data and data.get("policy") not in (None, args.policy):
         raise SystemExit(f"{args.out} holds results for {data.get('policy')}, not {args.policy}: use another --out")
     if data and data.get("executor", "direct") != args.executor:

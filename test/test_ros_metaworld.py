@@ -96,23 +96,21 @@ def test_bringup_sim_drives_the_sawyer_with_cartesian_targets(processes, listene
     targets = np.array([conv.pose_stamped_to_array(p) for p in list(listener.poses)])
     assert np.all(np.isfinite(targets))
     assert np.all(targets >= SAWYER.lower[:3] - 1e-9) and np.all(targets <= SAWYER.upper[:3] + 1e-9)
-    # Consecutive targets (100 Hz control) never ask for more than the hand's 0.8 m/s (+5 %, late ticks).
-    period = 1.0 / 100.0
+    # Consecutive targets (the robot's own 80 Hz) never ask for more than the hand's 0.8 m/s (+5 %, late ticks).
+    period = 1.0 / SAWYER.control_rate_hz
     assert np.abs(np.diff(targets, axis=0)).max() <= 0.8 * 1.05 * 2 * period
     assert {p.header.frame_id for p in listener.poses} == {"world"}
     openings = np.array([g.data[0] for g in list(listener.gripper)])
     assert openings.size and np.all((openings >= 0) & (openings <= 1))
-    hands = np.array([conv.joint_state_positions(s, SAWYER.joint_names) for s in list(listener.states)])
     assert list(listener.states[-1].name) == list(SAWYER.joint_names)
-    # The simulated hand follows where it is sent: near the latest target, and it moved.
-    wait_until(
-        lambda: (
-            np.abs(conv.joint_state_positions(listener.states[-1], SAWYER.joint_names)[:3] - hands[0, :3]).max() > 1e-3
-        ),
-        30,
-        what="the simulated hand to move",
-    )
-    latest_hand = conv.joint_state_positions(listener.states[-1], SAWYER.joint_names)[:3]
-    latest_target = conv.pose_stamped_to_array(listener.poses[-1])
-    assert np.abs(latest_hand - latest_target).max() < 0.05
+
+    # The simulated hand follows where it is sent: away from home, where the task starts it, and near
+    # the latest target. Home, not the first state this probe hears: when discovery was slow the hand
+    # had already left it (failed CI once, comparing with the first state heard).
+    def hand_follows_the_policy() -> bool:
+        hand = conv.joint_state_positions(listener.states[-1], SAWYER.joint_names)[:3]
+        target = conv.pose_stamped_to_array(listener.poses[-1])
+        return np.abs(hand - SAWYER.home[:3]).max() > 0.01 and np.abs(hand - target).max() < 0.05
+
+    wait_until(hand_follows_the_policy, 30, what="the simulated hand to move from home to the policy's targets")
     assert bringup.poll() is None, processes.output(bringup)

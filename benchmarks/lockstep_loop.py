@@ -9,13 +9,12 @@ timing or neither.
     python benchmarks/lockstep_loop.py --task pick_place --seed 112 --episodes 8
     python benchmarks/lockstep_loop.py --task pick_place --runtime '{"command_horizon": 0}'
 
-Meta-World's Sawyer steps in whole 12.5 ms steps: give the sim its 80 Hz (the runtime takes the
-robot's own rate by default), or each runtime tick runs two of them (harmonic needs ``--think-s``,
-and ``--trace`` has no tool positions)::
+Meta-World's Sawyer steps in whole 12.5 ms steps: give the runtime and the sim its 80 Hz, or each
+runtime tick runs two of them (harmonic needs ``--think-s``, and ``--trace`` has no tool positions)::
 
     python benchmarks/lockstep_loop.py --embodiment sawyer --checkpoint checkpoints/metaworld_mt50 \
         --task plate-slide-back-side --seed 0 --episodes 10 --timeout 6.25 --think-s 0.05 \
-        --runtime '{"mode": "harmonic"}' --sim '{"update_rate": 80}'
+        --runtime '{"mode": "harmonic", "control_rate_hz": 80}' --sim '{"update_rate": 80}'
 
 Prints one JSON object: per-seed success, time to success (sim s), chunks, and the settings; on a
 grasp task also where the fingers began to close, against the object and against the plan

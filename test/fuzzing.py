@@ -43,7 +43,7 @@ DEEP = QoSProfile(depth=1000)  # no command may be lost to the probe: a lost one
 SPEED_TOLERANCE = 1.05  # the bar: at most 1.05x the velocity limit over the elapsed time
 
 DEFAULTS = {  # config/policy_node.yaml and the fuzzed node's start parameters: what recovery restores
-    "status_rate": 10.0, "control_rate_hz": 0.0, "max_observation_age": 0.3, "uncertainty_threshold": 0.0,
+    "status_rate": 10.0, "control_rate_hz": 100.0, "max_observation_age": 0.3, "uncertainty_threshold": 0.0,
     "num_samples": 1, "worker_timeout": 2.0, "limit_scale": 1.0, "resync_tolerance": 1.0, "replan_period": 0.0,
     "uncertain_timeout": 2.0, "output_mode": "joint_trajectory", "mode": "harmonic", "embodiment": "panda",
     "synchronize_joints": True, "novelty_threshold": 5.0,

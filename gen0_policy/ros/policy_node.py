@@ -50,7 +50,6 @@ PARAMETERS = {  # name: default (units and meaning in config/policy_node.yaml): 
     "status_rate": 10.0, "uncertain_timeout": 2.0, "uncertainty_calibration": "", "autostart": False,
     "act_on_activate": True,
     **runtime_parameters(),  # every RuntimeConfig field under its own name (runtime/config.py)
-    "control_rate_hz": 0.0,  # 0: the robot's own (its embodiment file's control_rate_hz)
 }  # fmt: skip
 # What configure creates and cleanup destroys gets no QoS event handlers. rclpy adds a node's event
 # handlers to its wait sets without checking them (ros2/rclpy#1284): one destroyed by cleanup on a

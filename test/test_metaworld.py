@@ -130,6 +130,69 @@ def test_end_effector_chunks_become_absolute_targets_and_back():
         EndEffectorPlan(load_embodiment("panda"))
 
 
+def test_end_effector_sums_stop_at_the_workspace_as_the_robot_target_does():
+    """Meta-World clips its mocap to the task's box every step, and the demonstrations press into its
+    floor: a running sum that went on below it wound up (10 cm under the table in plate-slide) and a
+    later lift moved nothing. Clipped row by row, the plan lifts at once, as the mocap does."""
+    from gen0_policy.runtime.end_effector import EndEffectorPlan, EndEffectorPolicy
+    from gen0_policy.runtime.perception import COMMANDED, WORKSPACE
+
+    sawyer = load_embodiment("sawyer")
+    plan = EndEffectorPlan(sawyer)
+    lower, upper = np.array([-0.5, 0.4, 0.05, 0.0]), np.array([0.5, 1.0, 0.5, 1.0])
+    state = np.array([0.0, 0.6, 0.065, 1.0])
+    down, lift = [0.0, 0.0, -1.0, -1.0], [0.0, 0.0, 1.0, -1.0]
+    actions = np.array([down, down, down, lift])
+    # by hand: 0.065 -> 0.055 -> 0.05 (the floor) -> 0.05 -> 0.06
+    np.testing.assert_allclose(plan.targets(state, actions, (lower, upper))[:, 2], [0.055, 0.05, 0.05, 0.06])
+    # without a task's box, the embodiment's own bounds (z >= -0.0525) hold the sum
+    np.testing.assert_allclose(plan.targets(state, actions)[:, 2], [0.055, 0.045, 0.035, 0.045])
+    far = plan.targets(state, np.tile(down, (30, 1)))
+    assert far[:, 2].min() == pytest.approx(sawyer.lower[2])
+
+    class Pressing:
+        chunk_size, step_dt, max_prefix, checkpoint_id = 4, 1 / 80, 2, "fake"
+
+        def infer(self, observation, committed=None, num_samples=1):
+            return {"actions": actions.copy(), "action_space": "end_effector_delta", "uncertainty": float("nan")}
+
+    policy = EndEffectorPolicy(Pressing(), sawyer)
+    out = policy.infer({"joint_positions": state, COMMANDED: state, WORKSPACE: (lower, upper)})
+    np.testing.assert_allclose(out["actions"][:, 2], [0.055, 0.05, 0.05, 0.06])
+
+
+def test_a_task_workspace_tightens_the_runtime_limits_and_never_widens_them():
+    from gen0_policy.errors import ConfigError
+    from gen0_policy.runtime import Runtime, RuntimeConfig
+    from gen0_policy.runtime.safety import SafetyLimits
+
+    sawyer = load_embodiment("sawyer")
+    limits = SafetyLimits.from_embodiment(sawyer)
+    box = limits.within([-0.5, 0.4, 0.05, -1.0], [0.5, 1.0, 0.5, 2.0])
+    np.testing.assert_allclose(box.lower, [-0.5, 0.4, 0.05, 0.0])  # the gripper keeps its own 0..1
+    np.testing.assert_allclose(box.upper, [0.5, 1.0, 0.5, 1.0])
+    np.testing.assert_array_equal(box.velocity, limits.velocity)
+    for lower, upper, message in (
+        ([0, 0, 0], [1, 1, 1], "4 numbers each"),
+        ([0, 0, np.nan, 0], [1, 1, 1, 1], "finite"),
+        ([0.6, 0.4, 0.05, 0], [0.7, 1.0, 0.5, 1], "entry 0 leaves nothing"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            limits.within(lower, upper)
+
+    class Still:
+        chunk_size, step_dt, max_prefix, checkpoint_id = 4, 1 / 80, 2, "fake"
+
+    rt = Runtime(Still(), sawyer, RuntimeConfig(control_rate_hz=80.0))
+    rt.set_workspace([-0.5, 0.4, 0.05, 0.0], [0.5, 1.0, 0.5, 1.0])
+    assert rt.limits.lower[2] == rt.stream.safety.limits.lower[2] == rt.horizons.safety.limits.lower[2] == 0.05
+    with pytest.raises(ConfigError):
+        rt.set_workspace([0.0] * 4, [0.0] * 4)
+    assert rt.limits.lower[2] == 0.05  # a refused box changes nothing
+    rt.set_workspace((), ())  # an empty box (our MuJoCo worlds' status): the embodiment's limits again
+    np.testing.assert_array_equal(rt.limits.lower, limits.lower)
+
+
 def test_the_sim_server_drives_the_sawyer_through_its_controllers():
     """Meta-World behind gen0_sim_node's server: a Cartesian position target and a gripper opening,
     as the policy node sends them, move the hand there at Meta-World's speed (the hand frame the state
@@ -161,6 +224,25 @@ def test_the_sim_server_drives_the_sawyer_through_its_controllers():
             server.reset("fly", 0)
         status = server.reset("push", 3)
         assert status.task == "push" and status.seed == 3 and not status.success
+        # An episode starts with the hand settled where its target holds it (Meta-World's reset leaves it
+        # 4.6 mm off, and the policy's targets start from the measured hand), none of its 500 steps spent.
+        mw = server.env._mw._env
+        hand, weld = server.env.joint_positions()[:3], np.asarray(server.env.data.mocap_pos[0])
+        assert server.env._mw.steps == 0 and mw.curr_path_length == 0
+        np.testing.assert_allclose(hand - weld, [0.0, 0.0, -0.0038], atol=5e-4)
+        tick = server.now()
+        tick, _ = server.step(tick + 1 / 80)  # held: it stays
+        np.testing.assert_allclose(server.env.joint_positions()[:3], hand, atol=1e-4)
+        # the task's own box for the hand target (Meta-World's mocap box in the reported hand frame)
+        below_weld = [0.0, 0.0, -0.0038]  # tcp_center rests 3.8 mm below the mocap's weld point
+        np.testing.assert_allclose(np.subtract(status.workspace_lower[:3], mw.mocap_low), below_weld, atol=1e-3)
+        np.testing.assert_allclose(np.subtract(status.workspace_upper[:3], mw.mocap_high), below_weld, atol=1e-3)
+        assert (status.workspace_lower[3], status.workspace_upper[3]) == (0.0, 1.0)
+        server.command_positions("cartesian_motion_controller", np.array([0.0, 0.6, -0.05]))  # under its floor
+        tick = server.now()
+        for _ in range(40):
+            tick, _ = server.step(tick + 1 / 80)
+        assert server.env.joint_positions()[2] == pytest.approx(status.workspace_lower[2], abs=0.004)
         snapshots, corner2 = SnapshotRenderer(0.0, None), server.env.embodiment.camera("corner2")
         snapshots.capture(server.env, server.now(), [corner2])
         corner = snapshots.render([corner2])["corner2"]

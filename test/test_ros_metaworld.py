@@ -18,7 +18,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
 from conftest import wait_until
-from gen0_msgs.msg import PolicyStatus
+from gen0_msgs.msg import PolicyStatus, TaskStatus
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.ros import conversions as conv
 from spinning import Spinner
@@ -60,7 +60,9 @@ class Listener:
         self.gripper: list[Float64MultiArray] = []
         self.states: list[JointState] = []
         self.statuses: list[PolicyStatus] = []
+        self.tasks: list[TaskStatus] = []
         n = self.node
+        n.create_subscription(TaskStatus, "/task_status", self.tasks.append, 10)
         n.create_subscription(PoseStamped, "/cartesian_motion_controller/target_frame", self.poses.append, 100)
         n.create_subscription(Float64MultiArray, "/gripper_controller/commands", self.gripper.append, 100)
         n.create_subscription(JointState, "/joint_states", self.states.append, 100)
@@ -96,6 +98,11 @@ def test_bringup_sim_drives_the_sawyer_with_cartesian_targets(processes, listene
     targets = np.array([conv.pose_stamped_to_array(p) for p in list(listener.poses)])
     assert np.all(np.isfinite(targets))
     assert np.all(targets >= SAWYER.lower[:3] - 1e-9) and np.all(targets <= SAWYER.upper[:3] + 1e-9)
+    # ... and inside the box this task's controller clamps to, which the sim node reports (Meta-World's
+    # reach: z >= 0.05 m less the tool frame's 3.8 mm, inside the embodiment's -0.0525)
+    lower, upper = np.array(listener.tasks[-1].workspace_lower), np.array(listener.tasks[-1].workspace_upper)
+    assert lower.shape == upper.shape == (4,) and lower[2] == pytest.approx(0.05 - 0.0038, abs=0.002)
+    assert np.all(targets >= lower[:3] - 1e-9) and np.all(targets <= upper[:3] + 1e-9)
     # Consecutive targets (100 Hz control) never ask for more than the hand's 0.8 m/s (+5 %, late ticks).
     period = 1.0 / 100.0
     assert np.abs(np.diff(targets, axis=0)).max() <= 0.8 * 1.05 * 2 * period

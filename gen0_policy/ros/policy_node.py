@@ -151,6 +151,8 @@ class PolicyNode(LifecycleNode):
             on_horizon = self._on_horizon if p["command_horizon"] > 0 else None
             runtime = Runtime(policy, embodiment, config, clock, cameras, self._on_command, self._on_chunk, on_horizon)
             runtime.set_instruction(p["instruction"])
+            if (task := self._task) is not None:  # heard before configure: its box holds from the first command
+                runtime.set_workspace(task.workspace_lower, task.workspace_upper)
         except Gen0Error as exc:
             return self._fail(f"configure failed: {exc}")
         self.runtime, self._status_period = runtime, 1.0 / p["status_rate"]
@@ -255,6 +257,11 @@ class PolicyNode(LifecycleNode):
                 runtime.set_instruction(msg.instruction)  # the task's own instruction unless told otherwise
             except Gen0Error as exc:
                 self.get_logger().warn(f"ignored the task's instruction: {exc}", throttle_duration_sec=2.0)
+        if runtime is not None:
+            try:  # the box the task's controllers clamp to: targets (and end-effector sums) stay inside it
+                runtime.set_workspace(msg.workspace_lower, msg.workspace_upper)
+            except Gen0Error as exc:
+                self.get_logger().warn(f"ignored the task's workspace: {exc}", throttle_duration_sec=2.0)
 
     # ------------------------------------------------------------------ outputs
     def _on_command(self, command: Command) -> None:

@@ -132,6 +132,7 @@ class SimNode(Node):
         msg = TaskStatus(
             task=status.task, instruction=status.instruction, seed=status.seed, episode=status.episode,
             success=status.success, elapsed=status.elapsed,
+            workspace_lower=list(status.workspace_lower), workspace_upper=list(status.workspace_upper),
         )  # fmt: skip
         msg.header.stamp = conv.to_time(status.stamp)
         self.status_pub.publish(msg)

@@ -12,6 +12,11 @@ Meta-World's Sawyer) fits that unchanged once its chunks are turned into where t
   and the training data's displacements moved the target (Meta-World's mocap), so pushing a plate
   means a target that runs ahead and pulls. Re-based on the hand, every new chunk gave that lead
   up, and the committed rows' first action read the lag as a jump the model never made;
+- the running sum stops at the workspace bounds row by row, as the robot's own target does (Meta-World
+  clips its mocap to the task's box every step): the demonstrations press the hand down into the box's
+  floor in the sliding tasks, and a sum that ran on past it wound up 10 cm below the table, so a later
+  lift moved nothing for a dozen steps (docs/results/metaworld_ros_workspace.json). The bounds are the
+  safety filter's (the embodiment's, tightened by a task's workspace: ``WORKSPACE`` in the policy input);
 - the gripper effort (``scale == 0`` on a gripper joint, + closes) becomes an opening target, mapped
   linearly: the action's lower bound (fully open) to the joint's upper, its upper to the joint's lower.
 
@@ -30,7 +35,7 @@ import numpy as np
 
 from gen0_policy.embodiment import Embodiment
 from gen0_policy.errors import EmbodimentError
-from gen0_policy.runtime.perception import COMMANDED
+from gen0_policy.runtime.perception import COMMANDED, WORKSPACE
 
 
 class EndEffectorPlan:
@@ -52,10 +57,18 @@ class EndEffectorPlan:
         self.a_lower, self.a_upper = np.asarray(spec.lower, float), np.asarray(spec.upper, float)
         self.j_lower, self.j_upper = embodiment.lower, embodiment.upper
 
-    def targets(self, state: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """(H, D) actions from ``state`` (or a target) -> (H, D) absolute targets (row k: after k + 1 steps)."""
+    def targets(
+        self, state: np.ndarray, actions: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """(H, D) actions from ``state`` (or a target) -> (H, D) absolute targets (row k: after k + 1
+        steps), each displacement row's sum held inside ``bounds`` (default: the embodiment's limits)."""
         a = np.clip(np.asarray(actions, np.float64), self.a_lower, self.a_upper)
-        moved = np.asarray(state, np.float64) + np.cumsum(a * self.scale, axis=0)
+        lower, upper = (self.j_lower, self.j_upper) if bounds is None else bounds
+        moved = np.empty_like(a)
+        position = np.asarray(state, np.float64)
+        for k, step in enumerate(a * self.scale):  # a clipped integrator: what hits a bound stays there
+            position = np.clip(position + step, lower, upper)
+            moved[k] = position
         closing = (a - self.a_lower) / (self.a_upper - self.a_lower)  # 0 open .. 1 closed
         opening = self.j_upper - closing * (self.j_upper - self.j_lower)
         return np.where(self.delta, moved, opening)
@@ -86,6 +99,7 @@ class EndEffectorPolicy:
         # Displacements continue from what was commanded (the module docstring), the measured state only
         # before the first command: both the committed rows' actions and a fresh plan start there.
         commanded = observation.get(COMMANDED)
+        bounds = observation.get(WORKSPACE)  # the runtime's safety bounds now (None: the embodiment's)
         base = np.asarray(observation["joint_positions"] if commanded is None else commanded, np.float64)
         prefix = None if committed is None or len(committed) == 0 else self.plan.actions(base, committed)
         out = dict(self.policy.infer(observation, prefix, num_samples))
@@ -93,9 +107,9 @@ class EndEffectorPolicy:
 
         def plan(actions: np.ndarray) -> np.ndarray:
             if not P:
-                return self.plan.targets(base, actions)
+                return self.plan.targets(base, actions, bounds)
             # exactly what executes, then onward from the last committed target
-            return np.vstack([committed, self.plan.targets(committed[-1], actions[P:])])
+            return np.vstack([committed, self.plan.targets(committed[-1], actions[P:], bounds)])
 
         out["actions"], out["action_space"] = plan(out["actions"]), "absolute_state_targets"
         if out.get("samples") is not None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from gen0_policy.errors import CommandError, Gen0Error
 from gen0_policy.runtime.clock import ClockJump
-from gen0_policy.runtime.perception import COMMANDED, JOINTS, Observation
+from gen0_policy.runtime.perception import COMMANDED, JOINTS, WORKSPACE, Observation
 from gen0_policy.runtime.policy import ChunkPolicy, validate_output
 from gen0_policy.runtime.rate import set_nice, set_realtime
 from gen0_policy.runtime.status import RuntimeState
@@ -69,6 +69,7 @@ def infer(rt: Runtime, observation: Observation, harmonic: bool) -> Chunk | None
     policy_input = observation.to_policy_input(rt.embodiment.name, rt.instruction)
     if planned is not None:
         policy_input[COMMANDED] = planned[0]
+    policy_input[WORKSPACE] = (rt.limits.lower, rt.limits.upper)
     started = time.monotonic()
     try:
         with rt.health.inferring():

@@ -29,6 +29,10 @@ JOINTS = "joint_states"
 # Policy-input key the runtime adds: the (D,) target its stream commanded one step before a chunk's row 0
 # (absent before the first command). An end-effector plan continues from it (runtime/end_effector.py).
 COMMANDED = "commanded_positions"
+# Policy-input key the runtime adds: ((D,) lower, (D,) upper), the bounds its safety filter holds the targets
+# in now (the embodiment's, or a task's tighter workspace). An end-effector plan's running sum stops at them
+# as the robot's own target does (Meta-World clips its mocap to them), so it never winds up past them.
+WORKSPACE = "workspace_bounds"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 
 import numpy as np
@@ -125,6 +125,17 @@ class Runtime:
     def set_instruction(self, instruction: str) -> None:
         """Raises CommandError for an instruction too long to be one (the old one stays)."""
         self.instruction = check_instruction(instruction)
+
+    def set_workspace(self, lower: Sequence[float] | None = None, upper: Sequence[float] | None = None) -> None:
+        """Hold the targets inside ``[lower, upper]`` (state coordinates) as well as the embodiment's
+        limits: the box a task's controller clamps its target to (Meta-World's per-task mocap box, from
+        /task_status). End-effector plans stop their running sums there too (runtime/end_effector.py).
+        None or empty: the embodiment's limits alone. Raises ConfigError (nothing changes) for bad bounds."""
+        base = SafetyLimits.from_embodiment(self.embodiment, self.config.limit_scale)
+        limits = base if lower is None or upper is None or len(lower) == len(upper) == 0 else base.within(lower, upper)
+        self.limits = limits
+        self.stream.safety.limits = limits  # read whole by each tick: a swap of one reference
+        self.horizons.safety.limits = limits
 
     def start(self, drive: bool = True) -> None:
         """Start thinking and acting. A synchronous runtime ticks from its own loop in any clock; a

@@ -39,6 +39,24 @@ class SafetyLimits:
         if np.any(self.lower >= self.upper) or np.any(self.velocity <= 0) or np.any(self.acceleration <= 0):
             raise ConfigError("safety limits need lower < upper and positive velocity and acceleration limits")
 
+    def within(self, lower: np.ndarray, upper: np.ndarray) -> SafetyLimits:
+        """These limits with their bounds tightened to ``[lower, upper]`` (a task's workspace inside the
+        robot's); raises ConfigError for bounds that are not finite (D,) vectors or leave no room."""
+        lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+        if lower.shape != (self.dof,) or upper.shape != (self.dof,):
+            raise ConfigError(f"workspace bounds must be {self.dof} numbers each, got {lower.shape} and {upper.shape}")
+        if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
+            raise ConfigError("workspace bounds must be finite")
+        tight_lower, tight_upper = np.maximum(self.lower, lower), np.minimum(self.upper, upper)
+        empty = np.flatnonzero(tight_lower >= tight_upper)
+        if empty.size:
+            i = int(empty[0])
+            raise ConfigError(
+                f"workspace [{lower[i]:.4g}, {upper[i]:.4g}] of entry {i} leaves nothing of its limits "
+                f"[{self.lower[i]:.4g}, {self.upper[i]:.4g}]"
+            )
+        return SafetyLimits(tight_lower, tight_upper, self.velocity, self.acceleration)
+
     @classmethod
     def from_embodiment(cls, embodiment: Embodiment, scale: float = 1.0) -> SafetyLimits:
         if not 0 < scale <= 1:

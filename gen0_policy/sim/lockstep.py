@@ -167,6 +167,7 @@ class Lockstep:
 
         thinking.advance = advance
         rt.set_instruction(status.instruction)
+        rt.set_workspace(status.workspace_lower, status.workspace_upper)  # as the node takes it from /task_status
         rt.begin_task(status.instruction)
         wall = time.monotonic()
         try:

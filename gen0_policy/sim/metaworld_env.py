@@ -273,6 +273,19 @@ class MetaWorldEnv:
         self.steps = 0
         return self.observation(images)
 
+    def settle_hand(self, steps: int, images: bool = True) -> dict[str, Any]:
+        """Run Meta-World's own hand-settling loop (its reset's ``_reset_hand``: the mocap held at the start
+        position, the fingers open) ``steps`` times more, then observe. Its reset stops after 50 with the
+        hand 4.6 mm from where the mocap holds it; 60 more leave it within 0.1 mm. Not a step of the
+        episode: its step count and the 500-step limit are untouched."""
+        if self._raw is None:
+            raise ConfigError("reset the Meta-World env before settling its hand")
+        env = self._env
+        env._reset_hand(steps)
+        env._prev_obs = env._get_curr_obs_combined_no_goal()  # as its reset stacks the first frame
+        self._raw = np.asarray(env._get_obs(), np.float64)
+        return self.observation(images)
+
     def step(self, action: np.ndarray, images: bool = True) -> tuple[dict[str, Any], bool]:
         """Apply one 4-D action; returns the next observation and the env's success flag."""
         if self._raw is None:

@@ -49,16 +49,19 @@ class MetaWorldWorld:
         """tcp_center minus the mocap position with the hand at rest (m): Meta-World's reset leaves the
         hand still moving, so let it settle under a held target first; the next reset starts afresh."""
         self._mw.reset(self.seed, images=False)
-        for _ in range(SETTLE_STEPS):
-            self._mw.step(np.zeros(4), images=False)
-        tcp = self._mw.observation(images=False)["joint_positions"][:3]
+        tcp = self._mw.settle_hand(SETTLE_STEPS, images=False)["joint_positions"][:3]
         return tcp - np.asarray(self.data.mocap_pos[0], np.float64)
 
     # --- episode -------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
             self.seed = int(seed)
-        obs = self._mw.reset(self.seed, images=False)
+        self._mw.reset(self.seed, images=False)
+        # Meta-World's reset returns with the hand still 4.6 mm from where its target holds it. The policy's
+        # targets start from the measured hand, so mapped to the mocap by the settled offset the whole
+        # episode's mocap path ran that far beside the one the same actions give in Meta-World (plate-slide-
+        # back: 2 of 10 in the one-process loop, 9 once the hand had settled). The episode starts settled.
+        obs = self._mw.settle_hand(SETTLE_STEPS, images=False)
         self._positions = obs["joint_positions"].copy()
         self._velocities = np.zeros_like(self._positions)
         self._targets = self._positions.copy()
@@ -71,12 +74,21 @@ class MetaWorldWorld:
     def success(self) -> bool:
         return self._success
 
+    def workspace(self) -> tuple[np.ndarray, np.ndarray]:
+        """The box this task's controller clamps the hand target to, in state coordinates (m; the
+        gripper opening's 0..1): Meta-World clips the mocap to the task's own ``mocap_low``/``mocap_high``
+        (z >= 0.05 m in 40 tasks, -0.15 in those that reach into holes), moved to the reported hand frame."""
+        env = self._mw._env
+        lower = np.append(np.asarray(env.mocap_low, np.float64) + self._tool_offset_m, self.embodiment.lower[3])
+        upper = np.append(np.asarray(env.mocap_high, np.float64) + self._tool_offset_m, self.embodiment.upper[3])
+        return lower, upper
+
     # --- control ---------------------------------------------------------------------------------
     def set_targets(self, q: np.ndarray) -> None:
         q = np.asarray(q, dtype=np.float64)
         if q.shape != (self.embodiment.dof,) or not np.all(np.isfinite(q)):
             raise CommandError(f"sawyer expects 4 finite targets (hand x, y, z, gripper opening), got {q}")
-        self._targets = np.clip(q, self.embodiment.lower, self.embodiment.upper)
+        self._targets = np.clip(q, *self.workspace())  # as a Cartesian controller clamps to its box
 
     def action(self) -> np.ndarray:
         """Meta-World's action that moves toward the targets this step."""

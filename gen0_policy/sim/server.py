@@ -84,6 +84,10 @@ class EpisodeStatus:
     success: bool
     elapsed: float
     stamp: float
+    # The box the task's controllers clamp their targets to, in joint_states order (Meta-World's per-task
+    # mocap box); empty: the embodiment's limits. A policy holds its targets there too (Runtime.set_workspace).
+    workspace_lower: tuple[float, ...] = ()
+    workspace_upper: tuple[float, ...] = ()
 
 
 class RealTimePacer:
@@ -262,9 +266,12 @@ class SimServer:
     def status(self) -> EpisodeStatus:
         with self.lock:
             now, env = self.now(), self.env
+            workspace = getattr(env, "workspace", None)  # our MuJoCo worlds: the joints' own limits
+            lower, upper = workspace() if workspace is not None else ((), ())
             return EpisodeStatus(
-                env.task_name, env.instruction, self._seed, self._episode, bool(env.success()), now - self._start, now
-            )
+                env.task_name, env.instruction, self._seed, self._episode, bool(env.success()), now - self._start, now,
+                tuple(map(float, lower)), tuple(map(float, upper)),
+            )  # fmt: skip
 
     def _build(self, task: str, seed: int) -> _World:
         """A new world for ``task``, its controllers and expert, touching nothing that runs."""

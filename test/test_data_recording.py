@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from mcap.reader import make_reader
@@ -34,7 +35,10 @@ def test_bag_round_trip_and_misuse(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match="call add_topic first"):
         bag.write("/other", b"", 0)
     for i in range(20):
-        msg = status(header=header, task="reach", instruction="go", seed=i, episode=0, success=i == 19, elapsed=0.1 * i)
+        msg = status(
+            header=header, task="reach", instruction="go", seed=i, episode=0, success=i == 19, elapsed=0.1 * i,
+            workspace_lower=np.zeros(0), workspace_upper=np.zeros(0),
+        )  # fmt: skip
         assert bag.write("/task_status", store.serialize_cdr(msg, "gen0_msgs/msg/TaskStatus"), 1_000 + i)
     stats = bag.close({"gen0.episode": "{}"})
     assert stats.message_count == 20 and stats.per_topic == {"/task_status": 20} and not stats.error

@@ -259,6 +259,32 @@ def test_the_sim_server_drives_the_sawyer_through_its_controllers():
         SimServer(SimConfig(embodiment="sawyer", task="reach", expert_teleop=True))
 
 
+def test_past_the_step_limit_the_hand_still_follows_and_success_is_final():
+    """Meta-World refuses to step past its 500 steps. The sim node's hand held still there, so a policy
+    that came up later than 6.25 s of sim time never moved it (the bringup test failed so under load)."""
+    from gen0_policy.errors import ConfigError
+    from gen0_policy.sim.metaworld_world import MetaWorldWorld
+
+    world = MetaWorldWorld("reach", 0)
+    try:
+        mw = world._mw
+        world.step(duration=mw.max_steps * world.control_dt)  # the whole episode, the hand held at home
+        success = world.success()
+        assert mw.steps == mw.max_steps and world.time == pytest.approx(6.25)
+        with pytest.raises(ConfigError, match="episode is over"):
+            mw.step(np.zeros(4))
+        target = world.joint_positions() + np.array([0.06, 0.0, 0.04, 0.0])
+        world.set_targets(target)
+        world.step(duration=40 * world.control_dt)
+        np.testing.assert_allclose(world.joint_positions()[:3], target[:3], atol=0.002)
+        assert mw.steps == mw.max_steps and world.success() == success  # the verdict of the 500 steps
+        assert world.time == pytest.approx(6.25 + 0.5)  # the clock goes on
+        world.reset(1)
+        assert mw.steps == 0 and not world.success()
+    finally:
+        world.close()
+
+
 def test_processor_pads_and_masks_a_4d_robot_beside_a_joint_space_arm():
     from gen0_policy.model.config import ModelConfig
     from gen0_policy.model.processor import JointStats, Processor

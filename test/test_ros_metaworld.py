@@ -119,5 +119,12 @@ def test_bringup_sim_drives_the_sawyer_with_cartesian_targets(processes, listene
         target = conv.pose_stamped_to_array(listener.poses[-1])
         return np.abs(hand - SAWYER.home[:3]).max() > 0.01 and np.abs(hand - target).max() < 0.05
 
-    wait_until(hand_follows_the_policy, 30, what="the simulated hand to move from home to the policy's targets")
+    try:
+        wait_until(hand_follows_the_policy, 30, what="the simulated hand to move from home to the policy's targets")
+    except AssertionError as exc:  # say which half failed, and how far into its episode the world was
+        hand = conv.joint_state_positions(listener.states[-1], SAWYER.joint_names)
+        target = conv.pose_stamped_to_array(listener.poses[-1])
+        elapsed = listener.tasks[-1].elapsed if listener.tasks else None
+        seen = f"hand {hand}, home {SAWYER.home}, target {target}, episode at {elapsed} s"
+        raise AssertionError(f"{exc}: {seen}") from None
     assert bringup.poll() is None, processes.output(bringup)

@@ -69,7 +69,8 @@ def infer(rt: Runtime, observation: Observation, harmonic: bool) -> Chunk | None
     policy_input = observation.to_policy_input(rt.embodiment.name, rt.instruction)
     if planned is not None:
         policy_input[COMMANDED] = planned[0]
-    policy_input[WORKSPACE] = (rt.limits.lower, rt.limits.upper)
+    limits = rt.limits  # read once: a task's new box swaps the whole object
+    policy_input[WORKSPACE] = (limits.lower, limits.upper)
     started = time.monotonic()
     try:
         with rt.health.inferring():

@@ -74,6 +74,7 @@ class Runtime:
         )
         self._joint_jumps = 0
         self.limits = SafetyLimits.from_embodiment(embodiment, self.config.limit_scale)
+        self._workspace: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # a task's box (set_workspace)
         self.stream = ActionStream(SafetyFilter(self.limits), self.config.period, self.config.swap_min_gap)
         self.on_command = on_command
         self.on_chunk = on_chunk
@@ -131,9 +132,12 @@ class Runtime:
         limits: the box a task's controller clamps its target to (Meta-World's per-task mocap box, from
         /task_status). End-effector plans stop their running sums there too (runtime/end_effector.py).
         None or empty: the embodiment's limits alone. Raises ConfigError (nothing changes) for bad bounds."""
+        box = None if lower is None or upper is None or len(lower) == len(upper) == 0 else (tuple(lower), tuple(upper))
+        if box == self._workspace:  # the node hears the same box on every task status
+            return
         base = SafetyLimits.from_embodiment(self.embodiment, self.config.limit_scale)
-        limits = base if lower is None or upper is None or len(lower) == len(upper) == 0 else base.within(lower, upper)
-        self.limits = limits
+        limits = base if box is None else base.within(*box)
+        self._workspace, self.limits = box, limits
         self.stream.safety.limits = limits  # read whole by each tick: a swap of one reference
         self.horizons.safety.limits = limits
 

@@ -185,6 +185,14 @@ def plain_scene(scene: Any) -> None:
     scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
 
 
+def _checked(action: np.ndarray) -> np.ndarray:
+    """A 4-D Sawyer action as Meta-World takes it (float32, each entry clipped to -1..1)."""
+    action = np.clip(np.asarray(action, np.float64).reshape(-1), -1.0, 1.0)
+    if action.shape != (4,) or not np.all(np.isfinite(action)):
+        raise ConfigError(f"a Sawyer action is 4 finite numbers (dx, dy, dz, grab), got {action}")
+    return action.astype(np.float32)
+
+
 def upright(frame: np.ndarray, upside_down: bool) -> np.ndarray:
     """The one fix for Meta-World's corner cameras, which are mounted rolled half a turn: rotate 180°."""
     return np.ascontiguousarray(frame[::-1, ::-1]) if upside_down else frame
@@ -292,12 +300,22 @@ class MetaWorldEnv:
             raise ConfigError("reset the Meta-World env before stepping it")
         if self.steps >= self.max_steps:
             raise ConfigError(f"episode is over: {self.task} allows {self.max_steps} steps; reset it")
-        action = np.clip(np.asarray(action, np.float64).reshape(-1), -1.0, 1.0)
-        if action.shape != (4,) or not np.all(np.isfinite(action)):
-            raise ConfigError(f"a Sawyer action is 4 finite numbers (dx, dy, dz, grab), got {action}")
-        self._raw, _, _, _, info = self._env.step(action.astype(np.float32))
+        self._raw, _, _, _, info = self._env.step(_checked(action))
         self.steps += 1
         return self.observation(images), bool(info["success"])
+
+    def step_after_limit(self, action: np.ndarray, images: bool = True) -> dict[str, Any]:
+        """One step of physics once the episode's step limit is spent, with no success judged: a simulated
+        robot goes on following its commands after the benchmark's episode is over (the sim node's hand
+        held still there, and a policy that came up late never moved it). Meta-World's own step, its count
+        held at the limit (it refuses to step past it)."""
+        if self._raw is None:
+            raise ConfigError("reset the Meta-World env before stepping it")
+        if self.steps < self.max_steps:
+            raise ConfigError(f"{self.task}'s episode has steps left: step() judges them")
+        self._env.curr_path_length = self.max_steps - 1
+        self._raw = self._env.step(_checked(action))[0]
+        return self.observation(images)
 
     def observation(self, images: bool = True) -> dict[str, Any]:
         assert self._raw is not None

@@ -43,6 +43,7 @@ class MetaWorldWorld:
         self._plan = EndEffectorPlan(self.embodiment)  # targets <-> actions, as the policy side converts them
         self.seed = int(seed)
         self._tool_offset_m = self._settled_tool_offset()
+        self._box = self._task_box()
         self.reset(seed)
 
     def _settled_tool_offset(self) -> np.ndarray:
@@ -74,7 +75,7 @@ class MetaWorldWorld:
     def success(self) -> bool:
         return self._success
 
-    def workspace(self) -> tuple[np.ndarray, np.ndarray]:
+    def _task_box(self) -> tuple[np.ndarray, np.ndarray]:
         """The box this task's controller clamps the hand target to, in state coordinates (m; the
         gripper opening's 0..1): Meta-World clips the mocap to the task's own ``mocap_low``/``mocap_high``
         (z >= 0.05 m in 40 tasks, -0.15 in those that reach into holes), moved to the reported hand frame."""
@@ -83,12 +84,16 @@ class MetaWorldWorld:
         upper = np.append(np.asarray(env.mocap_high, np.float64) + self._tool_offset_m, self.embodiment.upper[3])
         return lower, upper
 
+    def workspace(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper): the task's box (:meth:`_task_box`), fixed for the world's life."""
+        return self._box[0].copy(), self._box[1].copy()
+
     # --- control ---------------------------------------------------------------------------------
     def set_targets(self, q: np.ndarray) -> None:
         q = np.asarray(q, dtype=np.float64)
         if q.shape != (self.embodiment.dof,) or not np.all(np.isfinite(q)):
             raise CommandError(f"sawyer expects 4 finite targets (hand x, y, z, gripper opening), got {q}")
-        self._targets = np.clip(q, *self.workspace())  # as a Cartesian controller clamps to its box
+        self._targets = np.clip(q, *self._box)  # as a Cartesian controller clamps to its box
 
     def action(self) -> np.ndarray:
         """Meta-World's action that moves toward the targets this step."""
@@ -98,20 +103,20 @@ class MetaWorldWorld:
 
     def step(self, duration: float | None = None) -> None:
         """Whole Meta-World steps covering ``duration`` s (at least one): its physics cannot step finer.
-        At the env's step limit the episode holds still (success stays as it was) until a reset."""
+        Past the episode's step limit the hand still follows its targets, and success stays as the limit
+        left it (the benchmark's verdict) until a reset."""
         if duration is not None and duration < 0:
             raise ConfigError(f"step duration must be >= 0, got {duration}")
         n = max(1, round((self.control_dt if duration is None else float(duration)) / self.control_dt))
         for _ in range(n):
-            if self._mw.steps >= self._mw.max_steps:
-                self._velocities[:] = 0.0
-                self._steps += 1  # the clock goes on
-                continue
-            obs, success = self._mw.step(self.action(), images=False)
+            if self._mw.steps < self._mw.max_steps:
+                obs, success = self._mw.step(self.action(), images=False)
+                self._success = self._success or success
+            else:
+                obs = self._mw.step_after_limit(self.action(), images=False)
             positions = obs["joint_positions"]
             self._velocities = (positions - self._positions) / self.control_dt
             self._positions = positions.copy()
-            self._success = self._success or success
             self._steps += 1
 
     # --- state -------------------------------------------------------------------------------------

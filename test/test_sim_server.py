@@ -14,6 +14,7 @@ import pytest
 from conftest import wait_until
 from gen0_policy.commands import TrajectoryCommand
 from gen0_policy.errors import CommandError, ConfigError, Gen0Error
+from gen0_policy.sim import server as server_module
 from gen0_policy.sim.server import (
     MAX_START_AHEAD,
     SLOW_COMMAND_S,
@@ -184,6 +185,47 @@ def test_camera_snapshots_render_the_watched_cameras_at_their_rate() -> None:
     gaps = np.diff([now for now, _ in images])
     assert np.all(gaps >= 0.05 - 1e-9)  # never faster than camera_rate in sim time
     assert statuses and statuses[-1].task == "reach"
+
+
+def test_a_slow_renderer_slows_the_clock_and_drops_no_frame_as_in_gz_sim(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """gz-sim renders each camera at its rate in sim time and holds physics for it: a frame shows its
+    stamp's state, at most one tick goes by before it is out, and a slow CPU slows /clock instead. Without
+    ``camera_lockstep`` the same renderer drops frames and delivers them late (the Sawyer's 80 Hz
+    cameras came at 23 Hz, 47 ms late, on this 2-core machine)."""
+    monkeypatch.setattr(server_module, "CLOCK_REPORT_S", 0.3)
+    results = {}
+    for lockstep in (True, False):
+        frames: list[tuple[float, float, float]] = []  # (stamp, sim clock when out, sim time the frame shows)
+        config = SimConfig(
+            task="reach", camera_rate=50.0, camera_width=32, camera_height=24, camera_lockstep=lockstep
+        )  # fmt: skip
+        sim = SimServer(config, watched=lambda: ["wrist"])
+
+        def slow_out(now: float, images: dict, sim: SimServer = sim, frames: list = frames) -> None:
+            time.sleep(0.04)  # a renderer at 25 frames a wall second, for a camera at 50 Hz of sim time
+            frames.append((now, sim.now(), float(sim._snapshots._snapshot.time) + sim._offset))
+
+        sim.on_images = slow_out
+        sim.start()
+        try:
+            wall = time.monotonic()
+            wait_until(lambda frames=frames: len(frames) >= 15, timeout=60, what="15 frames")
+            wall, clock = time.monotonic() - wall, sim.now()
+        finally:
+            sim.stop()
+        stamps, out, shown = (np.array(column) for column in zip(*frames[2:], strict=True))
+        results[lockstep] = (np.diff(stamps), out - stamps, clock, wall)
+        np.testing.assert_allclose(shown, stamps, atol=1e-9)  # each frame shows the state of its stamp
+    gaps, lag, clock, wall = results[True]
+    np.testing.assert_allclose(gaps, 0.02, atol=1e-9)  # every frame, on schedule
+    # one tick at most: 200 Hz on a 2 ms timestep is 2 or 3 steps a tick
+    assert lag.max() <= 0.006 + 1e-9, f"the clock went {lag.max():.3f} s past a frame before it was out"
+    assert clock / wall < 0.8, f"/clock ran at {clock / wall:.2f}x wall time with the renderer at half speed"
+    assert "physics waited for the camera renderer" in caplog.text  # the user is told why the clock is slow
+    gaps, lag, _, _ = results[False]
+    assert gaps.max() > 0.02 + 1e-9 and lag.max() > 0.005, "without lockstep the renderer falls behind"
 
 
 def test_each_camera_renders_at_its_own_rate_unless_the_node_sets_one() -> None:

@@ -1,8 +1,10 @@
 """The simulator as a ros2_control robot, without ROS: what gen0_sim_node serves, testable on its own.
 
 Physics runs on its own thread at ``update_rate`` in sim time, paced against the wall clock by
-``real_time_factor``; cameras render snapshots of the physics state on another thread, so slow CPU
-rendering never delays the joint states. Commands arrive through :meth:`SimServer.command_trajectory`
+``real_time_factor``; cameras render snapshots of the physics state on another thread. As in gz-sim, a
+camera runs at its rate in sim time: physics waits, one tick past a frame at most, for the renderer
+(``camera_lockstep``), so a slow CPU slows the clock rather than dropping frames or showing them late.
+Commands arrive through :meth:`SimServer.command_trajectory`
 and :meth:`SimServer.command_positions` from any thread, are checked at once and executed from the
 next physics tick; what the robot publishes leaves through the callbacks. The sim clock (what /clock
 says) continues monotonically across resets.
@@ -32,6 +34,7 @@ from gen0_policy.sim.teleop import ControllerCommand, ExpertTeleop
 log = logging.getLogger(__name__)
 SLOW_COMMAND_S = 0.05  # s a command may take to install in a physics tick before the sim says so
 MAX_QUEUED = 1000  # commands waiting for the physics tick (10 s of a 100 Hz stream)
+CLOCK_REPORT_S = 10.0  # s of wall time between checks that the renderer does not hold /clock back
 
 # A start time this far ahead of the sim clock is almost surely a wall-clock stamp from a node
 # that does not run with use_sim_time; executing it would mean waiting for decades.
@@ -51,7 +54,11 @@ class SimConfig:
     camera_width: int = 0  # px; 0 = the embodiment's camera size
     camera_height: int = 0  # px; 0 = the embodiment's camera size
     status_rate: float = 10.0  # Hz of the task status
-    real_time_factor: float = 1.0  # sim seconds per wall second; 0 = as fast as possible
+    real_time_factor: float = 1.0  # sim seconds per wall second (a ceiling); 0 = as fast as possible
+    # gz-sim's rule: every camera frame is rendered at its sim time, physics waiting (one tick ahead at most)
+    # while the renderer is busy, so the clock slows where the CPU cannot keep up. False: physics never
+    # waits, and a busy renderer's frames come late (in sim time) and fewer (Gazebo Classic without --lockstep).
+    camera_lockstep: bool = True
     allow_partial_joints_goal: bool = False  # as joint_trajectory_controller's parameters
     allow_nonzero_velocity_at_trajectory_end: bool = False
     allow_trajectory_replacement: bool = True
@@ -229,6 +236,12 @@ class SimServer:
         # Checked commands, executed at the next physics tick: (controllers checked against, name, command).
         # Bounded: with the physics stopped, seconds-old commands are dropped, oldest first, not hoarded.
         self._commands: deque[tuple[ControllerSet, str, TrajectoryCommand | np.ndarray]] = deque(maxlen=MAX_QUEUED)
+        # Physics and the camera thread (_camera_loop): the cameras someone watches, the frame schedule, and
+        # the sim time of the capture being rendered (None: the renderer is free), all under _frames.
+        self._frames = threading.Condition()
+        self._snapshots = SnapshotRenderer(config.camera_rate, config.camera_size)
+        self._watched_cameras: list[CameraSpec] = []
+        self._rendering_s: float | None = None
         seed = int(config.seed)
         self._install(self._build(config.task or server_tasks(config.embodiment)[0], seed), seed)
 
@@ -356,13 +369,17 @@ class SimServer:
     def start(self) -> None:
         self._stop.clear()
         self._threads = [threading.Thread(target=self._guard(self._physics_loop, "physics"), daemon=True)]
+        self._camera_thread: threading.Thread | None = None
         if self.config.cameras and self.env.embodiment.cameras:
-            self._threads.append(threading.Thread(target=self._guard(self._camera_loop, "camera"), daemon=True))
+            self._camera_thread = threading.Thread(target=self._guard(self._camera_loop, "camera"), daemon=True)
+            self._threads.append(self._camera_thread)
         for thread in self._threads:
             thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        with self._frames:
+            self._frames.notify_all()
         for thread in self._threads:
             thread.join(timeout=5.0)
 
@@ -400,6 +417,7 @@ class SimServer:
         period, status_period = 1.0 / self.config.update_rate, 1.0 / self.config.status_rate
         next_tick, next_status = self.now() + period, 0.0
         pacer = RealTimePacer(self.config.real_time_factor, self.now(), time.monotonic())
+        report_wall, report_sim, waited_s = time.monotonic(), self.now(), 0.0
         while self._running():
             now, commands = self.step(next_tick)
             timestep = float(self.env.model.opt.timestep)
@@ -409,21 +427,76 @@ class SimServer:
             if now >= next_status:
                 next_status = max(next_status + status_period, now)
                 self.on_status(self.status())
+            self._signal_frames(now)
             time.sleep(pacer.delay(now, time.monotonic()))  # sleep(0) still lets command callbacks run
+            waited_s += self._wait_for_frames()
+            if (wall_s := time.monotonic() - report_wall) >= CLOCK_REPORT_S:
+                self._report_clock((self.now() - report_sim) / wall_s, waited_s / wall_s)
+                report_wall, report_sim, waited_s = time.monotonic(), self.now(), 0.0
+
+    def _report_clock(self, rate: float, waiting: float) -> None:
+        """Say so when /clock runs well below ``real_time_factor`` because physics waits for the renderer
+        (Gazebo shows its real-time factor; a user here would otherwise only see a slow robot)."""
+        target = self.config.real_time_factor
+        if target > 0 and rate < 0.9 * target and waiting > 0.1:
+            log.warning(
+                "/clock runs at %.2fx real time (real_time_factor %.2f): physics waited for the camera renderer "
+                "%.0f %% of the time. A lower camera_rate or camera size runs it faster; camera_lockstep:=false "
+                "keeps the pace with fewer, later frames",
+                rate, target, 100 * waiting,
+            )  # fmt: skip
+
+    def _frames_due(self, now: float) -> list[CameraSpec]:
+        return self._snapshots.due(now, self._watched_cameras)  # under _frames
+
+    def _signal_frames(self, now: float) -> None:
+        """Wake the camera thread if a frame is due at ``now`` (physics thread, after a tick)."""
+        if self._camera_thread is not None:
+            with self._frames:
+                if self._frames_due(now):
+                    self._frames.notify_all()
+
+    def _wait_for_frames(self) -> float:
+        """With ``camera_lockstep``, before the next tick: every frame due now taken, and none still being
+        rendered from before now. So physics runs at most one tick past a frame, as in gz-sim. Returns
+        the wall seconds waited."""
+        thread = self._camera_thread
+        if not self.config.camera_lockstep or thread is None:
+            return 0.0
+        started = time.monotonic()
+        with self._frames:
+            while self._running() and thread.is_alive():
+                now = self.now()  # the clock moves only on this thread (a reset keeps it where it is)
+                busy = self._rendering_s is not None and self._rendering_s < now - 1e-9
+                if not busy and not self._frames_due(now):
+                    break
+                self._frames.wait(timeout=0.1)
+        return time.monotonic() - started
 
     def _camera_loop(self) -> None:
-        snapshots = SnapshotRenderer(self.config.camera_rate, self.config.camera_size)
+        snapshots = self._snapshots
+        names, names_checked = set(), -float("inf")
         try:
             while self._running():
-                names = set(self.watched())
-                with self.lock:
-                    now = self.now()
-                    due = snapshots.due(now, [cam for cam in self.env.embodiment.cameras if cam.name in names])
-                    if due:
-                        snapshots.capture(self.env, now, due)
-                if not due:
-                    time.sleep(0.002)
-                    continue
-                self.on_images(now, snapshots.render(due))
+                if time.monotonic() - names_checked > 0.05:  # who subscribes, at most 20 times a second
+                    names, names_checked = set(self.watched()), time.monotonic()
+                with self._frames:
+                    self._watched_cameras = [cam for cam in self.env.embodiment.cameras if cam.name in names]
+                    with self.lock:
+                        now, env = self.now(), self.env
+                        due = snapshots.due(now, self._watched_cameras)
+                        if due:
+                            snapshots.capture(env, now, due)
+                            self._rendering_s = now
+                            self._frames.notify_all()  # taken: physics may go one tick on
+                    if not due:
+                        self._frames.wait(timeout=0.05)
+                        continue
+                try:
+                    self.on_images(now, snapshots.render(due))
+                finally:
+                    with self._frames:
+                        self._rendering_s = None
+                        self._frames.notify_all()
         finally:
             snapshots.close()

@@ -242,6 +242,7 @@ class SimServer:
         self._snapshots = SnapshotRenderer(config.camera_rate, config.camera_size)
         self._watched_cameras: list[CameraSpec] = []
         self._rendering_s: float | None = None
+        self._camera_thread: threading.Thread | None = None
         seed = int(config.seed)
         self._install(self._build(config.task or server_tasks(config.embodiment)[0], seed), seed)
 
@@ -369,7 +370,7 @@ class SimServer:
     def start(self) -> None:
         self._stop.clear()
         self._threads = [threading.Thread(target=self._guard(self._physics_loop, "physics"), daemon=True)]
-        self._camera_thread: threading.Thread | None = None
+        self._camera_thread = None
         if self.config.cameras and self.env.embodiment.cameras:
             self._camera_thread = threading.Thread(target=self._guard(self._camera_loop, "camera"), daemon=True)
             self._threads.append(self._camera_thread)

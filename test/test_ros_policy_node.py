@@ -29,7 +29,7 @@ from trajectory_msgs.msg import JointTrajectory
 from conftest import wait_until
 from discovery import warm_up
 from gen0_msgs.action import RunTask
-from gen0_msgs.msg import ActionChunk, PolicyStatus
+from gen0_msgs.msg import ActionChunk, PolicyStatus, TaskStatus
 from gen0_msgs.srv import LoadCheckpoint, SetInstruction
 from gen0_policy.embodiment import load_embodiment
 from gen0_policy.ros import conversions as conv
@@ -378,6 +378,22 @@ def test_configure_fails_clearly_without_a_checkpoint(processes, probe) -> None:
     probe.status(PolicyStatus.STATE_IDLE, "not configured", timeout=60)
     assert not probe.transition(Transition.TRANSITION_CONFIGURE)
     probe.status(PolicyStatus.STATE_FAULT, "parameter 'checkpoint' is empty")
+
+
+def test_a_task_heard_before_configure_gives_its_instruction_at_once(processes, probe, checkpoints) -> None:
+    """The sim's /task_status came before configure; the node used to take its instruction only from the
+    next one, so under load (a sim slowed by its cameras) it acted on its first chunks with none."""
+    start_policy(processes, checkpoints[0])
+    probe.status(PolicyStatus.STATE_IDLE, "not configured", timeout=60)
+    tasks = probe.node.create_publisher(TaskStatus, "/task_status", 10)
+    wait_until(lambda: tasks.get_subscription_count() > 0, 30, what="the node to subscribe to /task_status")
+    for _ in range(5):  # then silence: no task status after configure
+        tasks.publish(TaskStatus(task="reach", instruction="reach the red target"))
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert probe.transition(Transition.TRANSITION_CONFIGURE)
+    wait_until(lambda: probe.statuses and probe.statuses[-1].instruction == "reach the red target", 20,
+               what="the task's instruction in the configured node's status")  # fmt: skip
 
 
 @pytest.mark.slow

@@ -151,8 +151,8 @@ class PolicyNode(LifecycleNode):
             on_horizon = self._on_horizon if p["command_horizon"] > 0 else None
             runtime = Runtime(policy, embodiment, config, clock, cameras, self._on_command, self._on_chunk, on_horizon)
             runtime.set_instruction(p["instruction"])
-            if (task := self._task) is not None:  # heard before configure: its box holds from the first command
-                runtime.set_workspace(task.workspace_lower, task.workspace_upper)
+            if (task := self._task) is not None:  # heard before configure: from the first command on, the
+                self._take_task(runtime, task)  # task's instruction (unless told one) and its box hold
         except Gen0Error as exc:
             return self._fail(f"configure failed: {exc}")
         self.runtime, self._status_period = runtime, 1.0 / p["status_rate"]
@@ -252,16 +252,22 @@ class PolicyNode(LifecycleNode):
     def _on_task(self, msg: TaskStatus) -> None:
         self._task = msg
         runtime = self.runtime
-        if runtime is not None and not runtime.instruction and msg.instruction:
+        if runtime is not None:
+            self._take_task(runtime, msg)
+
+    def _take_task(self, runtime: Runtime, msg: TaskStatus) -> None:
+        """The task's own instruction unless the node was told one, and the box its controllers clamp to
+        (targets and end-effector sums stay inside it). Applied at configure too: a node that went on
+        acting until the next task status once ran its first chunks with no instruction."""
+        if not runtime.instruction and msg.instruction:
             try:
-                runtime.set_instruction(msg.instruction)  # the task's own instruction unless told otherwise
+                runtime.set_instruction(msg.instruction)
             except Gen0Error as exc:
                 self.get_logger().warn(f"ignored the task's instruction: {exc}", throttle_duration_sec=2.0)
-        if runtime is not None:
-            try:  # the box the task's controllers clamp to: targets (and end-effector sums) stay inside it
-                runtime.set_workspace(msg.workspace_lower, msg.workspace_upper)
-            except Gen0Error as exc:
-                self.get_logger().warn(f"ignored the task's workspace: {exc}", throttle_duration_sec=2.0)
+        try:
+            runtime.set_workspace(msg.workspace_lower, msg.workspace_upper)
+        except Gen0Error as exc:
+            self.get_logger().warn(f"ignored the task's workspace: {exc}", throttle_duration_sec=2.0)
 
     # ------------------------------------------------------------------ outputs
     def _on_command(self, command: Command) -> None:

@@ -10,19 +10,15 @@ from pathlib import Path
 
 import pytest
 import rclpy
-from builtin_interfaces.msg import Time
 from rclpy.executors import SingleThreadedExecutor
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Header
 
+from gen0_policy.ros.conversions import to_time
 from spinning import Spinner
 
 TIMING = Path(__file__).resolve().parents[1] / "benchmarks" / "topic_timing.py"
-
-
-def stamp(seconds: float) -> Time:
-    return Time(sec=int(seconds), nanosec=round((seconds % 1) * 1e9))
 
 
 def test_the_probe_reports_the_clock_pace_and_each_topics_rate_and_lateness_in_sim_time() -> None:
@@ -40,11 +36,11 @@ def test_the_probe_reports_the_clock_pace_and_each_topics_rate_and_lateness_in_s
     def publish() -> None:
         tick[0] += 1
         now = 1.0 + 0.01 * tick[0]
-        clock_pub.publish(Clock(clock=stamp(now)))
+        clock_pub.publish(Clock(clock=to_time(now)))
         if tick[0] % 2 == 0:
             now_pub.publish(JointState())
         if tick[0] % 4 == 3:
-            state_pub.publish(JointState(header=Header(stamp=stamp(now - 0.03))))
+            state_pub.publish(JointState(header=Header(stamp=to_time(now - 0.03))))
 
     node.create_timer(0.02, publish)
     spinner = Spinner(SingleThreadedExecutor(context=context)).start()

@@ -475,14 +475,15 @@ class SimServer:
         return time.monotonic() - started
 
     def _camera_loop(self) -> None:
-        snapshots = self._snapshots
-        names, names_checked = set(), -float("inf")
+        snapshots, names_checked = self._snapshots, -float("inf")
         try:
             while self._running():
                 if time.monotonic() - names_checked > 0.05:  # who subscribes, at most 20 times a second
                     names, names_checked = set(self.watched()), time.monotonic()
+                    watched = [cam for cam in self.env.embodiment.cameras if cam.name in names]
+                    with self._frames:
+                        self._watched_cameras = watched
                 with self._frames:
-                    self._watched_cameras = [cam for cam in self.env.embodiment.cameras if cam.name in names]
                     with self.lock:
                         now, env = self.now(), self.env
                         due = snapshots.due(now, self._watched_cameras)

@@ -38,6 +38,13 @@ def percentiles_ms(values: list[float], q: tuple[int, ...] = (5, 50, 95)) -> lis
     return [round(float(v) * 1e3, 1) for v in np.percentile(values, q)] if values else []
 
 
+def clock_pace(wall: np.ndarray, sim: np.ndarray, edge: float = 0.1) -> float:
+    """Sim seconds per wall second between 10 % and 90 % of the window, not end to end: a burst of
+    catch-up ticks at either edge (a clock held up while this probe started) would move the latter."""
+    a, b = wall[0] + edge * (wall[-1] - wall[0]), wall[-1] - edge * (wall[-1] - wall[0])
+    return round(float(np.interp(b, wall, sim) - np.interp(a, wall, sim)) / float(b - a), 3)
+
+
 Arrivals = dict[str, list[tuple[float | None, float]]]
 
 
@@ -49,7 +56,7 @@ def summarize(clock: list[tuple[float, float]], arrivals: Arrivals) -> dict[str,
     out: dict[str, Any] = {
         "wall_s": round(span_wall, 2),
         "sim_s": round(span_sim, 3),
-        "clock_per_wall": round(span_sim / span_wall, 3) if span_wall > 0 else None,
+        "clock_per_wall": clock_pace(wall, sim) if span_wall > 0 else None,
         "clock_hz_sim": round((len(sim) - 1) / span_sim, 1) if span_sim > 0 else None,
         "topics": {},
     }

@@ -3,6 +3,7 @@ publisher of known rates and delays, it reports the clock's pace, each topic's r
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -53,12 +54,26 @@ def test_the_probe_reports_the_clock_pace_and_each_topics_rate_and_lateness_in_s
         spinner.stop()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
-    assert 0.4 < result["clock_per_wall"] < 0.55  # 0.5x, give or take a slow timer
+    assert 0.4 < result["clock_per_wall"] < 0.6  # 0.5x, give or take a timer held up and catching up
     assert result["clock_hz_sim"] == 100.0
     probe = result["topics"]["/probe_states"]
     assert probe["messages"] > 20 and probe["hz_sim"] == 25.0
-    late = probe["late_ms_sim_p5_p50_p95"]  # 20 where a message overtook the /clock tick sent before it
-    assert late[1] == 30.0 and 20.0 <= late[0] <= late[2] <= 30.0
+    late = probe["late_ms_sim_p5_p50_p95"]  # less where a message overtook /clock ticks sent before it
+    assert late[0] <= late[1] == 30.0 and late[2] <= 30.0
     assert probe["gap_ms_sim_p50_p95_max"] == [40.0, 40.0, 40.0]
     now = result["topics"]["/probe_now"]  # timed by the clock at arrival; no lateness to tell
     assert now["hz_sim"] == pytest.approx(50.0, rel=0.05) and now["late_ms_sim_p5_p50_p95"] == []
+
+
+def test_the_clock_pace_is_not_moved_by_a_burst_of_catch_up_ticks_at_the_window_edge() -> None:
+    """A source held up 600 ms of wall time while the probe started, then catching up in a burst: the
+    end points would say 0.57x, as a CI run once saw; the fit says what the clock keeps to, 0.5x."""
+    spec = importlib.util.spec_from_file_location("topic_timing", TIMING)
+    timing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(timing)
+    held_ticks = 30  # 600 ms of wall at 20 ms a tick, all sent in the first 10 ms of the window
+    clock = [(0.01 * i / held_ticks, 0.01 * i) for i in range(held_ticks)]
+    clock += [(0.01 + 0.02 * i, 0.01 * (held_ticks + i)) for i in range(200)]
+    result = timing.summarize(clock, {})
+    assert result["sim_s"] / result["wall_s"] > 0.56
+    assert result["clock_per_wall"] == pytest.approx(0.5, abs=0.02)

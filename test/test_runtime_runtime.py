@@ -3,6 +3,7 @@ stale data, bad chunks, uncertainty, a hung or dead worker and clock jumps; hot 
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -605,3 +606,46 @@ def test_run_here_steps_a_simulated_world_on_the_calling_thread_in_its_own_time(
     harmonic = Runtime(policy, EMB, RuntimeConfig(mode="harmonic"), clock=clock)
     with pytest.raises(RuntimeError, match="ticked from outside"):
         harmonic.run_here(world, wall)
+
+
+@pytest.mark.parametrize("acceleration", [5.0, 1000.0])
+def test_a_synchronous_stream_that_stops_on_hold_goes_straight_to_the_next_look(acceleration) -> None:
+    """Between chunks a synchronous loop stops the arm, looks and thinks. A joint arm at 5 rad/s^2
+    needs braking ticks to stop from 0.6 rad/s; a hand that stops within the acceleration limit by
+    holding its last command (Meta-World's) needs none: the controller holds while the model thinks.
+    Its braking tick was one more step of standing still per chunk than the benchmark's paused env
+    has. The next look sees the world after the last command, in both cases."""
+    clock = ManualClock(0.0)
+    policy = GoalPolicy(GOAL, speed=0.6, chunk_size=16, step_dt=0.01)
+    emb = toy_embodiment(dof=3, cameras=1, acceleration=acceleration)
+    runtime = Runtime(policy, emb, RuntimeConfig(mode="synchronous"), clock=clock)
+    position = np.zeros(3)
+    wall = type("SimWall", (), {"monotonic": staticmethod(clock.now), "sleep": staticmethod(lambda _s: None)})
+    commands: list[Command] = []
+    chunks: list = []
+
+    def world() -> None:
+        clock.advance(runtime.config.period)
+        runtime.perception.put_joints(position, clock.now())
+        runtime.perception.put_image("cam0", image(3), clock.now())
+        if len(chunks) >= 4 or clock.now() > 5.0:
+            runtime.stop()
+
+    def on_command(c: Command) -> None:
+        commands.append(c)
+        position[:] = c.positions
+
+    runtime.on_command, runtime.on_chunk = on_command, chunks.append
+    runtime.begin_task("reach the goal")
+    world()
+    runtime.run_here(world, wall)
+    assert len(chunks) >= 4
+    for before, after in itertools.pairwise(chunks[1:4]):
+        played = [i for i, c in enumerate(commands) if c.chunk_seq == before.seq]
+        first_after = next(i for i, c in enumerate(commands) if c.chunk_seq == after.seq)
+        braking = commands[played[-1] + 1 : first_after]
+        assert len(played) == 12 and all(not commands[i].holding for i in played)  # 0.75 of 16 rows
+        assert all(c.holding for c in braking) and bool(braking) == (acceleration == 5.0)
+        last = commands[first_after - 1]
+        assert after.observation_stamp == pytest.approx(last.t + runtime.config.period)
+        assert commands[first_after].t == pytest.approx(last.t + runtime.config.period)  # thinking takes no time here

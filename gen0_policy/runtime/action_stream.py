@@ -100,6 +100,17 @@ class ActionStream:
         with self._lock:
             return self._state is not None and not np.any(self._state.velocity)
 
+    @property
+    def stops_on_hold(self) -> bool:
+        """Holding the last command is itself a stop within the acceleration limit (every ``|v| <= a *
+        period``), as a controller does when commands pause: no braking ticks are needed first. True
+        for Meta-World's Sawyer (a hand target reaches 0.8 m/s in one step), rarely for a joint arm."""
+        with self._lock:
+            if self._state is None:
+                return True
+            reach = self.safety.limits.acceleration * self.period * (1 + 1e-9)
+            return bool(np.all(np.abs(self._state.velocity) <= reach))
+
     def clear(self) -> None:
         """Forget the stream: the next ``reset`` starts from the position it is given (a new activation)."""
         with self._lock:

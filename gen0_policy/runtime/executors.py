@@ -231,31 +231,39 @@ class SynchronousExecutor:
             rt.watch_clock_from(now)  # the next tick compares with now: a jump right after is still caught
             rt.meters.last_tick = None
             fraction = rt.config.sync_execute_fraction  # of the chunk's steps: 0.75 of 16 is 12, as rollouts
-            self._act(rt, now + chunk.horizon * chunk.step_dt * fraction, cut_short=fraction < 1)
-            rested_at = rt.clock.now()
+            rested_at = self._act(rt, now + chunk.horizon * chunk.step_dt * fraction, cut_short=fraction < 1)
 
-    def _act(self, rt: Runtime, end: float, cut_short: bool = False) -> None:
+    def _act(self, rt: Runtime, end: float, cut_short: bool = False) -> float:
         """Tick at the control rate until the runtime clock reads ``end`` (or the stream holds), then
         come to rest for at most a second: on the chunk's last waypoint when it ran to its end, or at the
-        limits from wherever the arm is when ``cut_short`` (the rest of the chunk is not played)."""
+        limits from wherever the arm is when ``cut_short`` (the rest of the chunk is not played).
+
+        Returns the runtime time from which an observation shows the arm after its last command. A
+        stream that stops within the acceleration limit by holding its last command (Meta-World's hand)
+        sends no braking tick: the controller holds while the model thinks, as the benchmark's paused
+        env does, where a braking tick stood the hand still one step more per chunk."""
         period = rt.config.period
         self.acting_open_loop = True
+        last: Command | None = None
         try:
             deadline = self.wall.monotonic()
             while not rt.stopping:
-                command = self._tick(rt)
-                if command is None or command.holding or rt.clock.now() >= end:
+                last = self._tick(rt)
+                if last is None or last.holding or rt.clock.now() >= end:
                     break
                 deadline += period
                 delay = deadline - self.wall.monotonic()
                 if delay > 0:
                     self.wall.sleep(delay)
+            if last is not None and not last.holding and rt.stream.stops_on_hold:
+                return last.t + period  # its effect shows from the next physics step on
             braking_until = self.wall.monotonic() + 1.0
             while not rt.stopping and not rt.stream.at_rest and self.wall.monotonic() < braking_until:
                 self._tick(rt, brake=cut_short)
                 self.wall.sleep(period)
         finally:
             self.acting_open_loop = False
+        return rt.clock.now()
 
 
 EXECUTORS = {"harmonic": HarmonicExecutor, "synchronous": SynchronousExecutor}

@@ -166,6 +166,10 @@ class Embodiment:
     controllers: tuple[ControllerSpec, ...]
     action_space: str = "joint_position"
     control_rate_hz: float = 100.0
+    # Synchronous execution: the share of each chunk played before the robot stops and the model looks
+    # again, where this robot's policies were validated (0.75 of 16 rows for the arms, 0.5 for the Sawyer,
+    # as Meta-World's benchmark protocol plays them). One value for the benchmark, rollouts and the node.
+    sync_execute_fraction: float = 0.75
     action: ActionSpec | None = None  # end_effector_delta only: what the action vector means
     sim: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -175,6 +179,10 @@ class Embodiment:
             raise EmbodimentError(f"embodiment {self.name}: no joints")
         if len(set(names)) != len(names):
             raise EmbodimentError(f"embodiment {self.name}: duplicate joint names in {names}")
+        if not 0 < self.sync_execute_fraction <= 1:
+            raise EmbodimentError(
+                f"embodiment {self.name}: sync_execute_fraction must be in (0, 1], got {self.sync_execute_fraction}"
+            )
         if self.action_space not in ACTION_SPACES:
             raise EmbodimentError(f"embodiment {self.name}: action_space must be one of {ACTION_SPACES}")
         if self.action_space == "end_effector_delta":
@@ -315,6 +323,7 @@ class Embodiment:
                 ),
                 action_space=str(data.get("action_space", "joint_position")),
                 control_rate_hz=float(data.get("control_rate_hz", 100.0)),
+                sync_execute_fraction=float(data.get("sync_execute_fraction", 0.75)),
                 action=ActionSpec(**data["action"]) if data.get("action") is not None else None,
                 sim=dict(data.get("sim", {})),
             )
@@ -328,6 +337,7 @@ class Embodiment:
             "description": self.description,
             "action_space": self.action_space,
             "control_rate_hz": self.control_rate_hz,
+            "sync_execute_fraction": self.sync_execute_fraction,
             "joints": [vars(j).copy() for j in self.joints],
             "cameras": [vars(c).copy() for c in self.cameras],
             "controllers": [{"name": c.name, "type": c.type, "joints": list(c.joints)} for c in self.controllers],

@@ -35,6 +35,14 @@ def test_control_rate_zero_is_the_robots_own() -> None:
     assert runtime_config({"control_rate_hz": 0.0, "command_horizon": 0.0}, 80.0).command_horizon == 0.0125
 
 
+def test_sync_execute_fraction_zero_is_the_robots_own() -> None:
+    """The node's parameter file gives 0: the robot's own share of each chunk (8 of 16 rows for the
+    Sawyer, where the Meta-World networks were measured), else the arms' 0.75."""
+    assert runtime_config({"sync_execute_fraction": 0.0}, 80.0, 0.5).sync_execute_fraction == 0.5
+    assert runtime_config({"sync_execute_fraction": 0.0}).sync_execute_fraction == 0.75
+    assert runtime_config({"sync_execute_fraction": 1.0}, 80.0, 0.5).sync_execute_fraction == 1.0
+
+
 @pytest.mark.parametrize(
     "bad", [{"control_rate_hz": 0.0}, {"control_rate_hz": 0.0, "command_horizon": 0.0}, {"mode": "dreamy"},
             {"limit_scale": 1.5}, {"command_horizon": 0.001}, {"max_observation_age": math.nan}],

@@ -141,7 +141,7 @@ class PolicyNode(LifecycleNode):
             names = [c for c in p["cameras"] if c] or [c.name for c in embodiment.cameras]
             sizes = {c.name: (c.height, c.width) for c in embodiment.cameras}
             cameras = {name: sizes.get(name) if p["check_image_size"] else None for name in names}
-            config = runtime_config(p, embodiment.control_rate_hz)
+            config = runtime_config(p, embodiment.control_rate_hz, embodiment.sync_execute_fraction)
             if p["uncertainty_calibration"]:  # a measured signal and threshold replace the two parameters
                 calibration = Calibration.load(p["uncertainty_calibration"])
                 config = calibration.apply(config)

@@ -33,7 +33,8 @@ class RuntimeConfig:
     swap_min_gap: float = 0.5  # fraction of step_dt: waypoints closer than this after a swap are skipped
     # Synchronous mode: fraction of each chunk's steps played before the arm stops and looks again (0.75
     # of 16 = 12, as `gen0 sim rollout` plays). Measured in sim time (benchmarks/lockstep_loop.py, Panda
-    # pick_place, seeds 112-119): 1.0 (run to the end, then rest) 2/8, 0.75 6/8.
+    # pick_place, seeds 112-119): 1.0 (run to the end, then rest) 2/8, 0.75 6/8. The node's parameter
+    # file gives 0, the robot's own (Embodiment.sync_execute_fraction: 0.5 for Meta-World's Sawyer).
     sync_execute_fraction: float = 0.75
     # intra-op threads of the policy's inference, whatever its engine (torch, ONNX Runtime, OpenVINO);
     # 0: all cores but one, which the action stream, the ROS executor and the robot's side keep
@@ -115,18 +116,24 @@ def runtime_parameters() -> dict[str, Any]:
     return {f.name: f.default for f in fields(RuntimeConfig)}
 
 
-def runtime_config(params: Mapping[str, Any], robot_rate_hz: float = 0.0) -> RuntimeConfig:
+def runtime_config(
+    params: Mapping[str, Any], robot_rate_hz: float = 0.0, robot_execute_fraction: float = 0.0
+) -> RuntimeConfig:
     """The :class:`RuntimeConfig` in a node's parameters (named as its fields; the others ignored), where
     0 keeps its meaning in the parameter file: ``uncertainty_threshold`` and ``novelty_threshold`` 0 never
-    hold, ``command_horizon`` 0 sends one point per control tick (one control period), and
+    hold, ``command_horizon`` 0 sends one point per control tick (one control period),
     ``control_rate_hz`` 0 is the robot's own rate, ``robot_rate_hz`` (its embodiment file's
-    ``control_rate_hz``: the rate its controllers and a simulator's clock run at)."""
+    ``control_rate_hz``: the rate its controllers and a simulator's clock run at), and
+    ``sync_execute_fraction`` 0 the robot's own, ``robot_execute_fraction`` (its embodiment file's; 0.75
+    without one)."""
     settings = {f.name: params[f.name] for f in fields(RuntimeConfig) if f.name in params}
     for threshold in ("uncertainty_threshold", "novelty_threshold"):
         if settings.get(threshold) == 0:
             settings[threshold] = math.inf
     if settings.get("control_rate_hz") == 0 and robot_rate_hz > 0:
         settings["control_rate_hz"] = robot_rate_hz
+    if settings.get("sync_execute_fraction") == 0:
+        settings["sync_execute_fraction"] = robot_execute_fraction or RuntimeConfig.sync_execute_fraction
     rate = settings.get("control_rate_hz", RuntimeConfig.control_rate_hz)
     if settings.get("command_horizon") == 0 and rate > 0:
         settings["command_horizon"] = 1.0 / rate

@@ -63,7 +63,8 @@ class Lockstep:
         # command_horizon 0 is the node's "one point per tick" (no horizons), as policy_node.py maps it
         self.horizons = runtime.get("command_horizon", 1.0) > 0
         runtime = {k: v for k, v in runtime.items() if not (k == "command_horizon" and v == 0)}
-        self.config = RuntimeConfig(**{"clock_stall_timeout": 1e9, "worker_timeout": 1e9, **runtime})
+        own = {"sync_execute_fraction": self.embodiment.sync_execute_fraction}  # as the node's default
+        self.config = RuntimeConfig(**{"clock_stall_timeout": 1e9, "worker_timeout": 1e9, **own, **runtime})
         self.policy = load_chunk_policy(checkpoint, self.embodiment, threads=self.config.inference_threads)
         self.think_s = think_s
         self.clock_lag_s = clock_lag_s  # the runtime clock behind the sim's

@@ -25,7 +25,7 @@ from gen0_policy.errors import ConfigError
 from gen0_policy.paths import SHIPPED_BY_EMBODIMENT
 from gen0_policy.sim.metaworld_env import DIFFICULTY, SUITES, difficulty, suite_tasks, task_name
 
-# ``execute`` changes what a checkpoint does (None: its default, half a chunk; files from before it
+# ``execute`` changes what a checkpoint does (None: the Sawyer's own, half a chunk; files from before it
 # was recorded read as None), so a file run with other rows per inference is refused too.
 PROTOCOL_KEYS = ("suite", "episodes", "seed", "max_steps", "policy_id", "adapter", "execute")
 

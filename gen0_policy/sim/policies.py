@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from gen0_policy.errors import CheckpointError, ConfigError
-from gen0_policy.runtime.config import RuntimeConfig
 from gen0_policy.runtime.safety import SafeState, SafetyFilter, SafetyLimits
 from gen0_policy.runtime.uncertainty import SignalMonitor
 from gen0_policy.sim.env import SimEnv
@@ -63,13 +62,14 @@ class CheckpointController:
         except ImportError as exc:
             raise CheckpointError(f"checkpoint rollout needs gen0_policy.model ({exc})") from exc
         self.policy = Gen0Policy.load(path)
-        # The runtime's synchronous default, three quarters of the chunk: each re-plan from the robot's
-        # own motion invites the copycat drift. Measured on held-out seeds (100-119) with
-        # checkpoints/multitask_cpu, 12 of 16 steps beat 8 and 4 (reach 90/80/45 %, push 45/30/10 %);
-        # all 16 did worse on reach.
-        self.execute = execute or max(1, round(RuntimeConfig.sync_execute_fraction * self.policy.chunk_size))
-        if self.execute > self.policy.chunk_size:
-            raise ConfigError(f"execute {self.execute} exceeds the policy's chunk size {self.policy.chunk_size}")
+        # None: the robot's own share of the chunk (Embodiment.sync_execute_fraction), set at reset. For
+        # the arms three quarters: each re-plan from the robot's own motion invites the copycat drift.
+        # Measured on held-out seeds (100-119) with checkpoints/multitask_cpu, 12 of 16 steps beat 8 and
+        # 4 (reach 90/80/45 %, push 45/30/10 %); all 16 did worse on reach.
+        if execute is not None and not 1 <= execute <= self.policy.chunk_size:
+            raise ConfigError(f"execute must be in [1, {self.policy.chunk_size}] (the chunk), got {execute}")
+        self._execute_asked = execute
+        self.execute = execute or 0  # rows played between inferences; the robot's own set at reset
         self.num_samples = num_samples
         self.env: SimEnv | None = None
         self.signals: list[tuple[float, dict[str, float]]] = []
@@ -77,6 +77,8 @@ class CheckpointController:
     def reset(self, env: SimEnv) -> None:
         self.policy.check_embodiment(env.embodiment)
         self.env = env
+        own = round(env.embodiment.sync_execute_fraction * self.policy.chunk_size)
+        self.execute = self._execute_asked or max(1, own)
         self._chunk: np.ndarray | None = None
         self._chunk_start = 0.0
         self._monitor = SignalMonitor(env.embodiment.upper - env.embodiment.lower)

@@ -301,6 +301,10 @@ class Embodiment:
             )
         return np.array([index[n] for n in names], dtype=np.int64)
 
+    def sync_execute_steps(self, chunk_size: int) -> int:
+        """Rows of a ``chunk_size`` chunk a synchronous loop plays before it looks again (at least one)."""
+        return max(1, round(self.sync_execute_fraction * chunk_size))
+
     def within_limits(self, positions: np.ndarray, tolerance: float = 1e-6) -> bool:
         positions = np.asarray(positions, dtype=np.float64)
         return bool(

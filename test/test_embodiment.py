@@ -122,3 +122,4 @@ def test_each_robot_says_how_much_of_a_chunk_it_plays_and_a_checkpoint_keeps_it(
     sawyer = load_embodiment("sawyer")
     assert sawyer.sync_execute_fraction == 0.5
     assert Embodiment.from_dict(sawyer.to_dict()).sync_execute_fraction == 0.5
+    assert (sawyer.sync_execute_steps(16), load_embodiment("panda").sync_execute_steps(16)) == (8, 12)

@@ -402,7 +402,7 @@ class ChunkController:
                 f"{1 / sawyer.control_rate_hz:.4f} s; train on data recorded at every env step "
                 "(gen0 sim collect-metaworld)"
             )
-        self.execute = execute or max(1, round(sawyer.sync_execute_fraction * self.policy.chunk_size))
+        self.execute = execute or sawyer.sync_execute_steps(self.policy.chunk_size)
         if not 1 <= self.execute <= self.policy.chunk_size:
             raise ConfigError(f"execute must be in [1, {self.policy.chunk_size}] (the chunk), got {self.execute}")
         self._chunk: np.ndarray | None = None

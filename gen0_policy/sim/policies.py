@@ -77,8 +77,7 @@ class CheckpointController:
     def reset(self, env: SimEnv) -> None:
         self.policy.check_embodiment(env.embodiment)
         self.env = env
-        own = round(env.embodiment.sync_execute_fraction * self.policy.chunk_size)
-        self.execute = self._execute_asked or max(1, own)
+        self.execute = self._execute_asked or env.embodiment.sync_execute_steps(self.policy.chunk_size)
         self._chunk: np.ndarray | None = None
         self._chunk_start = 0.0
         self._monitor = SignalMonitor(env.embodiment.upper - env.embodiment.lower)
